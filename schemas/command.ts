@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { HostId } from './common.js';
+import { StepKind, StepOutcome, StepState } from './steps.js';
+
+/**
+ * A command id is stable across retries of the activity that sends it:
+ * `<workflowId>/<runId>/<activityId>`. It is the JetStream message id and the host's idempotency key.
+ */
+export const CommandId = z.string().min(1).max(512).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+
+/** Apply runs the step; revert undoes what a completed apply did. */
+export const StepMode = z.enum(['apply', 'revert']);
+export type StepMode = z.infer<typeof StepMode>;
+
+/** Sent by the controller on `refit.cmd.<hostId>`. Params are checked again by the host per kind. */
+export const StepCommand = z.strictObject({
+  commandId: CommandId,
+  hostId: HostId,
+  kind: StepKind,
+  mode: StepMode.default('apply'),
+  params: z.record(z.string(), z.unknown()),
+  rolloutId: z.string().min(1).max(200),
+  workflowId: z.string().min(1).max(300),
+  /** Result of the apply being reverted, when mode is revert. */
+  applied: StepState.optional(),
+  issuedAt: z.iso.datetime(),
+});
+export type StepCommand = z.infer<typeof StepCommand>;
+
+export const CommandState = z.enum(['accepted', 'running', 'succeeded', 'failed', 'cancelled']);
+export type CommandState = z.infer<typeof CommandState>;
+export const TERMINAL_STATES: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'cancelled']);
+
+export const StepError = z.object({
+  /** Error class name; the controller turns it into the Temporal failure type. */
+  type: z.string(),
+  message: z.string(),
+  /** A permanent failure (bad input, unsupported hardware) must not be retried. */
+  retryable: z.boolean(),
+});
+export type StepError = z.infer<typeof StepError>;
+
+/** The status of one command, kept in the results bucket under `<hostId>.<commandKey>`. */
+export const CommandStatus = z.object({
+  commandId: CommandId,
+  hostId: HostId,
+  kind: StepKind,
+  mode: StepMode,
+  state: CommandState,
+  progress: z.object({ pct: z.number().min(0).max(100), message: z.string() }).optional(),
+  outcome: StepOutcome.optional(),
+  error: StepError.optional(),
+  /** How many times the host started this command (more than one only after a host worker restart). */
+  starts: z.number().int().nonnegative(),
+  bootId: z.string(),
+  updatedAt: z.iso.datetime(),
+});
+export type CommandStatus = z.infer<typeof CommandStatus>;
+
+/** Sent on the core subject `refit.cancel.<hostId>`; the running step stops at a safe point. */
+export const CancelRequest = z.strictObject({ commandId: CommandId, reason: z.string().max(500).default('cancelled') });
+export type CancelRequest = z.infer<typeof CancelRequest>;
+
+/** The key of a command in the results bucket (NATS keys allow only a small alphabet). */
+export function resultKey(hostId: string, commandId: string): string {
+  return `${hostId}.${Buffer.from(commandId).toString('base64url')}`;
+}

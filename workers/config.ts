@@ -1,0 +1,56 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { TASK_QUEUE } from '../schemas/names.js';
+
+/**
+ * Where refit finds its servers. Order: explicit overrides, environment variables (the same ones
+ * docker-compose.yml sets), the `stack.json` that `refit dev up` writes, then defaults.
+ */
+export interface RefitConfig {
+  /** State directory of the embedded stack and of credentials (REFIT_HOME, default ./.refit). */
+  home: string;
+  temporalAddress: string;
+  temporalNamespace: string;
+  taskQueue: string;
+  natsUrl: string;
+  /** Credentials file for this process's NATS identity (REFIT_NATS_CREDS); default by identity under home. */
+  natsCreds?: string;
+}
+
+export interface StackFile {
+  temporal: { address: string; uiAddress: string; pid: number };
+  nats: { url: string; monitorUrl: string; pid: number };
+  home: string;
+  startedAt: string;
+}
+
+export function refitHome(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.REFIT_HOME ?? '.refit');
+}
+
+export function readStackFile(home: string): StackFile | undefined {
+  const file = path.join(home, 'stack.json');
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as StackFile;
+}
+
+export function loadConfig(overrides: Partial<RefitConfig> = {}, env: NodeJS.ProcessEnv = process.env): RefitConfig {
+  const home = overrides.home ?? refitHome(env);
+  const stack = readStackFile(home);
+  const creds = overrides.natsCreds ?? env.REFIT_NATS_CREDS;
+  return {
+    home,
+    temporalAddress: overrides.temporalAddress ?? env.REFIT_TEMPORAL_ADDRESS ?? stack?.temporal.address ?? '127.0.0.1:7233',
+    temporalNamespace: overrides.temporalNamespace ?? env.REFIT_TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: overrides.taskQueue ?? env.REFIT_TASK_QUEUE ?? TASK_QUEUE,
+    natsUrl: overrides.natsUrl ?? env.REFIT_NATS_URL ?? stack?.nats.url ?? 'nats://127.0.0.1:4222',
+    ...(creds !== undefined ? { natsCreds: creds } : {}),
+  };
+}
+
+/** Where `refit dev` keeps the credentials of an identity ("controller", "cli" or a host id). */
+export function credsFile(home: string, identity: { host: string } | 'controller' | 'cli'): string {
+  return typeof identity === 'string'
+    ? path.join(home, 'creds', `${identity}.nk`)
+    : path.join(home, 'creds', 'hosts', `${identity.host}.nk`);
+}
