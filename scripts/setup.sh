@@ -70,5 +70,4 @@ fi
 npm run --silent build
 
 mkdir -p .refit
-printf '{"temporal":"%s","natsServer":"%s"}\n' "$bin/temporal" "$bin/nats-server" >.refit/tools.json
 say "ready (tools in $bin)"
