@@ -43,7 +43,7 @@ export const Duration = z.union([
 
 export const IPv4 = z.ipv4();
 /** A target of a traffic check: an IPv4 address, optionally with a TCP port. */
-export const TrafficTarget = z.object({
+export const TrafficTarget = z.strictObject({
   address: IPv4,
   port: z.number().int().min(1).max(65535).optional(),
 });

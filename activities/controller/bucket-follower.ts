@@ -1,0 +1,131 @@
+import type { KV } from '@nats-io/kv';
+import { KvWatchInclude } from '@nats-io/kv';
+import type { z } from 'zod';
+import type { Logger } from '../../workers/log.js';
+
+type Listener<T> = (value: T) => void;
+
+export class WaitTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WaitTimeoutError';
+  }
+}
+
+/**
+ * One watch over a whole KV bucket, shared by every activity of the process, so that a thousand
+ * hosts in flight cost one consumer, not a thousand. Entries that fail their schema are logged and
+ * skipped; the follower keeps running.
+ */
+export class BucketFollower<S extends z.ZodType> {
+  private readonly latest = new Map<string, z.output<S>>();
+  private readonly listeners = new Map<string, Set<Listener<z.output<S>>>>();
+  private stopped = false;
+  private iterator: { stop(): void } | undefined;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly schema: S,
+    private readonly keepAll: boolean,
+    private readonly log: Logger,
+  ) {}
+
+  /** keepAll holds every key's latest value (inventory); otherwise only keys someone waits on are seen. */
+  static async start<S extends z.ZodType>(kv: KV, schema: S, opts: { keepAll: boolean; log: Logger }): Promise<BucketFollower<S>> {
+    const follower = new BucketFollower(kv, schema, opts.keepAll, opts.log);
+    const iter = await kv.watch({ include: opts.keepAll ? KvWatchInclude.LastValue : KvWatchInclude.UpdatesOnly, ignoreDeletes: true });
+    follower.iterator = iter;
+    void (async () => {
+      for await (const entry of iter) follower.accept(entry.key, entry.value);
+    })().catch((err: unknown) => {
+      if (!follower.stopped) opts.log.error({ err }, 'bucket watch ended');
+    });
+    return follower;
+  }
+
+  private parse(key: string, bytes: Uint8Array): z.output<S> | undefined {
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      this.log.warn({ key }, 'ignored an entry that is not JSON');
+      return undefined;
+    }
+    const parsed = this.schema.safeParse(json);
+    if (!parsed.success) {
+      this.log.warn({ key, issues: parsed.error.issues.slice(0, 5) }, 'ignored an entry that fails its schema');
+      return undefined;
+    }
+    return parsed.data;
+  }
+
+  private accept(key: string, bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    const value = this.parse(key, bytes);
+    if (value === undefined) return;
+    if (this.keepAll) this.latest.set(key, value);
+    for (const fn of this.listeners.get(key) ?? []) fn(value);
+  }
+
+  /** Latest value of every key (keepAll followers only). */
+  values(): z.output<S>[] {
+    return [...this.latest.values()];
+  }
+
+  get(key: string): z.output<S> | undefined {
+    return this.latest.get(key);
+  }
+
+  /** Read a key straight from the bucket. */
+  async fetch(key: string): Promise<z.output<S> | undefined> {
+    const entry = await this.kv.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    return this.parse(key, entry.value);
+  }
+
+  /**
+   * Resolve with the first value of `key` that satisfies `done`, including one already stored.
+   * `onValue` sees every value on the way.
+   */
+  async waitFor(
+    key: string,
+    done: (v: z.output<S>) => boolean,
+    opts: { onValue?: Listener<z.output<S>>; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<z.output<S>> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const set = this.listeners.get(key) ?? new Set();
+      this.listeners.set(key, set);
+      const finish = (fn: () => void) => {
+        set.delete(listener);
+        if (set.size === 0) this.listeners.delete(key);
+        if (timer) clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const listener: Listener<z.output<S>> = (value) => {
+        opts.onValue?.(value);
+        if (done(value)) finish(() => resolve(value));
+      };
+      const onAbort = () => finish(() => reject(opts.signal?.reason ?? new Error('aborted')));
+      set.add(listener);
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.timeoutMs !== undefined) {
+        timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(`no matching value for ${key}`))), opts.timeoutMs);
+      }
+      // Registered first, read second: a value written in between is seen by one or the other.
+      const known = this.keepAll ? this.latest.get(key) : undefined;
+      if (known !== undefined) listener(known);
+      else
+        this.fetch(key).then(
+          (value) => value !== undefined && set.has(listener) && listener(value),
+          (err: unknown) => finish(() => reject(err)),
+        );
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.iterator?.stop();
+  }
+}

@@ -1,0 +1,103 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { SUBJECTS } from '../../schemas/names.js';
+import { TERMINAL_STATES, resultKey, type CommandStatus, type StepCommand } from '../../schemas/command.js';
+import { STEP_PARAMS, type StepOutcome } from '../../schemas/steps.js';
+import { problemsOf } from '../../schemas/plan.js';
+import { ensureHostConsumer } from '../../workers/messaging.js';
+import type { Logger } from '../../workers/log.js';
+import type { BucketFollower } from './bucket-follower.js';
+import type { DispatchRequest } from './types.js';
+
+const HEARTBEAT_EVERY_MS = 3_000;
+/** After asking a host to cancel, how long to wait for it to say it stopped. */
+const CANCEL_GRACE_MS = 30_000;
+
+export interface DispatchDeps {
+  nc: NatsConnection;
+  results: BucketFollower<typeof CommandStatus>;
+  log: Logger;
+}
+
+/**
+ * Send one step to its host and wait for the result. The command id is derived from the workflow
+ * and the activity, so a retry re-sends the same id: JetStream drops the duplicate within its
+ * window, and the host answers any later one from its journal.
+ */
+export function createDispatchStep({ nc, results, log }: DispatchDeps) {
+  const js = jetstream(nc);
+  return async function dispatchStep(req: DispatchRequest): Promise<StepOutcome> {
+    const ctx = Context.current();
+    const execution = ctx.info.workflowExecution;
+    if (!execution) throw ApplicationFailure.nonRetryable('dispatchStep runs only inside a workflow', 'InvalidStep');
+    const { workflowId, runId } = execution;
+    const commandId = `${workflowId}/${runId}/${ctx.info.activityId}`;
+    const stepLog = log.child({ hostId: req.hostId, commandId, kind: req.kind, mode: req.mode });
+
+    const params = STEP_PARAMS[req.kind].safeParse(req.params);
+    if (!params.success) {
+      const detail = problemsOf(params.error).map((p) => `${p.path}: ${p.message}`).join('; ');
+      throw ApplicationFailure.nonRetryable(`invalid ${req.kind} parameters: ${detail}`, 'InvalidStep');
+    }
+    const command: StepCommand = {
+      commandId,
+      hostId: req.hostId,
+      kind: req.kind,
+      mode: req.mode,
+      params: params.data as Record<string, unknown>,
+      rolloutId: req.rolloutId,
+      workflowId,
+      ...(req.applied ? { applied: req.applied } : {}),
+      issuedAt: new Date().toISOString(),
+    };
+
+    let last: CommandStatus | undefined;
+    const heartbeat = () => ctx.heartbeat({ state: last?.state ?? 'sent', progress: last?.progress });
+    const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
+    const key = resultKey(req.hostId, commandId);
+    try {
+      const settled = results.waitFor(key, (s) => TERMINAL_STATES.has(s.state), {
+        onValue: (s) => {
+          last = s;
+          heartbeat();
+        },
+      });
+      const known = await results.fetch(key);
+      if (!known) {
+        await ensureHostConsumer(nc, req.hostId);
+        await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
+        stepLog.info({ attempt: ctx.info.attempt }, 'step sent');
+      } else {
+        stepLog.info({ attempt: ctx.info.attempt, state: known.state }, 'step already known to the host; awaiting its result');
+      }
+      const final = await Promise.race([settled, ctx.cancelled.catch((err: unknown) => cancel(err))]);
+      return outcomeOf(final);
+    } finally {
+      clearInterval(ticker);
+    }
+
+    async function cancel(reason: unknown): Promise<never> {
+      stepLog.warn('step cancelled by the workflow; asking the host to stop');
+      nc.publish(SUBJECTS.cancel(req.hostId), JSON.stringify({ commandId, reason: 'workflow cancelled' }));
+      await results
+        .waitFor(key, (s) => TERMINAL_STATES.has(s.state), { timeoutMs: CANCEL_GRACE_MS })
+        .catch(() => stepLog.warn('host did not confirm the cancellation in time'));
+      throw reason instanceof CancelledFailure ? reason : new CancelledFailure('step cancelled');
+    }
+  };
+}
+
+function outcomeOf(status: CommandStatus): StepOutcome {
+  if (status.state === 'succeeded' && status.outcome) return status.outcome;
+  if (status.state === 'cancelled') throw new CancelledFailure(`step ${status.kind} cancelled on ${status.hostId}`);
+  const error = status.error ?? { type: 'Unknown', message: `host reported ${status.state} without an outcome`, retryable: false };
+  // The host never runs a command id twice, so retrying this activity could only repeat the answer.
+  throw ApplicationFailure.create({
+    type: 'StepFailed',
+    message: `${status.kind} failed on ${status.hostId}: ${error.message}`,
+    nonRetryable: true,
+    details: [{ hostError: error.type, retryable: error.retryable }],
+  });
+}

@@ -1,0 +1,25 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { CommandStatus } from '../../schemas/command.js';
+import type { HostPresence } from '../../schemas/host.js';
+import type { Logger } from '../../workers/log.js';
+import type { BucketFollower } from './bucket-follower.js';
+import { createDispatchStep } from './dispatch.js';
+import { selectTargets } from './inventory.js';
+import { createAwaitReboot } from './reboot.js';
+import type { ControllerActivities } from './types.js';
+
+export interface ControllerDeps {
+  nc: NatsConnection;
+  results: BucketFollower<typeof CommandStatus>;
+  presence: BucketFollower<typeof HostPresence>;
+  log: Logger;
+}
+
+/** The controller-side activities over injected ports; only workers/ builds the real ones. */
+export function createControllerActivities(deps: ControllerDeps): ControllerActivities {
+  return {
+    dispatchStep: createDispatchStep(deps),
+    awaitReboot: createAwaitReboot(deps),
+    resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
+  };
+}

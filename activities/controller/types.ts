@@ -1,0 +1,41 @@
+import type { StepKind, StepOutcome } from '../../schemas/steps.js';
+import type { StepMode } from '../../schemas/command.js';
+import type { Plan } from '../../schemas/plan.js';
+
+export interface DispatchRequest {
+  rolloutId: string;
+  hostId: string;
+  kind: StepKind;
+  mode: StepMode;
+  params: Record<string, unknown>;
+  /** The outcome being undone, for mode revert. */
+  applied?: Record<string, unknown>;
+}
+
+export interface AwaitRebootRequest {
+  hostId: string;
+  bootIdBefore: string;
+  /** Epoch milliseconds by which the host must be back. */
+  deadlineMs: number;
+}
+
+export interface AwaitRebootResult {
+  bootIdAfter: string;
+  waitedMs: number;
+}
+
+export interface TargetResolution {
+  hostIds: string[];
+  /** Named hosts that are not present (never reported, or offline). */
+  missing: string[];
+}
+
+/** The controller-side activities, as the workflows see them (`import type` only). */
+export interface ControllerActivities {
+  dispatchStep(req: DispatchRequest): Promise<StepOutcome>;
+  awaitReboot(req: AwaitRebootRequest): Promise<AwaitRebootResult>;
+  resolveTargets(targets: Plan['targets']): Promise<TargetResolution>;
+}
+
+/** Failure types that retrying cannot fix. */
+export const NON_RETRYABLE_ERRORS = ['StepFailed', 'RebootTimeout', 'HostUnknown', 'InvalidStep'] as const;

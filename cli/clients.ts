@@ -1,0 +1,37 @@
+import { Client, Connection } from '@temporalio/client';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { IDENTITIES } from '../schemas/names.js';
+import { credsFile, loadConfig, type RefitConfig } from '../workers/config.js';
+import { connectNats } from '../workers/nats.js';
+import { UsageError } from './errors.js';
+
+export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) => Promise<T>): Promise<T> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: config.temporalAddress, connectTimeout: '5s' });
+  } catch (cause) {
+    throw new UsageError(`cannot reach Temporal at ${config.temporalAddress} (is the stack up? try: refit dev up): ${(cause as Error).message}`, 1);
+  }
+  try {
+    return await fn(new Client({ connection, namespace: config.temporalNamespace }));
+  } finally {
+    await connection.close();
+  }
+}
+
+/** The CLI's own NATS identity: it reads inventory and results, and cannot send commands. */
+export async function withNats<T>(config: RefitConfig, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats({ url: config.natsUrl, credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.cli), identity: IDENTITIES.cli });
+  } catch (cause) {
+    throw new UsageError(`cannot reach NATS at ${config.natsUrl} (is the stack up? try: refit dev up): ${(cause as Error).message}`, 1);
+  }
+  try {
+    return await fn(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+export { loadConfig };

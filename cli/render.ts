@@ -1,0 +1,39 @@
+import type { RolloutStatus } from '../schemas/rollout.js';
+
+const DONE = new Set(['succeeded', 'failed', 'rolled-back', 'held', 'skipped']);
+
+export function bar(done: number, total: number, width = 24): string {
+  const filled = total === 0 ? width : Math.round((done / total) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+/** The human form of a rollout's status: counts, budget, one bar per wave, running hosts with their step. */
+export function renderStatus(s: RolloutStatus): string {
+  const lines: string[] = [];
+  lines.push(`rollout ${s.id}  ${s.state.toUpperCase()}  (plan ${s.name}, started by ${s.startedBy} at ${s.startedAt})`);
+  const counts = Object.entries(s.counts)
+    .filter(([, n]) => n > 0)
+    .map(([state, n]) => `${n} ${state}`)
+    .join(', ');
+  lines.push(`hosts: ${s.hosts.length} (${counts || 'none'})   failure budget: ${s.failureBudget.failed}/${s.failureBudget.maxFailedHosts} used`);
+  if (s.missingHosts.length > 0) lines.push(`not present: ${s.missingHosts.join(', ')}`);
+  const hostsOf = new Map(s.hosts.map((h) => [h.hostId, h]));
+  for (const wave of s.waves) {
+    const done = wave.hosts.filter((h) => DONE.has(hostsOf.get(h)?.state ?? 'pending')).length;
+    const label = wave.index === 0 && s.waves.length > 1 ? 'canary ' : `wave ${wave.index}`.padEnd(7);
+    lines.push(`${label} ${bar(done, wave.hosts.length)} ${done}/${wave.hosts.length}`);
+  }
+  for (const h of s.hosts) {
+    if (h.state === 'pending' || h.state === 'succeeded') continue;
+    lines.push(`  ${h.hostId.padEnd(16)} ${h.state.padEnd(11)} ${h.step ?? ''}${h.error ? `  (${h.error})` : ''}`);
+  }
+  if (s.message) lines.push(s.message);
+  return lines.join('\n');
+}
+
+/** The last line of a finished rollout, as the demo and scripts read it. */
+export function summaryLine(s: RolloutStatus): string {
+  const ok = s.counts.succeeded;
+  const total = s.hosts.length + s.missingHosts.length;
+  return `rollout ${s.id} ${s.state}: ${ok}/${total} hosts succeeded`;
+}

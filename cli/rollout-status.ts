@@ -1,0 +1,49 @@
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { hostWorkflowId } from '../schemas/names.js';
+import type { RolloutState, RolloutStatus } from '../schemas/rollout.js';
+import { hostProgressQuery, rolloutStatusQuery } from '../workflows/messages.js';
+import { UsageError } from './errors.js';
+
+const EXECUTION_STATE: Record<string, RolloutState> = {
+  RUNNING: 'running',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  TERMINATED: 'failed',
+  TIMED_OUT: 'failed',
+  CANCELLED: 'cancelled',
+  CONTINUED_AS_NEW: 'running',
+};
+
+/**
+ * The rollout as the operator sees it: the workflow's own status, with the current step of each
+ * running host asked of that host's workflow.
+ */
+export async function getRolloutStatus(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  const handle = client.workflow.getHandle(rolloutId);
+  let execution: string;
+  try {
+    execution = (await handle.describe()).status.name;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new UsageError(`no rollout ${rolloutId}`, 1);
+    throw err;
+  }
+  if (execution === 'COMPLETED') return (await handle.result()) as RolloutStatus;
+  const status = await handle.query(rolloutStatusQuery);
+  if (execution !== 'RUNNING') return { ...status, state: EXECUTION_STATE[execution] ?? 'failed' };
+  await Promise.all(
+    status.hosts
+      .filter((h) => h.state === 'running')
+      .map(async (host) => {
+        try {
+          const progress = await client.workflow.getHandle(hostWorkflowId(host.hostId)).query(hostProgressQuery);
+          if (progress.rolloutId !== rolloutId) return;
+          const current = progress.current ?? null;
+          host.step = current ? (current.mode === 'revert' ? `revert:${current.kind}` : current.kind) : (progress.steps.at(-1)?.kind ?? null);
+        } catch {
+          // The host workflow may not have started yet; its step stays unknown.
+        }
+      }),
+  );
+  return status;
+}

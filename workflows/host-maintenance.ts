@@ -1,0 +1,121 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { ControllerActivities } from '../activities/controller/types.js';
+import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
+import type { PlanStep, StepOutcome } from '../schemas/steps.js';
+import { hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
+
+/** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
+const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
+
+function activitiesFor(step: PlanStep) {
+  return proxyActivities<ControllerActivities>({
+    startToCloseTimeout: step.timeout ?? '2h',
+    // The dispatch activity heartbeats every few seconds; a dead controller is noticed within this.
+    heartbeatTimeout: '20s',
+    retry: { initialInterval: '1s', maximumInterval: '20s', nonRetryableErrorTypes: ['StepFailed', 'RebootTimeout', 'InvalidStep'] },
+  });
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause;
+    return cause instanceof Error ? cause.message : err.message;
+  }
+  return String(err);
+}
+
+/**
+ * One host through one campaign's steps. Its workflow id is derived from the host id, so two
+ * campaigns can never work on one host at the same time.
+ */
+export async function hostMaintenance(input: HostMaintenanceInput): Promise<HostMaintenanceResult> {
+  const records: StepRecord[] = [];
+  const progress: HostProgress = { hostId: input.hostId, rolloutId: input.rolloutId, current: null, steps: records };
+  setHandler(hostProgressQuery, () => progress);
+
+  async function run(step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome): Promise<StepOutcome> {
+    progress.current = { index, kind: step.kind, mode };
+    upsertSearchAttributes([{ key: phaseKey, value: mode === 'apply' ? step.kind : `revert:${step.kind}` }]);
+    const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
+    records.push(record);
+    const acts = activitiesFor(step);
+    try {
+      const outcome = await acts.dispatchStep({
+        rolloutId: input.rolloutId,
+        hostId: input.hostId,
+        kind: step.kind,
+        mode,
+        params: step.params as Record<string, unknown>,
+        ...(applied ? { applied: { ...applied } } : {}),
+      });
+      if (step.kind === 'reboot' && mode === 'apply') {
+        if (!outcome.bootId) throw ApplicationFailure.nonRetryable('reboot step did not report the boot id it left', 'StepFailed');
+        await acts.awaitReboot({ hostId: input.hostId, bootIdBefore: outcome.bootId, deadlineMs: Date.now() + step.params.timeout });
+      }
+      record.state = 'succeeded';
+      record.outcome = outcome;
+      return outcome;
+    } catch (err) {
+      record.state = 'failed';
+      record.error = errorMessage(err);
+      throw err;
+    } finally {
+      progress.current = null;
+    }
+  }
+
+  const completed: { step: PlanStep; index: number; outcome: StepOutcome }[] = [];
+  try {
+    for (const [index, step] of input.steps.entries()) {
+      completed.push({ step, index, outcome: await run(step, index, 'apply') });
+    }
+    upsertSearchAttributes([{ key: phaseKey, value: 'succeeded' }]);
+    return { hostId: input.hostId, state: 'succeeded', steps: records };
+  } catch (err) {
+    const error = errorMessage(err);
+    if (input.onHostFailure === 'hold') {
+      upsertSearchAttributes([{ key: phaseKey, value: 'held' }]);
+      return { hostId: input.hostId, state: 'held', steps: records, error };
+    }
+    // Undo even when the rollout was cancelled: a half-converted host is worse than either end.
+    const undone = await CancellationScope.nonCancellable(() => rollBack(completed, run));
+    upsertSearchAttributes([{ key: phaseKey, value: undone ? 'rolled-back' : 'failed' }]);
+    if (isCancellation(err) && undone) throw err;
+    return { hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error };
+  }
+}
+
+/**
+ * Revert completed steps in reverse order. A revert that changes boot configuration asks for a
+ * reboot; it happens before the VMs come back, so they return to a host in its final state.
+ */
+async function rollBack(
+  completed: { step: PlanStep; index: number; outcome: StepOutcome }[],
+  run: (step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome) => Promise<StepOutcome>,
+): Promise<boolean> {
+  let rebootStep: { step: PlanStep; index: number } | undefined;
+  let rebootPending = false;
+  try {
+    for (const { step, index, outcome } of [...completed].reverse()) {
+      if (step.kind === 'reboot') rebootStep = { step, index };
+      if (NOTHING_TO_REVERT.has(step.kind)) continue;
+      if (step.kind === 'drain' && rebootPending && rebootStep) {
+        await run(rebootStep.step, rebootStep.index, 'apply');
+        rebootPending = false;
+      }
+      const reverted = await run(step, index, 'revert', outcome);
+      if (reverted.rebootRequired) rebootPending = true;
+    }
+    if (rebootPending && rebootStep) await run(rebootStep.step, rebootStep.index, 'apply');
+    return true;
+  } catch {
+    return false;
+  }
+}

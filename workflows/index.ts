@@ -1,0 +1,2 @@
+export { fleetRollout } from './rollout.js';
+export { hostMaintenance } from './host-maintenance.js';
