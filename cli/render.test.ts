@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { bar, renderStatus, summaryLine } from './render.js';
+
+const status: RolloutStatus = {
+  id: 'ovs-sriov-20261122-0300-abcd',
+  name: 'ovs-sriov',
+  state: 'running',
+  startedBy: 'root@box',
+  startedAt: '2026-11-22T03:00:00.000Z',
+  missingHosts: ['h9'],
+  waves: [
+    { index: 0, hosts: ['h1'], state: 'done' },
+    { index: 1, hosts: ['h2', 'h3'], state: 'running' },
+  ],
+  hosts: [
+    { hostId: 'h1', state: 'succeeded', step: 'undrain', wave: 0 },
+    { hostId: 'h2', state: 'running', step: 'reboot', wave: 1 },
+    { hostId: 'h3', state: 'failed', step: 'verify', wave: 1, error: 'loss 40%' },
+  ],
+  counts: { pending: 0, running: 1, succeeded: 1, failed: 1, 'rolled-back': 0, held: 0, skipped: 0 },
+  failureBudget: { maxFailedHosts: 1, failed: 1 },
+};
+
+describe('renderStatus', () => {
+  it('shows a bar per wave, the running and failed hosts with their step, and the absent hosts', () => {
+    const text = renderStatus(status);
+    expect(text).toContain('canary  [########################] 1/1');
+    expect(text).toContain('wave 1  [############............] 1/2');
+    expect(text).toMatch(/h2\s+running\s+reboot/);
+    expect(text).toMatch(/h3\s+failed\s+verify\s+\(loss 40%\)/);
+    expect(text).toContain('not present: h9');
+    expect(text).toContain('failure budget: 1/1 used');
+  });
+
+  it('counts absent hosts in the summary, so they cannot pass unseen', () => {
+    expect(summaryLine({ ...status, state: 'failed' })).toBe('rollout ovs-sriov-20261122-0300-abcd failed: 1/4 hosts succeeded');
+  });
+
+  it('draws empty and full bars', () => {
+    expect(bar(0, 4, 4)).toBe('[....]');
+    expect(bar(4, 4, 4)).toBe('[####]');
+  });
+});

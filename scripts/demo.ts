@@ -1,0 +1,67 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { loadPlan, newRolloutId, startRollout, watchRollout } from '../cli/rollout.js';
+import { summaryLine } from '../cli/render.js';
+import { freePorts, startStack, stopStack } from '../cli/dev/stack.js';
+import { loadConfig, type RefitConfig } from '../workers/config.js';
+import { withNats } from '../cli/clients.js';
+import { readInventory } from '../cli/hosts.js';
+import { startControllerWorker } from '../workers/controller.js';
+import { startSimFleet } from '../workers/host/sim-fleet.js';
+import { createLogger } from '../workers/log.js';
+
+/**
+ * `npm run demo`: the embedded stack, the controller worker and a simulated fleet, and the example
+ * campaign across it with live progress. Everything it starts, it stops.
+ */
+const HOSTS = Number(process.env.REFIT_DEMO_HOSTS ?? 12);
+const root = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const home = path.join(root, '.refit', 'demo');
+const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
+process.env.REFIT_LOG_LEVEL ??= 'warn';
+const log = createLogger('refit-demo');
+
+const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [number, number, number, number];
+say('starting the embedded stack (Temporal dev server, nats-server with JetStream)');
+const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort });
+const stops: (() => Promise<unknown>)[] = [() => stopStack(home)];
+let exitCode = 1;
+let summary = '';
+try {
+  say(`Temporal ${stack.temporal.address} (web UI ${stack.temporal.uiAddress}), NATS ${stack.nats.url}`);
+  const config = loadConfig({ home });
+  const controller = await startControllerWorker(config, log);
+  stops.unshift(() => controller.shutdown());
+  say(`starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`);
+  const fleet = await startSimFleet({ home, natsUrl: stack.nats.url, hosts: HOSTS, stateDir: path.join(home, 'sim'), log });
+  stops.unshift(() => fleet.stop());
+
+  const plan = await loadPlan(path.join(root, 'examples', 'ovs-sriov.yaml'));
+  const connection = await Connection.connect({ address: stack.temporal.address });
+  stops.unshift(() => connection.close());
+  const client = new Client({ connection });
+  await waitForHosts(config, HOSTS);
+  const id = newRolloutId(plan.name);
+  await startRollout(client, config.taskQueue, plan, id);
+  say(`rollout ${id} started: ${plan.steps.map((s) => s.kind).join(' → ')}`);
+  const final = await watchRollout(client, id);
+  summary = summaryLine(final);
+  exitCode = final.state === 'completed' ? 0 : 1;
+} finally {
+  say('stopping what the demo started');
+  for (const stop of stops) await stop().catch((err: unknown) => say(`while stopping: ${String(err)}`));
+}
+if (summary) process.stdout.write(`${summary}\n`);
+process.exit(exitCode);
+
+/** The rollout selects hosts that report presence; start it once the whole fleet does. */
+async function waitForHosts(config: RefitConfig, want: number): Promise<void> {
+  let online = 0;
+  for (let i = 0; i < 120; i++) {
+    online = await withNats(config, async (nc) => (await readInventory(nc)).hosts.filter((h) => h.online).length);
+    if (online >= want) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`only ${online} of ${want} simulated hosts reported presence`);
+}
