@@ -13,6 +13,8 @@ export interface RefitConfig {
   temporalNamespace: string;
   taskQueue: string;
   natsUrl: string;
+  /** Replicas of streams and buckets (REFIT_NATS_REPLICAS): 1 for one server, 3 for a cluster. */
+  natsReplicas: number;
   /** Credentials file for this process's NATS identity (REFIT_NATS_CREDS); default by identity under home. */
   natsCreds?: string;
 }
@@ -44,8 +46,15 @@ export function loadConfig(overrides: Partial<RefitConfig> = {}, env: NodeJS.Pro
     temporalNamespace: overrides.temporalNamespace ?? env.REFIT_TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: overrides.taskQueue ?? env.REFIT_TASK_QUEUE ?? TASK_QUEUE,
     natsUrl: overrides.natsUrl ?? env.REFIT_NATS_URL ?? stack?.nats.url ?? 'nats://127.0.0.1:4222',
+    natsReplicas: overrides.natsReplicas ?? positiveInt('REFIT_NATS_REPLICAS', env.REFIT_NATS_REPLICAS ?? '1'),
     ...(creds !== undefined ? { natsCreds: creds } : {}),
   };
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number of at least 1, not "${text}"`);
+  return n;
 }
 
 /** Where `refit dev` keeps the credentials of an identity ("controller", "cli" or a host id). */

@@ -46,7 +46,7 @@ export async function ensureMessaging(nc: NatsConnection, replicas = 1): Promise
 
 async function ensureStream(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
   try {
-    await jsm.streams.info(config.name as string);
+    await jsm.streams.info(config.name);
   } catch {
     await jsm.streams.add(config);
   }

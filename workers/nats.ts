@@ -37,7 +37,8 @@ export function identityOfHost(hostId: string): string {
 
 export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
   return connect({
-    servers: id.url,
+    // A cluster is given as a comma-separated list; every node is a seed.
+    servers: id.url.split(',').map((u) => u.trim()).filter(Boolean),
     authenticator: authenticatorFromFile(id.credsFile),
     inboxPrefix: inboxPrefix(id.identity),
     name: id.name ?? `refit-${id.identity}`,

@@ -52,7 +52,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         hostId: input.hostId,
         kind: step.kind,
         mode,
-        params: step.params as Record<string, unknown>,
+        params: step.params,
         ...(applied ? { applied: { ...applied } } : {}),
       });
       if (step.kind === 'reboot' && mode === 'apply') {

@@ -1,7 +1,6 @@
 import {
   ParentClosePolicy,
   isCancellation,
-  WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
   proxyActivities,
   setHandler,

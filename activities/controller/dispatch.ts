@@ -46,7 +46,7 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
       hostId: req.hostId,
       kind: req.kind,
       mode: req.mode,
-      params: params.data as Record<string, unknown>,
+      params: params.data,
       rolloutId: req.rolloutId,
       workflowId,
       ...(req.applied ? { applied: req.applied } : {}),
