@@ -40,7 +40,14 @@ export const Plan = z
     steps: z.array(PlanStep).min(1),
     /** rollback undoes a failed host's completed steps in reverse; hold leaves it drained for a person. */
     onHostFailure: z.enum(['rollback', 'hold']).default('rollback'),
-    failureBudget: z.strictObject({ maxFailedHosts: CountOrPercent.default(1) }).prefault({}),
+    /** More failed hosts than this stops the rollout; 0 stops it at the first failure. */
+    failureBudget: z
+      .strictObject({
+        maxFailedHosts: z
+          .union([z.number().int().min(0), z.string().regex(/^(100|[1-9]?[0-9])%$/, 'must be a whole number or a percentage from 0% to 100%')])
+          .default(1),
+      })
+      .prefault({}),
   })
   .superRefine((plan, ctx) => {
     plan.steps.forEach((step, i) => {

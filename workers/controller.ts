@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -13,8 +14,13 @@ import type { Logger } from './log.js';
 import { ensureMessaging } from './messaging.js';
 import { connectNats } from './nats.js';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
-export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+const here = path.dirname(fileURLToPath(import.meta.url));
+const fromDist = path.basename(path.dirname(here)) === 'dist';
+const root = fromDist ? path.resolve(here, '../..') : path.resolve(here, '..');
+/** The workflows' entry: compiled JS when running from dist/, the TypeScript source under vitest. */
+export const WORKFLOWS_PATH = fromDist ? path.join(root, 'dist', 'workflows', 'index.js') : path.join(root, 'workflows', 'index.ts');
+/** Bundled by `npm run build`, so a worker starts without running webpack. */
+export const WORKFLOW_BUNDLE = path.join(root, 'dist', 'workflow-bundle.js');
 
 export interface ControllerWorker {
   worker: Worker;

@@ -82,7 +82,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       });
       const result = await child.result();
       const last = result.steps.at(-1);
-      setHost(host, { state: result.state, step: last?.kind ?? null, ...(result.error ? { error: result.error } : {}) });
+      const step = last ? (last.mode === 'revert' ? `revert:${last.kind}` : last.kind) : null;
+      setHost(host, { state: result.state, step, ...(result.error ? { error: result.error } : {}) });
     } catch (err) {
       if (isCancellation(err)) throw err;
       const busy = err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError';

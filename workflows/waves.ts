@@ -1,9 +1,10 @@
 import type { Plan } from '../schemas/plan.js';
 
-/** Hosts per wave for a wave size given as count or percentage of the whole target set. */
+/** A count given as a number or as a percentage of the whole target set; a non-zero percentage is at least 1. */
 export function resolveCount(value: number | string, total: number): number {
   if (typeof value === 'number') return value;
-  return Math.max(1, Math.ceil((Number.parseInt(value, 10) / 100) * total));
+  const pct = Number.parseInt(value, 10);
+  return pct === 0 ? 0 : Math.max(1, Math.ceil((pct / 100) * total));
 }
 
 /** Cut hosts into waves: the canary alone first, then batches. Pure. */

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Kvm } from '@nats-io/kv';
+import { BUCKETS } from '../schemas/names.js';
+import { CommandStatus } from '../schemas/command.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { startRollout } from '../cli/rollout.js';
+import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { testStack } from './helpers/stack.js';
+import { plan, quietLog, spawnControllerWorker, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+
+const stack = testStack();
+const config = testConfig(stack);
+const hosts = simHostIds(3, `kc${randomBytes(2).toString('hex')}`);
+let fleet: SimFleetHandle;
+let worker: ChildProcess | undefined;
+
+beforeAll(async () => {
+  fleet = await startSimFleet({
+    home: stack.home,
+    natsUrl: stack.natsUrl,
+    hosts,
+    stateDir: tempDir('crash-sim'),
+    speed: 0.5,
+    rebootPauseMs: 500,
+    presenceIntervalMs: 500,
+    log: quietLog,
+  });
+  await waitForOnline(config, hosts);
+});
+
+afterAll(async () => {
+  worker?.kill('SIGKILL');
+  await fleet?.stop();
+  await stack.closeAll();
+});
+
+async function commandsOf(hostId: string): Promise<CommandStatus[]> {
+  const nc = await stack.controllerConnection();
+  const kv = await new Kvm(nc).open(BUCKETS.results);
+  const out: CommandStatus[] = [];
+  for await (const key of await kv.keys(`${hostId}.>`)) {
+    const entry = await kv.get(key);
+    if (entry?.operation === 'PUT') out.push(CommandStatus.parse(entry.json()));
+  }
+  return out;
+}
+
+async function untilRunning(hostIds: readonly string[]): Promise<CommandStatus> {
+  for (let i = 0; i < 600; i++) {
+    for (const h of hostIds) {
+      const running = (await commandsOf(h)).find((c) => c.state === 'running' && c.kind !== 'drain');
+      if (running) return running;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no step started running');
+}
+
+describe('the controller worker killed mid-rollout', () => {
+  it('is restarted, and the rollout completes with no step run twice', async () => {
+    const temporal = await temporalClient(config);
+    try {
+      worker = spawnControllerWorker(config);
+      const id = `crash-${randomBytes(4).toString('hex')}`;
+      await startRollout(
+        temporal.client,
+        config.taskQueue,
+        plan(`
+apiVersion: refit/v1
+kind: Campaign
+name: crash
+targets: { hosts: [${hosts.join(', ')}] }
+waves: { canary: 0, batchSize: 3, maxInFlight: 3 }
+steps:
+  - kind: drain
+  - kind: ovs-convert
+  - kind: reboot
+    params: { timeout: 2m }
+  - kind: undrain
+`),
+        id,
+      );
+      const caught = await untilRunning(hosts);
+      worker.kill('SIGKILL');
+      await new Promise((r) => worker?.once('exit', r));
+      // The step the controller was waiting on goes on without it.
+      worker = spawnControllerWorker(config);
+      const result = (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus;
+
+      expect(caught.state).toBe('running');
+      expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
+      for (const hostId of hosts) {
+        const commands = await commandsOf(hostId);
+        // One command per step, each started once on the host: no step was sent or run twice.
+        expect(commands.map((c) => c.kind).sort(), hostId).toEqual(['drain', 'ovs-convert', 'reboot', 'undrain']);
+        for (const c of commands) expect(c.starts, `${hostId} ${c.kind}`).toBe(1);
+        const effects = fleet.hosts.get(hostId)?.snapshot().effects ?? {};
+        expect(effects.drain).toBe(1);
+        expect(effects['ovs-convert']).toBe(1);
+        expect(effects.undrain).toBe(1);
+        expect(effects.reboot).toBe(1);
+      }
+    } finally {
+      await temporal.close();
+    }
+  });
+});

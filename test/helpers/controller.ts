@@ -1,0 +1,99 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Client, Connection } from '@temporalio/client';
+import { pino } from 'pino';
+import { parsePlan, type Plan } from '../../schemas/plan.js';
+import { loadConfig, type RefitConfig } from '../../workers/config.js';
+import { readInventory } from '../../cli/hosts.js';
+import { connectNats } from '../../workers/nats.js';
+import { IDENTITIES } from '../../schemas/names.js';
+import { credsFile } from '../../workers/config.js';
+import type { ProvidedStack } from '../setup/global-stack.js';
+
+export const quietLog = pino({ level: process.env.REFIT_TEST_LOG_LEVEL ?? 'silent' });
+
+/** A config on the test stack with a task queue of its own, so test files never share a controller. */
+export function testConfig(stack: ProvidedStack): RefitConfig {
+  return loadConfig(
+    {
+      home: stack.home,
+      temporalAddress: stack.temporalAddress,
+      natsUrl: stack.natsUrl,
+      taskQueue: `refit-test-${randomBytes(3).toString('hex')}`,
+    },
+    {},
+  );
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `refit-${prefix}-`));
+}
+
+export async function temporalClient(config: RefitConfig): Promise<{ client: Client; close(): Promise<void> }> {
+  const connection = await Connection.connect({ address: config.temporalAddress });
+  return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+/** Parse a plan from YAML text; a test plan that fails validation is a bug in the test. */
+export function plan(yaml: string): Plan {
+  const parsed = parsePlan(yaml);
+  if (!parsed.ok) throw new Error(`test plan invalid: ${JSON.stringify(parsed.problems)}`);
+  return parsed.plan;
+}
+
+/** Wait until every host reports presence, as a rollout's target resolution will see it. */
+export async function waitForOnline(config: RefitConfig, hostIds: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const nc = await connectNats({ url: config.natsUrl, credsFile: credsFile(config.home, IDENTITIES.cli), identity: IDENTITIES.cli });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const online = new Set((await readInventory(nc)).hosts.filter((h) => h.online).map((h) => h.hostId));
+      if (hostIds.every((h) => online.has(h))) return;
+      if (Date.now() > deadline) throw new Error(`hosts not online: ${hostIds.filter((h) => !online.has(h)).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+export const CLI = path.resolve('dist/cli/main.js');
+
+/** Environment that points a spawned `refit` at the test stack. */
+export function cliEnv(config: RefitConfig): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    REFIT_HOME: config.home,
+    REFIT_TEMPORAL_ADDRESS: config.temporalAddress,
+    REFIT_NATS_URL: config.natsUrl,
+    REFIT_TASK_QUEUE: config.taskQueue,
+    REFIT_LOG_LEVEL: process.env.REFIT_TEST_LOG_LEVEL ?? 'warn',
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the built `refit` command against the test stack. */
+export function runCli(config: RefitConfig, args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(config), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** `refit worker` as its own process, to be killed for real. */
+export function spawnControllerWorker(config: RefitConfig): ChildProcess {
+  return spawn(process.execPath, [CLI, 'worker'], { env: cliEnv(config), stdio: ['ignore', 'ignore', 'inherit'] });
+}
