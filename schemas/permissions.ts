@@ -45,6 +45,11 @@ export function cliPermissions(identity: string): NatsPermissions {
         '$JS.API.STREAM.PURGE.>',
         '$JS.API.STREAM.MSG.DELETE.>',
         '$JS.API.CONSUMER.DELETE.>',
+        '$JS.API.STREAM.RESTORE.>',
+        // Creating or changing a consumer on the command stream would let it read or re-route commands.
+        `$JS.API.CONSUMER.CREATE.${STREAMS.commands}.>`,
+        `$JS.API.CONSUMER.CREATE.${STREAMS.commands}`,
+        `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.commands}.>`,
         `$JS.API.CONSUMER.MSG.NEXT.${STREAMS.commands}.>`,
         SUBJECTS.commandsAll,
       ],

@@ -29,6 +29,8 @@ export interface NatsIdentity {
   /** Used for the inbox prefix that this identity alone may subscribe to: "controller", "cli", "host_<id>". */
   identity: string;
   name?: string;
+  /** How long the first connection attempt may take (ms). */
+  timeout?: number;
 }
 
 export function identityOfHost(hostId: string): string {
@@ -44,5 +46,6 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
     name: id.name ?? `refit-${id.identity}`,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    timeout: id.timeout ?? 10_000,
   });
 }

@@ -1,0 +1,97 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { readStackFile, refitHome } from '../../workers/config.js';
+import { enrollHosts } from './enroll.js';
+import { DEFAULT_PORTS, startStack, stackStatus, stopStack, type ComponentStatus, type StackOptions } from './stack.js';
+
+interface UpOptions {
+  temporalPort: number;
+  temporalUiPort: number;
+  natsPort: number;
+  natsMonitorPort: number;
+}
+
+/** `refit dev up|status|down|enroll`: the embedded Temporal and NATS stack on this machine. */
+export function registerDevCommands(program: Command): void {
+  const dev = program.command('dev').description('run the embedded Temporal and NATS stack on this machine');
+
+  dev
+    .command('up')
+    .description('start Temporal and NATS (or report the ones already running)')
+    .option('--temporal-port <port>', 'Temporal gRPC port', parsePort, DEFAULT_PORTS.temporal)
+    .option('--temporal-ui-port <port>', 'Temporal web UI port', parsePort, DEFAULT_PORTS.temporalUi)
+    .option('--nats-port <port>', 'NATS client port', parsePort, DEFAULT_PORTS.nats)
+    .option('--nats-monitor-port <port>', 'NATS monitoring port', parsePort, DEFAULT_PORTS.natsMonitor)
+    .action(async (opts: UpOptions) => {
+      const home = refitHome();
+      const before = readStackFile(home);
+      const options: StackOptions = {
+        home,
+        temporalPort: opts.temporalPort,
+        temporalUiPort: opts.temporalUiPort,
+        natsPort: opts.natsPort,
+        natsMonitorPort: opts.natsMonitorPort,
+      };
+      const stack = await startStack(options);
+      const already = before?.startedAt === stack.startedAt;
+      console.log(already ? `refit dev stack already running (since ${stack.startedAt})` : 'refit dev stack is up');
+      console.log(`  Temporal      ${stack.temporal.address}`);
+      console.log(`  Temporal UI   ${stack.temporal.uiAddress}`);
+      console.log(`  NATS          ${stack.nats.url}`);
+      console.log(`  state         ${home} (logs/, creds/, stack.json)`);
+    });
+
+  dev
+    .command('status')
+    .description('show whether Temporal and NATS run and answer')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const status = await stackStatus(refitHome());
+      if (opts.json === true) {
+        console.log(JSON.stringify(status, null, 2));
+        return;
+      }
+      if (!status.started) {
+        console.log(`no stack in ${status.home} (start one with \`refit dev up\`)`);
+        return;
+      }
+      console.log(`${status.healthy ? 'healthy' : 'NOT healthy'} — state in ${status.home}`);
+      if (status.temporal !== undefined)
+        console.log(describe('Temporal', status.temporal, `UI ${status.temporal.uiUrl}`));
+      if (status.nats !== undefined) console.log(describe('NATS', status.nats, `monitor ${status.nats.monitorUrl}`));
+    });
+
+  dev
+    .command('down')
+    .description('stop Temporal and NATS; their state stays in the home directory')
+    .action(async () => {
+      const home = refitHome();
+      const running = readStackFile(home) !== undefined;
+      await stopStack(home);
+      console.log(running ? `stopped the stack in ${home}` : `no stack running in ${home}`);
+    });
+
+  dev
+    .command('enroll')
+    .description('give hosts NATS credentials and a command queue')
+    .argument('<hostId...>', 'host ids (DNS labels)')
+    .action(async (hostIds: string[]) => {
+      const home = refitHome();
+      const result = await enrollHosts(home, hostIds);
+      console.log(
+        `enrolled ${hostIds.length} host(s), ${result.added.length} new; credentials in ${home}/creds/hosts/`,
+      );
+      if (!result.live) console.log('the stack is not running: the hosts can connect after `refit dev up`');
+    });
+}
+
+function describe(name: string, c: ComponentStatus, extra: string): string {
+  const state = !c.alive ? 'not running' : c.answering ? 'answering' : 'running, not answering';
+  return `  ${name.padEnd(9)} ${c.address.padEnd(24)} pid ${String(c.pid).padEnd(8)} ${state.padEnd(24)} ${extra}`;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new InvalidArgumentError('must be a port number (1-65535)');
+  return port;
+}
