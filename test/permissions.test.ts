@@ -160,4 +160,17 @@ describe('the CLI', () => {
     await jetstream(controller).publish(SUBJECTS.command(hostC), 'real');
     expect(await pendingFor(hostC)).toBe(1);
   });
+
+  it("cannot create or change a consumer on the command stream, so it cannot re-route a host's commands", async () => {
+    const cli = await stack.connectAsCli();
+    const hostD = uniqueHostId('perm-d');
+    await enrollHosts(stack.home, [hostD]);
+    const jsm = await jetstreamManager(cli);
+    await refused(jsm.consumers.update(STREAMS.commands, commandConsumer(hostD), { ack_wait: 1_000_000_000 }));
+    await refused(jsm.consumers.add(STREAMS.commands, { durable_name: 'cli-spy', filter_subject: SUBJECTS.command(hostD) }));
+    const controllerJsm = await jetstreamManager(controller);
+    const info = await controllerJsm.consumers.info(STREAMS.commands, commandConsumer(hostD));
+    expect(info.config.ack_wait).not.toBe(1_000_000_000);
+    await expect(controllerJsm.consumers.info(STREAMS.commands, 'cli-spy')).rejects.toThrow();
+  });
 });
