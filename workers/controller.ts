@@ -35,7 +35,8 @@ let runtimeInstalled = false;
 /** The controller: runs the workflows and the activities that reach hosts through NATS. */
 export async function startControllerWorker(config: RefitConfig, log: Logger, opts: { maxConcurrentActivities?: number } = {}): Promise<ControllerWorker> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger((process.env.REFIT_TEMPORAL_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+    // Step failures are logged by refit itself; the SDK's own warnings would repeat each one in full.
+    Runtime.install({ logger: new DefaultLogger((process.env.REFIT_TEMPORAL_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR') });
     runtimeInstalled = true;
   }
   const nc = await connectNats({

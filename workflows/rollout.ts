@@ -29,7 +29,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   const status: RolloutStatus = {
     id: input.rolloutId,
     name: plan.name,
-    state: 'running',
+    state: 'waiting',
+    message: 'resolving targets from the inventory',
     startedBy: input.startedBy,
     startedAt: new Date(workflowInfo().startTime).toISOString(),
     missingHosts: [],
@@ -50,6 +51,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   const countFailed = () => status.hosts.filter((h) => FAILED_STATES.has(h.state)).length;
 
   const targets = await resolveTargets(plan.targets);
+  status.state = 'running';
+  delete status.message;
   status.missingHosts = targets.missing;
   status.failureBudget.maxFailedHosts = resolveCount(plan.failureBudget.maxFailedHosts, targets.hostIds.length);
   planWaves(targets.hostIds, plan.waves).forEach((hosts, index) => {
