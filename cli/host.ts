@@ -1,0 +1,145 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { z } from 'zod';
+import { HostId } from '../schemas/common.js';
+import { Driver } from '../schemas/host.js';
+import { credsFile, loadConfig } from '../workers/config.js';
+import { createLogger } from '../workers/log.js';
+import { InvalidLabelsError, parseLabels, startSimHost, untilStopSignal } from '../workers/host/host-process.js';
+import { InvalidFailSpecError, parseFailSpec, startSimFleet, type FailSpec } from '../workers/host/sim-fleet.js';
+import { UsageError } from './errors.js';
+
+interface HostCommandOptions {
+  id: string;
+  driver: string;
+  labels?: string;
+  creds?: string;
+  stateDir?: string;
+  presenceInterval?: string;
+  speed?: string;
+}
+
+interface SimFleetCommandOptions {
+  hosts: string;
+  prefix: string;
+  fail?: string;
+  speed?: string;
+  presenceInterval?: string;
+  stateDir?: string;
+}
+
+export function registerHostCommands(program: Command): void {
+  program
+    .command('host')
+    .description('run the host worker (agent) of one host: presence, its command queue, its steps')
+    .requiredOption('--id <hostId>', 'this host id (a DNS label)')
+    .option('--driver <driver>', 'where steps run: linux (this machine) or sim (simulated)', 'linux')
+    .option('--labels <k=v,...>', 'inventory labels, e.g. rack=r1,role=hypervisor')
+    .option('--creds <file>', "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev` made)")
+    .option(
+      '--state-dir <dir>',
+      'where the command journal (and the simulated host) lives (default: <REFIT_HOME>/sim/<id>)',
+    )
+    .option('--presence-interval <ms>', 'how often presence is published', '3000')
+    .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast')
+    .action(async (opts: HostCommandOptions) => {
+      const hostId = checked(HostId, opts.id, '--id');
+      const driver = checked(Driver, opts.driver, '--driver');
+      if (driver !== 'sim')
+        throw new UsageError(`the ${driver} driver arrives with the lab issue; only --driver sim works for now`);
+      const config = loadConfig();
+      const labels = withUsage(() => parseLabels(opts.labels ?? ''));
+      // The same place `refit sim-fleet` keeps it: either way, sim-007 is the same simulated host.
+      const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim', hostId));
+      const log = createLogger('refit-host', { hostId, simulated: true });
+      const host = await startSimHost({
+        hostId,
+        natsUrl: config.natsUrl,
+        credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+        stateDir,
+        labels,
+        log,
+        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+        ...optional('speed', positive(opts.speed, '--speed')),
+      });
+      process.stderr.write(
+        `refit host ${hostId}: SIMULATED host (sim driver: nothing on this machine changes), NATS ${config.natsUrl}, state ${stateDir}\n`,
+      );
+      await untilStopSignal();
+      await host.stop();
+    });
+
+  program
+    .command('sim-fleet')
+    .description('run a SIMULATED fleet in this process: each host with its own NATS identity and host worker')
+    .requiredOption('--hosts <n>', 'how many hosts')
+    .option('--prefix <prefix>', 'host ids are <prefix>-001, <prefix>-002, …', 'sim')
+    .option('--fail <host=step,...>', 'inject failures: host=step fails every time, host=step:once only the first')
+    .option('--speed <x>', '2 runs steps twice as fast, 0.5 half as fast')
+    .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
+    .option('--state-dir <dir>', 'where the simulated hosts live (default: <REFIT_HOME>/sim)')
+    .action(async (opts: SimFleetCommandOptions) => {
+      const count = positive(opts.hosts, '--hosts');
+      if (count === undefined || !Number.isInteger(count))
+        throw new UsageError('--hosts must be a whole number above 0');
+      const fail: FailSpec = withUsage(() => parseFailSpec(opts.fail ?? ''));
+      const config = loadConfig();
+      const log = createLogger('refit-sim-fleet', { simulated: true });
+      const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim'));
+      const fleet = await withUsageAsync(() =>
+        startSimFleet({
+          home: config.home,
+          natsUrl: config.natsUrl,
+          hosts: count,
+          prefix: opts.prefix,
+          fail,
+          stateDir,
+          log,
+          presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+          ...optional('speed', positive(opts.speed, '--speed')),
+        }),
+      );
+      const ids = fleet.hostIds;
+      process.stderr.write(
+        `refit sim-fleet: ${ids.length} SIMULATED hosts ${ids[0]}…${ids.at(-1)} (sim driver: no commands run, no packets sent), NATS ${config.natsUrl}, state ${stateDir}\n`,
+      );
+      await untilStopSignal();
+      await fleet.stop();
+    });
+}
+
+function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success)
+    throw new UsageError(`${flag} "${value}": ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return parsed.data;
+}
+
+function positive(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a number above 0, not "${text}"`);
+  return n;
+}
+
+function optional<K extends string>(key: K, value: number | undefined): { [P in K]?: number } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: number };
+}
+
+function withUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof InvalidLabelsError || err instanceof InvalidFailSpecError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+async function withUsageAsync<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if (err instanceof InvalidFailSpecError) throw new UsageError(err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,300 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SimDriver, type SimDriverOptions } from '../activities/host/sim.js';
+import { loadSimState } from '../activities/host/sim-state.js';
+import { enrollHosts } from '../cli/dev/enroll.js';
+import { CommandStatus, resultKey, type StepCommand } from '../schemas/command.js';
+import { HostPresence } from '../schemas/host.js';
+import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
+import { credsFile } from '../workers/config.js';
+import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
+import { testStack, uniqueHostId } from './helpers/stack.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const stack = testStack();
+let tmp: string;
+let controller: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let results: KV;
+let hostsBucket: KV;
+const workers: HostWorkerHandle[] = [];
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'refit-host-worker-'));
+  controller = await stack.controllerConnection();
+  js = jetstream(controller);
+  jsm = await jetstreamManager(controller);
+  results = await new Kvm(controller).open(BUCKETS.results);
+  hostsBucket = await new Kvm(controller).open(BUCKETS.hosts);
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+});
+afterAll(async () => {
+  await stack.closeAll();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+type LogLine = { level: number; msg: string; reason?: string; [key: string]: unknown };
+
+/** A pino logger whose lines the test can read. */
+function capturedLog() {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, stream), lines };
+}
+
+async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}) {
+  const nc = await stack.connectAsHost(hostId);
+  const stateDir = path.join(tmp, hostId);
+  const { log, lines } = capturedLog();
+  const driver = await SimDriver.open({ hostId, stateDir, speed: 5, rebootPauseMs: 100, ...sim });
+  const worker = await startHostWorker({
+    hostId,
+    nc,
+    driver,
+    labels: { role: 'test' },
+    stateDir,
+    log,
+    presenceIntervalMs: 300,
+  });
+  workers.push(worker);
+  return { driver, lines };
+}
+
+let serial = 0;
+function command(
+  hostId: string,
+  kind: StepCommand['kind'],
+  params: Record<string, unknown> = {},
+  commandId?: string,
+): StepCommand {
+  return {
+    commandId: commandId ?? `refit-host-${hostId}/run-1/${++serial}`,
+    hostId,
+    kind,
+    mode: 'apply',
+    params,
+    rolloutId: 'test-rollout',
+    workflowId: `refit-host-${hostId}`,
+    issuedAt: new Date().toISOString(),
+  };
+}
+
+/** Publish as the controller does; each call gets its own JetStream message id unless told. */
+async function send(hostId: string, body: unknown, msgID = `m-${++serial}`): Promise<number> {
+  const data = body instanceof Uint8Array ? body : JSON.stringify(body);
+  return (await js.publish(SUBJECTS.command(hostId), data, { msgID })).seq;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function statusOf(hostId: string, commandId: string): Promise<CommandStatus | undefined> {
+  const entry = await results.get(resultKey(hostId, commandId));
+  return entry && entry.operation === 'PUT' ? CommandStatus.parse(entry.json()) : undefined;
+}
+
+function statusIs(
+  hostId: string,
+  commandId: string,
+  state: CommandStatus['state'],
+  timeoutMs?: number,
+): Promise<CommandStatus> {
+  return until(
+    `${commandId} to be ${state}`,
+    async () => {
+      const s = await statusOf(hostId, commandId);
+      return s?.state === state ? s : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** The host has taken and acknowledged everything up to the given stream sequence. */
+function queueDrained(hostId: string, seq: number, timeoutMs?: number): Promise<true> {
+  return until(
+    `the queue of ${hostId} to be done with #${seq}`,
+    async () => {
+      const info = await jsm.consumers.info(STREAMS.commands, commandConsumer(hostId));
+      return info.delivered.stream_seq >= seq && info.num_pending === 0 && info.num_ack_pending === 0
+        ? true
+        : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+describe('the host worker', () => {
+  it('runs a command once, however often its id arrives, and answers repeats with the same status', async () => {
+    const hostId = uniqueHostId('dup');
+    const { driver, lines } = await startHost(hostId);
+    const cmd = command(hostId, 'drain', { destinations: { [`${hostId}-vm1`]: 'elsewhere-1' } });
+
+    await send(hostId, cmd, `${cmd.commandId}#1`);
+    const second = await send(hostId, cmd, `${cmd.commandId}#2`);
+    const first = await statusIs(hostId, cmd.commandId, 'succeeded');
+    await queueDrained(hostId, second);
+    const third = await send(hostId, cmd, `${cmd.commandId}#3`);
+    await queueDrained(hostId, third);
+
+    expect(await statusOf(hostId, cmd.commandId)).toEqual(first);
+    expect(first).toMatchObject({ starts: 1, outcome: { changed: true, summary: expect.stringMatching(/^sim: /) } });
+    expect(driver.snapshot().effects).toEqual({ drain: 1 });
+    expect(lines.filter((l) => l.msg === 'command already finished; answering from the journal')).toHaveLength(2);
+  });
+
+  it('rejects malformed and hostile commands with a logged reason, then still runs a valid one', async () => {
+    const hostId = uniqueHostId('bad');
+    const { driver, lines } = await startHost(hostId);
+    await send(hostId, Uint8Array.from([0xff, 0xfe, 0x00, 0x7b]));
+    await send(hostId, { hello: 'world' });
+    await send(hostId, command('someone-else', 'drain'));
+    const hostile = command(hostId, 'ovs-convert', { uplink: 'eth0; rm -rf /' });
+    await send(hostId, hostile);
+    const valid = command(hostId, 'ovs-convert');
+    await send(hostId, valid);
+
+    expect(await statusIs(hostId, valid.commandId, 'succeeded')).toMatchObject({ outcome: { changed: true } });
+    const refused = await statusIs(hostId, hostile.commandId, 'failed');
+    expect(refused.error).toMatchObject({ type: 'InvalidStepParamsError', retryable: false });
+    expect(refused.error?.message).toMatch(/uplink: must be a Linux interface name/);
+
+    const rejected = lines.filter((l) => l.msg === 'rejected a command message').map((l) => l.reason);
+    expect(rejected).toEqual([
+      expect.stringMatching(/^not JSON/),
+      expect.stringMatching(/^not a step command: .*commandId/),
+      `addressed to host someone-else, not to this host (${hostId})`,
+    ]);
+    expect(lines.some((l) => l.msg === 'step failed' && /must be a Linux interface name/.test(String(l.reason)))).toBe(
+      true,
+    );
+    expect(driver.snapshot().effects).toEqual({ 'ovs-convert': 1 });
+  });
+
+  it('stops a running step when the operator cancels it, and never starts a queued one cancelled before', async () => {
+    const hostId = uniqueHostId('cancel');
+    const { driver, lines } = await startHost(hostId, { speed: 1, stepMs: { drain: 20_000 } });
+    const cmd = command(hostId, 'drain');
+    const queued = command(hostId, 'ovs-convert');
+    await send(hostId, cmd);
+    await send(hostId, queued);
+    await statusIs(hostId, cmd.commandId, 'running');
+    const presence = await until('presence to show the running command', async () => {
+      const entry = await hostsBucket.get(hostId);
+      const p = entry ? HostPresence.parse(entry.json()) : undefined;
+      return p?.busyWith ? p : undefined;
+    });
+    expect(presence).toMatchObject({
+      simulated: true,
+      driver: 'sim',
+      busyWith: { commandId: cmd.commandId, kind: 'drain' },
+    });
+
+    controller.publish(SUBJECTS.cancel(hostId), JSON.stringify({ commandId: queued.commandId }));
+    controller.publish(SUBJECTS.cancel(hostId), 'garbage');
+    controller.publish(
+      SUBJECTS.cancel(hostId),
+      JSON.stringify({ commandId: cmd.commandId, reason: 'operator said stop' }),
+    );
+
+    const cancelled = await statusIs(hostId, cmd.commandId, 'cancelled', 5_000);
+    expect(cancelled.error).toMatchObject({
+      type: 'StepCancelledError',
+      message: 'operator said stop',
+      retryable: false,
+    });
+    expect((await statusIs(hostId, queued.commandId, 'cancelled')).error).toMatchObject({ type: 'StepCancelledError' });
+    expect((await driver.facts()).vms).toHaveLength(3);
+    expect((await driver.facts()).bridge.type).toBe('linux');
+    expect(driver.snapshot().effects).toEqual({});
+    expect(lines.some((l) => l.msg === 'rejected a cancel request')).toBe(true);
+  });
+});
+
+describe('a host worker killed mid-step', () => {
+  const entry = path.join(root, 'dist/workers/host/run-sim-host.js');
+  const children: ChildProcess[] = [];
+  beforeAll(() => buildIfStale(entry), 180_000);
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+
+  function runHost(hostId: string, stateDir: string): ChildProcess {
+    const args = ['--id', hostId, '--url', stack.natsUrl, '--creds', credsFile(stack.home, { host: hostId })];
+    args.push('--state-dir', stateDir, '--speed', '0.1', '--presence-interval', '500');
+    const child = spawn(process.execPath, [entry, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, REFIT_LOG_LEVEL: 'info' },
+    });
+    child.stderr?.resume();
+    children.push(child);
+    return child;
+  }
+
+  it('finishes the step once after a restart, and knows it recovered', async () => {
+    const hostId = uniqueHostId('crash');
+    await enrollHosts(stack.home, [hostId]);
+    const stateDir = path.join(tmp, hostId);
+    const first = runHost(hostId, stateDir);
+    const cmd = command(hostId, 'ovs-convert');
+    const seq = await send(hostId, cmd);
+    await until('the step to make progress', async () => {
+      const s = await statusOf(hostId, cmd.commandId);
+      return s?.state === 'running' && (s.progress?.pct ?? 0) > 0 ? s : undefined;
+    });
+    first.kill('SIGKILL');
+    await new Promise((resolve) => first.once('exit', resolve));
+
+    const second = runHost(hostId, stateDir);
+    const done = await statusIs(hostId, cmd.commandId, 'succeeded');
+    expect(done).toMatchObject({ starts: 2, outcome: { recovered: true, changed: true } });
+    // The killed worker never acknowledged the message: once the ack wait runs out it comes back, and the journal answers it.
+    await queueDrained(hostId, seq, 45_000);
+    expect(await statusOf(hostId, cmd.commandId)).toEqual(done);
+    expect((await loadSimState(stateDir))?.effects).toEqual({ 'ovs-convert': 1 });
+
+    second.kill('SIGTERM');
+    const code = await new Promise((resolve) => second.once('exit', (c) => resolve(c)));
+    expect(code).toBe(0);
+  }, 90_000);
+});
+
+/** The child runs compiled JavaScript: build it when any source is newer than the entry. */
+async function buildIfStale(entry: string): Promise<void> {
+  const newest = async (dir: string): Promise<number> => {
+    const names = (await readdir(path.join(root, dir))).filter((n) => n.endsWith('.ts') && !n.endsWith('.test.ts'));
+    return Math.max(0, ...names.map((n) => statSync(path.join(root, dir, n)).mtimeMs));
+  };
+  const sources = await Promise.all(['schemas', 'workers', 'workers/host', 'activities/host', 'cli/dev'].map(newest));
+  if (existsSync(entry) && statSync(entry).mtimeMs >= Math.max(...sources)) return;
+  spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: root,
+    stdio: 'ignore',
+  });
+  if (!existsSync(entry)) throw new Error(`${entry} is missing after building; run npm run build`);
+}

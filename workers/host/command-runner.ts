@@ -1,0 +1,151 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import {
+  StepCancelledError,
+  StepFailedError,
+  WorkerStoppingError,
+  prepareStep,
+  throwIfAborted,
+  toStepError,
+  type HostDriver,
+  type PreparedStep,
+} from '../../activities/host/driver.js';
+import type { CancelRequest, CommandStatus, StepCommand } from '../../schemas/command.js';
+import type { HostPresence } from '../../schemas/host.js';
+import { StepOutcome } from '../../schemas/steps.js';
+import type { CommandJournal } from './journal.js';
+import { publishCommandStatus } from './report.js';
+import { StatusNotStoredError, StatusReporter, type Terminal } from './status-reporter.js';
+
+export type RunResult =
+  /** The command has its terminal status stored and journalled; `replayed` when answered from the journal. */
+  | { kind: 'finished'; status: CommandStatus; step: PreparedStep | undefined; replayed: boolean }
+  /** The worker is stopping: the command stays unfinished in the journal and resumes at the next start. */
+  | { kind: 'left' };
+
+export interface CommandRunnerOptions {
+  hostId: string;
+  js: JetStreamClient;
+  journal: CommandJournal;
+  driver: HostDriver;
+  log: Logger;
+  /** The host's current boot id, for the statuses of a command. */
+  bootId: () => Promise<string>;
+}
+
+/** Cancellations for commands not yet running are remembered, up to this many. */
+const REMEMBERED_CANCELS = 256;
+
+/** Runs one command at a time through the driver, exactly once per command id thanks to the journal. */
+export class CommandRunner {
+  private current: { command: StepCommand; abort: AbortController } | undefined;
+  private readonly cancels = new Map<string, string>();
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly o: CommandRunnerOptions) {}
+
+  busyWith(): HostPresence['busyWith'] {
+    return this.current && { commandId: this.current.command.commandId, kind: this.current.command.kind };
+  }
+
+  cancel(request: CancelRequest): void {
+    if (this.current?.command.commandId === request.commandId) {
+      this.o.log.info({ commandId: request.commandId, reason: request.reason }, 'cancelling the running command');
+      this.current.abort.abort(new StepCancelledError(request.reason));
+      return;
+    }
+    this.o.log.info(
+      { commandId: request.commandId },
+      'cancel for a command that is not running; remembered in case it arrives',
+    );
+    this.cancels.set(request.commandId, request.reason);
+    for (const id of this.cancels.keys()) {
+      if (this.cancels.size <= REMEMBERED_CANCELS) break;
+      this.cancels.delete(id);
+    }
+  }
+
+  /** Leave the running step at its next safe point, unfinished, for the next start of the worker. */
+  stop(): void {
+    this.stopping.abort();
+    this.current?.abort.abort(new WorkerStoppingError());
+  }
+
+  async run(command: StepCommand): Promise<RunResult> {
+    const { journal, log: baseLog } = this.o;
+    const known = await journal.read(command.commandId);
+    if (known?.finished !== undefined) {
+      baseLog.info(
+        { commandId: command.commandId, state: known.finished.state },
+        'command already finished; answering from the journal',
+      );
+      await publishCommandStatus(this.o.js, known.finished);
+      return { kind: 'finished', status: known.finished, step: undefined, replayed: true };
+    }
+    if (this.stopping.signal.aborted) return { kind: 'left' };
+    const entry = await journal.start(command);
+    const recovering = entry.starts > 1;
+    const log = baseLog.child({
+      commandId: command.commandId,
+      kind: command.kind,
+      mode: command.mode,
+      starts: entry.starts,
+    });
+    const abort = new AbortController();
+    this.current = { command, abort };
+    if (this.stopping.signal.aborted) abort.abort(new WorkerStoppingError());
+    const remembered = this.cancels.get(command.commandId);
+    if (remembered !== undefined) {
+      this.cancels.delete(command.commandId);
+      abort.abort(new StepCancelledError(remembered));
+    }
+
+    const base = { ...pick(command), starts: entry.starts, bootId: await this.o.bootId() };
+    const reporter = new StatusReporter(this.o.js, base, log);
+    let step: PreparedStep | undefined;
+    let terminal: Terminal;
+    try {
+      await reporter.update('accepted', {
+        pct: 0,
+        message: recovering ? 'resuming after a host worker restart' : 'accepted',
+      });
+      step = prepareStep(command);
+      throwIfAborted(abort.signal);
+      log.info({ recovering }, 'running step');
+      await reporter.update('running', { pct: 0, message: 'started' });
+      const ctx = { signal: abort.signal, progress: reporter.progress.bind(reporter), log, recovering };
+      const outcome = checkOutcome(await this.o.driver.runStep(step, ctx));
+      terminal = { state: 'succeeded', outcome: recovering ? { ...outcome, recovered: true } : outcome };
+      log.info({ changed: outcome.changed, summary: outcome.summary }, 'step succeeded');
+    } catch (err) {
+      if (err instanceof WorkerStoppingError) {
+        log.info('worker stopping; the step stays unfinished and resumes at the next start');
+        this.current = undefined;
+        return { kind: 'left' };
+      }
+      const error = toStepError(err);
+      terminal = { state: err instanceof StepCancelledError ? 'cancelled' : 'failed', error };
+      log.warn({ err, reason: error.message }, err instanceof StepCancelledError ? 'step cancelled' : 'step failed');
+    } finally {
+      if (this.current?.abort === abort) this.current = undefined;
+    }
+    try {
+      const status = await reporter.finish(terminal, this.stopping.signal);
+      await journal.finish(status);
+      return { kind: 'finished', status, step, replayed: false };
+    } catch (err) {
+      if (err instanceof StatusNotStoredError) return { kind: 'left' };
+      throw err;
+    }
+  }
+}
+
+function checkOutcome(outcome: unknown): StepOutcome {
+  const parsed = StepOutcome.safeParse(outcome);
+  if (!parsed.success) throw new StepFailedError(`the driver returned an invalid outcome: ${parsed.error.message}`);
+  return parsed.data;
+}
+
+function pick(c: StepCommand): Pick<CommandStatus, 'commandId' | 'hostId' | 'kind' | 'mode'> {
+  return { commandId: c.commandId, hostId: c.hostId, kind: c.kind, mode: c.mode };
+}

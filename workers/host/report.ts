@@ -1,0 +1,22 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { resultKey, type CommandStatus } from '../../schemas/command.js';
+import type { HostPresence } from '../../schemas/host.js';
+import { BUCKETS } from '../../schemas/names.js';
+
+const PUBLISH_TIMEOUT_MS = 5_000;
+
+/**
+ * A host may not look up bucket streams (that needs STREAM.INFO), so it writes KV entries as plain
+ * JetStream publishes on the bucket's subjects; the publish ack says the entry is stored.
+ */
+async function kvPut(js: JetStreamClient, bucket: string, key: string, value: unknown): Promise<void> {
+  await js.publish(`$KV.${bucket}.${key}`, JSON.stringify(value), { timeout: PUBLISH_TIMEOUT_MS });
+}
+
+export function publishCommandStatus(js: JetStreamClient, status: CommandStatus): Promise<void> {
+  return kvPut(js, BUCKETS.results, resultKey(status.hostId, status.commandId), status);
+}
+
+export function publishPresence(js: JetStreamClient, presence: HostPresence): Promise<void> {
+  return kvPut(js, BUCKETS.hosts, presence.hostId, presence);
+}
