@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
@@ -23,6 +24,9 @@ process.env.REFIT_LOG_LEVEL ??= 'warn';
 const log = createLogger('refit-demo');
 
 const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [number, number, number, number];
+// Each demo starts from a clean slate: a fresh fleet, an empty history.
+await stopStack(home);
+await rm(home, { recursive: true, force: true });
 say('starting the embedded stack (Temporal dev server, nats-server with JetStream)');
 const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort });
 const stops: (() => Promise<unknown>)[] = [() => stopStack(home)];
