@@ -14,12 +14,20 @@ const status: RolloutStatus = {
     { index: 1, hosts: ['h2', 'h3'], state: 'running' },
   ],
   hosts: [
-    { hostId: 'h1', state: 'succeeded', step: 'undrain', wave: 0 },
-    { hostId: 'h2', state: 'running', step: 'reboot', wave: 1 },
-    { hostId: 'h3', state: 'failed', step: 'verify', wave: 1, error: 'loss 40%' },
+    { hostId: 'h1', state: 'succeeded', step: 'undrain', wave: 0, attempts: 1 },
+    { hostId: 'h2', state: 'running', step: 'reboot', wave: 1, attempts: 1 },
+    { hostId: 'h3', state: 'failed', step: 'verify', wave: 1, error: 'loss 40%', attempts: 1 },
   ],
   counts: { pending: 0, running: 1, succeeded: 1, failed: 1, 'rolled-back': 0, held: 0, skipped: 0 },
   failureBudget: { maxFailedHosts: 1, failed: 1 },
+  excludedHosts: [],
+  currentWave: 1,
+  paused: null,
+  pendingApproval: null,
+  approvals: [],
+  cancelled: null,
+  nextWindowAt: null,
+  runs: 0,
 };
 
 describe('renderStatus', () => {
@@ -31,6 +39,21 @@ describe('renderStatus', () => {
     expect(text).toMatch(/h3\s+failed\s+verify\s+\(loss 40%\)/);
     expect(text).toContain('not present: h9');
     expect(text).toContain('failure budget: 1/1 used');
+  });
+
+  it('says why a rollout is paused or waiting, and who approved what', () => {
+    const text = renderStatus({
+      ...status,
+      state: 'paused',
+      paused: { reason: 'failure budget spent', by: 'refit', at: '2026-11-22T03:10:00.000Z' },
+      pendingApproval: { gate: 'after-canary', wave: 1, since: '2026-11-22T03:05:00.000Z' },
+      approvals: [{ gate: 'before-wave-1', wave: 1, by: 'alice', at: '2026-11-22T03:01:00.000Z' }],
+      nextWindowAt: '2026-11-28T01:00:00.000Z',
+    });
+    expect(text).toContain('PAUSED by refit: failure budget spent');
+    expect(text).toContain('waiting for approval (after-canary)');
+    expect(text).toContain('approved before-wave-1 by alice');
+    expect(text).toContain('next maintenance window opens 2026-11-28T01:00:00.000Z');
   });
 
   it('counts absent hosts in the summary, so they cannot pass unseen', () => {

@@ -17,6 +17,12 @@ export function renderStatus(s: RolloutStatus): string {
     .join(', ');
   lines.push(`hosts: ${s.hosts.length} (${counts || 'none'})   failure budget: ${s.failureBudget.failed}/${s.failureBudget.maxFailedHosts} used`);
   if (s.missingHosts.length > 0) lines.push(`not present: ${s.missingHosts.join(', ')}`);
+  for (const e of s.excludedHosts) lines.push(`left out: ${e.hostId} (${e.reason})`);
+  if (s.paused) lines.push(`PAUSED by ${s.paused.by}: ${s.paused.reason} (refit rollout resume|cancel ${s.id})`);
+  if (s.pendingApproval) lines.push(`waiting for approval (${s.pendingApproval.gate}) since ${s.pendingApproval.since}: refit rollout approve ${s.id}`);
+  for (const a of s.approvals) lines.push(`approved ${a.gate} by ${a.by} at ${a.at}`);
+  if (s.nextWindowAt) lines.push(`next maintenance window opens ${s.nextWindowAt}`);
+  if (s.cancelled) lines.push(`cancelled by ${s.cancelled.by} at ${s.cancelled.at}${s.cancelled.reason ? `: ${s.cancelled.reason}` : ''}`);
   const hostsOf = new Map(s.hosts.map((h) => [h.hostId, h]));
   for (const wave of s.waves) {
     const done = wave.hosts.filter((h) => DONE.has(hostsOf.get(h)?.state ?? 'pending')).length;
@@ -24,8 +30,9 @@ export function renderStatus(s: RolloutStatus): string {
     lines.push(`${label} ${bar(done, wave.hosts.length)} ${done}/${wave.hosts.length}`);
   }
   for (const h of s.hosts) {
-    if (h.state === 'pending' || h.state === 'succeeded') continue;
-    lines.push(`  ${h.hostId.padEnd(16)} ${h.state.padEnd(11)} ${h.step ?? ''}${h.error ? `  (${h.error})` : ''}`);
+    if ((h.state === 'pending' && !h.waitingFor) || h.state === 'succeeded') continue;
+    const note = h.error ?? h.waitingFor;
+    lines.push(`  ${h.hostId.padEnd(16)} ${h.state.padEnd(11)} ${h.step ?? ''}${note ? `  (${note})` : ''}`);
   }
   if (s.message) lines.push(s.message);
   return lines.join('\n');

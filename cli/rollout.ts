@@ -12,6 +12,7 @@ import { loadConfig, withTemporal } from './clients.js';
 import { UsageError } from './errors.js';
 import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from './rollout-status.js';
+import { registerRolloutControlCommands } from './rollout-control.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
@@ -36,8 +37,14 @@ export function newRolloutId(planName: string, now = new Date()): string {
   return `${planName}-${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
-export async function startRollout(client: Client, taskQueue: string, plan: Plan, rolloutId: string): Promise<void> {
-  const input: RolloutInput = { rolloutId, plan, startedBy: `${os.userInfo().username}@${os.hostname()}` };
+export async function startRollout(
+  client: Client,
+  taskQueue: string,
+  plan: Plan,
+  rolloutId: string,
+  opts: { historyLimit?: number } = {},
+): Promise<void> {
+  const input: RolloutInput = { rolloutId, plan, startedBy: `${os.userInfo().username}@${os.hostname()}`, ...opts };
   await client.workflow.start<typeof fleetRollout>('fleetRollout', {
     workflowId: rolloutId,
     taskQueue,
@@ -116,6 +123,8 @@ export function registerRolloutCommands(program: Command): void {
         if (final.state !== 'completed') process.exitCode = 1;
       });
     });
+
+  registerRolloutControlCommands(rollout);
 
   rollout
     .command('list')

@@ -15,6 +15,8 @@ export const BUCKETS = {
   hosts: 'refit_hosts',
   /** Command status and results, key `<hostId>.<commandKey>`. */
   results: 'refit_results',
+  /** Fleet-wide maintenance leases, one key, changed only by compare-and-set. */
+  leases: 'refit_leases',
 } as const;
 
 export const SUBJECTS = {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
-import { HostId, Labels } from './common.js';
+import { Duration, HostId, LabelKey, Labels } from './common.js';
 import { PlanStep } from './steps.js';
+import { longestWindowMs } from '../workflows/windows.js';
 
 /** "25%" or a whole number of hosts. */
 const CountOrPercent = z.union([
@@ -15,6 +16,14 @@ export const Targets = z
     hosts: z.array(HostId).optional(),
     /** Every present host carrying all these labels. */
     selector: Labels.optional(),
+    /** Only hosts whose facts match, e.g. those still on a Linux bridge. Applies to named hosts too. */
+    facts: z
+      .strictObject({
+        bridge: z.enum(['linux', 'ovs']).optional(),
+        sriov: z.enum(['enabled', 'disabled']).optional(),
+        cordoned: z.boolean().optional(),
+      })
+      .optional(),
   })
   .refine((t) => t.hosts !== undefined || t.selector !== undefined, {
     message: 'name hosts, a selector, or both',
@@ -27,7 +36,36 @@ export const Waves = z.strictObject({
   batchSize: CountOrPercent.default('25%'),
   /** At most this many hosts under maintenance at once in this rollout. */
   maxInFlight: z.number().int().min(1).max(10_000).default(4),
+  /** Between waves: wait this long, or wait for an operator's approval. */
+  pauseBetweenWaves: z.union([z.literal('approval'), Duration]).optional(),
 });
+
+const HHMM = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'must be a time HH:MM');
+const WEEKDAY = z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']);
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const MaintenanceWindowSpec = z.union([
+  z.strictObject({
+    days: z.array(WEEKDAY).min(1),
+    start: HHMM,
+    end: HHMM,
+    timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Berlin').default('UTC'),
+  }),
+  z.strictObject({
+    /** A window every so often, open for a while: for short test windows, or "every 1d open 4h". */
+    every: Duration.refine((ms) => ms >= 1_000, 'must be at least 1s'),
+    open: Duration,
+    offset: Duration.default(0),
+  }),
+]);
 
 export const Plan = z
   .strictObject({
@@ -40,6 +78,29 @@ export const Plan = z
     steps: z.array(PlanStep).min(1),
     /** rollback undoes a failed host's completed steps in reverse; hold leaves it drained for a person. */
     onHostFailure: z.enum(['rollback', 'hold']).default('rollback'),
+    /** On cancel no host starts; hosts in flight finish their steps, or undo them. */
+    onCancel: z.enum(['finish', 'rollback']).default('finish'),
+    /** A target host already in another campaign: wait until it is free, or skip it. */
+    onBusyHost: z.enum(['wait', 'skip']).default('wait'),
+    approvals: z
+      .strictObject({
+        /** Wait for an operator's approval once the canary succeeded. */
+        afterCanary: z.boolean().default(false),
+        afterEachWave: z.boolean().default(false),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        /** At most this many hosts in flight per value of each label, e.g. { rack: 1 }. */
+        perLabel: z.record(LabelKey, z.number().int().min(1)).default({}),
+        /** At most this many hosts under maintenance across all running rollouts together. */
+        fleetWide: z.number().int().min(1).optional(),
+      })
+      .prefault({}),
+    /** Hosts start only inside these windows; none means any time. */
+    windows: z.array(MaintenanceWindowSpec).default([]),
+    /** How long one host takes; a host starts only if this fits before its window closes. */
+    hostDuration: Duration.default(0),
     /** More failed hosts than this stops the rollout; 0 stops it at the first failure. */
     failureBudget: z
       .strictObject({
@@ -50,6 +111,9 @@ export const Plan = z
       .prefault({}),
   })
   .superRefine((plan, ctx) => {
+    if (plan.windows.length > 0 && plan.hostDuration > 0 && longestWindowMs(plan.windows) < plan.hostDuration) {
+      ctx.addIssue({ code: 'custom', path: ['hostDuration'], message: 'longer than every maintenance window: no host could ever start' });
+    }
     plan.steps.forEach((step, i) => {
       if (step.kind === 'reboot' && i === 0) {
         ctx.addIssue({ code: 'custom', path: ['steps', i], message: 'a reboot cannot be the first step: drain first' });

@@ -13,6 +13,30 @@ export interface RolloutInput {
   plan: Plan;
   /** Who started it (user@host of the CLI). */
   startedBy: string;
+  /** State carried across continue-as-new; absent on the first run. */
+  carried?: RolloutCarried;
+  /** Continue as new past this many history events (default 10,000; tests set it low). */
+  historyLimit?: number;
+}
+
+/** Everything a rollout knows, handed from one run to the next by continue-as-new. */
+export interface RolloutCarried {
+  status: RolloutStatus;
+  /** Per host, the values of the plan's failure-domain labels. */
+  domains: Record<string, Record<string, string>>;
+  /** Failed hosts the operator already accepted by resuming after the budget was spent. */
+  acceptedFailures: number;
+  /** Waves whose gate (approval or pause) is behind us. */
+  gatesPassed: number[];
+}
+
+/** Who asked for an operator action, and why. Carried into the audit trail. */
+export interface OperatorAction {
+  by: string;
+  reason?: string;
+}
+export interface HostAction extends OperatorAction {
+  hostId: string;
 }
 
 export interface HostMaintenanceInput {
@@ -20,6 +44,8 @@ export interface HostMaintenanceInput {
   hostId: string;
   steps: PlanStep[];
   onHostFailure: Plan['onHostFailure'];
+  /** The rollout's workflow id, which the host signals nothing to; kept for the audit trail. */
+  parentId?: string;
 }
 
 export interface StepRecord {
@@ -45,6 +71,10 @@ export interface HostStatus {
   step: string | null;
   wave: number;
   error?: string;
+  /** How many times the host was started in this rollout (more than one after retry-host). */
+  attempts: number;
+  /** Why a pending host does not start yet (busy in another campaign, fleet-wide limit). */
+  waitingFor?: string;
 }
 
 /** Answer of the rollout's `status` query; `refit rollout status --json` prints this. */
@@ -61,6 +91,18 @@ export interface RolloutStatus {
   counts: Record<HostState, number>;
   failureBudget: { maxFailedHosts: number; failed: number };
   message?: string;
+  /** Named hosts left out because their facts do not match the plan's filter. */
+  excludedHosts: { hostId: string; reason: string }[];
+  /** The wave hosts are being started from. */
+  currentWave: number;
+  paused: { reason: string; by: string; at: string } | null;
+  pendingApproval: { gate: string; wave: number; since: string } | null;
+  approvals: { gate: string; wave: number; by: string; at: string }[];
+  cancelled: { by: string; at: string; reason?: string } | null;
+  /** When the rollout waits for a maintenance window: when the next one opens. */
+  nextWindowAt: string | null;
+  /** How many times this rollout continued as new. */
+  runs: number;
 }
 
 /** What `refit rollout status --json` guarantees, checked by the CLI's own tests. */

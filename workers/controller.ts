@@ -54,7 +54,7 @@ export async function startControllerWorker(config: RefitConfig, log: Logger, op
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
     ...(existsSync(WORKFLOW_BUNDLE) ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControllerActivities({ nc, results, presence, log }),
+    activities: createControllerActivities({ nc, results, presence, leases: await kvm.open(BUCKETS.leases), log }),
     // Dispatch activities mostly wait on hosts; one per host in flight.
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
   });

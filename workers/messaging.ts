@@ -41,6 +41,7 @@ export async function ensureMessaging(nc: NatsConnection, replicas = 1): Promise
   });
   const kvm = new Kvm(nc);
   await kvm.create(BUCKETS.hosts, { history: 1, storage: StorageType.File, replicas });
+  await kvm.create(BUCKETS.leases, { history: 1, storage: StorageType.File, replicas });
   await kvm.create(BUCKETS.results, { history: 1, storage: StorageType.File, replicas, ttl: 90 * 24 * 3_600_000 });
 }
 

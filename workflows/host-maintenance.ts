@@ -9,7 +9,7 @@ import {
 import type { ControllerActivities } from '../activities/controller/types.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
-import { hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
+import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
 const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
@@ -39,6 +39,14 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   const records: StepRecord[] = [];
   const progress: HostProgress = { hostId: input.hostId, rolloutId: input.rolloutId, current: null, steps: records };
   setHandler(hostProgressQuery, () => progress);
+  // The rollout asks a host to stop (cancel with onCancel: rollback): the running step is cancelled
+  // at a safe point on the host, then the completed steps are undone.
+  const steps = new CancellationScope();
+  let abortedBy: string | undefined;
+  setHandler(abortHostSignal, ({ by, reason }) => {
+    abortedBy = `${reason ?? 'aborted'} by ${by}`;
+    steps.cancel();
+  });
 
   async function run(step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome): Promise<StepOutcome> {
     progress.current = { index, kind: step.kind, mode };
@@ -73,21 +81,22 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
 
   const completed: { step: PlanStep; index: number; outcome: StepOutcome }[] = [];
   try {
-    for (const [index, step] of input.steps.entries()) {
-      completed.push({ step, index, outcome: await run(step, index, 'apply') });
-    }
+    await steps.run(async () => {
+      for (const [index, step] of input.steps.entries()) {
+        completed.push({ step, index, outcome: await run(step, index, 'apply') });
+      }
+    });
     upsertSearchAttributes([{ key: phaseKey, value: 'succeeded' }]);
     return { hostId: input.hostId, state: 'succeeded', steps: records };
   } catch (err) {
-    const error = errorMessage(err);
-    if (input.onHostFailure === 'hold') {
+    const error = abortedBy ?? (isCancellation(err) ? 'cancelled' : errorMessage(err));
+    if (input.onHostFailure === 'hold' && !abortedBy && !isCancellation(err)) {
       upsertSearchAttributes([{ key: phaseKey, value: 'held' }]);
       return { hostId: input.hostId, state: 'held', steps: records, error };
     }
-    // Undo even when the rollout was cancelled: a half-converted host is worse than either end.
+    // Undo even when cancelled: a half-converted host is worse than either end.
     const undone = await CancellationScope.nonCancellable(() => rollBack(completed, run));
     upsertSearchAttributes([{ key: phaseKey, value: undone ? 'rolled-back' : 'failed' }]);
-    if (isCancellation(err) && undone) throw err;
     return { hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error };
   }
 }

@@ -1,7 +1,7 @@
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
-import type { RolloutStatus, StepRecord } from '../schemas/rollout.js';
+import type { HostAction, OperatorAction, RolloutStatus, StepRecord } from '../schemas/rollout.js';
 
 /** Named queries, so `temporal workflow query --name status` works as well as `refit`. */
 export const rolloutStatusQuery = defineQuery<RolloutStatus>('status');
@@ -14,6 +14,34 @@ export interface HostProgress {
   steps: StepRecord[];
 }
 export const hostProgressQuery = defineQuery<HostProgress>('hostProgress');
+
+/**
+ * Operator actions on a rollout, each as an update (refused with a reason when it does not apply,
+ * answered with the new status) and as a signal of the same name (for `temporal workflow signal`).
+ */
+export const OPERATOR_ACTIONS = ['pause', 'resume', 'cancel', 'approve'] as const;
+export type OperatorActionName = (typeof OPERATOR_ACTIONS)[number];
+export const HOST_ACTIONS = ['retryHost', 'skipHost'] as const;
+export type HostActionName = (typeof HOST_ACTIONS)[number];
+
+export const operatorUpdates = Object.fromEntries(
+  OPERATOR_ACTIONS.map((name) => [name, defineUpdate<RolloutStatus, [OperatorAction]>(name)]),
+) as Record<OperatorActionName, ReturnType<typeof defineUpdate<RolloutStatus, [OperatorAction]>>>;
+export const operatorSignals = Object.fromEntries(OPERATOR_ACTIONS.map((name) => [name, defineSignal<[OperatorAction]>(name)])) as Record<
+  OperatorActionName,
+  ReturnType<typeof defineSignal<[OperatorAction]>>
+>;
+export const hostUpdates = Object.fromEntries(HOST_ACTIONS.map((name) => [name, defineUpdate<RolloutStatus, [HostAction]>(name)])) as Record<
+  HostActionName,
+  ReturnType<typeof defineUpdate<RolloutStatus, [HostAction]>>
+>;
+export const hostSignals = Object.fromEntries(HOST_ACTIONS.map((name) => [name, defineSignal<[HostAction]>(name)])) as Record<
+  HostActionName,
+  ReturnType<typeof defineSignal<[HostAction]>>
+>;
+
+/** Sent by a rollout to a host workflow it started: stop after the running step and undo. */
+export const abortHostSignal = defineSignal<[OperatorAction]>('abort');
 
 export const rolloutIdKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.rolloutId, SearchAttributeType.KEYWORD);
 export const hostIdKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.hostId, SearchAttributeType.KEYWORD);

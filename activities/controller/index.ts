@@ -1,3 +1,4 @@
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
@@ -5,6 +6,7 @@ import type { Logger } from '../../workers/log.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
 import { selectTargets } from './inventory.js';
+import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
 import type { ControllerActivities } from './types.js';
 
@@ -12,12 +14,16 @@ export interface ControllerDeps {
   nc: NatsConnection;
   results: BucketFollower<typeof CommandStatus>;
   presence: BucketFollower<typeof HostPresence>;
+  leases: KV;
   log: Logger;
 }
 
 /** The controller-side activities over injected ports; only workers/ builds the real ones. */
 export function createControllerActivities(deps: ControllerDeps): ControllerActivities {
+  const leases = createLeases(deps.leases);
   return {
+    acquireLease: leases.acquireLease,
+    releaseLease: leases.releaseLease,
     dispatchStep: createDispatchStep(deps),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),

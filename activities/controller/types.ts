@@ -28,6 +28,10 @@ export interface TargetResolution {
   hostIds: string[];
   /** Named hosts that are not present (never reported, or offline). */
   missing: string[];
+  /** Named hosts whose facts do not match the plan's filter. */
+  excluded: { hostId: string; reason: string }[];
+  /** Labels of each selected host, for failure domains. */
+  labels: Record<string, Record<string, string>>;
 }
 
 /** The controller-side activities, as the workflows see them (`import type` only). */
@@ -35,6 +39,8 @@ export interface ControllerActivities {
   dispatchStep(req: DispatchRequest): Promise<StepOutcome>;
   awaitReboot(req: AwaitRebootRequest): Promise<AwaitRebootResult>;
   resolveTargets(targets: Plan['targets']): Promise<TargetResolution>;
+  acquireLease(req: { hostId: string; rolloutId: string; limit: number }): Promise<boolean>;
+  releaseLease(req: { hostId: string }): Promise<void>;
 }
 
 /** Failure types that retrying cannot fix. */

@@ -1,0 +1,67 @@
+import os from 'node:os';
+import type { Command } from 'commander';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { hostUpdates, operatorUpdates, type HostActionName, type OperatorActionName } from '../workflows/messages.js';
+import { loadConfig, withTemporal } from './clients.js';
+import { UsageError } from './errors.js';
+import { renderStatus } from './render.js';
+
+const operator = () => process.env.REFIT_OPERATOR ?? `${os.userInfo().username}@${os.hostname()}`;
+
+async function send(
+  id: string,
+  name: OperatorActionName | HostActionName,
+  arg: { by: string; reason?: string; hostId?: string },
+  json: boolean,
+): Promise<void> {
+  await withTemporal(loadConfig(), async (client) => {
+    const handle = client.workflow.getHandle(id);
+    let status: RolloutStatus;
+    try {
+      status =
+        name === 'retryHost' || name === 'skipHost'
+          ? await handle.executeUpdate(hostUpdates[name], { args: [{ ...arg, hostId: arg.hostId ?? '' }] })
+          : await handle.executeUpdate(operatorUpdates[name], { args: [arg] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new UsageError(`${name} refused: ${err.cause?.message ?? err.message}`, 1);
+      if (err instanceof Error && err.name === 'WorkflowNotFoundError') throw new UsageError(`no running rollout ${id}`, 1);
+      throw err;
+    }
+    process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : `${name}: done\n${renderStatus(status)}\n`);
+  });
+}
+
+/**
+ * Operator control. Each is a Temporal update named as the action (pause, resume, cancel, approve,
+ * retryHost, skipHost), so `temporal workflow update execute --name pause` does the same.
+ */
+export function registerRolloutControlCommands(rollout: Command): void {
+  const simple: [OperatorActionName, string][] = [
+    ['pause', 'stop starting hosts; hosts in flight finish'],
+    ['resume', 'continue a paused rollout (after a spent failure budget, the failures so far are accepted)'],
+    ['cancel', 'start no more hosts; hosts in flight finish or undo, as the plan says'],
+    ['approve', 'pass the approval gate the rollout waits at'],
+  ];
+  for (const [name, description] of simple) {
+    rollout
+      .command(`${name} <rolloutId>`)
+      .description(description)
+      .option('--reason <text>', 'recorded with the action')
+      .option('--json', 'print the new status as JSON')
+      .action(async (id: string, opts: { reason?: string; json?: boolean }) =>
+        send(id, name, { by: operator(), ...(opts.reason ? { reason: opts.reason } : {}) }, opts.json === true),
+      );
+  }
+  const perHost: [string, HostActionName, string][] = [
+    ['retry-host', 'retryHost', 'run a failed, held, rolled-back or skipped host again'],
+    ['skip-host', 'skipHost', 'leave a pending, failed, held or rolled-back host out'],
+  ];
+  for (const [command, name, description] of perHost) {
+    rollout
+      .command(`${command} <rolloutId> <hostId>`)
+      .description(description)
+      .option('--json', 'print the new status as JSON')
+      .action(async (id: string, hostId: string, opts: { json?: boolean }) => send(id, name, { by: operator(), hostId }, opts.json === true));
+  }
+}

@@ -1,0 +1,222 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { hostWorkflowId } from '../schemas/names.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { startRollout } from '../cli/rollout.js';
+import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/messages.js';
+import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
+import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { testStack } from './helpers/stack.js';
+import { plan, quietLog, runCli, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+
+const stack = testStack();
+const config = testConfig(stack);
+const hosts = simHostIds(16, `rc${randomBytes(2).toString('hex')}`);
+const h = (i: number) => hosts[i] as string;
+let controller: ControllerWorker;
+let fleet: SimFleetHandle;
+let temporal: Awaited<ReturnType<typeof temporalClient>>;
+let client: Client;
+
+const STEPS = `
+steps:
+  - kind: drain
+  - kind: ovs-convert
+  - kind: verify
+    params: { targets: [{ address: 10.77.0.1 }], count: 5 }
+  - kind: undrain
+`;
+const campaign = (targets: string[], extra: string) =>
+  plan(`apiVersion: refit/v1\nkind: Campaign\nname: control\ntargets: { hosts: [${targets.join(', ')}] }\n${extra}\n${STEPS}`);
+
+async function start(targets: string[], extra: string, opts: { historyLimit?: number } = {}): Promise<string> {
+  const id = `ctl-${randomBytes(4).toString('hex')}`;
+  await startRollout(client, config.taskQueue, campaign(targets, extra), id, opts);
+  return id;
+}
+const status = (id: string) => client.workflow.getHandle(id).query(rolloutStatusQuery);
+const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
+
+async function until(id: string, what: string, ok: (s: RolloutStatus) => boolean): Promise<RolloutStatus> {
+  for (let i = 0; i < 600; i++) {
+    const s = await status(id);
+    if (ok(s)) return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`rollout ${id} never reached: ${what}; last: ${JSON.stringify(await status(id))}`);
+}
+
+/** When each host workflow of these hosts ran, from Temporal's own records. */
+async function spans(hostIds: string[]): Promise<{ hostId: string; start: number; end: number }[]> {
+  const out: { hostId: string; start: number; end: number }[] = [];
+  for (const hostId of hostIds) {
+    for await (const wf of client.workflow.list({ query: `WorkflowId = '${hostWorkflowId(hostId)}'` })) {
+      out.push({ hostId, start: wf.startTime.getTime(), end: wf.closeTime?.getTime() ?? Infinity });
+    }
+  }
+  return out;
+}
+const mostAtOnce = (s: { start: number; end: number }[]) => Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
+
+beforeAll(async () => {
+  controller = await startControllerWorker(config, quietLog);
+  fleet = await startSimFleet({
+    home: stack.home,
+    natsUrl: stack.natsUrl,
+    hosts,
+    stateDir: tempDir('control-sim'),
+    speed: 4,
+    presenceIntervalMs: 500,
+    fail: { [h(0)]: { verify: 'always' }, [h(1)]: { verify: 'always' }, [h(4)]: { verify: 'once' } },
+    log: quietLog,
+  });
+  await waitForOnline(config, hosts);
+  temporal = await temporalClient(config);
+  client = temporal.client;
+});
+
+afterAll(async () => {
+  await temporal?.close();
+  await fleet?.stop();
+  await controller?.shutdown();
+});
+
+describe('the failure budget', () => {
+  it('pauses the rollout when spent, without aborting hosts in flight; resume continues; cancel ends it cleanly', async () => {
+    const id = await start([h(0), h(2), h(1), h(3)], 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }\nfailureBudget: { maxFailedHosts: 0 }');
+    const paused = await until(id, 'paused by the budget', (s) => s.state === 'paused');
+    expect(paused.paused?.reason).toMatch(/failure budget spent: 1 hosts failed, 0 allowed/);
+    expect(paused.hosts.map((x) => x.state)).toEqual(['rolled-back', 'pending', 'pending', 'pending']);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect((await status(id)).counts.pending).toBe(3); // nothing starts while paused
+
+    await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'alice' }] });
+    const again = await until(id, 'paused again at the next failure', (s) => s.state === 'paused' && s.failureBudget.failed === 2);
+    expect(again.hosts.find((x) => x.hostId === h(2))?.state).toBe('succeeded');
+
+    const cancel = await runCli(config, ['rollout', 'cancel', id, '--reason', 'enough']);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const end = await result(id);
+    expect(end.state).toBe('cancelled');
+    expect(end.cancelled?.reason).toBe('enough');
+    expect(end.hosts.find((x) => x.hostId === h(3))).toMatchObject({ state: 'skipped', error: 'rollout cancelled' });
+  });
+
+  it('refuses operator actions that do not apply, with the reason', async () => {
+    // A window weeks away keeps the rollout waiting, so every action below meets a running rollout.
+    const id = await start([h(5)], 'waves: { canary: 0 }\nwindows: [{ every: 30d, open: 1h, offset: 29d }]');
+    await until(id, 'waiting for its window', (s) => s.nextWindowAt !== null);
+    await expect(client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'bob' }] })).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/not paused/) },
+    });
+    const out = await runCli(config, ['rollout', 'approve', id]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toContain('no approval is pending');
+    const skip = await runCli(config, ['rollout', 'skip-host', id, 'not-in-it']);
+    expect(skip.stderr).toContain('host not-in-it is not in this rollout');
+    expect((await runCli(config, ['rollout', 'cancel', id])).code).toBe(0);
+    expect((await result(id)).state).toBe('cancelled');
+    const late = await runCli(config, ['rollout', 'pause', id]);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toMatch(/no running rollout|has ended/);
+  });
+});
+
+describe('hold, retry and approval', () => {
+  it('holds a failed canary drained for a person; a retry by the operator succeeds', async () => {
+    const id = await start([h(4), h(6)], 'waves: { canary: 1, batchSize: 1 }\nonHostFailure: hold');
+    const held = await until(id, 'canary held', (s) => s.state === 'paused');
+    expect(held.hosts[0]).toMatchObject({ hostId: h(4), state: 'held' });
+    expect(fleet.hosts.get(h(4))?.snapshot()).toMatchObject({ cordoned: true, vms: [] });
+
+    await client.workflow.getHandle(id).executeUpdate(hostUpdates.retryHost, { args: [{ by: 'carol', hostId: h(4) }] });
+    await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'carol' }] });
+    const end = await result(id);
+    expect(end.state).toBe('completed');
+    expect(end.hosts.map((x) => [x.hostId, x.state, x.attempts])).toEqual([
+      [h(4), 'succeeded', 2],
+      [h(6), 'succeeded', 1],
+    ]);
+    expect(fleet.hosts.get(h(4))?.snapshot().cordoned).toBe(false);
+  });
+
+  it('waits for approval after the canary and records who gave it', async () => {
+    const id = await start([h(7), h(8)], 'waves: { canary: 1, batchSize: 1 }\napprovals: { afterCanary: true }');
+    const waiting = await until(id, 'waiting for approval', (s) => s.pendingApproval !== null);
+    expect(waiting.state).toBe('waiting');
+    expect(waiting.counts).toMatchObject({ succeeded: 1, pending: 1 });
+    const out = await runCli(config, ['rollout', 'approve', id]);
+    expect(out.code, out.stderr).toBe(0);
+    const end = await result(id);
+    expect(end.state).toBe('completed');
+    expect(end.approvals).toEqual([expect.objectContaining({ gate: 'after-canary', wave: 1, by: expect.stringContaining('@') })]);
+  });
+});
+
+describe('limits', () => {
+  it('never has more hosts of one rack in flight than the plan allows', async () => {
+    const targets = [h(9), h(10), h(11), h(12)]; // all in rack r1
+    const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 4 }\nlimits: { perLabel: { rack: 2 } }');
+    expect((await result(id)).state).toBe('completed');
+    expect(mostAtOnce(await spans(targets))).toBe(2);
+  });
+
+  it('keeps two rollouts together under the fleet-wide limit, measured from what ran', async () => {
+    const a = [h(9), h(10), h(11)];
+    const b = [h(12), h(13), h(14)];
+    const extra = 'waves: { canary: 0, batchSize: 3, maxInFlight: 3 }\nlimits: { fleetWide: 2 }';
+    const [ra, rb] = await Promise.all([start(a, extra), start(b, extra)]);
+    const [ea, eb] = await Promise.all([result(ra), result(rb)]);
+    expect([ea.state, eb.state]).toEqual(['completed', 'completed']);
+    const since = Math.min(Date.parse(ea.startedAt), Date.parse(eb.startedAt));
+    const ran = (await spans([...a, ...b])).filter((s) => s.start >= since);
+    expect(ran).toHaveLength(6);
+    expect(mostAtOnce(ran)).toBeLessThanOrEqual(2);
+  });
+
+  it('never works on one host from two rollouts at the same time', async () => {
+    const shared = h(15);
+    const extra = 'waves: { canary: 0, batchSize: 2, maxInFlight: 2 }\nonBusyHost: wait';
+    const [ra, rb] = await Promise.all([start([h(13), shared], extra), start([shared, h(14)], extra)]);
+    const [ea, eb] = await Promise.all([result(ra), result(rb)]);
+    expect([ea.state, eb.state]).toEqual(['completed', 'completed']);
+    const runs = await spans([shared]);
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    expect(mostAtOnce(runs)).toBe(1);
+  });
+});
+
+describe('maintenance windows', () => {
+  it('starts hosts only inside a window with room for them', async () => {
+    const targets = [h(2), h(3), h(5)];
+    const id = await start(targets, 'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 6s, open: 3s }]\nhostDuration: 2s');
+    const waiting = await until(id, 'waiting for a window', (s) => s.nextWindowAt !== null);
+    expect(Date.parse(waiting.nextWindowAt ?? '') % 6_000).toBe(0);
+    expect((await result(id)).state).toBe('completed');
+    const started = (await spans(targets)).filter((s) => s.start >= Date.parse(waiting.startedAt));
+    expect(started).toHaveLength(3);
+    // Allowed start times: the first second of each 6 s period (3 s open, 2 s needed), plus scheduling slack.
+    for (const s of started) expect(s.start % 6_000, s.hostId).toBeLessThan(1_600);
+  });
+});
+
+describe('continue-as-new', () => {
+  it('carries a pause across a new run, and resumes exactly where it was', async () => {
+    const targets = [h(2), h(3), h(5), h(6)];
+    // A tiny history limit: the rollout continues as new after each host it finishes.
+    const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 12 });
+    const first = await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
+    await client.workflow.getHandle(id).executeUpdate(operatorUpdates.pause, { args: [{ by: 'dave', reason: 'lunch' }] });
+    // The host in flight finishes; the rollout then continues as new, still paused.
+    const after = await until(id, 'a new run while paused', (s) => s.runs > first.runs && s.state === 'paused' && s.counts.running === 0);
+    const before = after;
+    expect(after.paused).toMatchObject({ by: 'dave', reason: 'lunch' });
+    expect(after.counts.succeeded).toBe(before.counts.succeeded);
+    await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'dave' }] });
+    const end = await result(id);
+    expect(end.state).toBe('completed');
+    expect(end.runs).toBeGreaterThanOrEqual(1);
+    expect(end.hosts.map((x) => [x.state, x.attempts])).toEqual(targets.map(() => ['succeeded', 1]));
+  });
+});
