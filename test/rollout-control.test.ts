@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { findTool } from '../cli/dev/tools.js';
 import type { Client } from '@temporalio/client';
 import { hostWorkflowId } from '../schemas/names.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
@@ -218,5 +221,22 @@ describe('continue-as-new', () => {
     expect(end.state).toBe('completed');
     expect(end.runs).toBeGreaterThanOrEqual(1);
     expect(end.hosts.map((x) => [x.state, x.attempts])).toEqual(targets.map(() => ['succeeded', 1]));
+  });
+});
+
+describe('the standard temporal CLI', () => {
+  const temporalCli = (...args: string[]) =>
+    promisify(execFile)(findTool('temporal'), [...args, '--address', stack.temporalAddress, '--output', 'json']).then((r) => r.stdout);
+
+  it('pauses, inspects, resumes and cancels a rollout with its named updates, signals and query', async () => {
+    const id = await start([h(5)], 'waves: { canary: 0 }\nwindows: [{ every: 30d, open: 1h, offset: 29d }]');
+    await until(id, 'waiting for its window', (s) => s.nextWindowAt !== null);
+    await temporalCli('workflow', 'update', 'execute', '--workflow-id', id, '--name', 'pause', '--input', '{"by":"ops@temporal-cli","reason":"change freeze"}');
+    const queried = JSON.parse(await temporalCli('workflow', 'query', '--workflow-id', id, '--name', 'status')) as { queryResult: RolloutStatus[] };
+    expect(queried.queryResult[0]?.paused).toMatchObject({ by: 'ops@temporal-cli', reason: 'change freeze' });
+    await temporalCli('workflow', 'signal', '--workflow-id', id, '--name', 'resume', '--input', '{"by":"ops@temporal-cli"}');
+    await until(id, 'resumed', (s) => s.paused === null);
+    await temporalCli('workflow', 'signal', '--workflow-id', id, '--name', 'cancel', '--input', '{"by":"ops@temporal-cli"}');
+    expect((await result(id)).cancelled).toMatchObject({ by: 'ops@temporal-cli' });
   });
 });
