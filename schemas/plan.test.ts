@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from './common.js';
 import { parsePlan } from './plan.js';
@@ -52,6 +52,24 @@ describe('parsePlan', () => {
     const parsed = parsePlan(example.replace(/targets:\n  selector:\n    role: hypervisor\n/, 'targets: {}\n'));
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) expect(parsed.problems.map((p) => p.path)).toContain('targets');
+  });
+});
+
+describe('the example plans', () => {
+  const dir = new URL('../examples/', import.meta.url);
+  it.each(readdirSync(dir).filter((f) => f.endsWith('.yaml')))('%s is valid', (file) => {
+    const parsed = parsePlan(readFileSync(new URL(file, dir), 'utf8'));
+    expect(parsed.ok ? [] : parsed.problems).toEqual([]);
+  });
+
+  it('refuses a host duration longer than every window', () => {
+    const parsed = parsePlan(readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('hostDuration: 45m', 'hostDuration: 5h'));
+    expect(parsed.ok ? [] : parsed.problems).toEqual([{ path: 'hostDuration', message: 'longer than every maintenance window: no host could ever start' }]);
+  });
+
+  it('refuses an unknown time zone', () => {
+    const parsed = parsePlan(readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('Europe/Berlin', 'Europe/Atlantis'));
+    expect(parsed.ok ? [] : parsed.problems.map((p) => p.path)).toEqual(['windows[0].timeZone']);
   });
 });
 

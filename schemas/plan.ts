@@ -111,7 +111,8 @@ export const Plan = z
       .prefault({}),
   })
   .superRefine((plan, ctx) => {
-    if (plan.windows.length > 0 && plan.hostDuration > 0 && longestWindowMs(plan.windows) < plan.hostDuration) {
+    const zonesValid = plan.windows.every((w) => !('timeZone' in w) || isTimeZone(w.timeZone));
+    if (zonesValid && plan.windows.length > 0 && plan.hostDuration > 0 && longestWindowMs(plan.windows) < plan.hostDuration) {
       ctx.addIssue({ code: 'custom', path: ['hostDuration'], message: 'longer than every maintenance window: no host could ever start' });
     }
     plan.steps.forEach((step, i) => {
