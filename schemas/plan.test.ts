@@ -49,7 +49,7 @@ describe('parsePlan', () => {
   });
 
   it('needs hosts or a selector', () => {
-    const parsed = parsePlan(example.replace(/targets:\n  selector:\n    role: hypervisor\n/, 'targets: {}\n'));
+    const parsed = parsePlan(example.replace(/targets:\n {2}selector:\n {4}role: hypervisor\n/, 'targets: {}\n'));
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) expect(parsed.problems.map((p) => p.path)).toContain('targets');
   });

@@ -13,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import type { ControllerActivities } from '../activities/controller/types.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type { HostState, HostStatus, RolloutCarried, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
+import type { HostAction, HostState, HostStatus, OperatorAction, RolloutCarried, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
 import { hostMaintenance } from './host-maintenance.js';
 import {
   HOST_ACTIONS,
@@ -88,11 +88,15 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   setHandler(rolloutStatusQuery, () => status);
   const actions = createOperatorActions({ status, byHost, carried, isOver, setHost, onChange: bump });
   for (const name of OPERATOR_ACTIONS) {
-    setHandler(operatorUpdates[name], (a) => (actions[name].apply(a), status), { validator: (a) => actions[name].check(a) });
+    setHandler(operatorUpdates[name], (a: OperatorAction) => (actions[name].apply(a), status), {
+      validator: (a: OperatorAction) => actions[name].check(a),
+    });
     setHandler(operatorSignals[name], (a) => actions[name].tryApply(a));
   }
   for (const name of HOST_ACTIONS) {
-    setHandler(hostUpdates[name], (a) => (actions[name].apply(a), status), { validator: (a) => actions[name].check(a) });
+    setHandler(hostUpdates[name], (a: HostAction) => (actions[name].apply(a), status), {
+      validator: (a: HostAction) => actions[name].check(a),
+    });
     setHandler(hostSignals[name], (a) => actions[name].tryApply(a));
   }
 

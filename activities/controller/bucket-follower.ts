@@ -116,7 +116,10 @@ export class BucketFollower<S extends z.ZodType> {
         opts.onValue?.(value);
         if (done(value)) finish(() => resolve(value));
       };
-      const onAbort = () => finish(() => reject(opts.signal?.reason ?? new Error('aborted')));
+      const onAbort = () => {
+        const reason: unknown = opts.signal?.reason;
+        finish(() => reject(reason instanceof Error ? reason : new Error('aborted')));
+      };
       set.add(listener);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (opts.timeoutMs !== undefined) {
@@ -128,7 +131,7 @@ export class BucketFollower<S extends z.ZodType> {
       else
         this.fetch(key).then(
           (value) => value !== undefined && set.has(listener) && listener(value),
-          (err: unknown) => finish(() => reject(err)),
+          (err: unknown) => finish(() => reject(err instanceof Error ? err : new Error(String(err)))),
         );
     });
   }
