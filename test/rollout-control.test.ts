@@ -193,14 +193,15 @@ describe('limits', () => {
 describe('maintenance windows', () => {
   it('starts hosts only inside a window with room for them', async () => {
     const targets = [h(2), h(3), h(5)];
-    const id = await start(targets, 'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 6s, open: 3s }]\nhostDuration: 2s');
+    const id = await start(targets, 'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 10s, open: 5s }]\nhostDuration: 3s');
     const waiting = await until(id, 'waiting for a window', (s) => s.nextWindowAt !== null);
-    expect(Date.parse(waiting.nextWindowAt ?? '') % 6_000).toBe(0);
+    expect(Date.parse(waiting.nextWindowAt ?? '') % 10_000).toBe(0);
     expect((await result(id)).state).toBe('completed');
     const started = (await spans(targets)).filter((s) => s.start >= Date.parse(waiting.startedAt));
     expect(started).toHaveLength(3);
-    // Allowed start times: the first second of each 6 s period (3 s open, 2 s needed), plus scheduling slack.
-    for (const s of started) expect(s.start % 6_000, s.hostId).toBeLessThan(1_600);
+    // Allowed start times: the first 2 s of each 10 s period (5 s open, 3 s needed), plus 1.5 s of
+    // slack between the workflow's decision and the child's recorded start on a loaded machine.
+    for (const s of started) expect(s.start % 10_000, s.hostId).toBeLessThan(3_500);
   });
 });
 
