@@ -157,6 +157,17 @@ describe('hold, retry and approval', () => {
   });
 });
 
+describe('pauses between waves', () => {
+  it('waits the given time after a wave before the next one starts', async () => {
+    const id = await start([h(7), h(8)], 'waves: { canary: 1, batchSize: 1, pauseBetweenWaves: 3s }');
+    const waiting = await until(id, 'pausing between waves', (s) => s.message?.startsWith('pausing 3s') ?? false);
+    expect(waiting.state).toBe('waiting');
+    expect((await result(id)).state).toBe('completed');
+    const [canary, next] = (await spans([h(7), h(8)])).filter((s) => s.start >= Date.parse(waiting.startedAt)).sort((a, b) => a.start - b.start);
+    expect(next!.start - canary!.end).toBeGreaterThanOrEqual(3_000);
+  });
+});
+
 describe('limits', () => {
   it('never has more hosts of one rack in flight than the plan allows', async () => {
     const targets = [h(9), h(10), h(11), h(12)]; // all in rack r1
