@@ -236,6 +236,28 @@ describe('continue-as-new', () => {
   });
 });
 
+describe('cancel with onCancel: rollback', () => {
+  it('stops the hosts in flight after their running step and undoes what they did', async () => {
+    const slow = simHostIds(2, `slow${randomBytes(2).toString('hex')}`);
+    const slowFleet = await startSimFleet({ home: stack.home, natsUrl: stack.natsUrl, hosts: slow, stateDir: tempDir('slow-sim'), speed: 0.2, presenceIntervalMs: 500, log: quietLog });
+    try {
+      await waitForOnline(config, slow);
+      const id = await start(slow, 'waves: { canary: 0, batchSize: 2, maxInFlight: 2 }\nonCancel: rollback');
+      // Wait until both hosts have drained (their VMs are away), then cancel mid-campaign.
+      for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++) await new Promise((r) => setTimeout(r, 100));
+      await client.workflow.getHandle(id).executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
+      const end = await result(id);
+      expect(end.state).toBe('cancelled');
+      for (const hostId of slow) {
+        expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({ state: 'rolled-back', error: 'rollout cancelled by erin' });
+        expect(slowFleet.hosts.get(hostId)?.snapshot()).toMatchObject({ cordoned: false, away: {}, bridge: { type: 'linux' } });
+      }
+    } finally {
+      await slowFleet.stop();
+    }
+  });
+});
+
 describe('the standard temporal CLI', () => {
   const temporalCli = (...args: string[]) =>
     promisify(execFile)(findTool('temporal'), [...args, '--address', stack.temporalAddress, '--output', 'json']).then((r) => r.stdout);

@@ -1,4 +1,5 @@
 import {
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
@@ -19,6 +20,8 @@ function activitiesFor(step: PlanStep) {
     startToCloseTimeout: step.timeout ?? '2h',
     // The dispatch activity heartbeats every few seconds; a dead controller is noticed within this.
     heartbeatTimeout: '20s',
+    // On cancel, wait until the host has stopped the step, so the revert that follows sees its end.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '1s', maximumInterval: '20s', nonRetryableErrorTypes: ['StepFailed', 'RebootTimeout', 'InvalidStep'] },
   });
 }
@@ -79,11 +82,15 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     }
   }
 
-  const completed: { step: PlanStep; index: number; outcome: StepOutcome }[] = [];
+  // Steps that ran, or may have: the one interrupted by a failure or a cancel has no outcome but
+  // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
+  const touched: { step: PlanStep; index: number; outcome?: StepOutcome }[] = [];
   try {
     await steps.run(async () => {
       for (const [index, step] of input.steps.entries()) {
-        completed.push({ step, index, outcome: await run(step, index, 'apply') });
+        const entry: (typeof touched)[number] = { step, index };
+        touched.push(entry);
+        entry.outcome = await run(step, index, 'apply');
       }
     });
     upsertSearchAttributes([{ key: phaseKey, value: 'succeeded' }]);
@@ -95,18 +102,18 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       return { hostId: input.hostId, state: 'held', steps: records, error };
     }
     // Undo even when cancelled: a half-converted host is worse than either end.
-    const undone = await CancellationScope.nonCancellable(() => rollBack(completed, run));
+    const undone = await CancellationScope.nonCancellable(() => rollBack(touched, run));
     upsertSearchAttributes([{ key: phaseKey, value: undone ? 'rolled-back' : 'failed' }]);
     return { hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error };
   }
 }
 
 /**
- * Revert completed steps in reverse order. A revert that changes boot configuration asks for a
+ * Revert the steps that ran in reverse order. A revert that changes boot configuration asks for a
  * reboot; it happens before the VMs come back, so they return to a host in its final state.
  */
 async function rollBack(
-  completed: { step: PlanStep; index: number; outcome: StepOutcome }[],
+  completed: { step: PlanStep; index: number; outcome?: StepOutcome }[],
   run: (step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome) => Promise<StepOutcome>,
 ): Promise<boolean> {
   let rebootStep: { step: PlanStep; index: number } | undefined;
