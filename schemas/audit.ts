@@ -35,10 +35,10 @@ export const AUDIT_EVENT_TYPES = [
 export const AuditEventType = z.enum(AUDIT_EVENT_TYPES);
 export type AuditEventType = z.infer<typeof AuditEventType>;
 
-/** `controller`, `host:<hostId>`, or `user:<name>` for an operator (name as the CLI reports it, e.g. alice@laptop). */
+/** `controller`, `host:<hostId>`, or `user:<name>` for an operator (as the CLI reports it, e.g. user:alice@laptop). */
 export const AuditActor = z
   .string()
-  .regex(/^(controller|host:[a-z0-9-]{1,63}|user:[^\s]{1,200})$/, 'must be controller, host:<id> or user:<name>');
+  .regex(/^(controller|host:[a-z0-9-]{1,63}|user:\P{Cc}{1,200})$/u, 'must be controller, host:<id> or user:<name>');
 
 const ROLLOUT_TOKEN = /^[A-Za-z0-9_-]{1,200}$/;
 

@@ -22,6 +22,8 @@ export function hostPermissions(hostId: string, identity: string): NatsPermissio
         `$KV.${BUCKETS.results}.${hostId}.>`,
         `$KV.${BUCKETS.hosts}.${hostId}`,
         SUBJECTS.auditHost(hostId),
+        // The last message of its own audit subject only: how a host finds its chain's end again.
+        `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(hostId)}`,
       ],
     },
     subscribe: { allow: [`${inboxPrefix(identity)}.>`, SUBJECTS.cancel(hostId)] },

@@ -37,6 +37,8 @@ export async function ensureMessaging(nc: NatsConnection, replicas = 1): Promise
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(60 * 60_000),
     max_age: 0,
+    // Hosts read the end of their own chain by direct get (schemas/permissions.ts, decision 0005).
+    allow_direct: true,
     num_replicas: replicas,
   });
   const kvm = new Kvm(nc);

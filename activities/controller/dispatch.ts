@@ -64,6 +64,8 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
           heartbeat();
         },
       });
+      // Awaited below; if NATS fails before that (the attempt is retried), its rejection is not unhandled.
+      settled.catch(() => undefined);
       const known = await results.fetch(key);
       if (!known) {
         await ensureHostConsumer(nc, req.hostId);

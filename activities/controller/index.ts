@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import type { Logger } from '../../workers/log.js';
+import { createRecordAudit } from './audit.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
 import { selectTargets } from './inventory.js';
@@ -27,5 +28,6 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     dispatchStep: createDispatchStep(deps),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
+    recordAudit: createRecordAudit(deps),
   };
 }

@@ -1,6 +1,7 @@
 import type { StepKind, StepOutcome } from '../../schemas/steps.js';
 import type { StepMode } from '../../schemas/command.js';
 import type { Plan } from '../../schemas/plan.js';
+import type { AuditRecordInput, AuditRecorded } from '../../schemas/audit.js';
 
 export interface DispatchRequest {
   rolloutId: string;
@@ -41,6 +42,8 @@ export interface ControllerActivities {
   resolveTargets(targets: Plan['targets']): Promise<TargetResolution>;
   acquireLease(req: { hostId: string; rolloutId: string; limit: number }): Promise<boolean>;
   releaseLease(req: { hostId: string }): Promise<void>;
+  /** Store one audit event (rollout or host transition) on its chain; returns where. */
+  recordAudit(input: AuditRecordInput): Promise<AuditRecorded>;
 }
 
 /** Failure types that retrying cannot fix. */

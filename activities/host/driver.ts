@@ -15,7 +15,21 @@ export interface StepContext {
   log: Logger;
   /** The journal shows this command was started before and never finished: the worker restarted mid-step. */
   recovering: boolean;
+  /** Tell the audit trail what the step did; stored before the step is reported done. Absent outside a host worker. */
+  audit?: (note: StepAuditNote) => void;
 }
+
+/** For the audit trail: each program a step ran, or a step's own event such as the OVS confirmation. */
+export type StepAuditNote =
+  | {
+      type: 'step.command';
+      argv: readonly string[];
+      exitCode: number;
+      durationMs: number;
+      stdout?: string;
+      stderr?: string;
+    }
+  | { type: 'ovs.confirmed' | 'ovs.auto-reverted'; data: Record<string, unknown> };
 
 /** Where a host's steps actually happen: a real host, a lab namespace or a simulation. */
 export interface HostDriver {

@@ -13,6 +13,8 @@ import {
 import type { CancelRequest, CommandStatus, StepCommand } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { StepOutcome } from '../../schemas/steps.js';
+import { AuditNotStoredError, type HostAuditLog } from './audit-spool.js';
+import { CommandAuditTrail } from './command-audit.js';
 import type { CommandJournal } from './journal.js';
 import { publishCommandStatus } from './report.js';
 import { StatusNotStoredError, StatusReporter, type Terminal } from './status-reporter.js';
@@ -31,6 +33,8 @@ export interface CommandRunnerOptions {
   log: Logger;
   /** The host's current boot id, for the statuses of a command. */
   bootId: () => Promise<string>;
+  /** Where the command's audit events go; a command is reported done only once they are stored. */
+  audit: HostAuditLog;
 }
 
 /** Cancellations for commands not yet running are remembered, up to this many. */
@@ -102,6 +106,8 @@ export class CommandRunner {
 
     const base = { ...pick(command), starts: entry.starts, bootId: await this.o.bootId() };
     const reporter = new StatusReporter(this.o.js, base, log);
+    const trail = new CommandAuditTrail(this.o.audit, command, entry.starts, log);
+    trail.requested(recovering);
     let step: PreparedStep | undefined;
     let terminal: Terminal;
     try {
@@ -113,7 +119,14 @@ export class CommandRunner {
       throwIfAborted(abort.signal);
       log.info({ recovering }, 'running step');
       await reporter.update('running', { pct: 0, message: 'started' });
-      const ctx = { signal: abort.signal, progress: reporter.progress.bind(reporter), log, recovering };
+      trail.started(base.bootId);
+      const ctx = {
+        signal: abort.signal,
+        progress: reporter.progress.bind(reporter),
+        log,
+        recovering,
+        audit: trail.note.bind(trail),
+      };
       const outcome = checkOutcome(await this.o.driver.runStep(step, ctx));
       terminal = { state: 'succeeded', outcome: recovering ? { ...outcome, recovered: true } : outcome };
       log.info({ changed: outcome.changed, summary: outcome.summary }, 'step succeeded');
@@ -129,12 +142,14 @@ export class CommandRunner {
     } finally {
       if (this.current?.abort === abort) this.current = undefined;
     }
+    trail.finished(terminal);
     try {
+      await this.o.audit.flush(this.stopping.signal);
       const status = await reporter.finish(terminal, this.stopping.signal);
       await journal.finish(status);
       return { kind: 'finished', status, step, replayed: false };
     } catch (err) {
-      if (err instanceof StatusNotStoredError) return { kind: 'left' };
+      if (err instanceof StatusNotStoredError || err instanceof AuditNotStoredError) return { kind: 'left' };
       throw err;
     }
   }

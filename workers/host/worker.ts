@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import type { Labels } from '../../schemas/common.js';
 import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
+import { hostChainStore } from '../../activities/audit/store.js';
+import { HostAuditLog } from './audit-spool.js';
 import { CommandRunner, type RunResult } from './command-runner.js';
 import { checkCancelMessage, checkCommandMessage } from './command-message.js';
 import { CommandJournal } from './journal.js';
@@ -23,7 +25,7 @@ export interface HostWorkerOptions {
   nc: NatsConnection;
   driver: HostDriver;
   labels: Labels;
-  /** Holds the command journal (and, for the sim, the simulated host). */
+  /** Holds the command journal, the audit spool (and, for the sim, the simulated host). */
   stateDir: string;
   log: Logger;
   presenceIntervalMs?: number;
@@ -45,6 +47,13 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   const log = o.log.child({ hostId: o.hostId });
   const js = jetstream(o.nc);
   const journal = await CommandJournal.open(path.join(o.stateDir, 'journal'));
+  const audit = await HostAuditLog.open({
+    hostId: o.hostId,
+    dir: path.join(o.stateDir, 'audit'),
+    store: hostChainStore(o.nc),
+    log,
+  });
+  audit.start();
   const stopping = new AbortController();
   const runner: CommandRunner = new CommandRunner({
     hostId: o.hostId,
@@ -52,6 +61,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     journal,
     driver: o.driver,
     log,
+    audit,
     bootId: async () => (await o.driver.facts().catch(() => undefined))?.bootId ?? presence.lastBootId() ?? 'unknown',
   });
   const presence = startPresence({
@@ -176,6 +186,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       await running;
       cancels.unsubscribe();
       await presence.stop();
+      await audit.stop();
       log.info('host worker stopped');
     },
   };

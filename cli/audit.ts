@@ -1,0 +1,167 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { readStreamState, readTrail } from '../activities/audit/read.js';
+import { streamStateOf, verifyTrail, type StreamState } from '../activities/audit/verify.js';
+import { AUDIT_CHAINS, AuditRecord } from '../schemas/audit.js';
+import { HostId } from '../schemas/common.js';
+import { loadConfig, withNats } from './clients.js';
+import { UsageError } from './errors.js';
+import { eventsOf, matches, parseSince, renderEvent, renderLog, renderReport, type LogFilter } from './audit-render.js';
+
+/** `refit audit verify` found a broken, missing or reordered link. */
+export const EXIT_AUDIT_BROKEN = 3;
+
+interface LogOptions {
+  host?: string;
+  rollout?: string;
+  since?: string;
+  step?: string;
+  type?: string;
+  json?: boolean;
+}
+
+function filterOf(opts: LogOptions): LogFilter {
+  if (opts.host !== undefined && !HostId.safeParse(opts.host).success)
+    throw new UsageError(`--host ${opts.host} is not a host id`);
+  const since = opts.since === undefined ? undefined : parseSince(opts.since);
+  if (opts.since !== undefined && since === undefined) {
+    throw new UsageError(`--since ${opts.since} is neither a time (2025-06-01T10:00Z) nor a duration (90m, 2d)`);
+  }
+  return { host: opts.host, rollout: opts.rollout, since, step: opts.step, type: opts.type };
+}
+
+/** Read an export written by `refit audit export`; every bad line is named. */
+async function readExport(file: string): Promise<AuditRecord[]> {
+  const records: AuditRecord[] = [];
+  const problems: string[] = [];
+  let n = 0;
+  try {
+    for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+      n++;
+      if (line.trim() === '') continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch {
+        problems.push(`line ${n}: not JSON`);
+        continue;
+      }
+      const parsed = AuditRecord.safeParse(json);
+      if (parsed.success) records.push(parsed.data);
+      else problems.push(`line ${n}: not an export record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+    }
+  } catch (cause) {
+    throw new UsageError(`cannot read ${file}: ${(cause as Error).message}`);
+  }
+  if (problems.length > 0)
+    throw new UsageError(`${file} is not an audit export:\n  ${problems.slice(0, 20).join('\n  ')}`);
+  return records;
+}
+
+export function registerAuditCommands(program: Command): void {
+  const audit = program
+    .command('audit')
+    .description('the audit trail: who changed what on which host, provably untouched');
+
+  audit
+    .command('log')
+    .description('events, oldest first, filtered')
+    .option('--host <host>', 'events of this host')
+    .option('--rollout <rollout>', 'events of this rollout')
+    .option('--since <time>', 'from this time (2025-06-01T10:00Z) or this long ago (90m, 2d)')
+    .option('--step <step>', 'events of this step kind (ovs-convert, sriov-enable, …)')
+    .option('--type <type>', 'events of this type or family (step.command, rollout)')
+    .option('--json', 'print JSON: the events as stored')
+    .action(async (opts: LogOptions) => {
+      const filter = filterOf(opts);
+      await withNats(loadConfig(), async (nc) => {
+        // Stored a little after they happen: start reading early, filter on the event's own time.
+        const from = filter.since && new Date(filter.since.getTime() - 10 * 60_000);
+        const events = eventsOf(await readTrail(nc, from ? { since: from } : {})).filter((e) =>
+          matches(e.event, filter),
+        );
+        process.stdout.write(
+          opts.json
+            ? `${JSON.stringify(
+                events.map((e) => e.event),
+                null,
+                2,
+              )}\n`
+            : `${renderLog(events)}\n`,
+        );
+      });
+    });
+
+  audit
+    .command('show <event>')
+    .description('one event in full, with the commands it ran and the diff it made (event id or hash prefix)')
+    .option('--json', 'print JSON: the event as stored, with its stream position')
+    .action(async (ref: string, opts: { json?: boolean }) => {
+      await withNats(loadConfig(), async (nc) => {
+        const events = eventsOf(await readTrail(nc));
+        const found = events.filter(
+          (e) => e.event.eventId === ref || (ref.length >= 8 && e.event.hash.startsWith(ref)),
+        );
+        if (found.length === 0)
+          throw new UsageError(`no audit event ${ref} (give an event id, or at least 8 characters of its hash)`, 1);
+        if (found.length > 1 && !found.every((e) => e.event.eventId === ref)) {
+          throw new UsageError(`${ref} matches ${found.length} events; give more of the hash`);
+        }
+        process.stdout.write(
+          opts.json
+            ? `${JSON.stringify(
+                found.map((e) => ({ ...e.record, event: e.event })),
+                null,
+                2,
+              )}\n`
+            : `${found.map(renderEvent).join('\n\n')}\n`,
+        );
+      });
+    });
+
+  audit
+    .command('export')
+    .description('the whole trail as JSON lines on stdout, for a SIEM or to verify offline')
+    .option('--format <format>', 'jsonl (one stored message per line)', 'jsonl')
+    .action(async (opts: { format: string }) => {
+      if (opts.format !== 'jsonl') throw new UsageError(`--format ${opts.format} is not supported; use jsonl`);
+      await withNats(loadConfig(), async (nc) => {
+        for (const record of await readTrail(nc)) process.stdout.write(`${JSON.stringify(record)}\n`);
+      });
+    });
+
+  audit
+    .command('verify')
+    .description(`recompute every chain; exits ${EXIT_AUDIT_BROKEN} when a link is broken, missing or reordered`)
+    .option('--file <export.jsonl>', 'verify an export offline instead of the live stream')
+    .option('--host <host>', "only this host's chain (and links into it)")
+    .option('--rollout <rollout>', "only this rollout's chain")
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { file?: string; host?: string; rollout?: string; json?: boolean }) => {
+      if (opts.host !== undefined && !HostId.safeParse(opts.host).success)
+        throw new UsageError(`--host ${opts.host} is not a host id`);
+      const chosen = [
+        ...(opts.host !== undefined ? [AUDIT_CHAINS.host(opts.host)] : []),
+        ...(opts.rollout !== undefined ? [AUDIT_CHAINS.rollout(opts.rollout)] : []),
+      ];
+      const select = chosen.length > 0 ? (chain: string) => chosen.includes(chain) : undefined;
+      let records: AuditRecord[];
+      let stream: StreamState | undefined;
+      if (opts.file !== undefined) {
+        records = await readExport(opts.file);
+        stream = streamStateOf(records);
+      } else {
+        [records, stream] = await withNats(loadConfig(), async (nc) => {
+          const state = await readStreamState(nc);
+          return [await readTrail(nc), state] as const;
+        });
+      }
+      const report = verifyTrail(records, { stream, select });
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderReport(report, opts.file ?? 'audit trail')}\n`,
+      );
+      if (!report.ok)
+        throw new UsageError(`the audit trail is not intact: ${report.problems.length} problem(s)`, EXIT_AUDIT_BROKEN);
+    });
+}

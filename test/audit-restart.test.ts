@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readTrail } from '../activities/audit/read.js';
+import { allowAuditDirectGet } from '../activities/audit/store.js';
+import { verifyTrail } from '../activities/audit/verify.js';
+import { createRecordAudit } from '../activities/controller/audit.js';
+import { startRollout } from '../cli/rollout.js';
+import { AUDIT_CHAINS, type AuditRecordInput, type AuditRecorded } from '../schemas/audit.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
+import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { restartNats, trailEvents } from './audit-helpers.js';
+import { plan, quietLog, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import { testStack } from './helpers/stack.js';
+
+const stack = testStack();
+const config = testConfig(stack);
+const hosts = simHostIds(3, `ar${randomBytes(2).toString('hex')}`);
+const stateDir = tempDir('audit-restart');
+let controllerWorker: ControllerWorker;
+let fleet: SimFleetHandle;
+let temporal: Awaited<ReturnType<typeof temporalClient>>;
+let nc: NatsConnection;
+
+const STEPS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'];
+const planYaml = `
+apiVersion: refit/v1
+kind: Campaign
+name: audit-restart
+targets:
+  hosts: [${hosts.join(', ')}]
+waves:
+  canary: 0
+  batchSize: 3
+  maxInFlight: 3
+steps:
+  - kind: drain
+  - kind: ovs-convert
+  - kind: sriov-enable
+    params: { nic: ens6, vfs: 7 }
+  - kind: reboot
+    params: { timeout: 2m }
+  - kind: verify
+    params: { targets: [{ address: 10.77.0.1 }], count: 10 }
+  - kind: undrain
+`;
+
+beforeAll(async () => {
+  nc = await stack.controllerConnection();
+  await allowAuditDirectGet(nc);
+  controllerWorker = await startControllerWorker(config, quietLog);
+  fleet = await startSimFleet({
+    home: stack.home,
+    natsUrl: stack.natsUrl,
+    hosts,
+    stateDir,
+    speed: 1,
+    rebootPauseMs: 1_500,
+    presenceIntervalMs: 500,
+    log: quietLog,
+  });
+  await waitForOnline(config, hosts);
+  temporal = await temporalClient(config);
+});
+
+afterAll(async () => {
+  await temporal?.close();
+  await fleet?.stop();
+  await controllerWorker?.shutdown();
+  await stack.closeAll();
+});
+
+/** What Temporal does with a failing activity: the same activity (same id) again, until it succeeds. */
+async function withRetries(activityId: string, run: () => Promise<AuditRecorded>): Promise<AuditRecorded> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      if (attempt > 100) throw new Error(`activity ${activityId} kept failing`, { cause: err });
+      await sleep(250);
+    }
+  }
+}
+
+describe('NATS restarted in the middle of a rollout', () => {
+  it('loses no audit event and forks no chain, on the hosts or on the controller', async () => {
+    const rolloutId = `restart-${randomBytes(3).toString('hex')}`;
+    await startRollout(temporal.client, config.taskQueue, plan(planYaml), rolloutId);
+
+    // The controller writes rollout events throughout, retried like activities are.
+    const recordAudit = createRecordAudit({ nc: controllerWorker.nc, log: quietLog });
+    const logger = new DefaultLogger('ERROR', () => undefined);
+    const controllerWrites = (async () => {
+      const done: AuditRecorded[] = [];
+      for (let i = 0; i < 12; i++) {
+        const activityId = String(i);
+        const env = () =>
+          new MockActivityEnvironment(
+            { workflowExecution: { workflowId: rolloutId, runId: 'r1' }, activityId },
+            { logger },
+          );
+        done.push(
+          await withRetries(activityId, () =>
+            env().run<[AuditRecordInput], AuditRecorded, typeof recordAudit>(recordAudit, {
+              type: 'host.started',
+              actor: 'controller',
+              rolloutId,
+              data: { i },
+            }),
+          ),
+        );
+        await sleep(400);
+      }
+      return done;
+    })();
+
+    // Restart once the hosts are under way.
+    for (let seen = 0; seen < 3; await sleep(100)) {
+      seen = (await trailEvents(nc)).filter(
+        (e) => e.event.rolloutId === rolloutId && e.event.type === 'step.succeeded',
+      ).length;
+    }
+    const outage = await restartNats(stack.home, 2_000);
+
+    const result = (await temporal.client.workflow.getHandle(rolloutId).result()) as RolloutStatus;
+    expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
+    const written = await controllerWrites;
+
+    const records = await readTrail(nc);
+    const events = (await trailEvents(nc)).map((e) => e.event);
+    const ours = (chain: string) => verifyTrail(records, { select: (c) => c === chain });
+    for (const hostId of hosts) {
+      const report = ours(AUDIT_CHAINS.host(hostId));
+      expect(report.ok, JSON.stringify(report.problems)).toBe(true);
+      const chain = events.filter((e) => e.chain === AUDIT_CHAINS.host(hostId));
+      expect(chain.filter((e) => e.type === 'step.succeeded').map((e) => e.step)).toEqual(STEPS);
+      // Every start of every command has its request, its start and its result.
+      const starts = new Set(chain.map((e) => e.eventId.replace(/\/[^/]+$/, '')));
+      for (const start of starts) {
+        const kinds = chain.filter((e) => e.eventId.startsWith(`${start}/`)).map((e) => e.type);
+        expect(kinds.slice(0, 2), start).toEqual(['step.requested', 'step.started']);
+        expect(kinds.at(-1), start).toMatch(/^step\.(succeeded|failed|cancelled|reverted)$/);
+      }
+      expect(await readdir(path.join(stateDir, hostId, 'audit', 'spool'))).toEqual([]);
+    }
+
+    // Steps finished while the server was down: their events were spooled on the hosts, then stored.
+    const duringOutage = events.filter(
+      (e) =>
+        e.rolloutId === rolloutId &&
+        e.actor.startsWith('host:') &&
+        Date.parse(e.at) > outage.stoppedAt &&
+        Date.parse(e.at) < outage.answeringAt,
+    );
+    expect(duringOutage.length).toBeGreaterThan(0);
+
+    const rolloutChain = AUDIT_CHAINS.rollout(rolloutId);
+    expect(ours(rolloutChain).ok, JSON.stringify(ours(rolloutChain).problems)).toBe(true);
+    const stored = events.filter((e) => e.chain === rolloutChain);
+    expect(stored.map((e) => e.data.i)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(written.map((w) => w.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(new Set(events.map((e) => e.eventId)).size).toBe(events.length);
+  }, 180_000);
+});
