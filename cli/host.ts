@@ -5,7 +5,10 @@ import { HostId } from '../schemas/common.js';
 import { Driver } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
-import { InvalidLabelsError, parseLabels, startSimHost, untilStopSignal } from '../workers/host/host-process.js';
+import { InvalidLabelsError, parseLabels, startHostProcess, startSimHost, untilStopSignal } from '../workers/host/host-process.js';
+import { createTestbedDriver } from '../testbed/driver.js';
+import { createLinuxDriver } from '../activities/host/linux/driver.js';
+import { fileConfirmation } from '../activities/host/linux/confirm.js';
 import { InvalidFailSpecError, parseFailSpec, startSimFleet, type FailSpec } from '../workers/host/sim-fleet.js';
 import { UsageError } from './errors.js';
 
@@ -33,22 +36,44 @@ export function registerHostCommands(program: Command): void {
     .command('host')
     .description('run the host worker (agent) of one host: presence, its command queue, its steps')
     .requiredOption('--id <hostId>', 'this host id (a DNS label)')
-    .option('--driver <driver>', 'where steps run: linux (this machine) or sim (simulated)', 'linux')
+    .option('--driver <driver>', 'where steps run: linux (this machine, as root), testbed (a lab host) or sim (simulated)', 'linux')
     .option('--labels <k=v,...>', 'inventory labels, e.g. rack=r1,role=hypervisor')
     .option('--creds <file>', "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev` made)")
     .option(
       '--state-dir <dir>',
-      'where the command journal (and the simulated host) lives (default: <REFIT_HOME>/sim/<id>)',
+      'where the command journal and driver state live (default: <REFIT_HOME>/sim/<id> for sim, <REFIT_HOME>/hosts/<id> otherwise)',
     )
     .option('--presence-interval <ms>', 'how often presence is published', '3000')
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast')
     .action(async (opts: HostCommandOptions) => {
       const hostId = checked(HostId, opts.id, '--id');
       const driver = checked(Driver, opts.driver, '--driver');
-      if (driver !== 'sim')
-        throw new UsageError(`the ${driver} driver arrives with the lab issue; only --driver sim works for now`);
       const config = loadConfig();
       const labels = withUsage(() => parseLabels(opts.labels ?? ''));
+      if (driver !== 'sim') {
+        const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
+        const log = createLogger('refit-host', { hostId, driver });
+        const real =
+          driver === 'testbed'
+            ? await createTestbedDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
+            : createLinuxDriver({ hostId, stateDir, confirm: fileConfirmation(stateDir), log });
+        const host = await startHostProcess(
+          {
+            hostId,
+            natsUrl: config.natsUrl,
+            credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+            stateDir,
+            labels,
+            log,
+            presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+          },
+          real,
+        );
+        process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);
+        await untilStopSignal();
+        await host.stop();
+        return;
+      }
       // The same place `refit sim-fleet` keeps it: either way, sim-007 is the same simulated host.
       const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim', hostId));
       const log = createLogger('refit-host', { hostId, simulated: true });

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerAuditCommands } from './audit.js';
 import { registerDevCommands } from './dev/command.js';
 import { UsageError } from './errors.js';
 import { registerHostCommands } from './host.js';
 import { registerHostsCommand } from './hosts.js';
+import { registerLabCommands } from './lab.js';
+import { registerOvsConfigCommand } from './ovs-config.js';
 import { registerRolloutCommands } from './rollout.js';
 import { registerWorkerCommand } from './worker.js';
 
@@ -18,6 +21,9 @@ registerWorkerCommand(program);
 registerHostCommands(program);
 registerHostsCommand(program);
 registerRolloutCommands(program);
+registerAuditCommands(program);
+registerLabCommands(program);
+registerOvsConfigCommand(program);
 
 // The one place where errors become exit codes: 2 for what the operator must fix, 1 for the rest.
 try {

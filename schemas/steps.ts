@@ -41,6 +41,8 @@ export const VerifyParams = z.strictObject({
   maxRttMs: z.number().positive().optional(),
   /** Fail when loss or average latency is worse than the baseline by more than this factor. */
   maxRegression: z.number().min(1).default(1.5),
+  /** Latency within this many ms of the baseline is never a regression (jitter, busy hosts). */
+  rttToleranceMs: z.number().nonnegative().default(5),
 });
 
 export const STEP_PARAMS = {

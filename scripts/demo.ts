@@ -11,12 +11,19 @@ import { readInventory } from '../cli/hosts.js';
 import { startControllerWorker } from '../workers/controller.js';
 import { startSimFleet } from '../workers/host/sim-fleet.js';
 import { createLogger } from '../workers/log.js';
+import { labPrerequisitesMissing } from '../testbed/tools.js';
+import { labUp } from '../testbed/up.js';
+import { labDown } from '../testbed/down.js';
+import { startLabWorkers } from '../testbed/workers.js';
 
 /**
- * `npm run demo`: the embedded stack, the controller worker and a simulated fleet, and the example
+ * `npm run demo`: the embedded stack, the controller worker and a fleet — the network-namespace lab
+ * when this runs as root with the lab's tools, a simulated fleet otherwise — and the example
  * campaign across it with live progress. Everything it starts, it stops.
  */
-const HOSTS = Number(process.env.REFIT_DEMO_HOSTS ?? 12);
+const labMissing = process.env.REFIT_DEMO_FLEET === 'sim' ? ['REFIT_DEMO_FLEET=sim'] : labPrerequisitesMissing();
+const useLab = labMissing.length === 0;
+const HOSTS = Number(process.env.REFIT_DEMO_HOSTS ?? (useLab ? 4 : 12));
 const root = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const home = path.join(root, '.refit', 'demo');
 const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
@@ -37,9 +44,19 @@ try {
   const config = loadConfig({ home });
   const controller = await startControllerWorker(config, log);
   stops.unshift(() => controller.shutdown());
-  say(`starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`);
-  const fleet = await startSimFleet({ home, natsUrl: stack.nats.url, hosts: HOSTS, stateDir: path.join(home, 'sim'), log });
-  stops.unshift(() => fleet.stop());
+  if (useLab) {
+    say(`building the LAB: ${HOSTS} hosts as network namespaces with Linux bridges, VMs, Open vSwitch, real ip/ovs-vsctl/ifup/hping3 (10.77.0.0/16, inside the lab only)`);
+    const labDir = path.join(home, 'lab');
+    stops.unshift(() => labDown({ labDir }));
+    const lab = await labUp({ labDir, hosts: HOSTS, vmsPerHost: 1 }, log);
+    const workers = await startLabWorkers({ lab, home, natsUrl: stack.nats.url, log });
+    stops.unshift(() => workers.stop());
+  } else {
+    say(`starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`);
+    say(`(the lab needs: ${labMissing.join(', ')})`);
+    const fleet = await startSimFleet({ home, natsUrl: stack.nats.url, hosts: HOSTS, stateDir: path.join(home, 'sim'), log });
+    stops.unshift(() => fleet.stop());
+  }
 
   const plan = await loadPlan(path.join(root, 'examples', 'ovs-sriov.yaml'));
   const connection = await Connection.connect({ address: stack.temporal.address });
@@ -67,5 +84,5 @@ async function waitForHosts(config: RefitConfig, want: number): Promise<void> {
     if (online >= want) return;
     await new Promise((r) => setTimeout(r, 500));
   }
-  throw new Error(`only ${online} of ${want} simulated hosts reported presence`);
+  throw new Error(`only ${online} of ${want} hosts reported presence`);
 }

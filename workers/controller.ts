@@ -18,7 +18,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const fromDist = path.basename(path.dirname(here)) === 'dist';
 const root = fromDist ? path.resolve(here, '../..') : path.resolve(here, '..');
 /** The workflows' entry: compiled JS when running from dist/, the TypeScript source under vitest. */
-export const WORKFLOWS_PATH = fromDist ? path.join(root, 'dist', 'workflows', 'index.js') : path.join(root, 'workflows', 'index.ts');
+export const WORKFLOWS_PATH = fromDist
+  ? path.join(root, 'dist', 'workflows', 'index.js')
+  : path.join(root, 'workflows', 'index.ts');
 /** Bundled by `npm run build`, so a worker starts without running webpack. */
 export const WORKFLOW_BUNDLE = path.join(root, 'dist', 'workflow-bundle.js');
 
@@ -33,10 +35,16 @@ export interface ControllerWorker {
 let runtimeInstalled = false;
 
 /** The controller: runs the workflows and the activities that reach hosts through NATS. */
-export async function startControllerWorker(config: RefitConfig, log: Logger, opts: { maxConcurrentActivities?: number } = {}): Promise<ControllerWorker> {
+export async function startControllerWorker(
+  config: RefitConfig,
+  log: Logger,
+  opts: { maxConcurrentActivities?: number } = {},
+): Promise<ControllerWorker> {
   if (!runtimeInstalled) {
     // Step failures are logged by refit itself; the SDK's own warnings would repeat each one in full.
-    Runtime.install({ logger: new DefaultLogger((process.env.REFIT_TEMPORAL_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR') });
+    Runtime.install({
+      logger: new DefaultLogger((process.env.REFIT_TEMPORAL_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR'),
+    });
     runtimeInstalled = true;
   }
   const nc = await connectNats({
@@ -53,18 +61,29 @@ export async function startControllerWorker(config: RefitConfig, log: Logger, op
     connection,
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
-    ...(existsSync(WORKFLOW_BUNDLE) ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } } : { workflowsPath: WORKFLOWS_PATH }),
+    ...(existsSync(WORKFLOW_BUNDLE)
+      ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
+      : { workflowsPath: WORKFLOWS_PATH }),
     activities: createControllerActivities({ nc, results, presence, leases: await kvm.open(BUCKETS.leases), log }),
     // Dispatch activities mostly wait on hosts; one per host in flight.
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
   });
-  log.info({ taskQueue: config.taskQueue, temporal: config.temporalAddress, nats: config.natsUrl }, 'controller worker started');
-  const running = worker.run().finally(async () => {
-    results.stop();
-    presence.stop();
-    await nc.drain().catch(() => undefined);
-    await connection.close().catch(() => undefined);
-  });
+  log.info(
+    { taskQueue: config.taskQueue, temporal: config.temporalAddress, nats: config.natsUrl },
+    'controller worker started',
+  );
+  const running = worker
+    .run()
+    .catch((err: unknown) => {
+      log.error({ err }, 'controller worker stopped with an error');
+      throw err;
+    })
+    .finally(async () => {
+      results.stop();
+      presence.stop();
+      await nc.drain().catch(() => undefined);
+      await connection.close().catch(() => undefined);
+    });
   return {
     worker,
     nc,

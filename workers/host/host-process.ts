@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { HostDriver } from '../../activities/host/driver.js';
 import { SimDriver, type SimDriverOptions, type SimFailures } from '../../activities/host/sim.js';
 import { Labels } from '../../schemas/common.js';
 import { connectNats, identityOfHost } from '../nats.js';
@@ -53,7 +54,13 @@ export async function startSimHost(o: SimHostOptions): Promise<{ stop(): Promise
   if (o.speed !== undefined) driverOptions.speed = o.speed;
   if (o.rebootPauseMs !== undefined) driverOptions.rebootPauseMs = o.rebootPauseMs;
   if (o.fail !== undefined) driverOptions.fail = o.fail;
-  const driver = await SimDriver.open(driverOptions);
+  return startHostProcess(o, await SimDriver.open(driverOptions));
+}
+
+export type HostProcessOptions = Pick<SimHostOptions, 'hostId' | 'natsUrl' | 'credsFile' | 'stateDir' | 'labels' | 'log' | 'presenceIntervalMs'>;
+
+/** One host worker with its own NATS connection and the given driver. */
+export async function startHostProcess(o: HostProcessOptions, driver: HostDriver): Promise<{ stop(): Promise<void> }> {
   const nc = await connectNats({ url: o.natsUrl, credsFile: o.credsFile, identity: identityOfHost(o.hostId) });
   try {
     const worker = await startHostWorker({

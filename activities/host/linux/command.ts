@@ -1,0 +1,63 @@
+import { execa } from 'execa';
+
+/** What a finished command left behind. A non-zero exit is a result, not an exception, until the caller says so. */
+export interface CommandResult {
+  argv: readonly string[];
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /** Exit codes that are results rather than failures (hping3 exits 1 when nothing came back). */
+  okExitCodes?: readonly number[];
+}
+
+/** Runs one program with an argument array; never through a shell. Rejects with CommandFailedError. */
+export type CommandRunner = (argv: readonly string[], opts?: RunOptions) => Promise<CommandResult>;
+
+export class CommandFailedError extends Error {
+  readonly argv: readonly string[];
+  readonly exitCode: number;
+  readonly stderr: string;
+  constructor(result: CommandResult, options?: ErrorOptions) {
+    const detail = result.stderr.trim().split('\n').slice(-3).join(' | ');
+    super(`${result.argv.join(' ')} exited with ${result.exitCode}${detail ? `: ${detail}` : ''}`, options);
+    this.name = 'CommandFailedError';
+    this.argv = result.argv;
+    this.exitCode = result.exitCode;
+    this.stderr = result.stderr;
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+
+/**
+ * The real runner: execa with an argument array. `prefix` is put in front of every command
+ * (the testbed uses `ip netns exec <ns> <host-exec> <root>` to run inside a lab host).
+ */
+export function createExecaRunner(prefix: readonly string[] = []): CommandRunner {
+  return async (argv, opts = {}) => {
+    const full = [...prefix, ...argv];
+    const [file, ...args] = full;
+    if (file === undefined) throw new Error('empty command');
+    const done = await execa(file, args, {
+      reject: false,
+      stdin: 'ignore',
+      timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(opts.signal !== undefined ? { cancelSignal: opts.signal } : {}),
+      env: { LC_ALL: 'C' },
+    });
+    const result: CommandResult = {
+      argv: full,
+      stdout: typeof done.stdout === 'string' ? done.stdout : '',
+      stderr: typeof done.stderr === 'string' ? done.stderr : '',
+      exitCode: done.exitCode ?? -1,
+    };
+    const ok = result.exitCode === 0 || (opts.okExitCodes ?? []).includes(result.exitCode);
+    if (!ok) throw new CommandFailedError(result, done.cause !== undefined ? { cause: done.cause } : undefined);
+    return result;
+  };
+}

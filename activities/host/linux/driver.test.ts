@@ -1,0 +1,126 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { InvalidStepParamsError, prepareStep, type StepContext } from '../driver.js';
+import type { StepCommand } from '../../../schemas/command.js';
+import type { CommandRunner } from './command.js';
+import { confirmCommand, fileConfirmation } from './confirm.js';
+import { createLinuxDriver } from './driver.js';
+import { captured } from './fixtures.js';
+import { applyOvsConvert } from './steps/ovs-convert.js';
+
+const ctx = (): StepContext => ({
+  signal: new AbortController().signal,
+  progress: () => undefined,
+  log: pino({ level: 'silent' }),
+  recovering: false,
+});
+const command = (
+  kind: StepCommand['kind'],
+  params: Record<string, unknown>,
+  mode: 'apply' | 'revert' = 'apply',
+): StepCommand => ({
+  commandId: `t/${kind}/${mode}`,
+  hostId: 'hv1',
+  kind,
+  mode,
+  params,
+  rolloutId: 'r',
+  workflowId: 'w',
+  issuedAt: new Date().toISOString(),
+});
+
+/** Answers virsh with real captured output and records every command. */
+function recorder(): { run: CommandRunner; calls: string[][] } {
+  const calls: string[][] = [];
+  const run: CommandRunner = async (argv) => {
+    calls.push([...argv]);
+    const stdout = argv.includes('list') ? captured('virsh-list-all.stdout') : '';
+    return { argv, stdout, stderr: '', exitCode: 0 };
+  };
+  return { run, calls };
+}
+
+describe('the linux driver, command layer', () => {
+  it('drains with virsh migrate --live to the destinations the controller chose, and brings the VMs back', async () => {
+    const { run, calls } = recorder();
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-linux-driver-'));
+    const driver = createLinuxDriver({
+      hostId: 'hv1',
+      stateDir,
+      run,
+      libvirtUri: 'test:///default',
+      confirm: fileConfirmation(stateDir),
+    });
+    const drained = await driver.runStep(prepareStep(command('drain', { destinations: { test: 'hv2' } })), ctx());
+    expect(drained).toMatchObject({ changed: true, after: { cordoned: true, away: { test: 'hv2' } } });
+    expect(calls).toContainEqual([
+      'virsh',
+      '-c',
+      'test:///default',
+      'migrate',
+      '--live',
+      '--persistent',
+      '--undefinesource',
+      '--verbose',
+      '--domain',
+      'test',
+      '--desturi',
+      'qemu+ssh://hv2/system',
+    ]);
+    const back = await driver.runStep(prepareStep(command('undrain', {})), ctx());
+    expect(back).toMatchObject({ changed: true, after: { cordoned: false } });
+    expect(calls.at(-1)).toEqual([
+      'virsh',
+      '-c',
+      'qemu+ssh://hv2/system',
+      'migrate',
+      '--live',
+      '--persistent',
+      '--undefinesource',
+      '--verbose',
+      '--domain',
+      'test',
+      '--desturi',
+      'qemu+ssh://hv1/system',
+    ]);
+  });
+
+  it('refuses to drain a VM the controller gave no destination', async () => {
+    const { run } = recorder();
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-linux-driver-'));
+    const driver = createLinuxDriver({
+      hostId: 'hv1',
+      stateDir,
+      run,
+      libvirtUri: 'test:///default',
+      confirm: fileConfirmation(stateDir),
+    });
+    await expect(driver.runStep(prepareStep(command('drain', {})), ctx())).rejects.toThrow(/no destination for test/);
+  });
+
+  it('never lets a hostile interface name reach a command', async () => {
+    expect(() => prepareStep(command('ovs-convert', { bridge: 'eth0; rm -rf /' }))).toThrow(InvalidStepParamsError);
+    expect(() => prepareStep(command('sriov-enable', { nic: '-x', vfs: 1 }))).toThrow(InvalidStepParamsError);
+    const { run, calls } = recorder();
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-linux-driver-'));
+    const driver = createLinuxDriver({ hostId: 'hv1', stateDir, run, confirm: fileConfirmation(stateDir) });
+    const env = (driver as unknown as { env: Parameters<typeof applyOvsConvert>[0] }).env;
+    for (const bridge of ['eth0; rm -rf /', '-x', '../x']) {
+      const params = { bridge, hostVlan: 1, confirmWithin: 1000 };
+      await expect(applyOvsConvert(env, params, ctx(), 'c', 'r')).rejects.toThrow(InvalidStepParamsError);
+    }
+    expect(calls).toEqual([]);
+  });
+
+  it('confirms by file before the deadline, and not after it', async () => {
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-confirm-'));
+    const confirm = fileConfirmation(stateDir, 20);
+    const signal = new AbortController().signal;
+    expect(await confirm({ commandId: 'a/b', deadline: Date.now() + 100, signal })).toBe(false);
+    setTimeout(() => void confirmCommand(stateDir, 'a/b'), 50);
+    expect(await confirm({ commandId: 'a/b', deadline: Date.now() + 2000, signal })).toBe(true);
+  });
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { cmdlineHasIommu, kernelCmdlineFromGrub, planGrubIommu, planGrubIommuRemoval } from './grub.js';
+import { parseSriovRules, renderSriovRules } from './sriov.js';
+
+const DEBIAN = `# If you change this file, run 'update-grub' afterwards to update
+# /boot/grub/grub.cfg.
+
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=5
+GRUB_DISTRIBUTOR=\`lsb_release -i -s 2> /dev/null || echo Debian\`
+GRUB_CMDLINE_LINUX_DEFAULT="quiet"
+GRUB_CMDLINE_LINUX=""
+`;
+
+describe('grub IOMMU options', () => {
+  it('adds intel_iommu=on and iommu=pt to GRUB_CMDLINE_LINUX_DEFAULT and nothing else', () => {
+    const plan = planGrubIommu(DEBIAN, 'intel');
+    expect(plan).toMatchObject({ changed: true, before: 'quiet', after: 'quiet intel_iommu=on iommu=pt' });
+    expect(plan.text).toBe(DEBIAN.replace('"quiet"', '"quiet intel_iommu=on iommu=pt"'));
+  });
+
+  it('is idempotent', () => {
+    const once = planGrubIommu(DEBIAN, 'amd').text;
+    expect(planGrubIommu(once, 'amd')).toMatchObject({ changed: false, text: once });
+  });
+
+  it('keeps options that are already there, like those of the SR-IOV article', () => {
+    const text =
+      'GRUB_CMDLINE_LINUX_DEFAULT="rootdelay=90 quiet splash intel_pstate=disable intel_iommu=on igb.max_vfs=7"\n';
+    expect(planGrubIommu(text, 'intel').after).toBe(
+      'rootdelay=90 quiet splash intel_pstate=disable intel_iommu=on igb.max_vfs=7 iommu=pt',
+    );
+  });
+
+  it('adds the variable when the file has none', () => {
+    expect(planGrubIommu('GRUB_TIMEOUT=5', 'intel').text).toBe(
+      'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n',
+    );
+  });
+
+  it('takes the options off again on revert', () => {
+    const on = planGrubIommu(DEBIAN, 'intel').text;
+    expect(planGrubIommuRemoval(on)).toMatchObject({ changed: true, text: DEBIAN });
+    expect(planGrubIommuRemoval(DEBIAN).changed).toBe(false);
+  });
+
+  it('derives the kernel command line and sees whether the IOMMU is on', () => {
+    const on = planGrubIommu(
+      DEBIAN.replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="console=ttyS0"'),
+      'intel',
+    ).text;
+    expect(kernelCmdlineFromGrub(on)).toBe('console=ttyS0 quiet intel_iommu=on iommu=pt');
+    expect(cmdlineHasIommu('BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on')).toBe(true);
+    expect(cmdlineHasIommu('BOOT_IMAGE=/vmlinuz ro quiet iommu=pt')).toBe(false);
+  });
+});
+
+describe('persistent VF count', () => {
+  it('writes udev rules that it reads back', () => {
+    const text = renderSriovRules({ nic: 'ens6', numVfs: 7, vfVlans: { 0: 0, 6: 0 } });
+    expect(text).toContain('ACTION=="add", SUBSYSTEM=="net", KERNEL=="ens6", ATTR{device/sriov_numvfs}="7"');
+    expect(text).toContain('RUN+="/usr/sbin/ip link set dev ens6 vf 6 vlan 0"');
+    expect(parseSriovRules(text)).toEqual({ nic: 'ens6', numVfs: 7, vfVlans: { 0: 0, 6: 0 } });
+    expect(parseSriovRules('# nothing here\n')).toBeUndefined();
+  });
+});

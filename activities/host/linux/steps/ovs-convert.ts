@@ -1,0 +1,167 @@
+import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
+import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
+import type { CommandRunner } from '../command.js';
+import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
+import { ifName, type IfName } from '../names.js';
+import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
+import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
+import { recordGatewayBaseline } from './verify.js';
+
+type Params = StepParams<'ovs-convert'>;
+const BACKUP_LABEL = 'before-ovs-convert';
+
+/** ifdown/ifup the bridge; the OVS hook brings its ports (`allow-<bridge>`) up and down with it. */
+const ifdown = (run: CommandRunner, bridge: IfName, definedIn?: string) =>
+  run(['ifdown', '--force', ...(definedIn !== undefined ? ['-i', definedIn] : []), bridge], { timeoutMs: 60_000 });
+const ifup = (run: CommandRunner, bridge: IfName) => run(['ifup', bridge], { timeoutMs: 120_000 });
+
+function plan(env: HostEnv, text: string, params: Params): InterfacesPlan {
+  try {
+    return planOvsConversion(text, {
+      bridge: params.bridge,
+      uplink: params.uplink,
+      hostVlan: params.hostVlan,
+      datapathType: env.datapathType,
+    });
+  } catch (err) {
+    if (err instanceof InterfacesPlanError)
+      throw new StepFailedError(`ovs-convert: ${err.message}`, { cause: err, retryable: false });
+    throw err;
+  }
+}
+
+const state = (file: string, running: BridgeObservation) => ({
+  bridge: { name: running.name, type: running.type, ports: running.ports, addresses: running.addresses },
+  interfacesSha256: sha256(file),
+});
+
+/**
+ * Linux bridge → Open vSwitch: observe, plan, back up /etc/network/interfaces, write the OVS stanzas,
+ * switch the running bridge over with ifdown/ifup, then wait for the controller's confirmation. Without
+ * it before `confirmWithin`, the host puts the old file and the Linux bridge back by itself and fails the step.
+ */
+export async function applyOvsConvert(
+  env: HostEnv,
+  params: Params,
+  ctx: StepContext,
+  commandId: string,
+  rolloutId: string,
+): Promise<StepOutcome> {
+  const bridge = ifName(params.bridge, 'bridge');
+  const original = (await readText(env.paths.interfaces)) ?? '';
+  const planned = plan(env, original, params);
+  const running = await observeBridge(env, bridge);
+  const before = state(original, running);
+  if (!planned.changed && running.type === 'ovs') {
+    ctx.progress(100, `${bridge} is already Open vSwitch`);
+    return {
+      changed: false,
+      summary: `${bridge} is already an Open vSwitch bridge (file and running system)`,
+      before,
+      after: before,
+    };
+  }
+  throwIfAborted(ctx.signal);
+  ctx.progress(10, 'measuring a traffic baseline before the change');
+  await recordGatewayBaseline(env, original, rolloutId, ctx);
+  // A re-run after a crash finds the file converted already: the backup it wrote then is the original.
+  const restoreText = planned.changed
+    ? original
+    : ((await readText(backupPath(env, env.paths.interfaces, BACKUP_LABEL))) ?? original);
+  if (planned.changed) await backupFile(env, env.paths.interfaces, original, BACKUP_LABEL);
+  throwIfAborted(ctx.signal);
+  ctx.progress(30, `switching ${bridge} to Open vSwitch`);
+  // ifdown must read the definition the bridge was brought up with: after a crash mid-step that is the backup.
+  const upFrom = planned.changed ? undefined : backupPath(env, env.paths.interfaces, BACKUP_LABEL);
+  await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
+    ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
+  );
+  await writeTextAtomic(env.paths.interfaces, planned.text);
+  try {
+    await ifup(env.run, bridge);
+    await env.afterBridgeSwitch?.();
+  } catch (err) {
+    await restore(env, bridge, restoreText, ctx);
+    throw new StepFailedError(`ovs-convert: ifup ${bridge} failed; the Linux bridge is back: ${String(err)}`, {
+      cause: err,
+      retryable: false,
+    });
+  }
+  ctx.progress(
+    60,
+    `waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
+  );
+  const waitStarted = Date.now();
+  const confirmed = await env.confirm({ commandId, deadline: waitStarted + params.confirmWithin, signal: ctx.signal });
+  if (!confirmed) {
+    ctx.log.warn({ bridge }, 'no confirmation before the deadline; restoring the Linux bridge');
+    await restore(env, bridge, restoreText, ctx);
+    ctx.audit?.({
+      type: 'ovs.auto-reverted',
+      data: {
+        bridge,
+        confirmWithinMs: params.confirmWithin,
+        restored: 'linux bridge and /etc/network/interfaces from the backup',
+      },
+    });
+    throwIfAborted(ctx.signal);
+    throw new StepFailedError(
+      `ovs-convert: the controller did not confirm within ${Math.round(params.confirmWithin / 1000)}s; the host restored its Linux bridge and the old /etc/network/interfaces`,
+      { retryable: false },
+    );
+  }
+  ctx.audit?.({ type: 'ovs.confirmed', data: { bridge, waitedMs: Date.now() - waitStarted } });
+  const afterRunning = await observeBridge(env, bridge);
+  ctx.progress(100, `${bridge} runs on Open vSwitch`);
+  return {
+    changed: true,
+    summary: planned.summary,
+    before,
+    after: {
+      ...state(planned.text, afterRunning),
+      interfacesDiff: lineDiff(restoreText, planned.text),
+      backup: backupPath(env, env.paths.interfaces, BACKUP_LABEL),
+    },
+  };
+}
+
+/** Put a known file back and rebuild the bridge from it. */
+async function restore(env: HostEnv, bridge: IfName, text: string, ctx: StepContext): Promise<void> {
+  await ifdown(env.run, bridge).catch((err: unknown) =>
+    ctx.log.warn({ err: String(err) }, 'ifdown during restore failed; going on'),
+  );
+  await writeTextAtomic(env.paths.interfaces, text);
+  await ifup(env.run, bridge);
+  await env.afterBridgeSwitch?.();
+}
+
+/** Open vSwitch → the Linux bridge: the backup taken before the conversion, or the planned reverse without one. */
+export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
+  const bridge = ifName(params.bridge, 'bridge');
+  const current = (await readText(env.paths.interfaces)) ?? '';
+  const running = await observeBridge(env, bridge);
+  const before = state(current, running);
+  let reverse: InterfacesPlan;
+  try {
+    reverse = planLinuxBridgeRestore(current, { bridge });
+  } catch (err) {
+    if (err instanceof InterfacesPlanError)
+      throw new StepFailedError(`ovs-convert revert: ${err.message}`, { cause: err, retryable: false });
+    throw err;
+  }
+  if (!reverse.changed && running.type === 'linux') {
+    return { changed: false, summary: `${bridge} is already a Linux bridge`, before, after: before };
+  }
+  const backup = await readText(backupPath(env, env.paths.interfaces, BACKUP_LABEL));
+  const useBackup = reverse.changed && backup !== undefined && !planLinuxBridgeRestore(backup, { bridge }).changed;
+  const target = !reverse.changed ? current : useBackup ? backup : reverse.text;
+  ctx.progress(30, `switching ${bridge} back to a Linux bridge${useBackup ? ' from the backup' : ''}`);
+  await restore(env, bridge, target, ctx);
+  const after = state(target, await observeBridge(env, bridge));
+  return {
+    changed: true,
+    summary: `${bridge} is a Linux bridge again${useBackup ? ' (interfaces file restored from the backup)' : ''}`,
+    before,
+    after: { ...after, interfacesDiff: lineDiff(current, target) },
+  };
+}

@@ -1,0 +1,166 @@
+import path from 'node:path';
+import { z } from 'zod';
+import type { StepParams, StepOutcome, TrafficStats } from '../../../../schemas/steps.js';
+import { InvalidStepParamsError, StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
+import { cmdlineHasIommu } from '../grub.js';
+import { hpingArgv, parseHpingStats } from '../hping.js';
+import { readText, writeTextAtomic, type HostEnv } from '../host-env.js';
+import { optionValue, parseInterfaces } from '../interfaces-file.js';
+import { ifName } from '../names.js';
+import { parseSriovRules } from '../sriov.js';
+
+/** Below this, a difference in loss from the baseline is noise; for latency the plan says (rttToleranceMs). */
+export const LOSS_NOISE_PCT = 1;
+
+const Baselines = z.record(
+  z.string(),
+  z.record(z.string(), z.object({ lossPct: z.number(), rttAvgMs: z.number().optional(), at: z.string() })),
+);
+type Baselines = z.infer<typeof Baselines>;
+
+const baselineFile = (env: HostEnv) => path.join(env.paths.stateDir, 'traffic-baselines.json');
+
+async function loadBaselines(env: HostEnv): Promise<Baselines> {
+  const text = await readText(baselineFile(env));
+  const parsed = Baselines.safeParse(text === undefined ? {} : JSON.parse(text));
+  return parsed.success ? parsed.data : {};
+}
+
+async function saveBaseline(env: HostEnv, rolloutId: string, key: string, stats: TrafficStats): Promise<void> {
+  const all = await loadBaselines(env);
+  all[rolloutId] = {
+    ...all[rolloutId],
+    [key]: {
+      lossPct: stats.lossPct,
+      ...(stats.rttAvgMs !== undefined ? { rttAvgMs: stats.rttAvgMs } : {}),
+      at: new Date().toISOString(),
+    },
+  };
+  await writeTextAtomic(baselineFile(env), JSON.stringify(all, null, 2) + '\n');
+}
+
+const targetKey = (address: string, port: number | undefined, from: string) =>
+  `${from}>${address}${port === undefined ? '' : `:${port}`}`;
+
+/** Send `count` packets with hping3 and read its summary; exit status 1 (nothing came back) is a result, not an error. */
+export async function probe(
+  env: HostEnv,
+  target: { address: string; port?: number | undefined },
+  count: number,
+  fromVm?: string,
+  signal?: AbortSignal,
+): Promise<TrafficStats> {
+  const run = fromVm === undefined ? env.run : env.runInVm?.(fromVm);
+  if (run === undefined)
+    throw new InvalidStepParamsError('verify: fromVm works only where the driver can enter a VM (the testbed)');
+  const res = await run(hpingArgv({ address: target.address, port: target.port, count }), {
+    okExitCodes: [1],
+    timeoutMs: 30_000 + count * 50,
+    ...(signal ? { signal } : {}),
+  });
+  return {
+    target: target.port === undefined ? target.address : `${target.address}:${target.port}`,
+    ...parseHpingStats(res.stderr),
+  };
+}
+
+/**
+ * Before a network change: measure the host's gateway (from the interfaces file) so that a later verify
+ * against it has a baseline from before the change. Best effort: a host without a gateway has none.
+ */
+export async function recordGatewayBaseline(
+  env: HostEnv,
+  interfaces: string,
+  rolloutId: string,
+  ctx: StepContext,
+): Promise<void> {
+  const gateway = parseInterfaces(interfaces)
+    .filter((b) => b.type === 'iface')
+    .map((b) => (b.type === 'iface' ? optionValue(b, 'gateway') : undefined))
+    .find((g) => g !== undefined && z.ipv4().safeParse(g).success);
+  if (gateway === undefined) return;
+  const existing = await loadBaselines(env);
+  for (const port of [undefined, 80]) {
+    const key = targetKey(gateway, port, 'host');
+    if (existing[rolloutId]?.[key] !== undefined) continue;
+    const stats = await probe(env, { address: gateway, port }, 20, undefined, ctx.signal).catch(() => undefined);
+    if (stats !== undefined) await saveBaseline(env, rolloutId, key, stats);
+  }
+}
+
+/** Problems with the VFs: the persisted count (udev rules) is not what runs, or a VF's VLAN differs. */
+async function vfProblems(env: HostEnv): Promise<{ problems: string[]; state: Record<string, unknown> | undefined }> {
+  const rules = parseSriovRules((await readText(env.paths.sriovRules)) ?? '');
+  if (rules === undefined) return { problems: [], state: undefined };
+  const nic = ifName(rules.nic);
+  const iommu = cmdlineHasIommu((await readText(env.paths.procCmdline)) ?? '');
+  const numVfs = await env.vfs.numVfs(nic);
+  const vlans = await env.vfs.vfVlans(nic);
+  const problems: string[] = [];
+  if (!iommu) problems.push('the running kernel has no IOMMU option: reboot needed for SR-IOV');
+  else if (numVfs !== rules.numVfs) problems.push(`${nic} runs ${numVfs} VFs, ${rules.numVfs} persisted`);
+  else
+    for (const [vf, vlan] of Object.entries(rules.vfVlans))
+      if ((vlans[Number(vf)] ?? 0) !== vlan)
+        problems.push(`${nic} vf ${vf} has vlan ${vlans[Number(vf)]}, ${vlan} wanted`);
+  return { problems, state: { nic, iommu, numVfs, persisted: rules.numVfs, vfVlans: vlans } };
+}
+
+/**
+ * hping3 from the host (or a VM) to each target; fails on the plan's thresholds, on a regression against
+ * the baseline of this rollout, and on VFs that do not match the persisted SR-IOV configuration. The first
+ * verify of a rollout without an earlier baseline becomes the baseline.
+ */
+export async function applyVerify(
+  env: HostEnv,
+  params: StepParams<'verify'>,
+  ctx: StepContext,
+  rolloutId: string,
+): Promise<StepOutcome> {
+  const baselines = (await loadBaselines(env))[rolloutId] ?? {};
+  const traffic: TrafficStats[] = [];
+  const problems: string[] = [];
+  const from = params.fromVm ?? 'host';
+  for (const [i, target] of params.targets.entries()) {
+    throwIfAborted(ctx.signal);
+    ctx.progress(
+      Math.round((i / params.targets.length) * 90),
+      `hping3 ${params.count} packets to ${target.address}${target.port ? `:${target.port}` : ''} from ${from}`,
+    );
+    const stats = await probe(env, target, params.count, params.fromVm, ctx.signal);
+    traffic.push(stats);
+    const key = targetKey(target.address, target.port, from);
+    const base = baselines[key];
+    if (stats.lossPct > params.maxLossPct)
+      problems.push(`${stats.target}: ${stats.lossPct}% loss, above ${params.maxLossPct}%`);
+    if (params.maxRttMs !== undefined && (stats.rttAvgMs ?? Infinity) > params.maxRttMs)
+      problems.push(`${stats.target}: rtt ${stats.rttAvgMs ?? '∞'} ms, above ${params.maxRttMs} ms`);
+    if (base !== undefined) {
+      const loss = stats.lossPct - base.lossPct;
+      if (loss > LOSS_NOISE_PCT && stats.lossPct > base.lossPct * params.maxRegression)
+        problems.push(`${stats.target}: loss ${stats.lossPct}% against ${base.lossPct}% before the change`);
+      const rtt = (stats.rttAvgMs ?? Infinity) - (base.rttAvgMs ?? 0);
+      if (
+        base.rttAvgMs !== undefined &&
+        rtt > params.rttToleranceMs &&
+        (stats.rttAvgMs ?? Infinity) > base.rttAvgMs * params.maxRegression
+      ) {
+        problems.push(`${stats.target}: rtt ${stats.rttAvgMs ?? '∞'} ms against ${base.rttAvgMs} ms before the change`);
+      }
+    } else if (stats.received > 0) {
+      await saveBaseline(env, rolloutId, key, stats);
+    }
+  }
+  const vfs = await vfProblems(env);
+  problems.push(...vfs.problems);
+  const observed = { traffic, baselines, ...(vfs.state !== undefined ? { sriov: vfs.state } : {}) };
+  if (problems.length > 0) throw new StepFailedError(`verify failed: ${problems.join('; ')}`, { retryable: false });
+  ctx.progress(100, 'traffic checks passed');
+  const summary = traffic
+    .map(
+      (t) =>
+        `${t.target} ${t.received}/${t.transmitted} (${t.lossPct}% loss${t.rttAvgMs !== undefined ? `, avg ${t.rttAvgMs} ms` : ''})`,
+    )
+    .join('; ');
+  return { changed: false, summary: `verify passed from ${from}: ${summary}`, before: {}, after: observed, traffic };
+}

@@ -1,0 +1,166 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { labDown } from '../testbed/down.js';
+import { clearFaults, injectLoss, injectPortSecurity } from '../testbed/faults.js';
+import { rebootHost } from '../testbed/boot.js';
+import { migrateVm } from '../testbed/migrate.js';
+import { labStatus, type LabStatus } from '../testbed/status.js';
+import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../testbed/state.js';
+import { labUp, LabSetupError } from '../testbed/up.js';
+import { loadConfig, refitHome } from '../workers/config.js';
+import { untilStopSignal } from '../workers/host/host-process.js';
+import { startLabWorkers } from '../testbed/workers.js';
+import { createLogger } from '../workers/log.js';
+import { UsageError } from './errors.js';
+
+/** The lab lives in <REFIT_HOME>/lab. */
+export const labDirOf = (home = refitHome()) => path.join(home, 'lab');
+
+async function usage<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof LabNotFoundError || err instanceof LabSetupError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+function wholeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, not "${text}"`);
+  return n;
+}
+
+export function renderLabStatus(s: LabStatus): string {
+  const rows = s.hosts.map((h) =>
+    [
+      h.id.padEnd(5),
+      h.ns.padEnd(10),
+      h.address.padEnd(15),
+      (h.up ? 'up' : 'DOWN').padEnd(5),
+      h.bridge.padEnd(7),
+      `${h.sriov.numVfs}/${h.sriov.totalVfs}${h.sriov.iommu ? ' iommu' : ''}`.padEnd(10),
+      (h.cordoned ? 'cordoned' : '').padEnd(9),
+      h.reachable === undefined ? '' : h.reachable ? 'reachable' : 'UNREACHABLE',
+      h.vms.join(','),
+    ].join(' '),
+  );
+  return [
+    `lab ${s.labDir}: switch ${s.switch.ns} ${s.switch.address}, network ${s.network} (inside the lab's namespaces only)`,
+    'host  ns         address         state bridge  vfs        cordon    vms',
+    ...rows,
+  ].join('\n');
+}
+
+export function registerLabCommands(program: Command): void {
+  const lab = program
+    .command('lab')
+    .description('the network-namespace lab: a fleet of real Linux hosts on this machine (root)');
+
+  lab
+    .command('up')
+    .description('build the lab: switch, hosts with vmbr0, their own Open vSwitch, /etc files and fake SR-IOV NIC, VMs')
+    .option('--hosts <n>', 'how many hosts', '3')
+    .option('--vms <m>', 'VMs per host', '1')
+    .option('--prefix <prefix>', 'namespace name prefix', 'rf-')
+    .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
+    .action(async (opts: { hosts: string; vms: string; prefix: string; withoutSriov?: string }) => {
+      const prefix = LabPrefix.safeParse(opts.prefix);
+      if (!prefix.success) throw new UsageError(`--prefix: ${prefix.error.issues[0]?.message}`);
+      const noSriov = opts.withoutSriov !== undefined ? opts.withoutSriov.split(',').filter((h) => h !== '') : [];
+      const state = await usage(() =>
+        labUp(
+          {
+            labDir: labDirOf(),
+            hosts: wholeNumber(opts.hosts, '--hosts'),
+            vmsPerHost: wholeNumber(opts.vms, '--vms'),
+            prefix: prefix.data,
+            noSriov,
+          },
+          createLogger('refit-lab'),
+        ),
+      );
+      process.stdout.write(renderLabStatus(await labStatus(state)) + '\n');
+    });
+
+  lab
+    .command('status')
+    .description('show each lab host: boot id, bridge type, VFs, VMs')
+    .option('--json', 'print JSON')
+    .option('--probe', 'also send a few packets from the switch to each host')
+    .action(async (opts: { json?: boolean; probe?: boolean }) => {
+      const state = await usage(() => loadLab(labDirOf()));
+      const status = await labStatus(state, { probe: opts.probe ?? false });
+      process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : renderLabStatus(status) + '\n');
+    });
+
+  lab
+    .command('down')
+    .description('remove everything the lab made (found by name, so it works after a crash too)')
+    .option('--prefix <prefix>', 'namespace name prefix when there is no state file', 'rf-')
+    .action(async (opts: { prefix: string }) => {
+      const report = await labDown({ labDir: labDirOf(), prefix: opts.prefix });
+      process.stdout.write(
+        `lab down: ${report.namespaces.length} namespaces, ${report.processes.length} processes, removed ${report.removed.join(' ') || 'nothing else'}\n`,
+      );
+    });
+
+  lab
+    .command('reboot <host>')
+    .description('reboot a lab host: only what was persisted comes back (interfaces, grub, VF count)')
+    .action(async (hostId: string) => {
+      const state = await usage(() => loadLab(labDirOf()));
+      const host = await usage(async () => labHost(state, hostId));
+      const booted = await rebootHost(state, host);
+      process.stdout.write(`${host.id} rebooted: boot id ${booted.bootId}\ncmdline: ${booted.cmdline}\n`);
+    });
+
+  lab
+    .command('migrate <vm> <host>')
+    .description('live-migrate a lab VM to another lab host (its veth moves, its addresses stay)')
+    .action(async (vm: string, hostId: string) => {
+      const state = await usage(() => loadLab(labDirOf()));
+      const moved = await usage(() => migrateVm(state, vm, hostId));
+      process.stdout.write(moved.moved ? `${vm}: ${moved.from} → ${moved.to}\n` : `${vm} is already on ${moved.to}\n`);
+    });
+
+  lab
+    .command('fault <host> <fault>')
+    .description(
+      "inject a fault on a host's switch port: loss (8 kbit/s through a 1-packet queue), port-security (pin its MAC), clear",
+    )
+    .action(async (hostId: string, fault: string) => {
+      const state = await usage(() => loadLab(labDirOf()));
+      const host = await usage(async () => labHost(state, hostId));
+      if (fault === 'loss') await injectLoss(state, host);
+      else if (fault === 'port-security')
+        process.stdout.write(`pinned ${await injectPortSecurity(state, host)} on ${host.switchPort}\n`);
+      else if (fault === 'clear') await clearFaults(state, host);
+      else throw new UsageError(`unknown fault "${fault}" (loss, port-security, clear)`);
+    });
+
+  lab
+    .command('agents')
+    .description('run a host worker (testbed driver, own NATS identity) for every lab host, until Ctrl-C')
+    .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
+    .option('--confirm <mode>', 'how ovs-convert is confirmed: probe (packets from the lab switch) or file', 'probe')
+    .action(async (opts: { presenceInterval: string; confirm: string }) => {
+      if (opts.confirm !== 'probe' && opts.confirm !== 'file') throw new UsageError('--confirm must be probe or file');
+      const state = await usage(() => loadLab(labDirOf()));
+      const config = loadConfig();
+      const log = createLogger('refit-lab-agents', { driver: 'testbed' });
+      const workers = await startLabWorkers({
+        lab: state,
+        home: config.home,
+        natsUrl: config.natsUrl,
+        log,
+        presenceIntervalMs: wholeNumber(opts.presenceInterval, '--presence-interval'),
+        confirm: opts.confirm,
+      });
+      process.stderr.write(
+        `refit lab agents: ${state.hosts.map((h) => h.id).join(', ')} (testbed driver: real commands in the lab's namespaces), NATS ${config.natsUrl}\n`,
+      );
+      await untilStopSignal();
+      await workers.stop();
+    });
+}

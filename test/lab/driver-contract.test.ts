@@ -1,0 +1,41 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll } from 'vitest';
+import { SimDriver } from '../../activities/host/sim.js';
+import { labDown } from '../../testbed/down.js';
+import { createTestbedDriver } from '../../testbed/driver.js';
+import { labUp } from '../../testbed/up.js';
+import { driverContract } from './driver-contract.js';
+import { labSkipReason, testLabDir } from './lab-env.js';
+
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'refit-contract-'));
+const skip = labSkipReason();
+const { labDir, prefix } = testLabDir('c');
+
+afterAll(async () => {
+  if (skip === '') await labDown({ labDir, prefix });
+  rmSync(path.dirname(labDir), { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+driverContract('sim', async () => {
+  const driver = await SimDriver.open({
+    hostId: 'contract-sim',
+    stateDir: path.join(scratch, 'sim'),
+    speed: 100,
+    rebootPauseMs: 20,
+    shape: { vms: 2, totalVfs: 7 },
+  });
+  return { driver, hostId: 'contract-sim', nic: 'eno1', totalVfs: 7, whenUp: () => driver.whenUp() };
+});
+
+driverContract(
+  'testbed',
+  async () => {
+    const lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix });
+    const driver = await createTestbedDriver({ hostId: 'h1', labDir, stateDir: path.join(scratch, 'testbed-h1') });
+    return { driver, hostId: lab.hosts[0]?.id ?? 'h1', nic: 'ens6', totalVfs: 7, whenUp: () => driver.whenUp() };
+  },
+  { skip },
+);

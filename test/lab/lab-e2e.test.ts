@@ -1,0 +1,155 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import type { RolloutStatus } from '../../schemas/rollout.js';
+import { startRollout } from '../../cli/rollout.js';
+import { startControllerWorker, type ControllerWorker } from '../../workers/controller.js';
+import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
+import { ovsShowArgv, parseOvsShow } from '../../activities/host/linux/ovs-vsctl.js';
+import { rebootHost } from '../../testbed/boot.js';
+import { labDown } from '../../testbed/down.js';
+import { hostRunner } from '../../testbed/exec.js';
+import { clearFaults, injectLoss } from '../../testbed/faults.js';
+import { locateVms } from '../../testbed/migrate.js';
+import type { LabState } from '../../testbed/state.js';
+import { reachableFromSwitch } from '../../testbed/status.js';
+import { labUp } from '../../testbed/up.js';
+import { startLabWorkers, type LabWorkers } from '../../testbed/workers.js';
+import { plan, quietLog, temporalClient, testConfig, waitForOnline } from '../helpers/controller.js';
+import { testStack } from '../helpers/stack.js';
+import { labSkipReason, testLabDir } from './lab-env.js';
+
+const skip = labSkipReason();
+const { labDir, prefix } = testLabDir('e');
+
+/** examples/ovs-sriov.yaml as shipped, aimed at these lab hosts instead of a selector. */
+function examplePlan(hosts: string[], extra: Record<string, unknown> = {}) {
+  const doc = parseYaml(readFileSync(new URL('../../examples/ovs-sriov.yaml', import.meta.url), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  return plan(JSON.stringify({ ...doc, targets: { hosts }, ...extra }));
+}
+
+describe.skipIf(skip !== '')(
+  `examples/ovs-sriov.yaml across lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
+  () => {
+    const stack = testStack();
+    const config = testConfig(stack);
+    let lab: LabState;
+    let workers: LabWorkers;
+    let controller: ControllerWorker;
+    let temporal: Awaited<ReturnType<typeof temporalClient>>;
+    const bootIds = new Map<string, string>();
+    const hostIds = () => lab.hosts.map((h) => h.id);
+    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
+    const facts = (id: string) =>
+      (workers.drivers.get(id) as NonNullable<ReturnType<LabWorkers['drivers']['get']>>).facts();
+
+    async function runToEnd(p: ReturnType<typeof examplePlan>): Promise<RolloutStatus> {
+      const id = `lab-e2e-${randomBytes(4).toString('hex')}`;
+      await startRollout(temporal.client, config.taskQueue, p, id);
+      return (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus;
+    }
+
+    beforeAll(async () => {
+      lab = await labUp({ labDir, hosts: 4, vmsPerHost: 1, prefix, hostPrefix: `e${randomBytes(2).toString('hex')}-` });
+      workers = await startLabWorkers({
+        lab,
+        home: stack.home,
+        natsUrl: stack.natsUrl,
+        log: quietLog,
+        presenceIntervalMs: 2_000,
+      });
+      for (const id of hostIds()) bootIds.set(id, (await facts(id)).bootId);
+      controller = await startControllerWorker(config, quietLog);
+      temporal = await temporalClient(config);
+      await waitForOnline(config, hostIds());
+    }, 180_000);
+
+    afterAll(async () => {
+      await temporal?.close();
+      await workers?.stop();
+      await controller?.shutdown();
+      await labDown({ labDir, prefix });
+      rmSync(path.dirname(labDir), { recursive: true, force: true });
+    }, 120_000);
+
+    it(
+      'converts three hosts with VMs to OVS with 7 VFs, reboots them and brings their VMs back',
+      { timeout: 600_000 },
+      async () => {
+        const targets = hostIds().slice(0, 3);
+        const result = await runToEnd(examplePlan(targets));
+        expect(result.state, JSON.stringify({ message: result.message, hosts: result.hosts })).toBe('completed');
+        const where = await locateVms(lab);
+        for (const id of targets) {
+          const f = await facts(id);
+          expect(f.bridge.type, id).toBe('ovs');
+          expect(f.sriov, id).toMatchObject({ iommu: true, numVfs: 7 });
+          expect(f.bootId, id).not.toBe(bootIds.get(id));
+          expect(f.cordoned, id).toBe(false);
+          const show = parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout);
+          expect(show.bridges.find((b) => b.name === 'vmbr0')?.ports.map((p) => p.name)).toEqual(
+            expect.arrayContaining(['ens6', 'vlan1']),
+          );
+          for (const vm of lab.vms.filter((v) => v.home === id)) {
+            expect(where.get(vm.name), vm.name).toBe(id);
+            expect(await reachableFromSwitch(lab, vm.address.split('/')[0] as string), vm.name).toBe(true);
+          }
+          const probe = await hostRunner(lab, host(id))(hpingArgv({ address: '10.77.0.1', port: 80, count: 20 }));
+          expect(parseHpingStats(probe.stderr).lossPct, id).toBe(0);
+        }
+        expect((await facts(hostIds()[3] as string)).bridge.type).toBe('linux');
+      },
+    );
+
+    it(
+      'still holds after one more lab reboot, which proves the persisted configuration',
+      { timeout: 120_000 },
+      async () => {
+        for (const id of hostIds().slice(0, 3)) {
+          await workers.drivers.get(id)?.reboot();
+          const f = await facts(id);
+          expect(f.bridge.type, id).toBe('ovs');
+          expect(f.sriov, id).toMatchObject({ iommu: true, numVfs: 7 });
+          expect(await reachableFromSwitch(lab, host(id).address.split('/')[0] as string), id).toBe(true);
+        }
+      },
+    );
+
+    it(
+      'rolls a host whose verify fails (lab-injected loss) back to its Linux bridge, reachable again',
+      { timeout: 600_000 },
+      async () => {
+        const id = hostIds()[3] as string;
+        const steps = examplePlan([id]).steps;
+        const verifyAt = steps.findIndex((s) => s.kind === 'verify');
+        // The loss starts just before verify runs: the reboot happens under loss-free conditions.
+        const watcher = (async () => {
+          for (let i = 0; i < 600; i++) {
+            if ((await facts(id).catch(() => undefined))?.sriov.iommu === true) return injectLoss(lab, host(id));
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        })();
+        const result = await runToEnd(
+          examplePlan([id], { onHostFailure: 'rollback', failureBudget: { maxFailedHosts: 0 } }),
+        );
+        await watcher;
+        await clearFaults(lab, host(id));
+        expect(verifyAt).toBeGreaterThan(0);
+        expect(result.state).toBe('failed');
+        expect(result.hosts[0]).toMatchObject({ hostId: id, state: 'rolled-back' });
+        expect(result.hosts[0]?.error).toMatch(/loss/);
+        const f = await facts(id);
+        expect(f.bridge.type).toBe('linux');
+        expect(f.cordoned).toBe(false);
+        expect(await reachableFromSwitch(lab, host(id).address.split('/')[0] as string)).toBe(true);
+        await rebootHost(lab, host(id));
+        expect((await facts(id)).sriov).toMatchObject({ iommu: false, numVfs: 0 });
+      },
+    );
+  },
+);

@@ -1,0 +1,106 @@
+import { existsSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
+import { rebootHost } from '../../testbed/boot.js';
+import { labDown, labNamespaces } from '../../testbed/down.js';
+import { hostRunner, switchRunner } from '../../testbed/exec.js';
+import { hostPaths } from '../../testbed/layout.js';
+import { locateVms, migrateVm } from '../../testbed/migrate.js';
+import { ovsPids } from '../../testbed/ovs-daemons.js';
+import { labStateFile, type LabState } from '../../testbed/state.js';
+import { labStatus, reachableFromSwitch } from '../../testbed/status.js';
+import { labUp } from '../../testbed/up.js';
+import { labSkipReason, testLabDir } from './lab-env.js';
+
+const skip = labSkipReason();
+const { labDir, prefix } = testLabDir('l');
+
+describe.skipIf(skip !== '')(`the lab (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`, () => {
+  let lab: LabState;
+
+  beforeAll(async () => {
+    lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix });
+  });
+
+  afterAll(async () => {
+    await labDown({ labDir, prefix });
+    rmSync(path.dirname(labDir), { recursive: true, force: true });
+  });
+
+  const h = (n: number) => lab.hosts[n - 1] as (typeof lab.hosts)[number];
+  const ip = (cidr: string) => cidr.split('/')[0] as string;
+
+  it('builds hosts with a Linux bridge, their own Open vSwitch, files and boot id', async () => {
+    const status = await labStatus(lab, { probe: true });
+    expect(status.hosts.map((s) => [s.id, s.bridge, s.up, s.reachable, s.vms])).toEqual([
+      ['h1', 'linux', true, true, ['vm101']],
+      ['h2', 'linux', true, true, ['vm201']],
+    ]);
+    for (const s of status.hosts) {
+      expect(s.ovs.ovsdbServer).toBeGreaterThan(0);
+      expect(s.ovs.vswitchd).toBeGreaterThan(0);
+      expect(s.sriov).toEqual({ totalVfs: 7, numVfs: 0, iommu: false });
+    }
+    expect(await readFile(hostPaths(h(1)).interfaces, 'utf8')).toContain(
+      'iface vmbr0 inet static\n\taddress 10.77.0.11/16\n\tgateway 10.77.0.1\n\tbridge-ports ens6\n',
+    );
+    // Inside the host, /etc/network/interfaces is the host's own.
+    const seen = await hostRunner(lab, h(2))(['cat', '/etc/network/interfaces']);
+    expect(seen.stdout).toContain('address 10.77.0.12/16');
+  });
+
+  it('gets hping3 replies from the switch on host 1, and from a VM', async () => {
+    const fromHost = await hostRunner(lab, h(1))(hpingArgv({ address: '10.77.0.1', count: 10 }));
+    expect(parseHpingStats(fromHost.stderr)).toMatchObject({ transmitted: 10, received: 10, lossPct: 0 });
+    const toVm = await switchRunner(lab)(hpingArgv({ address: '10.77.1.1', port: 80, count: 10 }));
+    expect(parseHpingStats(toVm.stderr).received).toBe(10);
+  });
+
+  it('live-migrates a VM to another host with its address while traffic keeps flowing', async () => {
+    const traffic = switchRunner(lab)(hpingArgv({ address: '10.77.1.1', count: 150, intervalUs: 10_000 }), {
+      okExitCodes: [1],
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await migrateVm(lab, 'vm101', 'h2')).toEqual({ moved: true, from: 'h1', to: 'h2' });
+    const stats = parseHpingStats((await traffic).stderr);
+    expect((await locateVms(lab)).get('vm101')).toBe('h2');
+    // A live migration has a short blackout (here: four commands); most of the 1.5 s of traffic gets through.
+    expect(stats.lossPct).toBeLessThanOrEqual(20);
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+    expect(await migrateVm(lab, 'vm101', 'h2')).toMatchObject({ moved: false });
+    await migrateVm(lab, 'vm101', 'h1');
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+  });
+
+  it('reboots a host: new boot id, runtime state rebuilt from the persisted files, reachable again', async () => {
+    const before = (await readFile(hostPaths(h(1)).bootId, 'utf8')).trim();
+    const oldPids = await ovsPids(h(1));
+    const booted = await rebootHost(lab, h(1));
+    expect(booted.bootId).not.toBe(before);
+    expect(booted.cmdline).toMatch(/ quiet$/);
+    const newPids = await ovsPids(h(1));
+    expect(newPids['ovs-vswitchd']).not.toBe(oldPids['ovs-vswitchd']);
+    expect(await reachableFromSwitch(lab, ip(h(1).address))).toBe(true);
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+  });
+
+  it('lab down finds everything by name even without its state file', async () => {
+    rmSync(labStateFile(labDir));
+    const report = await labDown({ labDir, prefix });
+    expect(report.namespaces.sort()).toEqual([
+      `${prefix}h1`,
+      `${prefix}h2`,
+      `${prefix}sw`,
+      `${prefix}vm101`,
+      `${prefix}vm201`,
+    ]);
+    expect(await labNamespaces(prefix)).toEqual([]);
+    expect(existsSync(`/etc/netns/${prefix}h1`)).toBe(false);
+    for (const pid of report.processes)
+      expect(
+        existsSync(`/proc/${pid}/cmdline`) && (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(labDir),
+      ).toBe(false);
+  });
+});

@@ -1,0 +1,87 @@
+import { CommandFailedError } from '../activities/host/linux/command.js';
+import {
+  ipLinkMasterArgv,
+  ipLinkNoMasterArgv,
+  ipLinksArgv,
+  ipLinkUpArgv,
+  parseIpLinks,
+  type Link,
+} from '../activities/host/linux/ip.js';
+import { ifName } from '../activities/host/linux/names.js';
+import {
+  ovsAddPortArgv,
+  ovsDelPortArgv,
+  ovsListPortsJsonArgv,
+  parseOvsPorts,
+} from '../activities/host/linux/ovs-vsctl.js';
+import { hpingArgv } from '../activities/host/linux/hping.js';
+import { hostRunner } from './exec.js';
+import { SWITCH_ADDRESS } from './layout.js';
+import type { LabHost, LabState } from './state.js';
+
+export const LAB_BRIDGE = 'vmbr0';
+
+export type RunningBridge =
+  | { type: 'linux'; ports: string[] }
+  /** `tag`: the uplink's native VLAN, which VM ports join as access ports. */
+  | { type: 'ovs'; ports: string[]; tag: number | undefined }
+  | { type: 'none'; ports: [] };
+
+export async function hostLinks(lab: LabState, host: LabHost): Promise<Link[]> {
+  return parseIpLinks((await hostRunner(lab, host)(ipLinksArgv())).stdout);
+}
+
+/** What vmbr0 is right now on a lab host: a Linux bridge, an OVS bridge (with its ports), or absent. */
+export async function runningBridge(lab: LabState, host: LabHost, links?: Link[]): Promise<RunningBridge> {
+  const all = links ?? (await hostLinks(lab, host));
+  if (all.some((l) => l.name === LAB_BRIDGE && l.kind === 'bridge')) {
+    return { type: 'linux', ports: all.filter((l) => l.master === LAB_BRIDGE).map((l) => l.name) };
+  }
+  const run = hostRunner(lab, host);
+  try {
+    await run(['ovs-vsctl', '--timeout=5', 'br-exists', LAB_BRIDGE]);
+  } catch (err) {
+    if (err instanceof CommandFailedError) return { type: 'none', ports: [] };
+    throw err;
+  }
+  const names = (await run(['ovs-vsctl', '--timeout=5', 'list-ports', LAB_BRIDGE])).stdout
+    .split('\n')
+    .filter((l) => l !== '');
+  const ports = parseOvsPorts((await run(ovsListPortsJsonArgv())).stdout);
+  const uplink = ports.find((p) => p.name === host.uplink);
+  return { type: 'ovs', ports: names, tag: uplink?.tag };
+}
+
+/** Plug a VM's veth into the host's bridge, the way the hypervisor does when the VM starts or arrives. */
+export async function attachVmPort(
+  lab: LabState,
+  host: LabHost,
+  port: string,
+  bridge?: RunningBridge,
+): Promise<RunningBridge> {
+  const br = bridge ?? (await runningBridge(lab, host));
+  const run = hostRunner(lab, host);
+  const dev = ifName(port);
+  if (br.type === 'linux') await run(ipLinkMasterArgv(dev, ifName(LAB_BRIDGE)));
+  else if (br.type === 'ovs') await run(ovsAddPortArgv(ifName(LAB_BRIDGE), dev, br.tag));
+  await run(ipLinkUpArgv(dev));
+  return br;
+}
+
+export async function detachVmPort(lab: LabState, host: LabHost, port: string, bridge?: RunningBridge): Promise<void> {
+  const br = bridge ?? (await runningBridge(lab, host));
+  const run = hostRunner(lab, host);
+  if (br.type === 'linux' && br.ports.includes(port)) await run(ipLinkNoMasterArgv(ifName(port)));
+  else if (br.type === 'ovs' && br.ports.includes(port)) await run(ovsDelPortArgv(ifName(LAB_BRIDGE), ifName(port)));
+}
+
+/**
+ * One packet from the host to the lab switch, as a booted host talks to its gateway at once: the
+ * switch refreshes its ARP entry for the host (whose MAC may be new) instead of waiting for it to go stale.
+ */
+export async function announceHost(lab: LabState, host: LabHost): Promise<void> {
+  await hostRunner(lab, host)(hpingArgv({ address: SWITCH_ADDRESS, count: 1 }), {
+    okExitCodes: [1],
+    timeoutMs: 10_000,
+  }).catch(() => undefined);
+}

@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
+import { parseSriovRules } from '../activities/host/linux/sriov.js';
+import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.js';
+import { hostRunner, rootRunner } from './exec.js';
+import { hostPaths } from './layout.js';
+import { startOvs, stopOvs } from './ovs-daemons.js';
+import type { LabHost, LabState } from './state.js';
+
+const BASE_CMDLINE = 'BOOT_IMAGE=/boot/vmlinuz-lab root=/dev/vda1 ro';
+
+/**
+ * Take a lab host down as a power cycle would: its Open vSwitch stops, every runtime network object
+ * (bridges, OVS ports and taps, addresses, routes, ifupdown state, VFs) is gone. What is left: its
+ * persistent files and its "hardware": the uplink and the veths of the VMs it hosts.
+ */
+export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> {
+  const p = hostPaths(host);
+  await writeFile(p.down, `${new Date().toISOString()}\n`);
+  await stopOvs(host);
+  const ns = ['ip', '-n', host.ns];
+  const hardware = new Set([host.uplink, ...lab.vms.map((v) => v.port)]);
+  for (const link of await hostLinks(lab, host)) {
+    if (link.name === 'lo') {
+      await rootRunner([...ns, 'link', 'set', 'dev', 'lo', 'down']);
+    } else if (hardware.has(link.name)) {
+      if (link.master !== undefined) await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'nomaster']);
+      await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'down']);
+      await rootRunner([...ns, 'addr', 'flush', 'dev', link.name]);
+    } else {
+      await rootRunner([...ns, 'link', 'delete', 'dev', link.name]).catch(() => undefined);
+    }
+  }
+  await rm(p.run, { recursive: true, force: true });
+  await mkdir(p.run, { recursive: true });
+  await resetVfs(host);
+}
+
+/**
+ * Boot a lab host from what was persisted: a new boot id, the kernel command line that update-grub
+ * generated, VFs only as the persisted udev rules say (and only with the IOMMU on), its Open vSwitch
+ * on its persistent database, the network from /etc/network/interfaces with Debian's real `ifup -a`,
+ * then its VMs plugged back in.
+ */
+export async function bootHost(lab: LabState, host: LabHost): Promise<{ bootId: string; cmdline: string }> {
+  const p = hostPaths(host);
+  const bootId = randomUUID();
+  await mkdir(path.dirname(p.bootId), { recursive: true });
+  await writeFile(p.bootId, `${bootId}\n`);
+  const cmdline = await kernelCmdline(host);
+  await writeFile(p.procCmdline, `${cmdline}\n`);
+  await applyPersistedVfs(host, cmdline);
+  await startOvs(lab, host);
+  // A host whose network config is broken still boots; it is just not reachable, as on real hardware.
+  const ifup = await hostRunner(lab, host)(['ifup', '-a']).catch((err: unknown) => ({ failed: String(err) }));
+  const note =
+    'failed' in ifup ? `ifup -a failed: ${ifup.failed}` : `ifup -a: ok${ifup.stderr ? `\n${ifup.stderr}` : ''}`;
+  await writeFile(path.join(p.log, 'boot.log'), `${new Date().toISOString()} boot ${bootId}\n${cmdline}\n${note}\n`, {
+    flag: 'a',
+  });
+  const links = await hostLinks(lab, host);
+  const bridge = await runningBridge(lab, host, links);
+  const vmPorts = new Set(lab.vms.map((v) => v.port));
+  for (const link of links.filter((l) => vmPorts.has(l.name))) await attachVmPort(lab, host, link.name, bridge);
+  await announceHost(lab, host);
+  await rm(p.down, { force: true });
+  return { bootId, cmdline };
+}
+
+export async function rebootHost(lab: LabState, host: LabHost): Promise<{ bootId: string; cmdline: string }> {
+  await shutdownHost(lab, host);
+  return bootHost(lab, host);
+}
+
+/** The `linux` line of the generated grub.cfg; without one, the kernel boots with the base options. */
+async function kernelCmdline(host: LabHost): Promise<string> {
+  const cfg = await readFile(hostPaths(host).grubCfg, 'utf8').catch(() => '');
+  const line = cfg.split('\n').find((l) => /^\s*linux\s/.test(l));
+  const options = line
+    ?.trim()
+    .split(/\s+/)
+    .slice(2)
+    .filter((w) => !['root=/dev/vda1', 'ro'].includes(w)) ?? ['quiet'];
+  return [BASE_CMDLINE, ...options].join(' ');
+}
+
+const deviceDir = (host: LabHost) => path.join(hostPaths(host).sys, 'class/net', host.nic, 'device');
+
+async function resetVfs(host: LabHost): Promise<void> {
+  const dir = deviceDir(host);
+  if (!existsSync(path.join(dir, 'sriov_numvfs'))) return;
+  await writeFile(path.join(dir, 'sriov_numvfs'), '0\n');
+  for (const entry of await readdir(dir))
+    if (/^virtfn\d+$/.test(entry)) await rm(path.join(dir, entry), { recursive: true, force: true });
+}
+
+/** What the persisted udev rules do at boot on real hardware: create the VFs, then set each VF's VLAN. */
+async function applyPersistedVfs(host: LabHost, cmdline: string): Promise<void> {
+  const rules = parseSriovRules(await readFile(hostPaths(host).sriovRules, 'utf8').catch(() => ''));
+  if (rules === undefined || rules.nic !== host.nic || !cmdlineHasIommu(cmdline)) return;
+  await setLabVfs(host, rules.numVfs, rules.vfVlans);
+}
+
+/** The fake NIC's VFs: sriov_numvfs and one virtfn<n>/ per VF holding its VLAN. Refuses more than sriov_totalvfs. */
+export async function setLabVfs(host: LabHost, count: number, vlans: Record<number, number> = {}): Promise<void> {
+  const dir = deviceDir(host);
+  const total = Number((await readFile(path.join(dir, 'sriov_totalvfs'), 'utf8').catch(() => '0')).trim());
+  if (count > total) throw new Error(`${host.nic}: ${count} VFs asked, sriov_totalvfs is ${total}`);
+  await resetVfs(host);
+  for (let vf = 0; vf < count; vf++) {
+    await mkdir(path.join(dir, `virtfn${vf}`), { recursive: true });
+    await writeFile(path.join(dir, `virtfn${vf}`, 'vlan'), `${vlans[vf] ?? 0}\n`);
+  }
+  await writeFile(path.join(dir, 'sriov_numvfs'), `${count}\n`);
+}

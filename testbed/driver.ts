@@ -1,0 +1,152 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { HostFacts } from '../schemas/host.js';
+import type { StepOutcome } from '../schemas/steps.js';
+import { HostDownError, type HostDriver, type PreparedStep, type StepContext } from '../activities/host/driver.js';
+import type { HostEnv } from '../activities/host/linux/host-env.js';
+import { ifName } from '../activities/host/linux/names.js';
+import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
+import { readText, withAudit } from '../activities/host/linux/host-env.js';
+import { observeBridge } from '../activities/host/linux/observe.js';
+import { applyOvsConvert, revertOvsConvert } from '../activities/host/linux/steps/ovs-convert.js';
+import { applyReboot, rebootOwed } from '../activities/host/linux/steps/reboot.js';
+import { applySriovEnable, revertSriovEnable } from '../activities/host/linux/steps/sriov-enable.js';
+import { applyVerify } from '../activities/host/linux/steps/verify.js';
+import { rebootHost } from './boot.js';
+import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
+import { labHostEnv, type LabConfirmation } from './host-env.js';
+import { hostPaths } from './layout.js';
+import { vmsOn } from './migrate.js';
+import { labHost, loadLab, type LabHost, type LabState } from './state.js';
+
+export interface TestbedDriverOptions {
+  hostId: string;
+  /** The lab's directory (<REFIT_HOME>/lab). */
+  labDir: string;
+  /** The driver's own state: traffic baselines, the pending reboot, confirmations ('file' mode). */
+  stateDir: string;
+  /** How an ovs-convert learns the host is still reachable; default 'probe' (packets from the lab switch). */
+  confirm?: LabConfirmation;
+  log?: Logger;
+}
+
+/** A lab host: every step runs the linux step modules inside the host's namespace, against its own files. */
+export class TestbedDriver implements HostDriver {
+  readonly kind = 'testbed' as const;
+  private rebooting: Promise<void> | undefined;
+
+  private constructor(
+    private readonly lab: LabState,
+    private readonly host: LabHost,
+    private readonly env: HostEnv,
+    private readonly log: Logger | undefined,
+  ) {}
+
+  static async open(opts: TestbedDriverOptions): Promise<TestbedDriver> {
+    const lab = await loadLab(opts.labDir);
+    const host = labHost(lab, opts.hostId);
+    await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+    const driver = new TestbedDriver(
+      lab,
+      host,
+      labHostEnv(lab, host, opts.stateDir, opts.confirm ?? 'probe'),
+      opts.log,
+    );
+    // The worker died between reporting a reboot and doing it: the reboot is still owed.
+    if (await rebootOwed(driver.env)) {
+      opts.log?.info({ hostId: host.id }, 'testbed: finishing a reboot that was reported but not done');
+      void driver.reboot();
+    }
+    return driver;
+  }
+
+  /** Resolves when no reboot is in progress. */
+  async whenUp(): Promise<void> {
+    await this.rebooting;
+  }
+
+  async facts(): Promise<HostFacts> {
+    if (this.rebooting !== undefined || existsSync(hostPaths(this.host).down))
+      throw new HostDownError(`lab host ${this.host.id} is rebooting`);
+    const nic = ifName(this.host.nic);
+    const bridge = await observeBridge(this.env, ifName('vmbr0'));
+    const totalVfs = (await this.env.vfs.totalVfs(nic)) ?? 0;
+    const vms = await vmsOn(this.lab, this.host.id);
+    return {
+      bootId: ((await readText(this.env.paths.bootId)) ?? 'unknown').trim(),
+      bridge: { name: 'vmbr0', type: bridge.type, ports: bridge.ports },
+      sriov: {
+        nic,
+        supported: totalVfs > 0,
+        totalVfs,
+        numVfs: await this.env.vfs.numVfs(nic),
+        iommu: cmdlineHasIommu((await readText(this.env.paths.procCmdline)) ?? ''),
+      },
+      vms: vms.map((v) => ({ name: v.name, state: 'running', sriov: false })),
+      cordoned: isCordoned(this.host),
+      capacity: { vmSlots: this.host.vmSlots, vmsRunning: vms.length },
+    };
+  }
+
+  async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
+    await this.rebooting;
+    const { commandId, rolloutId } = step.command;
+    const apply = step.mode === 'apply';
+    const env = withAudit(this.env, ctx);
+    const outcome = await (async (): Promise<StepOutcome> => {
+      switch (step.kind) {
+        case 'drain':
+          return apply
+            ? drainLabHost(this.lab, this.host, step.params.destinations, ctx)
+            : undrainLabHost(this.lab, this.host, ctx);
+        case 'undrain':
+          return apply ? undrainLabHost(this.lab, this.host, ctx) : drainLabHost(this.lab, this.host, {}, ctx);
+        case 'ovs-convert':
+          return apply
+            ? applyOvsConvert(env, step.params, ctx, commandId, rolloutId)
+            : revertOvsConvert(env, step.params, ctx);
+        case 'sriov-enable':
+          return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
+        case 'reboot':
+          return apply
+            ? applyReboot(env, ctx, commandId)
+            : { changed: false, summary: 'a reboot cannot be undone; nothing to revert', before: {}, after: {} };
+        case 'verify':
+          return apply
+            ? applyVerify(env, step.params, ctx, rolloutId)
+            : { changed: false, summary: 'a traffic check changes nothing; nothing to revert', before: {}, after: {} };
+      }
+    })();
+    ctx.log.info(
+      { kind: step.kind, mode: step.mode, changed: outcome.changed },
+      `testbed ${this.host.id}: ${outcome.summary}`,
+    );
+    return { bootId: ((await readText(this.env.paths.bootId)) ?? 'unknown').trim(), ...outcome };
+  }
+
+  async afterReported(step: PreparedStep): Promise<void> {
+    if (step.kind === 'reboot' && step.mode === 'apply' && (await rebootOwed(this.env))) await this.reboot();
+  }
+
+  /** The lab reboot: the host reports nothing while down, then comes back with a new boot id. */
+  reboot(): Promise<void> {
+    this.rebooting ??= (async () => {
+      try {
+        const booted = await rebootHost(this.lab, this.host);
+        this.log?.info(
+          { hostId: this.host.id, bootId: booted.bootId, cmdline: booted.cmdline },
+          'testbed: host is back with a new boot id',
+        );
+      } finally {
+        this.rebooting = undefined;
+      }
+    })();
+    return this.rebooting;
+  }
+}
+
+/** The driver factory the host worker uses for `--driver testbed`. */
+export function createTestbedDriver(opts: TestbedDriverOptions): Promise<TestbedDriver> {
+  return TestbedDriver.open(opts);
+}

@@ -1,0 +1,85 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Confirmation, HostEnv, VfControl } from '../activities/host/linux/host-env.js';
+import { fileConfirmation } from '../activities/host/linux/confirm.js';
+import { announceHost, attachVmPort, runningBridge } from './attach.js';
+import { setLabVfs } from './boot.js';
+import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
+import { hostPaths } from './layout.js';
+import { vmsOn } from './migrate.js';
+import { labVm, type LabHost, type LabState } from './state.js';
+import { reachableFromSwitch } from './status.js';
+
+/** The fake NIC under <root>/sys: the same files a real one has, plus virtfn<n>/vlan for each VF's VLAN. */
+export function labVfControl(host: LabHost): VfControl {
+  const device = path.join(hostPaths(host).sys, 'class/net', host.nic, 'device');
+  const read = (file: string) =>
+    readFile(path.join(device, file), 'utf8').then(
+      (t) => Number(t.trim()),
+      () => undefined,
+    );
+  const vlans = async (): Promise<Record<number, number>> => {
+    const out: Record<number, number> = {};
+    for (const entry of existsSync(device) ? await readdir(device) : []) {
+      const m = /^virtfn(\d+)$/.exec(entry);
+      if (m !== null)
+        out[Number(m[1])] = Number((await readFile(path.join(device, entry, 'vlan'), 'utf8').catch(() => '0')).trim());
+    }
+    return out;
+  };
+  return {
+    totalVfs: async (nic) => (nic === host.nic ? read('sriov_totalvfs') : undefined),
+    numVfs: async (nic) => (nic === host.nic ? ((await read('sriov_numvfs')) ?? 0) : 0),
+    setNumVfs: async (nic, count) => setLabVfs(host, nic === host.nic ? count : 0, count === 0 ? {} : await vlans()),
+    vfVlans: async () => vlans(),
+    setVfVlan: async (_nic, vf, vlan) => writeFile(path.join(device, `virtfn${vf}`, 'vlan'), `${vlan}\n`),
+  };
+}
+
+export type LabConfirmation = 'probe' | 'file' | Confirmation;
+
+/**
+ * The lab's stand-in for the controller's confirmation: the host answers packets sent from the switch
+ * (where the controller would be), or — with 'file' — a file `<stateDir>/confirmations/<hash of the command id>` appears.
+ */
+export function labConfirmation(lab: LabState, host: LabHost, stateDir: string, mode: LabConfirmation): Confirmation {
+  if (typeof mode === 'function') return mode;
+  if (mode === 'file') return fileConfirmation(stateDir);
+  const address = host.address.split('/')[0] as string;
+  return async ({ deadline, signal }) => {
+    while (Date.now() < deadline && !signal.aborted) {
+      if (await reachableFromSwitch(lab, address, 3).catch(() => false)) return true;
+      await sleep(500, undefined, { signal }).catch(() => undefined);
+    }
+    return false;
+  };
+}
+
+/** A lab host as the linux steps see it: commands inside its namespace, files under its lab dir. */
+export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confirm: LabConfirmation): HostEnv {
+  const p = hostPaths(host);
+  return {
+    run: hostRunner(lab, host),
+    paths: {
+      interfaces: p.interfaces,
+      backupDir: p.interfacesBackupDir,
+      grub: p.grub,
+      sriovRules: p.sriovRules,
+      procCmdline: p.procCmdline,
+      bootId: p.bootId,
+      stateDir,
+    },
+    vfs: labVfControl(host),
+    grubUpdate: [labUpdateGrubScript(lab), host.root],
+    datapathType: 'netdev',
+    confirm: labConfirmation(lab, host, stateDir, confirm),
+    runInVm: (vm) => vmRunner(labVm(lab, vm)),
+    afterBridgeSwitch: async () => {
+      const bridge = await runningBridge(lab, host);
+      for (const vm of await vmsOn(lab, host.id)) await attachVmPort(lab, host, vm.port, bridge);
+      await announceHost(lab, host);
+    },
+  };
+}

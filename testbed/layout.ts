@@ -1,0 +1,98 @@
+import path from 'node:path';
+import type { LabHost, LabState, LabVm } from './state.js';
+
+export const LAB_NETWORK = '10.77.0.0/16';
+export const SWITCH_ADDRESS = '10.77.0.1';
+export const DEFAULT_PREFIX = 'rf-';
+/** Every lab host's uplink and SR-IOV NIC, as in examples/ovs-sriov.yaml. */
+export const LAB_UPLINK = 'ens6';
+/** Like the Intel 82576 of the SR-IOV article: 7 VFs per port. */
+export const LAB_TOTAL_VFS = 7;
+export const MAX_HOSTS = 50;
+export const MAX_VMS_PER_HOST = 20;
+
+export interface LabShape {
+  labDir: string;
+  hosts: number;
+  vmsPerHost: number;
+  prefix?: string;
+  /** Hosts whose NIC has no SR-IOV (sriov_totalvfs absent), for failure tests: host ids. */
+  noSriov?: readonly string[];
+  /** Host ids are <hostPrefix>h<n> (namespaces stay <prefix>h<n>); for tests sharing one NATS. */
+  hostPrefix?: string;
+}
+
+/**
+ * Names and addresses of a lab, computed: switch 10.77.0.1, host n at 10.77.0.(10+n)/16, VM m of
+ * host n is vm<100n+m> at 10.77.n.m/16. Everything stays inside 10.77.0.0/16 and inside the lab's namespaces.
+ */
+export function planLab(shape: LabShape, now = new Date()): LabState {
+  const prefix = shape.prefix ?? DEFAULT_PREFIX;
+  const hosts: LabHost[] = [];
+  const vms: LabVm[] = [];
+  for (let n = 1; n <= shape.hosts; n++) {
+    const id = `${shape.hostPrefix ?? ''}h${n}`;
+    hosts.push({
+      id,
+      index: n,
+      ns: `${prefix}h${n}`,
+      root: path.join(shape.labDir, 'hosts', `h${n}`),
+      address: `10.77.0.${10 + n}/16`,
+      uplink: LAB_UPLINK,
+      switchPort: `rfs-h${n}`,
+      nic: LAB_UPLINK,
+      totalVfs: shape.noSriov?.includes(id) ? 0 : LAB_TOTAL_VFS,
+      vmSlots: Math.max(4, shape.vmsPerHost * 3),
+    });
+    for (let m = 1; m <= shape.vmsPerHost; m++) {
+      const vmid = 100 * n + m;
+      vms.push({
+        name: `vm${vmid}`,
+        vmid,
+        ns: `${prefix}vm${vmid}`,
+        address: `10.77.${n}.${m}/16`,
+        home: id,
+        port: `veth${vmid}i0`,
+      });
+    }
+  }
+  return {
+    version: 1,
+    labDir: shape.labDir,
+    prefix,
+    createdAt: now.toISOString(),
+    network: LAB_NETWORK,
+    switch: { ns: `${prefix}sw`, bridge: 'rfsw0', address: `${SWITCH_ADDRESS}/16` },
+    hosts,
+    vms,
+  };
+}
+
+/** Where a lab host's files are, seen from outside the host (the root namespace). */
+export function hostPaths(host: LabHost) {
+  const etc = `/etc/netns/${host.ns}`;
+  return {
+    etc,
+    interfaces: path.join(etc, 'network/interfaces'),
+    interfacesBackupDir: path.join(host.root, 'var/backups/refit'),
+    grub: path.join(etc, 'default/grub'),
+    sriovRules: path.join(host.root, 'etc/udev/rules.d/70-refit-sriov.rules'),
+    /** Bound over /run inside the host: wiped at every lab reboot. */
+    run: path.join(host.root, 'run'),
+    ovsRun: path.join(host.root, 'run/openvswitch'),
+    ovsDb: path.join(host.root, 'var/lib/openvswitch/conf.db'),
+    log: path.join(host.root, 'var/log'),
+    cordoned: path.join(host.root, 'var/lib/refit/cordoned'),
+    sys: path.join(host.root, 'sys'),
+    grubCfg: path.join(host.root, 'boot/grub/grub.cfg'),
+    procCmdline: path.join(host.root, 'proc/cmdline'),
+    bootId: path.join(host.root, 'proc/sys/kernel/random/boot_id'),
+    /** Present while the host is rebooting: its agent reports nothing then. */
+    down: path.join(host.root, 'down'),
+  };
+}
+export type HostPaths = ReturnType<typeof hostPaths>;
+
+export function labBinDir(labDir: string): string {
+  return path.join(labDir, 'bin');
+}

@@ -1,0 +1,34 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+/** Programs the lab runs, and where Debian installs them. */
+const TOOLS = [
+  'ip',
+  'ifup',
+  'ifdown',
+  'hping3',
+  'ovsdb-server',
+  'ovs-vswitchd',
+  'ovs-vsctl',
+  'ovsdb-tool',
+  'brctl',
+  'mount',
+  'tc',
+];
+const HOOKS = ['/etc/network/if-pre-up.d/openvswitch', '/etc/network/if-pre-up.d/bridge'];
+
+function onPath(tool: string): boolean {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
+  return dirs.some((d) => d !== '' && existsSync(path.join(d, tool)));
+}
+
+/** Why the lab cannot run here, or an empty list: root, the programs, the ifupdown hooks of OVS and bridge-utils. */
+export function labPrerequisitesMissing(): string[] {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push('root (the lab makes network namespaces)');
+  for (const tool of TOOLS) if (!onPath(tool)) missing.push(tool);
+  for (const hook of HOOKS) if (!existsSync(hook)) missing.push(hook);
+  if (!existsSync('/usr/share/openvswitch/vswitch.ovsschema')) missing.push('/usr/share/openvswitch/vswitch.ovsschema');
+  if (!existsSync('/dev/net/tun')) missing.push('/dev/net/tun');
+  return missing;
+}

@@ -1,0 +1,79 @@
+import path from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Labels } from '../schemas/common.js';
+import { enrollHosts } from '../cli/dev/enroll.js';
+import { credsFile } from '../workers/config.js';
+import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
+import { connectNats, identityOfHost } from '../workers/nats.js';
+import { createTestbedDriver, type TestbedDriver } from './driver.js';
+import type { LabConfirmation } from './host-env.js';
+import type { LabState } from './state.js';
+
+export interface LabWorkersOptions {
+  lab: LabState;
+  /** REFIT_HOME of the stack: where `refit dev` keeps the NATS credentials. */
+  home: string;
+  natsUrl: string;
+  log: Logger;
+  labels?: Labels;
+  presenceIntervalMs?: number;
+  confirm?: LabConfirmation;
+}
+
+export interface LabWorkers {
+  drivers: Map<string, TestbedDriver>;
+  stop(): Promise<void>;
+}
+
+/**
+ * One host worker per lab host, each with the testbed driver and its own NATS identity (enrolled
+ * with `refit dev` credentials when it has none yet). Journal and driver state live in <lab>/agents/<host>.
+ */
+export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers> {
+  await enrollHosts(
+    o.home,
+    o.lab.hosts.map((h) => h.id),
+  );
+  const drivers = new Map<string, TestbedDriver>();
+  const running: { worker: HostWorkerHandle; nc: NatsConnection }[] = [];
+  const stop = async () => {
+    for (const { worker, nc } of running.splice(0)) {
+      await worker.stop();
+      await nc.drain().catch(() => nc.close());
+    }
+  };
+  try {
+    for (const host of o.lab.hosts) {
+      const stateDir = path.join(o.lab.labDir, 'agents', host.id);
+      const log = o.log.child({ hostId: host.id, driver: 'testbed' });
+      const driver = await createTestbedDriver({
+        hostId: host.id,
+        labDir: o.lab.labDir,
+        stateDir,
+        log,
+        ...(o.confirm ? { confirm: o.confirm } : {}),
+      });
+      drivers.set(host.id, driver);
+      const nc = await connectNats({
+        url: o.natsUrl,
+        credsFile: credsFile(o.home, { host: host.id }),
+        identity: identityOfHost(host.id),
+      });
+      const worker = await startHostWorker({
+        hostId: host.id,
+        nc,
+        driver,
+        labels: { role: 'hypervisor', lab: 'testbed', ...o.labels },
+        stateDir,
+        log,
+        ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
+      });
+      running.push({ worker, nc });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { drivers, stop };
+}
