@@ -57,12 +57,33 @@ export async function startRollout(
   });
 }
 
-/** Follow a rollout until it ends. On a terminal, redraw in place; otherwise print what changed. */
-export async function watchRollout(client: Client, rolloutId: string, out: NodeJS.WriteStream = process.stdout): Promise<RolloutStatus> {
+/**
+ * Follow a rollout until it ends (or reaches one of `stopAt`). On a terminal, redraw in place;
+ * otherwise print what changed. A status that cannot be read for a moment (the controller worker
+ * restarting) is waited out, and said.
+ */
+export async function watchRollout(
+  client: Client,
+  rolloutId: string,
+  out: NodeJS.WriteStream = process.stdout,
+  stopAt: ReadonlySet<string> = TERMINAL,
+): Promise<RolloutStatus> {
   let drawn = 0;
   let previous = '';
+  let unreadableSince: number | undefined;
   for (;;) {
-    const status = await getRolloutStatus(client, rolloutId);
+    let status: RolloutStatus;
+    try {
+      status = await getRolloutStatus(client, rolloutId);
+      unreadableSince = undefined;
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      unreadableSince ??= Date.now();
+      if (Date.now() - unreadableSince > 120_000) throw err;
+      process.stderr.write(`refit: cannot read the rollout's status yet (${(err as Error).message}); is \`refit worker\` running? retrying\n`);
+      await new Promise((r) => setTimeout(r, 2_000));
+      continue;
+    }
     const text = renderStatus(status);
     if (out.isTTY) {
       if (drawn > 0) out.write(`\x1b[${drawn}A\x1b[J`);
@@ -72,7 +93,7 @@ export async function watchRollout(client: Client, rolloutId: string, out: NodeJ
       out.write(`${new Date().toISOString().slice(11, 19)} ${text.split('\n').slice(1).join('\n    ')}\n`);
     }
     previous = text;
-    if (TERMINAL.has(status.state)) {
+    if (stopAt.has(status.state)) {
       if (!out.isTTY) out.write(`${text}\n`);
       return status;
     }

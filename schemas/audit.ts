@@ -21,6 +21,7 @@ export const AUDIT_EVENT_TYPES = [
   'host.rolled-back',
   'host.held',
   'host.skipped',
+  'host.retried',
   'host.rebooted',
   'step.requested',
   'step.started',

@@ -194,7 +194,22 @@ describe('the audit trail of a simulated rollout', () => {
 
     const json = await runCli(config, ['audit', 'log', '--rollout', rolloutId, '--json']);
     const events = JSON.parse(json.stdout) as StoredAuditEvent[];
-    expect(new Set(events.map((e) => e.hostId))).toEqual(new Set([hostA, hostB]));
+    expect(new Set(events.filter((e) => e.hostId !== undefined).map((e) => e.hostId))).toEqual(new Set([hostA, hostB]));
+  });
+
+  it('records the rollout and host transitions the workflows make, with their actors', async () => {
+    const json = await runCli(config, ['audit', 'log', '--rollout', rolloutId, '--json']);
+    const events = JSON.parse(json.stdout) as StoredAuditEvent[];
+    const controllerEvents = events.filter((e) => e.chain === `refit.audit.rollout.${rolloutId}`);
+    expect(controllerEvents[0]).toMatchObject({ type: 'rollout.started', actor: expect.stringMatching(/^user:.+@/) as unknown });
+    expect(controllerEvents.at(-1)).toMatchObject({ type: 'rollout.completed', actor: 'controller' });
+    for (const hostId of [hostA, hostB]) {
+      const mine = controllerEvents.filter((e) => e.hostId === hostId).map((e) => e.type);
+      expect(mine, hostId).toEqual(['host.started', 'host.succeeded']);
+    }
+    // Each host transition links the end of the host's own chain at that moment.
+    const done = controllerEvents.find((e) => e.hostId === hostA && e.type === 'host.succeeded');
+    expect(done?.links?.[0]).toMatchObject({ chain: `refit.audit.host.${hostA}` });
   });
 
   it('records a failed step and the reverts of a rolled-back host', async () => {

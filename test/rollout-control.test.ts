@@ -154,6 +154,9 @@ describe('hold, retry and approval', () => {
     const end = await result(id);
     expect(end.state).toBe('completed');
     expect(end.approvals).toEqual([expect.objectContaining({ gate: 'after-canary', wave: 1, by: expect.stringContaining('@') })]);
+    const audit = await runCli(config, ['audit', 'log', '--rollout', id, '--json']);
+    const approved = (JSON.parse(audit.stdout) as { type: string; actor: string }[]).filter((e) => e.type === 'rollout.approved');
+    expect(approved).toEqual([expect.objectContaining({ actor: `user:${end.approvals[0]?.by}` })]);
   });
 });
 

@@ -10,6 +10,7 @@ import {
 import type { ControllerActivities } from '../activities/controller/types.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
+import { audit } from './audit.js';
 import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
@@ -85,6 +86,17 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   // Steps that ran, or may have: the one interrupted by a failure or a cancel has no outcome but
   // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
   const touched: { step: PlanStep; index: number; outcome?: StepOutcome }[] = [];
+  const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
+  await audit({ ...base, type: 'host.started', data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure } });
+  const finish = async (result: HostMaintenanceResult): Promise<HostMaintenanceResult> => {
+    upsertSearchAttributes([{ key: phaseKey, value: result.state }]);
+    await audit({
+      ...base,
+      type: `host.${result.state}`,
+      data: { steps: result.steps.map((r) => `${r.mode === 'revert' ? 'revert:' : ''}${r.kind}:${r.state}`), ...(result.error ? { error: result.error } : {}) },
+    });
+    return result;
+  };
   try {
     await steps.run(async () => {
       for (const [index, step] of input.steps.entries()) {
@@ -93,18 +105,17 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         entry.outcome = await run(step, index, 'apply');
       }
     });
-    upsertSearchAttributes([{ key: phaseKey, value: 'succeeded' }]);
-    return { hostId: input.hostId, state: 'succeeded', steps: records };
+    return await finish({ hostId: input.hostId, state: 'succeeded', steps: records });
   } catch (err) {
     const error = abortedBy ?? (isCancellation(err) ? 'cancelled' : errorMessage(err));
     if (input.onHostFailure === 'hold' && !abortedBy && !isCancellation(err)) {
-      upsertSearchAttributes([{ key: phaseKey, value: 'held' }]);
-      return { hostId: input.hostId, state: 'held', steps: records, error };
+      return await finish({ hostId: input.hostId, state: 'held', steps: records, error });
     }
     // Undo even when cancelled: a half-converted host is worse than either end.
     const undone = await CancellationScope.nonCancellable(() => rollBack(touched, run));
-    upsertSearchAttributes([{ key: phaseKey, value: undone ? 'rolled-back' : 'failed' }]);
-    return { hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error };
+    return await CancellationScope.nonCancellable(() =>
+      finish({ hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error }),
+    );
   }
 }
 

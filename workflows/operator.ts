@@ -16,8 +16,8 @@ interface Action<A> {
   /** Throws with the reason the action does not apply now (an update's validator). */
   check(a: A): void;
   apply(a: A): void;
-  /** For signals: apply when it applies, otherwise note why not in the status. */
-  tryApply(a: A): void;
+  /** For signals: apply when it applies (true), otherwise note why not in the status (false). */
+  tryApply(a: A): boolean;
 }
 
 const RETRYABLE = new Set(['failed', 'held', 'rolled-back', 'skipped']);
@@ -48,10 +48,11 @@ export function createOperatorActions(d: Deps): Record<OperatorActionName, Actio
         } catch (err) {
           d.status.message = `ignored a signal: ${(err as Error).message}`;
           d.onChange();
-          return;
+          return false;
         }
         apply(a);
         d.onChange();
+        return true;
       },
     };
   }

@@ -28,6 +28,7 @@ import {
   rolloutIdKey,
   rolloutStatusQuery,
 } from './messages.js';
+import { audit, userActor } from './audit.js';
 import { createOperatorActions, type HostPatch } from './operator.js';
 import { planWaves, resolveCount } from './waves.js';
 import { startDecision } from './windows.js';
@@ -87,17 +88,50 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
 
   setHandler(rolloutStatusQuery, () => status);
   const actions = createOperatorActions({ status, byHost, carried, isOver, setHost, onChange: bump });
-  for (const name of OPERATOR_ACTIONS) {
-    setHandler(operatorUpdates[name], (a: OperatorAction) => (actions[name].apply(a), status), {
-      validator: (a: OperatorAction) => actions[name].check(a),
+  // Every operator action is audited with who asked; an update answers once its event is stored.
+  const ACTION_EVENTS = {
+    pause: 'rollout.paused',
+    resume: 'rollout.resumed',
+    cancel: 'rollout.cancelled',
+    approve: 'rollout.approved',
+    retryHost: 'host.retried',
+    skipHost: 'host.skipped',
+  } as const;
+  const auditAction = (name: keyof typeof ACTION_EVENTS, a: OperatorAction & { hostId?: string }) =>
+    audit({
+      type: ACTION_EVENTS[name],
+      actor: userActor(a.by),
+      rolloutId: input.rolloutId,
+      ...(a.hostId ? { hostId: a.hostId } : {}),
+      data: { action: name, ...(a.reason ? { reason: a.reason } : {}), state: status.state },
     });
-    setHandler(operatorSignals[name], (a) => actions[name].tryApply(a));
+  for (const name of OPERATOR_ACTIONS) {
+    setHandler(
+      operatorUpdates[name],
+      async (a: OperatorAction) => {
+        actions[name].apply(a);
+        await auditAction(name, a);
+        return status;
+      },
+      { validator: (a: OperatorAction) => actions[name].check(a) },
+    );
+    setHandler(operatorSignals[name], async (a) => {
+      if (actions[name].tryApply(a)) await auditAction(name, a);
+    });
   }
   for (const name of HOST_ACTIONS) {
-    setHandler(hostUpdates[name], (a: HostAction) => (actions[name].apply(a), status), {
-      validator: (a: HostAction) => actions[name].check(a),
+    setHandler(
+      hostUpdates[name],
+      async (a: HostAction) => {
+        actions[name].apply(a);
+        await auditAction(name, a);
+        return status;
+      },
+      { validator: (a: HostAction) => actions[name].check(a) },
+    );
+    setHandler(hostSignals[name], async (a) => {
+      if (actions[name].tryApply(a)) await auditAction(name, a);
     });
-    setHandler(hostSignals[name], (a) => actions[name].tryApply(a));
   }
 
   function setHost(host: HostStatus, patch: HostPatch): void {
@@ -113,6 +147,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
 
   if (!input.carried) {
     const targets = await resolveTargets(plan.targets);
+    await audit({
+      type: 'rollout.started',
+      actor: userActor(input.startedBy),
+      rolloutId: input.rolloutId,
+      data: { plan: plan.name, steps: plan.steps.map((s) => s.kind), hosts: targets.hostIds, missing: targets.missing, excluded: targets.excluded },
+    });
     status.missingHosts = targets.missing;
     status.excludedHosts = targets.excluded;
     status.failureBudget.maxFailedHosts = resolveCount(plan.failureBudget.maxFailedHosts, targets.hostIds.length);
@@ -235,6 +275,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       if (canaryFailed && !gatesPassed.has(-1)) {
         gatesPassed.add(-1);
         status.paused = { reason: 'the canary failed: retry it, skip it, resume or cancel', by: 'refit', at: new Date().toISOString() };
+        await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason: status.paused.reason } });
       }
       if (status.paused) {
         status.state = 'paused';
@@ -255,6 +296,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         by: 'refit',
         at: new Date().toISOString(),
       };
+      await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason: status.paused.reason } });
     }
     if (status.paused) {
       status.state = 'paused';
@@ -324,6 +366,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   }
   status.paused = null;
   upsertSearchAttributes([{ key: phaseKey, value: status.state }]);
+  await audit({
+    type: status.state === 'completed' ? 'rollout.completed' : status.state === 'cancelled' ? 'rollout.cancelled' : 'rollout.failed',
+    actor: 'controller',
+    rolloutId: input.rolloutId,
+    data: { counts: status.counts, missing: status.missingHosts, ...(status.message ? { message: status.message } : {}) },
+  });
   await condition(allHandlersFinished);
   return status;
 }
