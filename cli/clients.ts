@@ -10,7 +10,10 @@ export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) 
   try {
     connection = await Connection.connect({ address: config.temporalAddress, connectTimeout: '5s' });
   } catch (cause) {
-    throw new UsageError(`cannot reach Temporal at ${config.temporalAddress} (is the stack up? try: refit dev up): ${(cause as Error).message}`, 1);
+    throw new UsageError(
+      `cannot reach Temporal at ${config.temporalAddress} (is the stack up? try: refit dev up): ${(cause as Error).message}`,
+      1,
+    );
   }
   try {
     return await fn(new Client({ connection, namespace: config.temporalNamespace }));
@@ -23,9 +26,16 @@ export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) 
 export async function withNats<T>(config: RefitConfig, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
   let nc: NatsConnection;
   try {
-    nc = await connectNats({ url: config.natsUrl, credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.cli), identity: IDENTITIES.cli });
+    nc = await connectNats({
+      url: config.natsUrl,
+      credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.cli),
+      identity: IDENTITIES.cli,
+    });
   } catch (cause) {
-    throw new UsageError(`cannot reach NATS at ${config.natsUrl} (is the stack up? try: refit dev up): ${(cause as Error).message}`, 1);
+    throw new UsageError(
+      `cannot reach NATS at ${config.natsUrl} (is the stack up? try: refit dev up): ${(cause as Error).message}`,
+      1,
+    );
   }
   try {
     return await fn(nc);

@@ -5,7 +5,13 @@ import { HostId } from '../schemas/common.js';
 import { Driver } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
-import { InvalidLabelsError, parseLabels, startHostProcess, startSimHost, untilStopSignal } from '../workers/host/host-process.js';
+import {
+  InvalidLabelsError,
+  parseLabels,
+  startHostProcess,
+  startSimHost,
+  untilStopSignal,
+} from '../workers/host/host-process.js';
 import { createTestbedDriver } from '../testbed/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
@@ -36,7 +42,11 @@ export function registerHostCommands(program: Command): void {
     .command('host')
     .description('run the host worker (agent) of one host: presence, its command queue, its steps')
     .requiredOption('--id <hostId>', 'this host id (a DNS label)')
-    .option('--driver <driver>', 'where steps run: linux (this machine, as root), testbed (a lab host) or sim (simulated)', 'linux')
+    .option(
+      '--driver <driver>',
+      'where steps run: linux (this machine, as root), testbed (a lab host) or sim (simulated)',
+      'linux',
+    )
     .option('--labels <k=v,...>', 'inventory labels, e.g. rack=r1,role=hypervisor')
     .option('--creds <file>', "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev` made)")
     .option(

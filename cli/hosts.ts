@@ -30,7 +30,13 @@ export async function readInventory(nc: NatsConnection): Promise<{ hosts: Invent
         parsed = undefined;
       }
       if (!parsed?.success) invalid.push(entry.key);
-      else hosts.push({ hostId: parsed.data.hostId, online: isOnline(parsed.data), simulated: parsed.data.simulated, presence: parsed.data });
+      else
+        hosts.push({
+          hostId: parsed.data.hostId,
+          online: isOnline(parsed.data),
+          simulated: parsed.data.simulated,
+          presence: parsed.data,
+        });
     }
   }
   hosts.sort((a, b) => a.hostId.localeCompare(b.hostId));
@@ -39,7 +45,9 @@ export async function readInventory(nc: NatsConnection): Promise<{ hosts: Invent
 
 function describe(row: InventoryRow): string {
   const f = row.presence.facts;
-  const labels = Object.entries(row.presence.labels).map(([k, v]) => `${k}=${v}`).join(',');
+  const labels = Object.entries(row.presence.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   return [
     row.hostId.padEnd(16),
     (row.online ? 'online' : 'OFFLINE').padEnd(8),
@@ -63,17 +71,30 @@ export function registerHostsCommand(program: Command): void {
       await withNats(loadConfig(), async (nc) => {
         const { hosts, invalid } = await readInventory(nc);
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify(hosts.map((h) => ({ ...h.presence, online: h.online })), null, 2)}\n`);
+          process.stdout.write(
+            `${JSON.stringify(
+              hosts.map((h) => ({ ...h.presence, online: h.online })),
+              null,
+              2,
+            )}\n`,
+          );
           return;
         }
         const online = hosts.filter((h) => h.online).length;
         const simulated = hosts.filter((h) => h.simulated).length;
-        process.stdout.write(`${hosts.length} hosts, ${online} online${simulated > 0 ? `, ${simulated} SIMULATED (driver marked *)` : ''}\n`);
+        process.stdout.write(
+          `${hosts.length} hosts, ${online} online${simulated > 0 ? `, ${simulated} SIMULATED (driver marked *)` : ''}\n`,
+        );
         if (hosts.length > 0) {
-          process.stdout.write(`${'HOST'.padEnd(16)} ${'STATE'.padEnd(8)} ${'DRIVER'.padEnd(8)} ${'BOOT'.padEnd(9)} ${'BRIDGE'.padEnd(12)} ${'VFS'.padEnd(6)} ${'VMS'.padEnd(4)} ${'CORDONED'.padEnd(9)} ${'BUSY'.padEnd(13)} LABELS\n`);
+          process.stdout.write(
+            `${'HOST'.padEnd(16)} ${'STATE'.padEnd(8)} ${'DRIVER'.padEnd(8)} ${'BOOT'.padEnd(9)} ${'BRIDGE'.padEnd(12)} ${'VFS'.padEnd(6)} ${'VMS'.padEnd(4)} ${'CORDONED'.padEnd(9)} ${'BUSY'.padEnd(13)} LABELS\n`,
+          );
         }
         for (const h of hosts) process.stdout.write(`${describe(h)}\n`);
-        if (invalid.length > 0) process.stderr.write(`skipped ${invalid.length} presence entries that fail the schema: ${invalid.join(', ')}\n`);
+        if (invalid.length > 0)
+          process.stderr.write(
+            `skipped ${invalid.length} presence entries that fail the schema: ${invalid.join(', ')}\n`,
+          );
       });
     });
 }

@@ -57,7 +57,9 @@ describe('renderStatus', () => {
   });
 
   it('counts absent hosts in the summary, so they cannot pass unseen', () => {
-    expect(summaryLine({ ...status, state: 'failed' })).toBe('rollout ovs-sriov-20261122-0300-abcd failed: 1/4 hosts succeeded');
+    expect(summaryLine({ ...status, state: 'failed' })).toBe(
+      'rollout ovs-sriov-20261122-0300-abcd failed: 1/4 hosts succeeded',
+    );
   });
 
   it('draws empty and full bars', () => {

@@ -10,19 +10,29 @@ export function bar(done: number, total: number, width = 24): string {
 /** The human form of a rollout's status: counts, budget, one bar per wave, running hosts with their step. */
 export function renderStatus(s: RolloutStatus): string {
   const lines: string[] = [];
-  lines.push(`rollout ${s.id}  ${s.state.toUpperCase()}  (plan ${s.name}, started by ${s.startedBy} at ${s.startedAt})`);
+  lines.push(
+    `rollout ${s.id}  ${s.state.toUpperCase()}  (plan ${s.name}, started by ${s.startedBy} at ${s.startedAt})`,
+  );
   const counts = Object.entries(s.counts)
     .filter(([, n]) => n > 0)
     .map(([state, n]) => `${n} ${state}`)
     .join(', ');
-  lines.push(`hosts: ${s.hosts.length} (${counts || 'none'})   failure budget: ${s.failureBudget.failed}/${s.failureBudget.maxFailedHosts} used`);
+  lines.push(
+    `hosts: ${s.hosts.length} (${counts || 'none'})   failure budget: ${s.failureBudget.failed}/${s.failureBudget.maxFailedHosts} used`,
+  );
   if (s.missingHosts.length > 0) lines.push(`not present: ${s.missingHosts.join(', ')}`);
   for (const e of s.excludedHosts) lines.push(`left out: ${e.hostId} (${e.reason})`);
   if (s.paused) lines.push(`PAUSED by ${s.paused.by}: ${s.paused.reason} (refit rollout resume|cancel ${s.id})`);
-  if (s.pendingApproval) lines.push(`waiting for approval (${s.pendingApproval.gate}) since ${s.pendingApproval.since}: refit rollout approve ${s.id}`);
+  if (s.pendingApproval)
+    lines.push(
+      `waiting for approval (${s.pendingApproval.gate}) since ${s.pendingApproval.since}: refit rollout approve ${s.id}`,
+    );
   for (const a of s.approvals) lines.push(`approved ${a.gate} by ${a.by} at ${a.at}`);
   if (s.nextWindowAt) lines.push(`next maintenance window opens ${s.nextWindowAt}`);
-  if (s.cancelled) lines.push(`cancelled by ${s.cancelled.by} at ${s.cancelled.at}${s.cancelled.reason ? `: ${s.cancelled.reason}` : ''}`);
+  if (s.cancelled)
+    lines.push(
+      `cancelled by ${s.cancelled.by} at ${s.cancelled.at}${s.cancelled.reason ? `: ${s.cancelled.reason}` : ''}`,
+    );
   const hostsOf = new Map(s.hosts.map((h) => [h.hostId, h]));
   for (const wave of s.waves) {
     const done = wave.hosts.filter((h) => DONE.has(hostsOf.get(h)?.state ?? 'pending')).length;

@@ -24,8 +24,10 @@ async function send(
           ? await handle.executeUpdate(hostUpdates[name], { args: [{ ...arg, hostId: arg.hostId ?? '' }] })
           : await handle.executeUpdate(operatorUpdates[name], { args: [arg] });
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new UsageError(`${name} refused: ${err.cause?.message ?? err.message}`, 1);
-      if (err instanceof Error && err.name === 'WorkflowNotFoundError') throw new UsageError(`no running rollout ${id}`, 1);
+      if (err instanceof WorkflowUpdateFailedError)
+        throw new UsageError(`${name} refused: ${err.cause?.message ?? err.message}`, 1);
+      if (err instanceof Error && err.name === 'WorkflowNotFoundError')
+        throw new UsageError(`no running rollout ${id}`, 1);
       throw err;
     }
     process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : `${name}: done\n${renderStatus(status)}\n`);
@@ -62,6 +64,8 @@ export function registerRolloutControlCommands(rollout: Command): void {
       .command(`${command} <rolloutId> <hostId>`)
       .description(description)
       .option('--json', 'print the new status as JSON')
-      .action(async (id: string, hostId: string, opts: { json?: boolean }) => send(id, name, { by: operator(), hostId }, opts.json === true));
+      .action(async (id: string, hostId: string, opts: { json?: boolean }) =>
+        send(id, name, { by: operator(), hostId }, opts.json === true),
+      );
   }
 }

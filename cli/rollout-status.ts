@@ -39,7 +39,11 @@ export async function getRolloutStatus(client: Client, rolloutId: string): Promi
           const progress = await client.workflow.getHandle(hostWorkflowId(host.hostId)).query(hostProgressQuery);
           if (progress.rolloutId !== rolloutId) return;
           const current = progress.current ?? null;
-          host.step = current ? (current.mode === 'revert' ? `revert:${current.kind}` : current.kind) : (progress.steps.at(-1)?.kind ?? null);
+          host.step = current
+            ? current.mode === 'revert'
+              ? `revert:${current.kind}`
+              : current.kind
+            : (progress.steps.at(-1)?.kind ?? null);
         } catch {
           // The host workflow may not have started yet; its step stays unknown.
         }

@@ -80,7 +80,9 @@ export async function watchRollout(
       if (err instanceof UsageError) throw err;
       unreadableSince ??= Date.now();
       if (Date.now() - unreadableSince > 120_000) throw err;
-      process.stderr.write(`refit: cannot read the rollout's status yet (${(err as Error).message}); is \`refit worker\` running? retrying\n`);
+      process.stderr.write(
+        `refit: cannot read the rollout's status yet (${(err as Error).message}); is \`refit worker\` running? retrying\n`,
+      );
       await new Promise((r) => setTimeout(r, 2_000));
       continue;
     }
@@ -115,7 +117,9 @@ export function registerRolloutCommands(program: Command): void {
       const id = opts.id ?? newRolloutId(plan.name);
       await withTemporal(config, async (client) => {
         await startRollout(client, config.taskQueue, plan, id);
-        process.stdout.write(`rollout ${id} started: plan ${plan.name}, ${plan.steps.length} steps (${plan.steps.map((s) => s.kind).join(' → ')})\n`);
+        process.stdout.write(
+          `rollout ${id} started: plan ${plan.name}, ${plan.steps.length} steps (${plan.steps.map((s) => s.kind).join(' → ')})\n`,
+        );
         if (!opts.watch) return;
         const final = await watchRollout(client, id);
         process.stdout.write(`${summaryLine(final)}\n`);
@@ -157,8 +161,18 @@ export function registerRolloutCommands(program: Command): void {
         const rows: { id: string; state: string; startedAt: string; closedAt: string | null }[] = [];
         for await (const wf of client.workflow.list({ query: 'WorkflowType = "fleetRollout"' })) {
           const phase = wf.typedSearchAttributes.get(phaseKey);
-          const state = wf.status.name === 'RUNNING' ? 'running' : wf.status.name === 'CANCELLED' ? 'cancelled' : (phase ?? wf.status.name.toLowerCase());
-          rows.push({ id: wf.workflowId, state, startedAt: wf.startTime.toISOString(), closedAt: wf.closeTime?.toISOString() ?? null });
+          const state =
+            wf.status.name === 'RUNNING'
+              ? 'running'
+              : wf.status.name === 'CANCELLED'
+                ? 'cancelled'
+                : (phase ?? wf.status.name.toLowerCase());
+          rows.push({
+            id: wf.workflowId,
+            state,
+            startedAt: wf.startTime.toISOString(),
+            closedAt: wf.closeTime?.toISOString() ?? null,
+          });
           if (rows.length >= Number(opts.limit)) break;
         }
         if (opts.json) {

@@ -12,7 +12,9 @@ export function registerWorkerCommand(program: Command): void {
       const config = loadConfig(opts.taskQueue ? { taskQueue: opts.taskQueue } : {});
       const log = createLogger('refit-controller');
       const controller = await startControllerWorker(config, log);
-      process.stderr.write(`refit controller worker: Temporal ${config.temporalAddress} queue ${config.taskQueue}, NATS ${config.natsUrl}\n`);
+      process.stderr.write(
+        `refit controller worker: Temporal ${config.temporalAddress} queue ${config.taskQueue}, NATS ${config.natsUrl}\n`,
+      );
       const stop = () => void controller.shutdown();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -6,7 +6,11 @@ import { StepKind, StepOutcome, StepState } from './steps.js';
  * A command id is stable across retries of the activity that sends it:
  * `<workflowId>/<runId>/<activityId>`. It is the JetStream message id and the host's idempotency key.
  */
-export const CommandId = z.string().min(1).max(512).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+export const CommandId = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
 /** Apply runs the step; revert undoes what a completed apply did. */
 export const StepMode = z.enum(['apply', 'revert']);

@@ -9,7 +9,14 @@ describe('parsePlan', () => {
   it('accepts the example plan and fills in defaults', () => {
     const parsed = parsePlan(example);
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-    expect(parsed.plan.steps.map((s) => s.kind)).toEqual(['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain']);
+    expect(parsed.plan.steps.map((s) => s.kind)).toEqual([
+      'drain',
+      'ovs-convert',
+      'sriov-enable',
+      'reboot',
+      'verify',
+      'undrain',
+    ]);
     const reboot = parsed.plan.steps[3];
     expect(reboot?.kind === 'reboot' && reboot.params.timeout).toBe(600_000);
     const ovs = parsed.plan.steps[1];
@@ -26,7 +33,12 @@ describe('parsePlan', () => {
     expect(parsed.ok).toBe(false);
     const paths = parsed.ok ? [] : parsed.problems.map((p) => p.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['steps[2].params.vfs', 'steps[1].params.bridge', 'waves.maxInFlight', 'steps[4].params.targets[0]']),
+      expect.arrayContaining([
+        'steps[2].params.vfs',
+        'steps[1].params.bridge',
+        'waves.maxInFlight',
+        'steps[4].params.targets[0]',
+      ]),
     );
   });
 
@@ -63,12 +75,18 @@ describe('the example plans', () => {
   });
 
   it('refuses a host duration longer than every window', () => {
-    const parsed = parsePlan(readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('hostDuration: 45m', 'hostDuration: 5h'));
-    expect(parsed.ok ? [] : parsed.problems).toEqual([{ path: 'hostDuration', message: 'longer than every maintenance window: no host could ever start' }]);
+    const parsed = parsePlan(
+      readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('hostDuration: 45m', 'hostDuration: 5h'),
+    );
+    expect(parsed.ok ? [] : parsed.problems).toEqual([
+      { path: 'hostDuration', message: 'longer than every maintenance window: no host could ever start' },
+    ]);
   });
 
   it('refuses an unknown time zone', () => {
-    const parsed = parsePlan(readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('Europe/Berlin', 'Europe/Atlantis'));
+    const parsed = parsePlan(
+      readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('Europe/Berlin', 'Europe/Atlantis'),
+    );
     expect(parsed.ok ? [] : parsed.problems.map((p) => p.path)).toEqual(['windows[0].timeZone']);
   });
 });
@@ -81,5 +99,7 @@ describe('parseDuration', () => {
     ['250ms', 250],
   ])('reads %s', (text, ms) => expect(parseDuration(text)).toBe(ms));
 
-  it.each(['', '10', 'ten minutes', '5x', '1h 30m'])('refuses %j', (text) => expect(parseDuration(text)).toBeUndefined());
+  it.each(['', '10', 'ten minutes', '5x', '1h 30m'])('refuses %j', (text) =>
+    expect(parseDuration(text)).toBeUndefined(),
+  );
 });

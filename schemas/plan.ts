@@ -71,7 +71,9 @@ export const Plan = z
   .strictObject({
     apiVersion: z.literal('refit/v1'),
     kind: z.literal('Campaign'),
-    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/, 'must be lower-case letters, digits and "-", at most 40'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/, 'must be lower-case letters, digits and "-", at most 40'),
     description: z.string().max(2000).optional(),
     targets: Targets,
     waves: Waves.prefault({}),
@@ -105,15 +107,27 @@ export const Plan = z
     failureBudget: z
       .strictObject({
         maxFailedHosts: z
-          .union([z.number().int().min(0), z.string().regex(/^(100|[1-9]?[0-9])%$/, 'must be a whole number or a percentage from 0% to 100%')])
+          .union([
+            z.number().int().min(0),
+            z.string().regex(/^(100|[1-9]?[0-9])%$/, 'must be a whole number or a percentage from 0% to 100%'),
+          ])
           .default(1),
       })
       .prefault({}),
   })
   .superRefine((plan, ctx) => {
     const zonesValid = plan.windows.every((w) => !('timeZone' in w) || isTimeZone(w.timeZone));
-    if (zonesValid && plan.windows.length > 0 && plan.hostDuration > 0 && longestWindowMs(plan.windows) < plan.hostDuration) {
-      ctx.addIssue({ code: 'custom', path: ['hostDuration'], message: 'longer than every maintenance window: no host could ever start' });
+    if (
+      zonesValid &&
+      plan.windows.length > 0 &&
+      plan.hostDuration > 0 &&
+      longestWindowMs(plan.windows) < plan.hostDuration
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hostDuration'],
+        message: 'longer than every maintenance window: no host could ever start',
+      });
     }
     plan.steps.forEach((step, i) => {
       if (step.kind === 'reboot' && i === 0) {
@@ -133,7 +147,12 @@ export type PlanParse = { ok: true; plan: Plan } | { ok: false; problems: PlanPr
 
 /** `steps[2].params.vfs` from zod's path array. */
 export function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)), '') || '(root)';
+  return (
+    path.reduce<string>(
+      (out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)),
+      '',
+    ) || '(root)'
+  );
 }
 
 export function problemsOf(error: z.ZodError): PlanProblem[] {
@@ -144,7 +163,13 @@ export function problemsOf(error: z.ZodError): PlanProblem[] {
 export function parsePlan(text: string): PlanParse {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    return { ok: false, problems: doc.errors.map((e) => ({ path: `line ${e.linePos?.[0].line ?? '?'}`, message: e.message.split('\n')[0] ?? e.message })) };
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0].line ?? '?'}`,
+        message: e.message.split('\n')[0] ?? e.message,
+      })),
+    };
   }
   const result = Plan.safeParse(doc.toJS());
   return result.success ? { ok: true, plan: result.data } : { ok: false, problems: problemsOf(result.error) };

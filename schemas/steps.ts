@@ -60,7 +60,11 @@ export type StepParams<K extends StepKind> = z.output<(typeof STEP_PARAMS)[K]>;
 export const PlanStep = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('drain'), params: DrainParams.prefault({}), timeout: Duration.optional() }),
   z.strictObject({ kind: z.literal('undrain'), params: UndrainParams.prefault({}), timeout: Duration.optional() }),
-  z.strictObject({ kind: z.literal('ovs-convert'), params: OvsConvertParams.prefault({}), timeout: Duration.optional() }),
+  z.strictObject({
+    kind: z.literal('ovs-convert'),
+    params: OvsConvertParams.prefault({}),
+    timeout: Duration.optional(),
+  }),
   z.strictObject({ kind: z.literal('sriov-enable'), params: SriovEnableParams, timeout: Duration.optional() }),
   z.strictObject({ kind: z.literal('reboot'), params: RebootParams.prefault({}), timeout: Duration.optional() }),
   z.strictObject({ kind: z.literal('verify'), params: VerifyParams, timeout: Duration.optional() }),

@@ -30,7 +30,12 @@ const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
 process.env.REFIT_LOG_LEVEL ??= 'warn';
 const log = createLogger('refit-demo');
 
-const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [number, number, number, number];
+const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [
+  number,
+  number,
+  number,
+  number,
+];
 // Each demo starts from a clean slate: a fresh fleet, an empty history.
 await stopStack(home);
 await rm(home, { recursive: true, force: true });
@@ -55,16 +60,26 @@ try {
   const controller = await startControllerWorker(config, log);
   stops.unshift(() => controller.shutdown());
   if (useLab) {
-    say(`building the LAB: ${HOSTS} hosts as network namespaces with Linux bridges, VMs, Open vSwitch, real ip/ovs-vsctl/ifup/hping3 (10.77.0.0/16, inside the lab only)`);
+    say(
+      `building the LAB: ${HOSTS} hosts as network namespaces with Linux bridges, VMs, Open vSwitch, real ip/ovs-vsctl/ifup/hping3 (10.77.0.0/16, inside the lab only)`,
+    );
     const labDir = path.join(home, 'lab');
     stops.unshift(() => labDown({ labDir }));
     const lab = await labUp({ labDir, hosts: HOSTS, vmsPerHost: 1 }, log);
     const workers = await startLabWorkers({ lab, home, natsUrl: stack.nats.url, log });
     stops.unshift(() => workers.stop());
   } else {
-    say(`starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`);
+    say(
+      `starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`,
+    );
     say(`(the lab needs: ${labMissing.join(', ')})`);
-    const fleet = await startSimFleet({ home, natsUrl: stack.nats.url, hosts: HOSTS, stateDir: path.join(home, 'sim'), log });
+    const fleet = await startSimFleet({
+      home,
+      natsUrl: stack.nats.url,
+      hosts: HOSTS,
+      stateDir: path.join(home, 'sim'),
+      log,
+    });
     stops.unshift(() => fleet.stop());
   }
 

@@ -201,7 +201,10 @@ describe('the audit trail of a simulated rollout', () => {
     const json = await runCli(config, ['audit', 'log', '--rollout', rolloutId, '--json']);
     const events = JSON.parse(json.stdout) as StoredAuditEvent[];
     const controllerEvents = events.filter((e) => e.chain === `refit.audit.rollout.${rolloutId}`);
-    expect(controllerEvents[0]).toMatchObject({ type: 'rollout.started', actor: expect.stringMatching(/^user:.+@/) as unknown });
+    expect(controllerEvents[0]).toMatchObject({
+      type: 'rollout.started',
+      actor: expect.stringMatching(/^user:.+@/) as unknown,
+    });
     expect(controllerEvents.at(-1)).toMatchObject({ type: 'rollout.completed', actor: 'controller' });
     for (const hostId of [hostA, hostB]) {
       const mine = controllerEvents.filter((e) => e.hostId === hostId).map((e) => e.type);

@@ -8,7 +8,15 @@ import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../cli/rollout.js';
 import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
 import { testStack } from './helpers/stack.js';
-import { plan, quietLog, spawnControllerWorker, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import {
+  plan,
+  quietLog,
+  spawnControllerWorker,
+  tempDir,
+  temporalClient,
+  testConfig,
+  waitForOnline,
+} from './helpers/controller.js';
 
 const stack = testStack();
 const config = testConfig(stack);

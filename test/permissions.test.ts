@@ -167,7 +167,9 @@ describe('the CLI', () => {
     await enrollHosts(stack.home, [hostD]);
     const jsm = await jetstreamManager(cli);
     await refused(jsm.consumers.update(STREAMS.commands, commandConsumer(hostD), { ack_wait: 1_000_000_000 }));
-    await refused(jsm.consumers.add(STREAMS.commands, { durable_name: 'cli-spy', filter_subject: SUBJECTS.command(hostD) }));
+    await refused(
+      jsm.consumers.add(STREAMS.commands, { durable_name: 'cli-spy', filter_subject: SUBJECTS.command(hostD) }),
+    );
     const controllerJsm = await jetstreamManager(controller);
     const info = await controllerJsm.consumers.info(STREAMS.commands, commandConsumer(hostD));
     expect(info.config.ack_wait).not.toBe(1_000_000_000);

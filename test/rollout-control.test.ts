@@ -31,7 +31,9 @@ steps:
   - kind: undrain
 `;
 const campaign = (targets: string[], extra: string) =>
-  plan(`apiVersion: refit/v1\nkind: Campaign\nname: control\ntargets: { hosts: [${targets.join(', ')}] }\n${extra}\n${STEPS}`);
+  plan(
+    `apiVersion: refit/v1\nkind: Campaign\nname: control\ntargets: { hosts: [${targets.join(', ')}] }\n${extra}\n${STEPS}`,
+  );
 
 async function start(targets: string[], extra: string, opts: { historyLimit?: number } = {}): Promise<string> {
   const id = `ctl-${randomBytes(4).toString('hex')}`;
@@ -60,7 +62,8 @@ async function spans(hostIds: string[]): Promise<{ hostId: string; start: number
   }
   return out;
 }
-const mostAtOnce = (s: { start: number; end: number }[]) => Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
+const mostAtOnce = (s: { start: number; end: number }[]) =>
+  Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
 
 beforeAll(async () => {
   controller = await startControllerWorker(config, quietLog);
@@ -87,7 +90,10 @@ afterAll(async () => {
 
 describe('the failure budget', () => {
   it('pauses the rollout when spent, without aborting hosts in flight; resume continues; cancel ends it cleanly', async () => {
-    const id = await start([h(0), h(2), h(1), h(3)], 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }\nfailureBudget: { maxFailedHosts: 0 }');
+    const id = await start(
+      [h(0), h(2), h(1), h(3)],
+      'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }\nfailureBudget: { maxFailedHosts: 0 }',
+    );
     const paused = await until(id, 'paused by the budget', (s) => s.state === 'paused');
     expect(paused.paused?.reason).toMatch(/failure budget spent: 1 hosts failed, 0 allowed/);
     expect(paused.hosts.map((x) => x.state)).toEqual(['rolled-back', 'pending', 'pending', 'pending']);
@@ -95,7 +101,11 @@ describe('the failure budget', () => {
     expect((await status(id)).counts.pending).toBe(3); // nothing starts while paused
 
     await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'alice' }] });
-    const again = await until(id, 'paused again at the next failure', (s) => s.state === 'paused' && s.failureBudget.failed === 2);
+    const again = await until(
+      id,
+      'paused again at the next failure',
+      (s) => s.state === 'paused' && s.failureBudget.failed === 2,
+    );
     expect(again.hosts.find((x) => x.hostId === h(2))?.state).toBe('succeeded');
 
     const cancel = await runCli(config, ['rollout', 'cancel', id, '--reason', 'enough']);
@@ -110,7 +120,9 @@ describe('the failure budget', () => {
     // A window weeks away keeps the rollout waiting, so every action below meets a running rollout.
     const id = await start([h(5)], 'waves: { canary: 0 }\nwindows: [{ every: 30d, open: 1h, offset: 29d }]');
     await until(id, 'waiting for its window', (s) => s.nextWindowAt !== null);
-    await expect(client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'bob' }] })).rejects.toMatchObject({
+    await expect(
+      client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'bob' }] }),
+    ).rejects.toMatchObject({
       cause: { message: expect.stringMatching(/not paused/) },
     });
     const out = await runCli(config, ['rollout', 'approve', id]);
@@ -153,9 +165,13 @@ describe('hold, retry and approval', () => {
     expect(out.code, out.stderr).toBe(0);
     const end = await result(id);
     expect(end.state).toBe('completed');
-    expect(end.approvals).toEqual([expect.objectContaining({ gate: 'after-canary', wave: 1, by: expect.stringContaining('@') })]);
+    expect(end.approvals).toEqual([
+      expect.objectContaining({ gate: 'after-canary', wave: 1, by: expect.stringContaining('@') }),
+    ]);
     const audit = await runCli(config, ['audit', 'log', '--rollout', id, '--json']);
-    const approved = (JSON.parse(audit.stdout) as { type: string; actor: string }[]).filter((e) => e.type === 'rollout.approved');
+    const approved = (JSON.parse(audit.stdout) as { type: string; actor: string }[]).filter(
+      (e) => e.type === 'rollout.approved',
+    );
     expect(approved).toEqual([expect.objectContaining({ actor: `user:${end.approvals[0]?.by}` })]);
   });
 });
@@ -166,7 +182,9 @@ describe('pauses between waves', () => {
     const waiting = await until(id, 'pausing between waves', (s) => s.message?.startsWith('pausing 3s') ?? false);
     expect(waiting.state).toBe('waiting');
     expect((await result(id)).state).toBe('completed');
-    const [canary, next] = (await spans([h(7), h(8)])).filter((s) => s.start >= Date.parse(waiting.startedAt)).sort((a, b) => a.start - b.start);
+    const [canary, next] = (await spans([h(7), h(8)]))
+      .filter((s) => s.start >= Date.parse(waiting.startedAt))
+      .sort((a, b) => a.start - b.start);
     expect(next!.start - canary!.end).toBeGreaterThanOrEqual(3_000);
   });
 });
@@ -174,7 +192,10 @@ describe('pauses between waves', () => {
 describe('limits', () => {
   it('never has more hosts of one rack in flight than the plan allows', async () => {
     const targets = [h(9), h(10), h(11), h(12)]; // all in rack r1
-    const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 4 }\nlimits: { perLabel: { rack: 2 } }');
+    const id = await start(
+      targets,
+      'waves: { canary: 0, batchSize: 4, maxInFlight: 4 }\nlimits: { perLabel: { rack: 2 } }',
+    );
     expect((await result(id)).state).toBe('completed');
     expect(mostAtOnce(await spans(targets))).toBe(2);
   });
@@ -207,7 +228,10 @@ describe('limits', () => {
 describe('maintenance windows', () => {
   it('starts hosts only inside a window with room for them', async () => {
     const targets = [h(2), h(3), h(5)];
-    const id = await start(targets, 'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 10s, open: 5s }]\nhostDuration: 3s');
+    const id = await start(
+      targets,
+      'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 10s, open: 5s }]\nhostDuration: 3s',
+    );
     const waiting = await until(id, 'waiting for a window', (s) => s.nextWindowAt !== null);
     expect(Date.parse(waiting.nextWindowAt ?? '') % 10_000).toBe(0);
     expect((await result(id)).state).toBe('completed');
@@ -225,9 +249,15 @@ describe('continue-as-new', () => {
     // A tiny history limit: the rollout continues as new after each host it finishes.
     const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 12 });
     const first = await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
-    await client.workflow.getHandle(id).executeUpdate(operatorUpdates.pause, { args: [{ by: 'dave', reason: 'lunch' }] });
+    await client.workflow
+      .getHandle(id)
+      .executeUpdate(operatorUpdates.pause, { args: [{ by: 'dave', reason: 'lunch' }] });
     // The host in flight finishes; the rollout then continues as new, still paused.
-    const after = await until(id, 'a new run while paused', (s) => s.runs > first.runs && s.state === 'paused' && s.counts.running === 0);
+    const after = await until(
+      id,
+      'a new run while paused',
+      (s) => s.runs > first.runs && s.state === 'paused' && s.counts.running === 0,
+    );
     const before = after;
     expect(after.paused).toMatchObject({ by: 'dave', reason: 'lunch' });
     expect(after.counts.succeeded).toBe(before.counts.succeeded);
@@ -242,18 +272,36 @@ describe('continue-as-new', () => {
 describe('cancel with onCancel: rollback', () => {
   it('stops the hosts in flight after their running step and undoes what they did', async () => {
     const slow = simHostIds(2, `slow${randomBytes(2).toString('hex')}`);
-    const slowFleet = await startSimFleet({ home: stack.home, natsUrl: stack.natsUrl, hosts: slow, stateDir: tempDir('slow-sim'), speed: 0.2, presenceIntervalMs: 500, log: quietLog });
+    const slowFleet = await startSimFleet({
+      home: stack.home,
+      natsUrl: stack.natsUrl,
+      hosts: slow,
+      stateDir: tempDir('slow-sim'),
+      speed: 0.2,
+      presenceIntervalMs: 500,
+      log: quietLog,
+    });
     try {
       await waitForOnline(config, slow);
       const id = await start(slow, 'waves: { canary: 0, batchSize: 2, maxInFlight: 2 }\nonCancel: rollback');
       // Wait until both hosts have drained (their VMs are away), then cancel mid-campaign.
-      for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++) await new Promise((r) => setTimeout(r, 100));
-      await client.workflow.getHandle(id).executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
+      for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      await client.workflow
+        .getHandle(id)
+        .executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
       const end = await result(id);
       expect(end.state).toBe('cancelled');
       for (const hostId of slow) {
-        expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({ state: 'rolled-back', error: 'rollout cancelled by erin' });
-        expect(slowFleet.hosts.get(hostId)?.snapshot()).toMatchObject({ cordoned: false, away: {}, bridge: { type: 'linux' } });
+        expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({
+          state: 'rolled-back',
+          error: 'rollout cancelled by erin',
+        });
+        expect(slowFleet.hosts.get(hostId)?.snapshot()).toMatchObject({
+          cordoned: false,
+          away: {},
+          bridge: { type: 'linux' },
+        });
       }
     } finally {
       await slowFleet.stop();
@@ -263,17 +311,49 @@ describe('cancel with onCancel: rollback', () => {
 
 describe('the standard temporal CLI', () => {
   const temporalCli = (...args: string[]) =>
-    promisify(execFile)(findTool('temporal'), [...args, '--address', stack.temporalAddress, '--output', 'json']).then((r) => r.stdout);
+    promisify(execFile)(findTool('temporal'), [...args, '--address', stack.temporalAddress, '--output', 'json']).then(
+      (r) => r.stdout,
+    );
 
   it('pauses, inspects, resumes and cancels a rollout with its named updates, signals and query', async () => {
     const id = await start([h(5)], 'waves: { canary: 0 }\nwindows: [{ every: 30d, open: 1h, offset: 29d }]');
     await until(id, 'waiting for its window', (s) => s.nextWindowAt !== null);
-    await temporalCli('workflow', 'update', 'execute', '--workflow-id', id, '--name', 'pause', '--input', '{"by":"ops@temporal-cli","reason":"change freeze"}');
-    const queried = JSON.parse(await temporalCli('workflow', 'query', '--workflow-id', id, '--name', 'status')) as { queryResult: RolloutStatus[] };
+    await temporalCli(
+      'workflow',
+      'update',
+      'execute',
+      '--workflow-id',
+      id,
+      '--name',
+      'pause',
+      '--input',
+      '{"by":"ops@temporal-cli","reason":"change freeze"}',
+    );
+    const queried = JSON.parse(await temporalCli('workflow', 'query', '--workflow-id', id, '--name', 'status')) as {
+      queryResult: RolloutStatus[];
+    };
     expect(queried.queryResult[0]?.paused).toMatchObject({ by: 'ops@temporal-cli', reason: 'change freeze' });
-    await temporalCli('workflow', 'signal', '--workflow-id', id, '--name', 'resume', '--input', '{"by":"ops@temporal-cli"}');
+    await temporalCli(
+      'workflow',
+      'signal',
+      '--workflow-id',
+      id,
+      '--name',
+      'resume',
+      '--input',
+      '{"by":"ops@temporal-cli"}',
+    );
     await until(id, 'resumed', (s) => s.paused === null);
-    await temporalCli('workflow', 'signal', '--workflow-id', id, '--name', 'cancel', '--input', '{"by":"ops@temporal-cli"}');
+    await temporalCli(
+      'workflow',
+      'signal',
+      '--workflow-id',
+      id,
+      '--name',
+      'cancel',
+      '--input',
+      '{"by":"ops@temporal-cli"}',
+    );
     expect((await result(id)).cancelled).toMatchObject({ by: 'ops@temporal-cli' });
   });
 });

@@ -88,7 +88,8 @@ describe('a rollout across a simulated fleet', () => {
       expect(s?.bootId, hostId).not.toBe(bootIdsAtStart.get(hostId));
       expect(s?.cordoned).toBe(false);
       expect(s?.away).toEqual({});
-      for (const kind of ['drain', 'ovs-convert', 'sriov-enable', 'undrain']) expect(s?.effects[kind], `${hostId} ${kind}`).toBe(1);
+      for (const kind of ['drain', 'ovs-convert', 'sriov-enable', 'undrain'])
+        expect(s?.effects[kind], `${hostId} ${kind}`).toBe(1);
     }
     // Hosts outside the plan are untouched.
     expect(fleet.hosts.get(spareHost)?.snapshot().bridge.type).toBe('linux');
@@ -114,11 +115,15 @@ describe('a rollout across a simulated fleet', () => {
     expect(out.code, out.stderr).toBe(0);
     const status = RolloutStatusJson.parse(JSON.parse(out.stdout));
     expect(status.state).toBe('completed');
-    expect(status.hosts.map((h) => [h.hostId, h.state, h.step])).toEqual(targets.map((h) => [h, 'succeeded', 'undrain']));
+    expect(status.hosts.map((h) => [h.hostId, h.state, h.step])).toEqual(
+      targets.map((h) => [h, 'succeeded', 'undrain']),
+    );
   });
 
   it('rolls back a host whose verify fails and reports the rollout failed', async () => {
-    const failed = await runToEnd(planYaml([failingHost], 'onHostFailure: rollback\nfailureBudget: { maxFailedHosts: 0 }'));
+    const failed = await runToEnd(
+      planYaml([failingHost], 'onHostFailure: rollback\nfailureBudget: { maxFailedHosts: 0 }'),
+    );
     expect(failed.state).toBe('failed');
     expect(failed.hosts[0]).toMatchObject({ hostId: failingHost, state: 'rolled-back' });
     const s = fleet.hosts.get(failingHost)?.snapshot();

@@ -42,7 +42,8 @@ export function loadConfig(overrides: Partial<RefitConfig> = {}, env: NodeJS.Pro
   const creds = overrides.natsCreds ?? env.REFIT_NATS_CREDS;
   return {
     home,
-    temporalAddress: overrides.temporalAddress ?? env.REFIT_TEMPORAL_ADDRESS ?? stack?.temporal.address ?? '127.0.0.1:7233',
+    temporalAddress:
+      overrides.temporalAddress ?? env.REFIT_TEMPORAL_ADDRESS ?? stack?.temporal.address ?? '127.0.0.1:7233',
     temporalNamespace: overrides.temporalNamespace ?? env.REFIT_TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: overrides.taskQueue ?? env.REFIT_TASK_QUEUE ?? TASK_QUEUE,
     natsUrl: overrides.natsUrl ?? env.REFIT_NATS_URL ?? stack?.nats.url ?? 'nats://127.0.0.1:4222',

@@ -47,7 +47,10 @@ export async function ensureMessaging(nc: NatsConnection, replicas = 1): Promise
   await kvm.create(BUCKETS.results, { history: 1, storage: StorageType.File, replicas, ttl: 90 * 24 * 3_600_000 });
 }
 
-async function ensureStream(jsm: JetStreamManager, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Parameters<JetStreamManager['streams']['add']>[0],
+): Promise<void> {
   try {
     await jsm.streams.info(config.name);
   } catch {

@@ -40,7 +40,10 @@ export function identityOfHost(hostId: string): string {
 export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
   return connect({
     // A cluster is given as a comma-separated list; every node is a seed.
-    servers: id.url.split(',').map((u) => u.trim()).filter(Boolean),
+    servers: id.url
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean),
     authenticator: authenticatorFromFile(id.credsFile),
     inboxPrefix: inboxPrefix(id.identity),
     name: id.name ?? `refit-${id.identity}`,

@@ -23,7 +23,11 @@ function activitiesFor(step: PlanStep) {
     heartbeatTimeout: '20s',
     // On cancel, wait until the host has stopped the step, so the revert that follows sees its end.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '1s', maximumInterval: '20s', nonRetryableErrorTypes: ['StepFailed', 'RebootTimeout', 'InvalidStep'] },
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '20s',
+      nonRetryableErrorTypes: ['StepFailed', 'RebootTimeout', 'InvalidStep'],
+    },
   });
 }
 
@@ -52,7 +56,12 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     steps.cancel();
   });
 
-  async function run(step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome): Promise<StepOutcome> {
+  async function run(
+    step: PlanStep,
+    index: number,
+    mode: 'apply' | 'revert',
+    applied?: StepOutcome,
+  ): Promise<StepOutcome> {
     progress.current = { index, kind: step.kind, mode };
     upsertSearchAttributes([{ key: phaseKey, value: mode === 'apply' ? step.kind : `revert:${step.kind}` }]);
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
@@ -68,8 +77,13 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         ...(applied ? { applied: { ...applied } } : {}),
       });
       if (step.kind === 'reboot' && mode === 'apply') {
-        if (!outcome.bootId) throw ApplicationFailure.nonRetryable('reboot step did not report the boot id it left', 'StepFailed');
-        await acts.awaitReboot({ hostId: input.hostId, bootIdBefore: outcome.bootId, deadlineMs: Date.now() + step.params.timeout });
+        if (!outcome.bootId)
+          throw ApplicationFailure.nonRetryable('reboot step did not report the boot id it left', 'StepFailed');
+        await acts.awaitReboot({
+          hostId: input.hostId,
+          bootIdBefore: outcome.bootId,
+          deadlineMs: Date.now() + step.params.timeout,
+        });
       }
       record.state = 'succeeded';
       record.outcome = outcome;
@@ -87,13 +101,20 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
   const touched: { step: PlanStep; index: number; outcome?: StepOutcome }[] = [];
   const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
-  await audit({ ...base, type: 'host.started', data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure } });
+  await audit({
+    ...base,
+    type: 'host.started',
+    data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure },
+  });
   const finish = async (result: HostMaintenanceResult): Promise<HostMaintenanceResult> => {
     upsertSearchAttributes([{ key: phaseKey, value: result.state }]);
     await audit({
       ...base,
       type: `host.${result.state}`,
-      data: { steps: result.steps.map((r) => `${r.mode === 'revert' ? 'revert:' : ''}${r.kind}:${r.state}`), ...(result.error ? { error: result.error } : {}) },
+      data: {
+        steps: result.steps.map((r) => `${r.mode === 'revert' ? 'revert:' : ''}${r.kind}:${r.state}`),
+        ...(result.error ? { error: result.error } : {}),
+      },
     });
     return result;
   };

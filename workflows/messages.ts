@@ -27,18 +27,15 @@ export type HostActionName = (typeof HOST_ACTIONS)[number];
 export const operatorUpdates = Object.fromEntries(
   OPERATOR_ACTIONS.map((name) => [name, defineUpdate<RolloutStatus, [OperatorAction]>(name)]),
 ) as Record<OperatorActionName, ReturnType<typeof defineUpdate<RolloutStatus, [OperatorAction]>>>;
-export const operatorSignals = Object.fromEntries(OPERATOR_ACTIONS.map((name) => [name, defineSignal<[OperatorAction]>(name)])) as Record<
-  OperatorActionName,
-  ReturnType<typeof defineSignal<[OperatorAction]>>
->;
-export const hostUpdates = Object.fromEntries(HOST_ACTIONS.map((name) => [name, defineUpdate<RolloutStatus, [HostAction]>(name)])) as Record<
-  HostActionName,
-  ReturnType<typeof defineUpdate<RolloutStatus, [HostAction]>>
->;
-export const hostSignals = Object.fromEntries(HOST_ACTIONS.map((name) => [name, defineSignal<[HostAction]>(name)])) as Record<
-  HostActionName,
-  ReturnType<typeof defineSignal<[HostAction]>>
->;
+export const operatorSignals = Object.fromEntries(
+  OPERATOR_ACTIONS.map((name) => [name, defineSignal<[OperatorAction]>(name)]),
+) as Record<OperatorActionName, ReturnType<typeof defineSignal<[OperatorAction]>>>;
+export const hostUpdates = Object.fromEntries(
+  HOST_ACTIONS.map((name) => [name, defineUpdate<RolloutStatus, [HostAction]>(name)]),
+) as Record<HostActionName, ReturnType<typeof defineUpdate<RolloutStatus, [HostAction]>>>;
+export const hostSignals = Object.fromEntries(
+  HOST_ACTIONS.map((name) => [name, defineSignal<[HostAction]>(name)]),
+) as Record<HostActionName, ReturnType<typeof defineSignal<[HostAction]>>>;
 
 /** Sent by a rollout to a host workflow it started: stop after the running step and undo. */
 export const abortHostSignal = defineSignal<[OperatorAction]>('abort');

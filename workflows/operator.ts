@@ -24,7 +24,9 @@ const RETRYABLE = new Set(['failed', 'held', 'rolled-back', 'skipped']);
 const SKIPPABLE = new Set(['pending', 'failed', 'held', 'rolled-back']);
 
 /** What operators may do to a running rollout: each checked first, then applied. Pure state changes. */
-export function createOperatorActions(d: Deps): Record<OperatorActionName, Action<OperatorAction>> & Record<HostActionName, Action<HostAction>> {
+export function createOperatorActions(
+  d: Deps,
+): Record<OperatorActionName, Action<OperatorAction>> & Record<HostActionName, Action<HostAction>> {
   const now = () => new Date().toISOString();
   const running = () => {
     if (d.isOver()) throw new Error(`rollout has ended (${d.status.state})`);
@@ -96,7 +98,10 @@ export function createOperatorActions(d: Deps): Record<OperatorActionName, Actio
       (a) => {
         running();
         const h = host(a.hostId);
-        if (!RETRYABLE.has(h.state)) throw new Error(`host ${a.hostId} is ${h.state}; only failed, held, rolled-back or skipped hosts can be retried`);
+        if (!RETRYABLE.has(h.state))
+          throw new Error(
+            `host ${a.hostId} is ${h.state}; only failed, held, rolled-back or skipped hosts can be retried`,
+          );
       },
       (a) => d.setHost(host(a.hostId), { state: 'pending', error: undefined, waitingFor: undefined }),
     ),
@@ -104,7 +109,10 @@ export function createOperatorActions(d: Deps): Record<OperatorActionName, Actio
       (a) => {
         running();
         const h = host(a.hostId);
-        if (!SKIPPABLE.has(h.state)) throw new Error(`host ${a.hostId} is ${h.state}; only pending, failed, held or rolled-back hosts can be skipped`);
+        if (!SKIPPABLE.has(h.state))
+          throw new Error(
+            `host ${a.hostId} is ${h.state}; only pending, failed, held or rolled-back hosts can be skipped`,
+          );
       },
       (a) => d.setHost(host(a.hostId), { state: 'skipped', error: `skipped by ${a.by}`, waitingFor: undefined }),
     ),

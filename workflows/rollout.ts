@@ -13,7 +13,15 @@ import {
 } from '@temporalio/workflow';
 import type { ControllerActivities } from '../activities/controller/types.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type { HostAction, HostState, HostStatus, OperatorAction, RolloutCarried, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
+import type {
+  HostAction,
+  HostState,
+  HostStatus,
+  OperatorAction,
+  RolloutCarried,
+  RolloutInput,
+  RolloutStatus,
+} from '../schemas/rollout.js';
 import { hostMaintenance } from './host-maintenance.js';
 import {
   HOST_ACTIONS,
@@ -76,7 +84,12 @@ function emptyStatus(input: RolloutInput): RolloutStatus {
  */
 export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> {
   const { plan } = input;
-  const carried: RolloutCarried = input.carried ?? { status: emptyStatus(input), domains: {}, acceptedFailures: 0, gatesPassed: [] };
+  const carried: RolloutCarried = input.carried ?? {
+    status: emptyStatus(input),
+    domains: {},
+    acceptedFailures: 0,
+    gatesPassed: [],
+  };
   const status = carried.status;
   const gatesPassed = new Set(carried.gatesPassed);
   const byHost = new Map(status.hosts.map((h) => [h.hostId, h]));
@@ -151,7 +164,13 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       type: 'rollout.started',
       actor: userActor(input.startedBy),
       rolloutId: input.rolloutId,
-      data: { plan: plan.name, steps: plan.steps.map((s) => s.kind), hosts: targets.hostIds, missing: targets.missing, excluded: targets.excluded },
+      data: {
+        plan: plan.name,
+        steps: plan.steps.map((s) => s.kind),
+        hosts: targets.hostIds,
+        missing: targets.missing,
+        excluded: targets.excluded,
+      },
     });
     status.missingHosts = targets.missing;
     status.excludedHosts = targets.excluded;
@@ -172,7 +191,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   }
 
   const budgetSpent = () =>
-    status.failureBudget.failed > status.failureBudget.maxFailedHosts && status.failureBudget.failed > carried.acceptedFailures;
+    status.failureBudget.failed > status.failureBudget.maxFailedHosts &&
+    status.failureBudget.failed > carried.acceptedFailures;
 
   function domainHasRoom(hostId: string): boolean {
     const mine = carried.domains[hostId] ?? {};
@@ -199,7 +219,15 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     try {
       const child = await startChild(hostMaintenance, {
         workflowId: hostWorkflowId(host.hostId),
-        args: [{ rolloutId: input.rolloutId, hostId: host.hostId, steps: plan.steps, onHostFailure: plan.onHostFailure, parentId: workflowInfo().workflowId }],
+        args: [
+          {
+            rolloutId: input.rolloutId,
+            hostId: host.hostId,
+            steps: plan.steps,
+            onHostFailure: plan.onHostFailure,
+            parentId: workflowInfo().workflowId,
+          },
+        ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
         typedSearchAttributes: [
@@ -271,11 +299,23 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     if (!open) {
       wave.state = 'done';
       const canaryFailed =
-        wave.index === 0 && plan.waves.canary > 0 && status.waves.length > 1 && wave.hosts.some((h) => FAILED_STATES.has(byHost.get(h)?.state ?? 'pending'));
+        wave.index === 0 &&
+        plan.waves.canary > 0 &&
+        status.waves.length > 1 &&
+        wave.hosts.some((h) => FAILED_STATES.has(byHost.get(h)?.state ?? 'pending'));
       if (canaryFailed && !gatesPassed.has(-1)) {
         gatesPassed.add(-1);
-        status.paused = { reason: 'the canary failed: retry it, skip it, resume or cancel', by: 'refit', at: new Date().toISOString() };
-        await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason: status.paused.reason } });
+        status.paused = {
+          reason: 'the canary failed: retry it, skip it, resume or cancel',
+          by: 'refit',
+          at: new Date().toISOString(),
+        };
+        await audit({
+          type: 'rollout.paused',
+          actor: 'controller',
+          rolloutId: input.rolloutId,
+          data: { reason: status.paused.reason },
+        });
       }
       if (status.paused) {
         status.state = 'paused';
@@ -296,7 +336,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         by: 'refit',
         at: new Date().toISOString(),
       };
-      await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason: status.paused.reason } });
+      await audit({
+        type: 'rollout.paused',
+        actor: 'controller',
+        rolloutId: input.rolloutId,
+        data: { reason: status.paused.reason },
+      });
     }
     if (status.paused) {
       status.state = 'paused';
@@ -325,7 +370,10 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       delete status.message;
       continue;
     }
-    if (plan.limits.fleetWide !== undefined && !(await acquireLease({ hostId: host.hostId, rolloutId: input.rolloutId, limit: plan.limits.fleetWide }))) {
+    if (
+      plan.limits.fleetWide !== undefined &&
+      !(await acquireLease({ hostId: host.hostId, rolloutId: input.rolloutId, limit: plan.limits.fleetWide }))
+    ) {
       retryAt.set(host.hostId, Date.now() + RETRY_START_MS);
       setHost(host, { waitingFor: `fleet-wide limit of ${plan.limits.fleetWide} hosts under maintenance` });
       continue;
@@ -336,10 +384,17 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
 
   async function passGate(wave: number): Promise<void> {
     const gate = plan.waves.pauseBetweenWaves;
-    const approval = gate === 'approval' || plan.approvals.afterEachWave || (wave === 1 && plan.waves.canary > 0 && plan.approvals.afterCanary);
+    const approval =
+      gate === 'approval' ||
+      plan.approvals.afterEachWave ||
+      (wave === 1 && plan.waves.canary > 0 && plan.approvals.afterCanary);
     if (approval) {
       status.state = 'waiting';
-      status.pendingApproval = { gate: wave === 1 && plan.waves.canary > 0 ? 'after-canary' : `before-wave-${wave}`, wave, since: new Date().toISOString() };
+      status.pendingApproval = {
+        gate: wave === 1 && plan.waves.canary > 0 ? 'after-canary' : `before-wave-${wave}`,
+        wave,
+        since: new Date().toISOString(),
+      };
       await condition(() => status.pendingApproval === null || status.cancelled !== null);
     } else if (typeof gate === 'number' && gate > 0) {
       status.state = 'waiting';
@@ -352,9 +407,11 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
 
   if (status.cancelled && plan.onCancel === 'rollback') await Promise.all([...inFlight.keys()].map(abortHost));
   await Promise.all(inFlight.values());
-  for (const h of status.hosts) if (h.state === 'pending' && status.cancelled) setHost(h, { state: 'skipped', error: 'rollout cancelled' });
+  for (const h of status.hosts)
+    if (h.state === 'pending' && status.cancelled) setHost(h, { state: 'skipped', error: 'rollout cancelled' });
 
-  const allSucceeded = status.hosts.every((h) => h.state === 'succeeded' || h.state === 'skipped') && status.missingHosts.length === 0;
+  const allSucceeded =
+    status.hosts.every((h) => h.state === 'succeeded' || h.state === 'skipped') && status.missingHosts.length === 0;
   status.state = status.cancelled ? 'cancelled' : allSucceeded && status.counts.succeeded > 0 ? 'completed' : 'failed';
   if (status.state === 'failed' && !status.message) {
     status.message =
@@ -367,10 +424,19 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   status.paused = null;
   upsertSearchAttributes([{ key: phaseKey, value: status.state }]);
   await audit({
-    type: status.state === 'completed' ? 'rollout.completed' : status.state === 'cancelled' ? 'rollout.cancelled' : 'rollout.failed',
+    type:
+      status.state === 'completed'
+        ? 'rollout.completed'
+        : status.state === 'cancelled'
+          ? 'rollout.cancelled'
+          : 'rollout.failed',
     actor: 'controller',
     rolloutId: input.rolloutId,
-    data: { counts: status.counts, missing: status.missingHosts, ...(status.message ? { message: status.message } : {}) },
+    data: {
+      counts: status.counts,
+      missing: status.missingHosts,
+      ...(status.message ? { message: status.message } : {}),
+    },
   });
   await condition(allHandlersFinished);
   return status;

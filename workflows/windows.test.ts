@@ -20,7 +20,11 @@ describe('startDecision', () => {
 
   it('holds a host that would not finish before the window closes until the next window', () => {
     const d = startDecision([saturdayBerlin], at('2026-11-28T04:30:00Z'), HOUR);
-    expect(d).toMatchObject({ start: false, waitUntil: at('2026-12-05T01:00:00Z'), reason: 'the host would not finish before the window closes' });
+    expect(d).toMatchObject({
+      start: false,
+      waitUntil: at('2026-12-05T01:00:00Z'),
+      reason: 'the host would not finish before the window closes',
+    });
   });
 
   it('waits outside a window until the next one opens', () => {
@@ -30,7 +34,10 @@ describe('startDecision', () => {
 
   it('handles windows that cross midnight', () => {
     const nightly: MaintenanceWindow = { days: ['fri'], start: '22:00', end: '02:00', timeZone: 'UTC' };
-    expect(startDecision([nightly], at('2026-11-28T00:30:00Z'), HOUR)).toEqual({ start: true, closesAt: at('2026-11-28T02:00:00Z') });
+    expect(startDecision([nightly], at('2026-11-28T00:30:00Z'), HOUR)).toEqual({
+      start: true,
+      closesAt: at('2026-11-28T02:00:00Z'),
+    });
   });
 
   it('repeats interval windows, for windows of seconds', () => {

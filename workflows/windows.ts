@@ -34,7 +34,10 @@ function minutesOf(hhmm: string): number {
 }
 
 /** The wall-clock fields of an instant in a time zone. */
-function wallClock(epoch: number, timeZone: string): { y: number; mo: number; d: number; h: number; mi: number; wd: Weekday } {
+function wallClock(
+  epoch: number,
+  timeZone: string,
+): { y: number; mo: number; d: number; h: number; mi: number; wd: Weekday } {
   const parts = new Intl.DateTimeFormat('en-US', {
     timeZone,
     hourCycle: 'h23',
@@ -97,7 +100,8 @@ function spansAround(windows: readonly MaintenanceWindow[], from: number): Span[
     .sort((a, b) => a.start - b.start);
 }
 
-export type StartDecision = { start: true; closesAt: number | null } | { start: false; waitUntil: number; reason: string };
+export type StartDecision =
+  { start: true; closesAt: number | null } | { start: false; waitUntil: number; reason: string };
 
 /**
  * May a host that needs `hostMs` start at `now`? Only inside a window it fits into before the
@@ -116,7 +120,8 @@ export function startDecision(windows: readonly MaintenanceWindow[], now: number
       return {
         start: false,
         waitUntil: next.start,
-        reason: inside.length > 0 ? 'the host would not finish before the window closes' : 'outside the maintenance windows',
+        reason:
+          inside.length > 0 ? 'the host would not finish before the window closes' : 'outside the maintenance windows',
       };
     }
     from += 7 * DAY;

@@ -31,14 +31,21 @@ export class BucketFollower<S extends z.ZodType> {
   ) {}
 
   /** keepAll holds every key's latest value (inventory); otherwise only keys someone waits on are seen. */
-  static async start<S extends z.ZodType>(kv: KV, schema: S, opts: { keepAll: boolean; log: Logger }): Promise<BucketFollower<S>> {
+  static async start<S extends z.ZodType>(
+    kv: KV,
+    schema: S,
+    opts: { keepAll: boolean; log: Logger },
+  ): Promise<BucketFollower<S>> {
     const follower = new BucketFollower(kv, schema, opts.keepAll, opts.log);
     // A keepAll follower is returned only once it holds what the bucket held at start (delta 0 on
     // the ordered consumer), so an inventory read right after start is never half-loaded.
     let caughtUp!: () => void;
     const ready = new Promise<void>((resolve) => (caughtUp = resolve));
     if (!opts.keepAll || (await kv.status()).values === 0) caughtUp();
-    const iter = await kv.watch({ include: opts.keepAll ? KvWatchInclude.LastValue : KvWatchInclude.UpdatesOnly, ignoreDeletes: true });
+    const iter = await kv.watch({
+      include: opts.keepAll ? KvWatchInclude.LastValue : KvWatchInclude.UpdatesOnly,
+      ignoreDeletes: true,
+    });
     follower.iterator = iter;
     void (async () => {
       for await (const entry of iter) {
@@ -123,7 +130,10 @@ export class BucketFollower<S extends z.ZodType> {
       set.add(listener);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (opts.timeoutMs !== undefined) {
-        timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(`no matching value for ${key}`))), opts.timeoutMs);
+        timer = setTimeout(
+          () => finish(() => reject(new WaitTimeoutError(`no matching value for ${key}`))),
+          opts.timeoutMs,
+        );
       }
       // Registered first, read second: a value written in between is seen by one or the other.
       const known = this.keepAll ? this.latest.get(key) : undefined;

@@ -38,7 +38,9 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
 
     const params = STEP_PARAMS[req.kind].safeParse(req.params);
     if (!params.success) {
-      const detail = problemsOf(params.error).map((p) => `${p.path}: ${p.message}`).join('; ');
+      const detail = problemsOf(params.error)
+        .map((p) => `${p.path}: ${p.message}`)
+        .join('; ');
       throw ApplicationFailure.nonRetryable(`invalid ${req.kind} parameters: ${detail}`, 'InvalidStep');
     }
     const command: StepCommand = {
@@ -72,7 +74,10 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
         await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
         stepLog.info({ attempt: ctx.info.attempt }, 'step sent');
       } else {
-        stepLog.info({ attempt: ctx.info.attempt, state: known.state }, 'step already known to the host; awaiting its result');
+        stepLog.info(
+          { attempt: ctx.info.attempt, state: known.state },
+          'step already known to the host; awaiting its result',
+        );
       }
       const final = await Promise.race([settled, ctx.cancelled.catch((err: unknown) => cancel(err))]);
       return outcomeOf(final);
@@ -94,7 +99,11 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
 function outcomeOf(status: CommandStatus): StepOutcome {
   if (status.state === 'succeeded' && status.outcome) return status.outcome;
   if (status.state === 'cancelled') throw new CancelledFailure(`step ${status.kind} cancelled on ${status.hostId}`);
-  const error = status.error ?? { type: 'Unknown', message: `host reported ${status.state} without an outcome`, retryable: false };
+  const error = status.error ?? {
+    type: 'Unknown',
+    message: `host reported ${status.state} without an outcome`,
+    retryable: false,
+  };
   // The host never runs a command id twice, so retrying this activity could only repeat the answer.
   throw ApplicationFailure.create({
     type: 'StepFailed',

@@ -33,20 +33,37 @@ const inventory = [
 
 describe('selectTargets', () => {
   it('selects hosts that carry every label of the selector and report now', () => {
-    expect(selectTargets(inventory, { selector: { role: 'hypervisor', rack: 'r1' } }, now)).toMatchObject({ hostIds: ['h1'], missing: [] });
+    expect(selectTargets(inventory, { selector: { role: 'hypervisor', rack: 'r1' } }, now)).toMatchObject({
+      hostIds: ['h1'],
+      missing: [],
+    });
   });
 
   it('reports named hosts that are absent or silent instead of dropping them', () => {
-    expect(selectTargets(inventory, { hosts: ['h3', 'h4', 'h9'] }, now)).toMatchObject({ hostIds: ['h3'], missing: ['h4', 'h9'] });
+    expect(selectTargets(inventory, { hosts: ['h3', 'h4', 'h9'] }, now)).toMatchObject({
+      hostIds: ['h3'],
+      missing: ['h4', 'h9'],
+    });
   });
 
   it('takes named hosts in the plan order, then selected hosts sorted, each once', () => {
-    expect(selectTargets(inventory, { hosts: ['h3', 'h1'], selector: { role: 'hypervisor' } }, now).hostIds).toEqual(['h3', 'h1', 'h2']);
+    expect(selectTargets(inventory, { hosts: ['h3', 'h1'], selector: { role: 'hypervisor' } }, now).hostIds).toEqual([
+      'h3',
+      'h1',
+      'h2',
+    ]);
   });
 
   it('filters by facts, and reports named hosts the filter leaves out', () => {
-    const converted = { ...host('h5', { role: 'hypervisor' }), facts: { ...host('h5', {}).facts, bridge: { name: 'vmbr0', type: 'ovs' as const, ports: [] } } };
-    const r = selectTargets([...inventory, converted], { hosts: ['h5'], selector: { role: 'hypervisor' }, facts: { bridge: 'linux' } }, now);
+    const converted = {
+      ...host('h5', { role: 'hypervisor' }),
+      facts: { ...host('h5', {}).facts, bridge: { name: 'vmbr0', type: 'ovs' as const, ports: [] } },
+    };
+    const r = selectTargets(
+      [...inventory, converted],
+      { hosts: ['h5'], selector: { role: 'hypervisor' }, facts: { bridge: 'linux' } },
+      now,
+    );
     expect(r.hostIds).toEqual(['h1', 'h2']);
     expect(r.excluded).toEqual([{ hostId: 'h5', reason: 'bridge is ovs, plan wants linux' }]);
     expect(r.labels.h1).toEqual({ role: 'hypervisor', rack: 'r1' });

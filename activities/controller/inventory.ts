@@ -7,7 +7,11 @@ import type { TargetResolution } from './types.js';
  * facts do not match its filter; only hosts that report presence count. Named hosts that do not
  * are returned as missing, never dropped.
  */
-export function selectTargets(inventory: readonly HostPresence[], targets: Plan['targets'], now = Date.now()): TargetResolution {
+export function selectTargets(
+  inventory: readonly HostPresence[],
+  targets: Plan['targets'],
+  now = Date.now(),
+): TargetResolution {
   const online = new Map(inventory.filter((p) => isOnline(p, now)).map((p) => [p.hostId, p]));
   const selected = new Set<string>();
   const missing: string[] = [];
@@ -32,7 +36,10 @@ export function selectTargets(inventory: readonly HostPresence[], targets: Plan[
   }
   // Named hosts keep the plan's order (the operator picks the canary by naming it first); hosts
   // found by the selector follow, sorted.
-  const hostIds = [...(targets.hosts ?? []).filter((h) => selected.has(h)), ...[...selected].filter((h) => !named.has(h)).sort()];
+  const hostIds = [
+    ...(targets.hosts ?? []).filter((h) => selected.has(h)),
+    ...[...selected].filter((h) => !named.has(h)).sort(),
+  ];
   const labels = Object.fromEntries(hostIds.map((h) => [h, online.get(h)?.labels ?? {}]));
   return { hostIds, missing, excluded, labels };
 }
@@ -43,6 +50,7 @@ function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts
   if (facts.bridge && f.bridge.type !== facts.bridge) return `bridge is ${f.bridge.type}, plan wants ${facts.bridge}`;
   const sriov = f.sriov.numVfs > 0 ? 'enabled' : 'disabled';
   if (facts.sriov && sriov !== facts.sriov) return `SR-IOV is ${sriov}, plan wants ${facts.sriov}`;
-  if (facts.cordoned !== undefined && f.cordoned !== facts.cordoned) return f.cordoned ? 'host is cordoned' : 'host is not cordoned';
+  if (facts.cordoned !== undefined && f.cordoned !== facts.cordoned)
+    return f.cordoned ? 'host is cordoned' : 'host is not cordoned';
   return undefined;
 }

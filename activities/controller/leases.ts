@@ -21,7 +21,8 @@ export function createLeases(kv: KV) {
   async function change(fn: (leases: Leases) => boolean): Promise<boolean> {
     for (let attempt = 0; attempt < 50; attempt++) {
       const entry = await kv.get(LEASE_KEY);
-      const current: Leases = entry && entry.operation === 'PUT' && entry.length > 0 ? Leases.parse(entry.json()) : { holders: {} };
+      const current: Leases =
+        entry && entry.operation === 'PUT' && entry.length > 0 ? Leases.parse(entry.json()) : { holders: {} };
       const next = structuredClone(current);
       if (!fn(next)) return false;
       try {

@@ -21,13 +21,23 @@ export function createAwaitReboot({ presence, log }: { presence: BucketFollower<
         (p: HostPresence) => p.facts.bootId !== req.bootIdBefore && isOnline(p),
         { timeoutMs: Math.max(0, remaining), signal: ctx.cancellationSignal },
       );
-      log.info({ hostId: req.hostId, bootIdBefore: req.bootIdBefore, bootIdAfter: back.facts.bootId }, 'host is back with a new boot id');
+      log.info(
+        { hostId: req.hostId, bootIdBefore: req.bootIdBefore, bootIdAfter: back.facts.bootId },
+        'host is back with a new boot id',
+      );
       return { bootIdAfter: back.facts.bootId, waitedMs: Date.now() - started };
     } catch (err) {
       if (err instanceof WaitTimeoutError) {
         const seen = presence.get(req.hostId);
-        const state = !seen ? 'never reported' : seen.facts.bootId === req.bootIdBefore ? 'still reports the old boot id' : 'is not reporting';
-        throw ApplicationFailure.nonRetryable(`host ${req.hostId} did not come back from its reboot in time: it ${state}`, 'RebootTimeout');
+        const state = !seen
+          ? 'never reported'
+          : seen.facts.bootId === req.bootIdBefore
+            ? 'still reports the old boot id'
+            : 'is not reporting';
+        throw ApplicationFailure.nonRetryable(
+          `host ${req.hostId} did not come back from its reboot in time: it ${state}`,
+          'RebootTimeout',
+        );
       }
       throw err;
     } finally {

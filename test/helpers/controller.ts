@@ -45,14 +45,23 @@ export function plan(yaml: string): Plan {
 }
 
 /** Wait until every host reports presence, as a rollout's target resolution will see it. */
-export async function waitForOnline(config: RefitConfig, hostIds: readonly string[], timeoutMs = 30_000): Promise<void> {
-  const nc = await connectNats({ url: config.natsUrl, credsFile: credsFile(config.home, IDENTITIES.cli), identity: IDENTITIES.cli });
+export async function waitForOnline(
+  config: RefitConfig,
+  hostIds: readonly string[],
+  timeoutMs = 30_000,
+): Promise<void> {
+  const nc = await connectNats({
+    url: config.natsUrl,
+    credsFile: credsFile(config.home, IDENTITIES.cli),
+    identity: IDENTITIES.cli,
+  });
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const online = new Set((await readInventory(nc)).hosts.filter((h) => h.online).map((h) => h.hostId));
       if (hostIds.every((h) => online.has(h))) return;
-      if (Date.now() > deadline) throw new Error(`hosts not online: ${hostIds.filter((h) => !online.has(h)).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new Error(`hosts not online: ${hostIds.filter((h) => !online.has(h)).join(', ')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   } finally {

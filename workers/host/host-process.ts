@@ -57,7 +57,10 @@ export async function startSimHost(o: SimHostOptions): Promise<{ stop(): Promise
   return startHostProcess(o, await SimDriver.open(driverOptions));
 }
 
-export type HostProcessOptions = Pick<SimHostOptions, 'hostId' | 'natsUrl' | 'credsFile' | 'stateDir' | 'labels' | 'log' | 'presenceIntervalMs'>;
+export type HostProcessOptions = Pick<
+  SimHostOptions,
+  'hostId' | 'natsUrl' | 'credsFile' | 'stateDir' | 'labels' | 'log' | 'presenceIntervalMs'
+>;
 
 /** One host worker with its own NATS connection and the given driver. */
 export async function startHostProcess(o: HostProcessOptions, driver: HostDriver): Promise<{ stop(): Promise<void> }> {
