@@ -69,3 +69,14 @@ export type CancelRequest = z.infer<typeof CancelRequest>;
 export function resultKey(hostId: string, commandId: string): string {
   return `${hostId}.${Buffer.from(commandId).toString('base64url')}`;
 }
+
+/**
+ * A step waiting for the controller's confirmation starts its progress message with this; the
+ * controller answers on `refit.confirm.<hostId>` once it sees it (it has heard the host after the
+ * switch, and the host hears the controller).
+ */
+export const AWAITING_CONFIRMATION = 'awaiting controller confirmation';
+
+/** Sent on the core subject `refit.confirm.<hostId>`. */
+export const ConfirmRequest = z.strictObject({ commandId: CommandId });
+export type ConfirmRequest = z.infer<typeof ConfirmRequest>;

@@ -23,6 +23,8 @@ export const SUBJECTS = {
   commandsAll: 'refit.cmd.>',
   command: (hostId: string) => `refit.cmd.${hostId}`,
   cancel: (hostId: string) => `refit.cancel.${hostId}`,
+  /** The controller confirms it still reaches a host that switched its network (ovs-convert). */
+  confirm: (hostId: string) => `refit.confirm.${hostId}`,
   auditAll: 'refit.audit.>',
   auditHost: (hostId: string) => `refit.audit.host.${hostId}`,
   auditController: 'refit.audit.controller',

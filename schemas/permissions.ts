@@ -26,7 +26,7 @@ export function hostPermissions(hostId: string, identity: string): NatsPermissio
         `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(hostId)}`,
       ],
     },
-    subscribe: { allow: [`${inboxPrefix(identity)}.>`, SUBJECTS.cancel(hostId)] },
+    subscribe: { allow: [`${inboxPrefix(identity)}.>`, SUBJECTS.cancel(hostId), SUBJECTS.confirm(hostId)] },
   };
 }
 

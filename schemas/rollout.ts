@@ -46,6 +46,8 @@ export interface HostMaintenanceInput {
   onHostFailure: Plan['onHostFailure'];
   /** The rollout's workflow id, which the host signals nothing to; kept for the audit trail. */
   parentId?: string;
+  /** Hosts of the same wave: a drain sends no VM there. */
+  avoidHosts?: string[];
 }
 
 export interface StepRecord {

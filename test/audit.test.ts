@@ -40,6 +40,7 @@ import { testStack, uniqueHostId } from './helpers/stack.js';
 const stack = testStack();
 const config = testConfig(stack);
 const hosts = simHostIds(3, `au${randomBytes(2).toString('hex')}`);
+const spares = simHostIds(2, `aus${randomBytes(2).toString('hex')}`);
 const [hostA, hostB, failing] = hosts as [string, string, string];
 let controllerWorker: ControllerWorker;
 let fleet: SimFleetHandle;
@@ -79,7 +80,9 @@ beforeAll(async () => {
   fleet = await startSimFleet({
     home: stack.home,
     natsUrl: stack.natsUrl,
-    hosts,
+    // Two spare hosts outside the campaign take the drained VMs (the controller never sends VMs
+    // to a host of the same wave).
+    hosts: [...hosts, ...spares],
     stateDir: tempDir('audit-sim'),
     speed: 4,
     rebootPauseMs: 400,
@@ -87,7 +90,7 @@ beforeAll(async () => {
     fail: { [failing]: { verify: 'always' } },
     log: quietLog,
   });
-  await waitForOnline(config, hosts);
+  await waitForOnline(config, [...hosts, ...spares]);
   temporal = await temporalClient(config);
 });
 

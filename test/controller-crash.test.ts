@@ -20,7 +20,9 @@ import {
 
 const stack = testStack();
 const config = testConfig(stack);
-const hosts = simHostIds(3, `kc${randomBytes(2).toString('hex')}`);
+// Five hosts, three in the campaign: the drained VMs need somewhere outside the wave to go.
+const fleetHosts = simHostIds(5, `kc${randomBytes(2).toString('hex')}`);
+const hosts = fleetHosts.slice(0, 3);
 let fleet: SimFleetHandle;
 let worker: ChildProcess | undefined;
 
@@ -28,14 +30,14 @@ beforeAll(async () => {
   fleet = await startSimFleet({
     home: stack.home,
     natsUrl: stack.natsUrl,
-    hosts,
+    hosts: fleetHosts,
     stateDir: tempDir('crash-sim'),
     speed: 0.5,
     rebootPauseMs: 500,
     presenceIntervalMs: 500,
     log: quietLog,
   });
-  await waitForOnline(config, hosts);
+  await waitForOnline(config, fleetHosts);
 });
 
 afterAll(async () => {

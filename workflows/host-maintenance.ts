@@ -75,6 +75,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         mode,
         params: step.params,
         ...(applied ? { applied: { ...applied } } : {}),
+        ...(step.kind === 'drain' && input.avoidHosts ? { avoidHosts: input.avoidHosts } : {}),
       });
       if (step.kind === 'reboot' && mode === 'apply') {
         if (!outcome.bootId)

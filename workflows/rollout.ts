@@ -226,6 +226,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
             steps: plan.steps,
             onHostFailure: plan.onHostFailure,
             parentId: workflowInfo().workflowId,
+            avoidHosts: status.waves[host.wave]?.hosts ?? [],
           },
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,

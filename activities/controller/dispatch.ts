@@ -3,9 +3,17 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../../schemas/names.js';
-import { TERMINAL_STATES, resultKey, type CommandStatus, type StepCommand } from '../../schemas/command.js';
+import {
+  AWAITING_CONFIRMATION,
+  TERMINAL_STATES,
+  resultKey,
+  type CommandStatus,
+  type StepCommand,
+} from '../../schemas/command.js';
 import { STEP_PARAMS, type StepOutcome } from '../../schemas/steps.js';
 import { problemsOf } from '../../schemas/plan.js';
+import type { HostPresence } from '../../schemas/host.js';
+import { chooseDestinations, NoDestinationError } from './inventory.js';
 import { ensureHostConsumer } from '../../workers/messaging.js';
 import type { Logger } from '../../workers/log.js';
 import type { BucketFollower } from './bucket-follower.js';
@@ -18,6 +26,7 @@ const CANCEL_GRACE_MS = 30_000;
 export interface DispatchDeps {
   nc: NatsConnection;
   results: BucketFollower<typeof CommandStatus>;
+  presence: BucketFollower<typeof HostPresence>;
   log: Logger;
 }
 
@@ -26,7 +35,7 @@ export interface DispatchDeps {
  * and the activity, so a retry re-sends the same id: JetStream drops the duplicate within its
  * window, and the host answers any later one from its journal.
  */
-export function createDispatchStep({ nc, results, log }: DispatchDeps) {
+export function createDispatchStep({ nc, results, presence, log }: DispatchDeps) {
   const js = jetstream(nc);
   return async function dispatchStep(req: DispatchRequest): Promise<StepOutcome> {
     const ctx = Context.current();
@@ -42,6 +51,24 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
         .map((p) => `${p.path}: ${p.message}`)
         .join('; ');
       throw ApplicationFailure.nonRetryable(`invalid ${req.kind} parameters: ${detail}`, 'InvalidStep');
+    }
+    if (
+      req.kind === 'drain' &&
+      req.mode === 'apply' &&
+      Object.keys((params.data as { destinations: object }).destinations).length === 0
+    ) {
+      // The controller chooses where VMs go: it sees the whole fleet, a host sees only itself.
+      try {
+        (params.data as { destinations: Record<string, string> }).destinations = chooseDestinations(
+          presence.values(),
+          req.hostId,
+          req.avoidHosts ?? [],
+        );
+      } catch (err) {
+        if (err instanceof NoDestinationError)
+          throw ApplicationFailure.nonRetryable(`drain of ${req.hostId}: ${err.message}`, 'StepFailed');
+        throw err;
+      }
     }
     const command: StepCommand = {
       commandId,
@@ -60,10 +87,17 @@ export function createDispatchStep({ nc, results, log }: DispatchDeps) {
     const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
     const key = resultKey(req.hostId, commandId);
     try {
+      let confirmed = false;
       const settled = results.waitFor(key, (s) => TERMINAL_STATES.has(s.state), {
         onValue: (s) => {
           last = s;
           heartbeat();
+          // Hearing the host after it switched its network, and telling it so, is the confirmation.
+          if (!confirmed && s.state === 'running' && s.progress?.message.startsWith(AWAITING_CONFIRMATION)) {
+            confirmed = true;
+            nc.publish(SUBJECTS.confirm(req.hostId), JSON.stringify({ commandId }));
+            stepLog.info('confirmed the host is reachable after its network switch');
+          }
         },
       });
       // Awaited below; if NATS fails before that (the attempt is retried), its rejection is not unhandled.

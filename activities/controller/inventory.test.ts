@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HostPresence } from '../../schemas/host.js';
-import { selectTargets } from './inventory.js';
+import { chooseDestinations, selectTargets } from './inventory.js';
 
 const now = Date.parse('2026-11-22T03:00:00Z');
 
@@ -67,5 +67,37 @@ describe('selectTargets', () => {
     expect(r.hostIds).toEqual(['h1', 'h2']);
     expect(r.excluded).toEqual([{ hostId: 'h5', reason: 'bridge is ovs, plan wants linux' }]);
     expect(r.labels.h1).toEqual({ role: 'hypervisor', rack: 'r1' });
+  });
+});
+
+describe('chooseDestinations', () => {
+  const withVms = (p: HostPresence, vms: string[], slots: number, sriov = false): HostPresence => ({
+    ...p,
+    facts: {
+      ...p.facts,
+      vms: vms.map((name) => ({ name, state: 'running', sriov })),
+      capacity: { vmSlots: slots, vmsRunning: vms.length },
+    },
+  });
+  const fleet = [
+    withVms(host('h1', {}), ['a', 'b', 'c'], 8),
+    withVms(host('h2', {}), ['d'], 2), // one free slot
+    withVms(host('h3', {}), [], 2), // two free slots
+    withVms(host('h4', {}), [], 8, false),
+    { ...withVms(host('h5', {}), [], 8), facts: { ...withVms(host('h5', {}), [], 8).facts, cordoned: true } },
+  ];
+
+  it('sends VMs to the emptiest hosts outside the wave, never to cordoned or silent ones', () => {
+    const stale = { ...withVms(host('h6', {}, 60_000), [], 8) };
+    expect(chooseDestinations([...fleet, stale], 'h1', ['h4'], now)).toEqual({ a: 'h3', b: 'h2', c: 'h3' });
+  });
+
+  it('fails clearly when no host has room', () => {
+    expect(() => chooseDestinations(fleet, 'h1', ['h2', 'h3', 'h4'], now)).toThrow(/no host has room for VM a/);
+  });
+
+  it('refuses to live-migrate VMs with SR-IOV functions', () => {
+    const pinned = [withVms(host('h1', {}), ['a'], 8, true), ...fleet.slice(1)];
+    expect(() => chooseDestinations(pinned, 'h1', [], now)).toThrow(/SR-IOV functions cannot be live-migrated: a/);
   });
 });

@@ -54,3 +54,46 @@ function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts
     return f.cordoned ? 'host is cordoned' : 'host is not cordoned';
   return undefined;
 }
+
+export class NoDestinationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NoDestinationError';
+  }
+}
+
+/**
+ * Where each VM of a host goes when it is drained: hosts that report, are not cordoned, are not in
+ * `avoid` (the same wave: they are about to be drained too) and have free VM slots, the emptiest
+ * first. VMs with SR-IOV functions cannot be live-migrated; they make the drain fail.
+ */
+export function chooseDestinations(
+  inventory: readonly HostPresence[],
+  hostId: string,
+  avoid: readonly string[],
+  now = Date.now(),
+): Record<string, string> {
+  const source = inventory.find((p) => p.hostId === hostId);
+  if (!source) throw new NoDestinationError(`host ${hostId} does not report presence; its VMs are unknown`);
+  const pinned = source.facts.vms.filter((vm) => vm.sriov).map((vm) => vm.name);
+  if (pinned.length > 0)
+    throw new NoDestinationError(`VMs with SR-IOV functions cannot be live-migrated: ${pinned.join(', ')}`);
+  const free = new Map(
+    inventory
+      .filter((p) => p.hostId !== hostId && !avoid.includes(p.hostId) && isOnline(p, now) && !p.facts.cordoned)
+      .map((p) => [p.hostId, p.facts.capacity.vmSlots - p.facts.capacity.vmsRunning] as const)
+      .filter(([, slots]) => slots > 0),
+  );
+  const destinations: Record<string, string> = {};
+  for (const vm of source.facts.vms) {
+    const best = [...free.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
+    if (!best)
+      throw new NoDestinationError(
+        `no host has room for VM ${vm.name} (all others are cordoned, full, silent or in the same wave)`,
+      );
+    destinations[vm.name] = best[0];
+    free.set(best[0], best[1] - 1);
+    if (best[1] - 1 === 0) free.delete(best[0]);
+  }
+  return destinations;
+}

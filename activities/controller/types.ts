@@ -11,6 +11,8 @@ export interface DispatchRequest {
   params: Record<string, unknown>;
   /** The outcome being undone, for mode revert. */
   applied?: Record<string, unknown>;
+  /** For drain: hosts VMs must not go to (the same wave). */
+  avoidHosts?: string[];
 }
 
 export interface AwaitRebootRequest {

@@ -68,6 +68,8 @@ describe.skipIf(skip !== '')(
         natsUrl: stack.natsUrl,
         log: quietLog,
         presenceIntervalMs: 2_000,
+        // ovs-convert waits for the controller's own confirmation over NATS (not the lab's probe).
+        confirm: 'file',
       });
       for (const id of hostIds()) bootIds.set(id, (await facts(id)).bootId);
       controller = await startControllerWorker(config, quietLog);

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { CancelRequest, StepCommand } from '../../schemas/command.js';
+import { CancelRequest, ConfirmRequest, StepCommand } from '../../schemas/command.js';
 
 export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -32,4 +32,8 @@ export function checkCommandMessage(data: Uint8Array, hostId: string): MessageCh
 
 export function checkCancelMessage(data: Uint8Array): MessageCheck<CancelRequest> {
   return parseJson(data, CancelRequest, 'cancel request');
+}
+
+export function checkConfirmMessage(data: Uint8Array): MessageCheck<ConfirmRequest> {
+  return parseJson(data, ConfirmRequest, 'confirmation');
 }

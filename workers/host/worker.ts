@@ -10,7 +10,8 @@ import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
 import { HostAuditLog } from './audit-spool.js';
 import { CommandRunner, type RunResult } from './command-runner.js';
-import { checkCancelMessage, checkCommandMessage } from './command-message.js';
+import { checkCancelMessage, checkCommandMessage, checkConfirmMessage } from './command-message.js';
+import { confirmCommand } from '../../activities/host/linux/confirm.js';
 import { CommandJournal } from './journal.js';
 import { startPresence } from './presence.js';
 
@@ -80,6 +81,18 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       const checked = checkCancelMessage(msg.data);
       if (checked.ok) runner.cancel(checked.value);
       else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a cancel request');
+    },
+  });
+  // The controller's confirmation (ovs-convert): recorded where the drivers' file confirmation finds it.
+  const confirms: Subscription = o.nc.subscribe(SUBJECTS.confirm(o.hostId), {
+    callback: (err, msg) => {
+      if (err) return log.warn({ err }, 'confirmation subscription failed');
+      const checked = checkConfirmMessage(msg.data);
+      if (!checked.ok) return log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a confirmation');
+      confirmCommand(o.stateDir, checked.value.commandId).then(
+        () => log.info({ commandId: checked.value.commandId }, 'controller confirmed it reaches this host'),
+        (e: unknown) => log.error({ err: e }, 'cannot record a confirmation'),
+      );
     },
   });
   let messages: ConsumerMessages | undefined;
@@ -185,6 +198,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       await messages?.close();
       await running;
       cancels.unsubscribe();
+      confirms.unsubscribe();
       await presence.stop();
       await audit.stop();
       log.info('host worker stopped');

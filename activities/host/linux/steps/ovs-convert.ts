@@ -1,4 +1,5 @@
 import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
+import { AWAITING_CONFIRMATION } from '../../../../schemas/command.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
@@ -89,7 +90,7 @@ export async function applyOvsConvert(
   }
   ctx.progress(
     60,
-    `waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
+    `${AWAITING_CONFIRMATION}: waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
   );
   const waitStarted = Date.now();
   const confirmed = await env.confirm({ commandId, deadline: waitStarted + params.confirmWithin, signal: ctx.signal });
