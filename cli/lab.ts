@@ -97,9 +97,10 @@ export function registerLabCommands(program: Command): void {
   lab
     .command('down')
     .description('remove everything the lab made (found by name, so it works after a crash too)')
-    .option('--prefix <prefix>', 'namespace name prefix when there is no state file', 'rf-')
-    .action(async (opts: { prefix: string }) => {
-      const report = await labDown({ labDir: labDirOf(), prefix: opts.prefix });
+    .option('--prefix <prefix>', 'namespace name prefix when there is no state file (default: rf-)')
+    .action(async (opts: { prefix?: string }) => {
+      // The state file knows the prefix the lab was made with; a flag only stands in when it is gone.
+      const report = await labDown({ labDir: labDirOf(), ...(opts.prefix ? { prefix: opts.prefix } : {}) });
       process.stdout.write(
         `lab down: ${report.namespaces.length} namespaces, ${report.processes.length} processes, removed ${report.removed.join(' ') || 'nothing else'}\n`,
       );
