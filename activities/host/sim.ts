@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { StepKind, StepOutcome } from '../../schemas/steps.js';
 import type { HostFacts } from '../../schemas/host.js';
@@ -49,6 +50,11 @@ export interface SimDriverOptions {
   /** How long the host is down during a reboot, at speed 1. */
   rebootPauseMs?: number;
   fail?: SimFailures;
+  /**
+   * A real program each step runs first, as a real step observes the host before it acts, e.g.
+   * `['/bin/true']`: benchmarks use it so that a simulated step costs a process like a real one.
+   */
+  stepCommand?: readonly string[];
   /** The host's make-up when its state dir is new. */
   shape?: SimHostShape;
   log?: Logger;
@@ -96,6 +102,7 @@ export class SimDriver implements HostDriver {
 
   async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
     await this.rebooting;
+    await this.runStepCommand(ctx);
     const before = simObservation(this.state);
     const plan = planSimStep(this.state, step);
     const appliedKey = `${step.mode}:${step.kind}`;
@@ -146,6 +153,23 @@ export class SimDriver implements HostDriver {
       await sleep(total / TICKS, undefined, { signal: ctx.signal }).catch(() => undefined);
     }
     throwIfAborted(ctx.signal);
+  }
+
+  private async runStepCommand(ctx: StepContext): Promise<void> {
+    const [file, ...args] = this.opts.stepCommand ?? [];
+    if (file === undefined) return;
+    const started = performance.now();
+    const done = await execa(file, args, { reject: false, stdin: 'ignore', cancelSignal: ctx.signal });
+    const exitCode = done.exitCode ?? -1;
+    ctx.audit?.({
+      type: 'step.command',
+      argv: [file, ...args],
+      exitCode,
+      durationMs: Math.round(performance.now() - started),
+    });
+    throwIfAborted(ctx.signal);
+    if (exitCode !== 0)
+      throw new StepFailedError(`sim: ${[file, ...args].join(' ')} exited with ${exitCode}`, { retryable: true });
   }
 
   private async injectFailure(step: PreparedStep): Promise<void> {

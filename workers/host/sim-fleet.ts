@@ -21,6 +21,10 @@ export interface SimFleetOptions {
   /** Each host keeps its simulated state and journal in `<stateDir>/<hostId>`. */
   stateDir: string;
   speed?: number;
+  /** Step durations at speed 1, by kind, instead of the sim's defaults. */
+  stepMs?: SimDriverOptions['stepMs'];
+  /** A real program every step runs first (see SimDriverOptions). */
+  stepCommand?: readonly string[];
   presenceIntervalMs?: number;
   rebootPauseMs?: number;
   log: Logger;
@@ -78,6 +82,8 @@ export async function startSimFleet(o: SimFleetOptions): Promise<SimFleetHandle>
     const driverOptions: SimDriverOptions = { hostId, stateDir, log };
     if (o.speed !== undefined) driverOptions.speed = o.speed;
     if (o.rebootPauseMs !== undefined) driverOptions.rebootPauseMs = o.rebootPauseMs;
+    if (o.stepMs !== undefined) driverOptions.stepMs = o.stepMs;
+    if (o.stepCommand !== undefined) driverOptions.stepCommand = o.stepCommand;
     const fail = o.fail?.[hostId];
     if (fail !== undefined) driverOptions.fail = fail;
     const driver = await SimDriver.open(driverOptions);

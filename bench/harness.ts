@@ -1,0 +1,136 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Client, Connection } from '@temporalio/client';
+import { readInventory } from '../cli/hosts.js';
+import { controllerIdentity, freePorts, startStack, stopStack } from '../cli/dev/stack.js';
+import { loadConfig, type RefitConfig, type StackFile } from '../workers/config.js';
+import { connectNats } from '../workers/nats.js';
+import { startChild, type Child } from './child.js';
+import type { FleetSpec } from './fleet-process.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Things to undo, last started first; each runs once even if the bench is interrupted twice. */
+export class Cleanup {
+  private readonly steps: { name: string; run: () => Promise<unknown> }[] = [];
+
+  defer(name: string, run: () => Promise<unknown>): void {
+    this.steps.push({ name, run });
+  }
+
+  async runAll(say: (line: string) => void): Promise<void> {
+    for (let step = this.steps.pop(); step !== undefined; step = this.steps.pop()) {
+      await step.run().catch((err: unknown) => say(`while stopping ${step?.name}: ${String(err)}`));
+    }
+  }
+}
+
+export interface Harness {
+  home: string;
+  stack: StackFile;
+  config: RefitConfig;
+  client: Client;
+  /** A connection with the controller's identity, for the bench's own reads. */
+  nc: NatsConnection;
+  controller: Child<unknown>;
+  env: NodeJS.ProcessEnv;
+  cleanup: Cleanup;
+  log(name: string): string;
+  say(line: string): void;
+}
+
+/**
+ * A fresh home in the temp dir, the embedded stack on free loopback ports, the controller process,
+ * a Temporal client and a NATS connection. Everything is registered with `cleanup`.
+ */
+export async function startHarness(cleanup: Cleanup, say: (line: string) => void, keepHome: boolean): Promise<Harness> {
+  const home = mkdtempSync(path.join(os.tmpdir(), 'refit-bench-'));
+  mkdirSync(path.join(home, 'logs'), { recursive: true });
+  cleanup.defer('the bench home', async () => {
+    if (keepHome) say(`kept ${home}`);
+    else rmSync(home, { recursive: true, force: true });
+  });
+  const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  cleanup.defer('the stack', () => stopStack(home));
+  const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort });
+  say(`stack up in ${home}: Temporal ${stack.temporal.address}, NATS ${stack.nats.url}`);
+  const config = loadConfig({ home, temporalAddress: stack.temporal.address, natsUrl: stack.nats.url }, {});
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REFIT_HOME: home,
+    REFIT_TEMPORAL_ADDRESS: stack.temporal.address,
+    REFIT_NATS_URL: stack.nats.url,
+    REFIT_LOG_LEVEL: process.env.REFIT_LOG_LEVEL ?? 'info',
+  };
+  const log = (name: string) => path.join(home, 'logs', `${name}.log`);
+
+  const controller = await startChild<unknown>(
+    'controller',
+    path.join(here, 'controller-process.js'),
+    [],
+    env,
+    log('controller'),
+  );
+  cleanup.defer('the controller', () => controller.stop());
+  const connection = await Connection.connect({ address: stack.temporal.address });
+  cleanup.defer('the Temporal client', () => connection.close());
+  const nc = await connectNats(controllerIdentity(home, stack.nats.url));
+  cleanup.defer('the NATS connection', () => nc.close());
+  return { home, stack, config, client: new Client({ connection }), nc, controller, env, cleanup, log, say };
+}
+
+/** A simulated fleet in its own process, started once all its hosts report presence. */
+export async function startFleet(
+  h: Harness,
+  name: string,
+  spec: Omit<FleetSpec, 'stateDir'>,
+): Promise<Child<{ hostIds: string[] }>> {
+  const full: FleetSpec = { ...spec, stateDir: path.join(h.home, 'sim', name) };
+  const fleet = await startChild<{ hostIds: string[] }>(
+    `fleet ${name}`,
+    path.join(here, 'fleet-process.js'),
+    [JSON.stringify(full)],
+    h.env,
+    h.log(`fleet-${name}`),
+  );
+  h.cleanup.defer(`fleet ${name}`, () => fleet.stop());
+  await waitForOnline(h.nc, fleet.info.hostIds);
+  return fleet;
+}
+
+/** Until every host reports presence, as the rollout's target resolution will see it. */
+export async function waitForOnline(
+  nc: NatsConnection,
+  hostIds: readonly string[],
+  timeoutMs = 300_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const online = new Set((await readInventory(nc)).hosts.filter((r) => r.online).map((r) => r.hostId));
+    const missing = hostIds.filter((id) => !online.has(id));
+    if (missing.length === 0) return;
+    if (Date.now() > deadline)
+      throw new Error(`${missing.length} hosts never reported presence, e.g. ${missing.slice(0, 3).join(', ')}`);
+    await sleep(500);
+  }
+}
+
+/** Run fn over items, at most `parallel` at a time, results in order. */
+export async function mapLimit<T, R>(items: readonly T[], parallel: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(parallel, items.length) }, async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T);
+  });
+  await Promise.all(lanes);
+  return out;
+}

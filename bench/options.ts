@@ -1,0 +1,103 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+export const SECTIONS = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export interface BenchOptions {
+  sections: Section[];
+  /** Fleet sizes of the throughput and Ansible runs. */
+  sizes: number[];
+  /** refit's maxInFlight and Ansible's forks, capped at N. */
+  inFlight: number;
+  /** Ansible's command-module runs are measured up to this N and projected above it (they take ~0.5 CPU-s a task). */
+  ansibleMax: number;
+  /** Also run Ansible's raw module, its floor. */
+  ansibleRaw: boolean;
+  presenceIntervalMs: number;
+  dispatchRounds: number;
+  natsRequests: number;
+  modelCompressions: number[];
+  modelHosts: number;
+  modelInFlight: number;
+  idleSeconds: number;
+  busySeconds: number;
+  out: string;
+  keepHome: boolean;
+}
+
+export class BenchUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BenchUsageError';
+  }
+}
+
+const FLAGS = {
+  sections: 'REFIT_BENCH_SECTIONS',
+  sizes: 'REFIT_BENCH_SIZES',
+  'in-flight': 'REFIT_BENCH_IN_FLIGHT',
+  'ansible-max': 'REFIT_BENCH_ANSIBLE_MAX',
+  'ansible-raw': 'REFIT_BENCH_ANSIBLE_RAW',
+  'presence-ms': 'REFIT_BENCH_PRESENCE_MS',
+  'dispatch-rounds': 'REFIT_BENCH_DISPATCH_ROUNDS',
+  'nats-requests': 'REFIT_BENCH_NATS_REQUESTS',
+  'model-compressions': 'REFIT_BENCH_MODEL_COMPRESSIONS',
+  'model-hosts': 'REFIT_BENCH_MODEL_HOSTS',
+  'model-in-flight': 'REFIT_BENCH_MODEL_IN_FLIGHT',
+  'idle-seconds': 'REFIT_BENCH_IDLE_SECONDS',
+  'busy-seconds': 'REFIT_BENCH_BUSY_SECONDS',
+  out: 'REFIT_BENCH_OUT',
+  keep: 'REFIT_BENCH_KEEP',
+} as const;
+type Flag = keyof typeof FLAGS;
+
+/** `--sizes 10,100` on the command line, or REFIT_BENCH_SIZES=10,100 in the environment; flags win. */
+export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: string): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+    strict: true,
+  });
+  const get = (flag: Flag, fallback: string): string => values[flag] ?? env[FLAGS[flag]] ?? fallback;
+  const count = (flag: Flag, fallback: string): number => {
+    const n = Number(get(flag, fallback));
+    if (!Number.isInteger(n) || n < 1)
+      throw new BenchUsageError(`--${flag} / ${FLAGS[flag]} must be a whole number above 0`);
+    return n;
+  };
+  const list = (flag: Flag, fallback: string): number[] =>
+    get(flag, fallback)
+      .split(',')
+      .map((s) => {
+        const n = Number(s.trim());
+        if (!Number.isInteger(n) || n < 1)
+          throw new BenchUsageError(`--${flag} / ${FLAGS[flag]}: "${s}" is not a whole number above 0`);
+        return n;
+      });
+  const sections = get('sections', SECTIONS.join(','))
+    .split(',')
+    .map((s) => s.trim());
+  for (const s of sections) {
+    if (!(SECTIONS as readonly string[]).includes(s))
+      throw new BenchUsageError(`unknown section "${s}"; sections are ${SECTIONS.join(', ')}`);
+  }
+  const yes = (flag: Flag, fallback: string) => ['1', 'true', 'yes'].includes(get(flag, fallback).toLowerCase());
+  return {
+    sections: sections as Section[],
+    sizes: list('sizes', '10,100,1000'),
+    inFlight: count('in-flight', '50'),
+    ansibleMax: count('ansible-max', '100'),
+    ansibleRaw: yes('ansible-raw', '1'),
+    presenceIntervalMs: count('presence-ms', '10000'),
+    dispatchRounds: count('dispatch-rounds', '200'),
+    natsRequests: count('nats-requests', '2000'),
+    modelCompressions: list('model-compressions', '100,25'),
+    modelHosts: count('model-hosts', '20'),
+    modelInFlight: count('model-in-flight', '10'),
+    idleSeconds: count('idle-seconds', '30'),
+    busySeconds: count('busy-seconds', '15'),
+    out: path.resolve(root, get('out', path.join('bench', 'results', 'latest.json'))),
+    keepHome: yes('keep', '0'),
+  };
+}
