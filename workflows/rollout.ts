@@ -306,17 +306,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         wave.hosts.some((h) => FAILED_STATES.has(byHost.get(h)?.state ?? 'pending'));
       if (canaryFailed && !gatesPassed.has(-1)) {
         gatesPassed.add(-1);
-        status.paused = {
-          reason: 'the canary failed: retry it, skip it, resume or cancel',
-          by: 'refit',
-          at: new Date().toISOString(),
-        };
-        await audit({
-          type: 'rollout.paused',
-          actor: 'controller',
-          rolloutId: input.rolloutId,
-          data: { reason: status.paused.reason },
-        });
+        await pauseSelf('the canary failed: retry it, skip it, resume or cancel');
       }
       if (status.paused) {
         status.state = 'paused';
@@ -332,17 +322,9 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       continue;
     }
     if (!status.paused && budgetSpent()) {
-      status.paused = {
-        reason: `failure budget spent: ${status.failureBudget.failed} hosts failed, ${status.failureBudget.maxFailedHosts} allowed`,
-        by: 'refit',
-        at: new Date().toISOString(),
-      };
-      await audit({
-        type: 'rollout.paused',
-        actor: 'controller',
-        rolloutId: input.rolloutId,
-        data: { reason: status.paused.reason },
-      });
+      await pauseSelf(
+        `failure budget spent: ${status.failureBudget.failed} hosts failed, ${status.failureBudget.maxFailedHosts} allowed`,
+      );
     }
     if (status.paused) {
       status.state = 'paused';
@@ -381,6 +363,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     }
     status.state = 'running';
     start(host);
+  }
+
+  /** The rollout pauses itself (canary failed, budget spent) and says so in the audit trail. */
+  async function pauseSelf(reason: string): Promise<void> {
+    status.paused = { reason, by: 'refit', at: new Date().toISOString() };
+    await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason } });
   }
 
   async function passGate(wave: number): Promise<void> {
