@@ -15,7 +15,7 @@ import {
 import { createTestbedDriver } from '../testbed/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
-import { InvalidFailSpecError, parseFailSpec, startSimFleet, type FailSpec } from '../workers/host/sim-fleet.js';
+import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/host/fail-spec.js';
 import { UsageError } from './errors.js';
 
 interface HostCommandOptions {
@@ -121,6 +121,9 @@ export function registerHostCommands(program: Command): void {
       const config = loadConfig();
       const log = createLogger('refit-sim-fleet', { simulated: true });
       const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim'));
+      // Enrolment reaches the dev stack (and the Temporal client with it): loaded only here, so
+      // that `refit host` stays small.
+      const { startSimFleet } = await import('../workers/host/sim-fleet.js');
       const fleet = await withUsageAsync(() =>
         startSimFleet({
           home: config.home,

@@ -1,14 +1,23 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { registerAuditCommands } from './audit.js';
-import { registerDevCommands } from './dev/command.js';
 import { UsageError } from './errors.js';
-import { registerHostCommands } from './host.js';
-import { registerHostsCommand } from './hosts.js';
-import { registerLabCommands } from './lab.js';
-import { registerOvsConfigCommand } from './ovs-config.js';
-import { registerRolloutCommands } from './rollout.js';
-import { registerWorkerCommand } from './worker.js';
+
+type Register = (program: Command) => void;
+/**
+ * Each top-level command's module, loaded only when that command runs: `refit host` on a hypervisor
+ * must not load the Temporal worker and client that `refit worker` and `refit rollout` need.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  dev: async () => (await import('./dev/command.js')).registerDevCommands,
+  worker: async () => (await import('./worker.js')).registerWorkerCommand,
+  host: async () => (await import('./host.js')).registerHostCommands,
+  'sim-fleet': async () => (await import('./host.js')).registerHostCommands,
+  hosts: async () => (await import('./hosts.js')).registerHostsCommand,
+  rollout: async () => (await import('./rollout.js')).registerRolloutCommands,
+  audit: async () => (await import('./audit.js')).registerAuditCommands,
+  lab: async () => (await import('./lab.js')).registerLabCommands,
+  'ovs-config': async () => (await import('./ovs-config.js')).registerOvsConfigCommand,
+};
 
 const program = new Command('refit')
   .description('Fleet controller for hypervisor hosts: durable, audited maintenance rollouts.')
@@ -16,14 +25,16 @@ const program = new Command('refit')
   .exitOverride()
   .showHelpAfterError();
 
-registerDevCommands(program);
-registerWorkerCommand(program);
-registerHostCommands(program);
-registerHostsCommand(program);
-registerRolloutCommands(program);
-registerAuditCommands(program);
-registerLabCommands(program);
-registerOvsConfigCommand(program);
+// `refit` has no global options, so the first word that is not a flag names the command. Help and
+// unknown commands load them all, so that help lists every command and typos get suggestions.
+const named = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
+const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]!] : Object.values(COMMANDS);
+const registered = new Set<Register>();
+for (const register of await Promise.all(load.map((loader) => loader()))) {
+  if (registered.has(register)) continue;
+  registered.add(register);
+  register(program);
+}
 
 // The one place where errors become exit codes: 2 for what the operator must fix, 1 for the rest.
 try {
