@@ -214,6 +214,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     );
   }
   const retryAt = new Map<string, number>();
+  const drains = plan.steps.some((s) => s.kind === 'drain');
 
   async function maintain(host: HostStatus): Promise<void> {
     try {
@@ -226,7 +227,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
             steps: plan.steps,
             onHostFailure: plan.onHostFailure,
             parentId: workflowInfo().workflowId,
-            avoidHosts: status.waves[host.wave]?.hosts ?? [],
+            // Only a drain needs it, and a wave of thousands of ids would weigh on every child's history.
+            ...(drains ? { avoidHosts: status.waves[host.wave]?.hosts ?? [] } : {}),
           },
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
