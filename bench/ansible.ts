@@ -43,8 +43,9 @@ export function ansiblePlaybookBin(): string {
 
 /**
  * 3. The same five trivial command tasks on the same N hosts with Ansible: local connection, no
- * fact gathering, forks = refit's hosts in flight. Settings that only make Ansible faster are on
- * (pipelining, the free strategy, a fixed interpreter instead of discovery on every host).
+ * fact gathering, forks and serial = refit's hosts in flight and wave size. Settings that only make
+ * Ansible faster are on (pipelining, the free strategy, a fixed interpreter instead of discovery on
+ * every host).
  */
 export async function runAnsible(dir: string, n: number, forks: number, module: AnsibleModule): Promise<AnsibleRun> {
   mkdirSync(dir, { recursive: true });
@@ -66,7 +67,8 @@ export async function runAnsible(dir: string, n: number, forks: number, module: 
   );
   writeFileSync(
     path.join(dir, 'playbook.yml'),
-    `- name: five trivial steps\n  hosts: fleet\n  gather_facts: false\n  strategy: free\n  tasks:\n${tasks.join('')}`,
+    // serial = refit's waves: a batch of `forks` hosts, then the next.
+    `- name: five trivial steps\n  hosts: fleet\n  gather_facts: false\n  strategy: free\n  serial: ${forks}\n  tasks:\n${tasks.join('')}`,
   );
   writeFileSync(
     path.join(dir, 'ansible.cfg'),

@@ -81,7 +81,14 @@ export async function measureDispatch(h: Harness, o: DispatchOptions): Promise<D
   const hostTimes = await watchHostStatuses(h, hostId);
   try {
     h.say(`dispatch: ${o.rounds} rounds of (workflow with one bare activity, hostMaintenance with one no-op step)`);
-    const plan = benchPlan({ name: 'bench-dispatch', hosts: [hostId], steps: ['verify'], canary: 0, maxInFlight: 1 });
+    const plan = benchPlan({
+      name: 'bench-dispatch',
+      hosts: [hostId],
+      steps: ['verify'],
+      canary: 0,
+      batchSize: 1,
+      maxInFlight: 1,
+    });
     const input: HostMaintenanceInput = {
       rolloutId: request.rolloutId,
       hostId,

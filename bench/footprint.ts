@@ -89,7 +89,7 @@ export async function measureFootprint(
   await enrollHosts(h.home, hostIds);
   const hosts = entries.map((entry, i) => startHostProcess(h, entry, hostIds[i] as string));
   try {
-    await waitForOnline(h.nc, hostIds, 60_000);
+    await waitForOnline(h.nc, hostIds, { timeoutMs: 60_000 });
     await sleep(5_000); // start-up work (JIT, first presence) is not idling
 
     h.say(`footprint: ${entries.join(' and ')} idle for ${o.idleSeconds} s`);
@@ -131,7 +131,14 @@ export async function measureFootprint(
 }
 
 async function busyWindow(h: Harness, x: RunningHost, seconds: number): Promise<FootprintResult['busy']> {
-  const plan = benchPlan({ name: 'bench-footprint', hosts: [x.hostId], steps: ['verify'], canary: 0, maxInFlight: 1 });
+  const plan = benchPlan({
+    name: 'bench-footprint',
+    hosts: [x.hostId],
+    steps: ['verify'],
+    canary: 0,
+    batchSize: 1,
+    maxInFlight: 1,
+  });
   const input: HostMaintenanceInput = {
     rolloutId: 'bench-footprint',
     hostId: x.hostId,

@@ -6,6 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Client, Connection } from '@temporalio/client';
 import { readInventory } from '../cli/hosts.js';
+import { getRolloutStatus } from '../cli/rollout-status.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
 import { controllerIdentity, freePorts, startStack, stopStack } from '../cli/dev/stack.js';
 import { loadConfig, type RefitConfig, type StackFile } from '../workers/config.js';
 import { connectNats } from '../workers/nats.js';
@@ -93,6 +95,7 @@ export async function startFleet(
   h: Harness,
   name: string,
   spec: Omit<FleetSpec, 'stateDir'>,
+  o: { waitOnline?: boolean } = {},
 ): Promise<Child<{ hostIds: string[] }>> {
   const full: FleetSpec = { ...spec, stateDir: path.join(h.home, 'sim', name) };
   const fleet = await startChild<{ hostIds: string[] }>(
@@ -103,7 +106,7 @@ export async function startFleet(
     h.log(`fleet-${name}`),
   );
   h.cleanup.defer(`fleet ${name}`, () => fleet.stop());
-  await waitForOnline(h.nc, fleet.info.hostIds);
+  if (o.waitOnline ?? true) await waitForOnline(h.nc, fleet.info.hostIds);
   return fleet;
 }
 
@@ -111,7 +114,7 @@ export async function startFleet(
 export async function waitForOnline(
   nc: NatsConnection,
   hostIds: readonly string[],
-  timeoutMs = 300_000,
+  { timeoutMs = 300_000, pollMs = 500 }: { timeoutMs?: number; pollMs?: number } = {},
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -120,7 +123,7 @@ export async function waitForOnline(
     if (missing.length === 0) return;
     if (Date.now() > deadline)
       throw new Error(`${missing.length} hosts never reported presence, e.g. ${missing.slice(0, 3).join(', ')}`);
-    await sleep(500);
+    await sleep(pollMs);
   }
 }
 
@@ -133,4 +136,28 @@ export async function mapLimit<T, R>(items: readonly T[], parallel: number, fn: 
   });
   await Promise.all(lanes);
   return out;
+}
+
+/**
+ * The rollout's final status. A rollout that pauses (its failure budget is spent) or outlives
+ * `timeoutMs` would wait for an operator forever: it is terminated, and its last status returned.
+ */
+export async function awaitRollout(h: Harness, id: string, timeoutMs: number): Promise<RolloutStatus> {
+  const handle = h.client.workflow.getHandle(id);
+  const result = handle.result() as Promise<RolloutStatus>;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const done = await Promise.race([result, sleep(3_000).then(() => undefined)]);
+    if (done !== undefined) return done;
+    const status = await getRolloutStatus(h.client, id).catch(() => undefined);
+    const late = Date.now() > deadline;
+    if (status?.state === 'paused' || late) {
+      const why = late ? `not done after ${timeoutMs / 1000} s` : `paused: ${status?.message ?? ''}`;
+      h.say(`rollout ${id} ${why}; terminating it`);
+      await handle.terminate(`bench: ${why}`);
+      await result.catch(() => undefined);
+      const failed = status ?? (await getRolloutStatus(h.client, id));
+      return { ...failed, state: 'failed', message: why };
+    }
+  }
 }

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { startRollout } from '../cli/rollout.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import type { StepKind } from '../schemas/steps.js';
-import { mapLimit, startFleet, type Harness } from './harness.js';
+import { awaitRollout, mapLimit, startFleet, type Harness } from './harness.js';
 import { CAMPAIGN_STEPS, benchPlan } from './plans.js';
 import { percentiles, round } from './stats.js';
 
@@ -71,9 +70,11 @@ export async function measureModelled(
       hosts: fleet.info.hostIds,
       steps: CAMPAIGN_STEPS,
       canary,
+      batchSize: maxInFlight,
       maxInFlight,
     });
     const hostIdealMs = REAL_HOST_MS / o.compression;
+    // Waves of maxInFlight hosts after the canary: each wave takes one host's time.
     const rounds = Math.min(canary, o.hosts) + Math.ceil((o.hosts - Math.min(canary, o.hosts)) / maxInFlight);
     const idealCriticalPathMs = rounds * hostIdealMs;
     const id = `bench-model-${o.compression}-${randomBytes(3).toString('hex')}`;
@@ -82,7 +83,7 @@ export async function measureModelled(
     );
     const started = performance.now();
     await startRollout(h.client, h.config.taskQueue, plan, id);
-    const status = (await h.client.workflow.getHandle(id).result()) as RolloutStatus;
+    const status = await awaitRollout(h, id, Math.max(600_000, idealCriticalPathMs * 5));
     const wallMs = performance.now() - started;
     const spans = await mapLimit(fleet.info.hostIds, 16, async (hostId) => {
       const d = await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe();

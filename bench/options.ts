@@ -1,8 +1,10 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-export const SECTIONS = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled'] as const;
+export const SECTIONS = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
+/** `scale` (10,000 hosts, ~30 min) runs only when asked for. */
+export const DEFAULT_SECTIONS: readonly Section[] = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled'];
 
 export interface BenchOptions {
   sections: Section[];
@@ -22,6 +24,10 @@ export interface BenchOptions {
   modelInFlight: number;
   idleSeconds: number;
   busySeconds: number;
+  scaleHosts: number;
+  scaleFleets: number;
+  scaleInFlight: number;
+  scalePresenceMs: number;
   out: string;
   keepHome: boolean;
 }
@@ -47,6 +53,10 @@ const FLAGS = {
   'model-in-flight': 'REFIT_BENCH_MODEL_IN_FLIGHT',
   'idle-seconds': 'REFIT_BENCH_IDLE_SECONDS',
   'busy-seconds': 'REFIT_BENCH_BUSY_SECONDS',
+  'scale-hosts': 'REFIT_BENCH_SCALE_HOSTS',
+  'scale-fleets': 'REFIT_BENCH_SCALE_FLEETS',
+  'scale-in-flight': 'REFIT_BENCH_SCALE_IN_FLIGHT',
+  'scale-presence-ms': 'REFIT_BENCH_SCALE_PRESENCE_MS',
   out: 'REFIT_BENCH_OUT',
   keep: 'REFIT_BENCH_KEEP',
 } as const;
@@ -75,7 +85,7 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
           throw new BenchUsageError(`--${flag} / ${FLAGS[flag]}: "${s}" is not a whole number above 0`);
         return n;
       });
-  const sections = get('sections', SECTIONS.join(','))
+  const sections = get('sections', DEFAULT_SECTIONS.join(','))
     .split(',')
     .map((s) => s.trim());
   for (const s of sections) {
@@ -97,6 +107,10 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
     modelInFlight: count('model-in-flight', '10'),
     idleSeconds: count('idle-seconds', '30'),
     busySeconds: count('busy-seconds', '15'),
+    scaleHosts: count('scale-hosts', '10000'),
+    scaleFleets: count('scale-fleets', '4'),
+    scaleInFlight: count('scale-in-flight', '200'),
+    scalePresenceMs: count('scale-presence-ms', '60000'),
     out: path.resolve(root, get('out', path.join('bench', 'results', 'latest.json'))),
     keepHome: yes('keep', '0'),
   };

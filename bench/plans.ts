@@ -28,6 +28,8 @@ export interface BenchPlanOptions {
   hosts: readonly string[];
   steps: readonly StepKind[];
   canary: number;
+  /** Hosts per wave after the canary. A drain sends VMs only to hosts outside its own wave. */
+  batchSize: number;
   maxInFlight: number;
 }
 
@@ -39,7 +41,7 @@ export function benchPlan(o: BenchPlanOptions): Plan {
       kind: 'Campaign',
       name: o.name,
       targets: { hosts: o.hosts },
-      waves: { canary: o.canary, batchSize: '100%', maxInFlight: o.maxInFlight },
+      waves: { canary: o.canary, batchSize: o.batchSize, maxInFlight: o.maxInFlight },
       steps: o.steps.map((kind) => ({ kind, params: PARAMS[kind] })),
       failureBudget: { maxFailedHosts: 0 },
     }),

@@ -3,6 +3,7 @@ import type { DispatchResult } from './dispatch.js';
 import type { FootprintResult } from './footprint.js';
 import type { Percentiles } from './stats.js';
 import type { ModelledRun } from './modelled.js';
+import type { ScaleRun } from './scale.js';
 import type { ThroughputRun } from './throughput.js';
 
 export interface BenchResults {
@@ -11,7 +12,11 @@ export interface BenchResults {
   throughput: ThroughputRun[];
   ansible: AnsibleRun[];
   modelled: ModelledRun[];
+  scale?: ScaleRun;
 }
+
+/** Temporal terminates a workflow whose history reaches this many events (its default limit). */
+const TEMPORAL_HISTORY_LIMIT = 51_200;
 
 export interface Target {
   id: number;
@@ -200,6 +205,51 @@ export function renderTables(r: BenchResults): string {
       ),
     );
   }
+  const x = r.scale;
+  if (x) {
+    out.push(
+      `### 6. Scale (one rollout, ${x.hosts} SIMULATED hosts in ${x.fleets} processes, steps ${x.steps.join(',')})`,
+    );
+    out.push(
+      table(
+        [
+          'hosts',
+          'in flight',
+          'state',
+          'succeeded',
+          'wall s',
+          'hosts/s',
+          'CPU s (controller/fleets/Temporal/NATS)',
+          'rollout runs',
+          'events per run (max)',
+          'rollout events/host',
+          'host wf events (mean, sample)',
+          'host wfs completed',
+          'carried status KB',
+        ],
+        [
+          [
+            x.hosts,
+            x.maxInFlight,
+            x.state,
+            x.counts.succeeded,
+            x.wallS,
+            x.hostsPerS,
+            `${fmt(x.cpuS.controller)}/${fmt(x.cpuS.fleets)}/${fmt(x.cpuS.temporal)}/${fmt(x.cpuS.nats)}`,
+            x.rollout.runs,
+            Math.max(...x.rollout.eventsPerRun),
+            x.rollout.eventsPerHost,
+            `${fmt(x.hostWorkflows.eventsMean)} (${x.hostWorkflows.sampled})`,
+            x.hostWorkflows.completed,
+            x.rollout.statusBytes / 1024,
+          ],
+        ],
+      ),
+    );
+    out.push(
+      `enrolment ${fmt(x.enrolS)} s, fleet start ${fmt(x.fleetStartS)} s; peak RSS MB: controller ${fmt(x.peakRssMb.controller)}, fleets ${fmt(x.peakRssMb.fleets)}, Temporal ${fmt(x.peakRssMb.temporal)}, NATS ${fmt(x.peakRssMb.nats)}`,
+    );
+  }
   return out.join('\n\n');
 }
 
@@ -254,6 +304,20 @@ export function checkTargets(r: BenchResults): Target[] {
       target: 'orchestration overhead < 1% of the ideal critical path',
       measured: `${worst.toFixed(3)}% of the real path (worst compression); ${r.modelled.map((m) => `${fmt(m.overheadPctCompressed)}% at ÷${m.compression}`).join(', ')} of the compressed one`,
       met: worst < 1,
+    });
+  }
+  if (r.scale) {
+    const x = r.scale;
+    const maxRun = Math.max(...x.rollout.eventsPerRun);
+    targets.push({
+      id: 6,
+      target: `issue 4: a ${x.hosts}-host sim rollout completes, every run of it far below Temporal's 51,200 events`,
+      measured: `${x.state}: ${x.counts.succeeded}/${x.hosts} succeeded, ${x.hostWorkflows.completed} host workflows completed; ${x.rollout.runs} runs, at most ${maxRun} events`,
+      met:
+        x.state === 'completed' &&
+        x.counts.succeeded === x.hosts &&
+        x.hostWorkflows.completed === x.hosts &&
+        maxRun < TEMPORAL_HISTORY_LIMIT / 2,
     });
   }
   for (const f of r.footprint ?? []) {

@@ -11,7 +11,8 @@ import { Cleanup, startHarness } from './harness.js';
 import { measureModelled } from './modelled.js';
 import { BenchUsageError, benchOptions, type BenchOptions } from './options.js';
 import { checkTargets, renderTables, renderTargets, type BenchResults } from './report.js';
-import { measureThroughput } from './throughput.js';
+import { measureScale } from './scale.js';
+import { hostsInFlight, measureThroughput } from './throughput.js';
 
 /**
  * `npm run bench`: the embedded stack in a temp home on free ports, the controller, simulated
@@ -64,7 +65,7 @@ try {
     });
   }
   for (const n of want('throughput') || want('ansible') ? options.sizes : []) {
-    const forks = Math.min(n, options.inFlight);
+    const forks = hostsInFlight(n, options.inFlight);
     if (want('throughput')) {
       results.throughput.push(
         await measureThroughput(h, n, {
@@ -98,6 +99,15 @@ try {
         await measureModelled(h, { compression, hosts: options.modelHosts, maxInFlight: options.modelInFlight }),
       );
     }
+  }
+
+  if (want('scale')) {
+    results.scale = await measureScale(h, {
+      hosts: options.scaleHosts,
+      fleets: options.scaleFleets,
+      maxInFlight: options.scaleInFlight,
+      presenceIntervalMs: options.scalePresenceMs,
+    });
   }
 
   const targets = checkTargets(results);

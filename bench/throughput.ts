@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startRollout } from '../cli/rollout.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
-import { mapLimit, startFleet, type Harness } from './harness.js';
+import { awaitRollout, mapLimit, startFleet, type Harness } from './harness.js';
 import { FIVE_STEPS, NO_WAIT, benchPlan } from './plans.js';
 import { cpuBetween, loadAverage, RssWatcher, sampleProcess } from './proc.js';
 import { round } from './stats.js';
@@ -14,6 +13,8 @@ export interface ThroughputRun {
   /** Seconds until all N simulated hosts reported presence (not part of the rollout's time). */
   fleetStartS: number;
   state: string;
+  /** Why the rollout did not complete, when it did not. */
+  message?: string;
   /** 1-minute load average of the machine when the rollout started and when it ended. */
   loadAverage: [number, number];
   wallS: number;
@@ -26,6 +27,14 @@ export interface ThroughputRun {
   fleetRssPerHostMb: number;
   /** Temporal history events: the rollout's (all its runs), and each host workflow's. */
   historyEvents: { rollout: number; rolloutRuns: number; hostMean: number; hostMax: number; perHostAll: number };
+}
+
+/**
+ * Hosts in flight, which is also the wave size: at most `max`, and at most half the fleet, so that
+ * every wave has hosts outside it to drain its VMs to.
+ */
+export function hostsInFlight(n: number, max: number): number {
+  return Math.max(1, Math.min(max, Math.ceil(n / 2)));
 }
 
 /** 2. One rollout of N simulated hosts × 5 steps, each step running /bin/true on its host. */
@@ -44,12 +53,13 @@ export async function measureThroughput(
   });
   const fleetStartS = (performance.now() - t0) / 1000;
   try {
-    const maxInFlight = Math.min(n, o.maxInFlight);
+    const maxInFlight = hostsInFlight(n, o.maxInFlight);
     const plan = benchPlan({
       name: `bench-n${n}`,
       hosts: fleet.info.hostIds,
       steps: FIVE_STEPS,
       canary: 0,
+      batchSize: maxInFlight,
       maxInFlight,
     });
     const pids = {
@@ -65,7 +75,7 @@ export async function measureThroughput(
     const loadAtStart = loadAverage();
     const started = performance.now();
     await startRollout(h.client, h.config.taskQueue, plan, id);
-    const status = (await h.client.workflow.getHandle(id).result()) as RolloutStatus;
+    const status = await awaitRollout(h, id, Math.max(600_000, n * 3_000));
     const wallS = (performance.now() - started) / 1000;
     const loadAtEnd = loadAverage();
     const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
@@ -99,6 +109,7 @@ export async function measureThroughput(
       hostSteps,
       fleetStartS: round(fleetStartS, 1),
       state: status.state,
+      ...(status.state !== 'completed' && status.message !== undefined ? { message: status.message } : {}),
       loadAverage: [loadAtStart, loadAtEnd],
       wallS: round(wallS),
       hostStepsPerS: round(hostSteps / wallS, 1),

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { BenchUsageError, benchOptions } from './options.js';
+
+describe('bench options', () => {
+  it('runs every section but scale unless asked', () => {
+    const o = benchOptions([], {}, '/repo');
+    expect(o.sections).toEqual(['dispatch', 'footprint', 'throughput', 'ansible', 'modelled']);
+    expect(o.scaleHosts).toBe(10_000);
+  });
+
+  it('takes the scale run from flags, which win over the environment', () => {
+    const o = benchOptions(
+      ['--sections', 'scale', '--scale-hosts', '2000'],
+      { REFIT_BENCH_SCALE_HOSTS: '500', REFIT_BENCH_SCALE_FLEETS: '3' },
+      '/repo',
+    );
+    expect(o.sections).toEqual(['scale']);
+    expect(o.scaleHosts).toBe(2000);
+    expect(o.scaleFleets).toBe(3);
+  });
+
+  it('refuses what it cannot run, naming the flag', () => {
+    expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(BenchUsageError);
+    expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(/--scale-hosts/);
+    expect(() => benchOptions(['--sections', 'scal'], {}, '/repo')).toThrow(/unknown section "scal"/);
+  });
+});

@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { enrollHosts } from '../cli/dev/enroll.js';
+import { startRollout } from '../cli/rollout.js';
+import { getRolloutStatus } from '../cli/rollout-status.js';
+import { hostWorkflowId, SEARCH_ATTRIBUTES } from '../schemas/names.js';
+import type { HostState } from '../schemas/rollout.js';
+import { simHostIds } from '../workers/host/sim-fleet.js';
+import { awaitRollout, mapLimit, startFleet, waitForOnline, type Harness } from './harness.js';
+import { benchPlan, NO_WAIT } from './plans.js';
+import { cpuBetween, loadAverage, RssWatcher, sampleProcess } from './proc.js';
+import { round } from './stats.js';
+
+export interface ScaleOptions {
+  hosts: number;
+  /** Fleet processes the hosts are split across: one process cannot open 10,000 connections quickly. */
+  fleets: number;
+  maxInFlight: number;
+  presenceIntervalMs: number;
+}
+
+export interface ScaleRun {
+  hosts: number;
+  fleets: number;
+  maxInFlight: number;
+  steps: string[];
+  /** Seconds to enrol every host (credentials, one nats-server reload, command consumers). */
+  enrolS: number;
+  /** Seconds until every host reported presence, after enrolment. */
+  fleetStartS: number;
+  state: string;
+  message?: string;
+  counts: Record<HostState, number>;
+  loadAverage: [number, number];
+  wallS: number;
+  hostsPerS: number;
+  cpuS: Record<'controller' | 'fleets' | 'temporal' | 'nats' | 'total', number>;
+  peakRssMb: Record<'controller' | 'fleets' | 'temporal' | 'nats', number>;
+  rollout: {
+    /** Runs of the rollout workflow: it continues as new before its history grows large. */
+    runs: number;
+    eventsPerRun: number[];
+    totalEvents: number;
+    eventsPerHost: number;
+    /** Bytes of the state the last run carried and returned (JSON of its status), and of the plan. */
+    statusBytes: number;
+    planBytes: number;
+  };
+  hostWorkflows: {
+    /** Counted by Temporal's visibility: host workflows of this rollout that completed. */
+    completed: number;
+    /** History length of an evenly spaced sample of host workflows. */
+    sampled: number;
+    eventsMean: number;
+    eventsMax: number;
+  };
+}
+
+const STEPS = ['verify'] as const;
+const HISTORY_SAMPLE = 200;
+
+/**
+ * 6. Scale: one rollout across a large SIMULATED fleet (10,000 hosts by default), one no-op step per
+ * host, hosts split across several fleet processes. What counts is that it completes, how the
+ * rollout's history stays bounded (continue-as-new, with every host's outcome carried), and what it
+ * costs per host.
+ */
+export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRun> {
+  const perFleet = Math.ceil(o.hosts / o.fleets);
+  const parts = Array.from({ length: o.fleets }, (_, i) => ({
+    prefix: `x${i + 1}`,
+    hosts: Math.min(perFleet, o.hosts - i * perFleet),
+  })).filter((p) => p.hosts > 0);
+  const allIds = parts.flatMap((p) => simHostIds(p.hosts, p.prefix));
+
+  h.say(`scale: enrolling ${allIds.length} hosts (one nats-server reload)`);
+  let t0 = performance.now();
+  await enrollHosts(h.home, allIds);
+  const enrolS = (performance.now() - t0) / 1000;
+
+  h.say(`scale: starting ${allIds.length} SIMULATED hosts in ${parts.length} fleet processes`);
+  t0 = performance.now();
+  const fleets = await Promise.all(
+    parts.map((p) =>
+      startFleet(
+        h,
+        `scale-${p.prefix}`,
+        { hosts: p.hosts, prefix: p.prefix, stepMs: NO_WAIT, presenceIntervalMs: o.presenceIntervalMs },
+        { waitOnline: false },
+      ),
+    ),
+  );
+  await waitForOnline(h.nc, allIds, { timeoutMs: 1_800_000, pollMs: 10_000 });
+  const fleetStartS = (performance.now() - t0) / 1000;
+  try {
+    const maxInFlight = Math.min(o.maxInFlight, allIds.length);
+    const plan = benchPlan({
+      name: `bench-scale-${allIds.length}`,
+      hosts: allIds,
+      steps: STEPS,
+      canary: 0,
+      batchSize: maxInFlight,
+      maxInFlight,
+    });
+    const pids = {
+      controller: h.controller.pid,
+      temporal: h.stack.temporal.pid,
+      nats: h.stack.nats.pid,
+      ...Object.fromEntries(fleets.map((f, i) => [`fleet${i}`, f.pid])),
+    };
+    const rss = new RssWatcher(pids, 2_000);
+    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
+    const id = `bench-scale-${allIds.length}-${randomBytes(3).toString('hex')}`;
+    h.say(`scale: rollout ${id} across ${allIds.length} hosts, ${maxInFlight} in flight, steps ${STEPS.join(',')}`);
+    const loadAtStart = loadAverage();
+    const started = performance.now();
+    await startRollout(h.client, h.config.taskQueue, plan, id);
+    const progress = setInterval(() => {
+      void getRolloutStatus(h.client, id)
+        .then((s) =>
+          h.say(
+            `scale: ${s.counts.succeeded} succeeded, ${s.counts.running} running, ${s.counts.failed} failed, run ${s.runs + 1}`,
+          ),
+        )
+        .catch(() => undefined);
+    }, 60_000);
+    const status = await awaitRollout(h, id, 7_200_000).finally(() => clearInterval(progress));
+    const wallS = (performance.now() - started) / 1000;
+    const loadAtEnd = loadAverage();
+    const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
+    const peak = rss.stop();
+    const cpu = (k: string) => cpuBetween(before[k], after[k]);
+    const fleetKeys = fleets.map((_, i) => `fleet${i}`);
+    const cpuS = {
+      controller: round(cpu('controller')),
+      fleets: round(fleetKeys.reduce((sum, k) => sum + cpu(k), 0)),
+      temporal: round(cpu('temporal')),
+      nats: round(cpu('nats')),
+      total: 0,
+    };
+    cpuS.total = round(cpuS.controller + cpuS.fleets + cpuS.temporal + cpuS.nats);
+    if (status.state !== 'completed') h.say(`scale: rollout ${id} ended ${status.state}: ${status.message ?? ''}`);
+
+    const runs: { startedAt: number; events: number }[] = [];
+    for await (const run of h.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
+      runs.push({ startedAt: run.startTime.getTime(), events: run.historyLength });
+    }
+    const eventsPerRun = runs.sort((a, b) => a.startedAt - b.startedAt).map((r) => r.events);
+    const { count: completed } = await h.client.workflow.count(
+      `${SEARCH_ATTRIBUTES.rolloutId} = '${id}' AND WorkflowType = 'hostMaintenance' AND ExecutionStatus = 'Completed'`,
+    );
+    const step = Math.max(1, Math.floor(allIds.length / HISTORY_SAMPLE));
+    const sample = allIds.filter((_, i) => i % step === 0);
+    const lengths = await mapLimit(sample, 16, async (hostId) =>
+      Number((await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe()).historyLength),
+    );
+    const totalEvents = eventsPerRun.reduce((a, b) => a + b, 0);
+    return {
+      hosts: allIds.length,
+      fleets: parts.length,
+      maxInFlight,
+      steps: [...STEPS],
+      enrolS: round(enrolS, 1),
+      fleetStartS: round(fleetStartS, 1),
+      state: status.state,
+      ...(status.state !== 'completed' && status.message !== undefined ? { message: status.message } : {}),
+      counts: status.counts,
+      loadAverage: [loadAtStart, loadAtEnd],
+      wallS: round(wallS, 1),
+      hostsPerS: round(allIds.length / wallS, 2),
+      cpuS,
+      peakRssMb: {
+        controller: round(peak.controller ?? NaN, 0),
+        fleets: round(
+          fleetKeys.reduce((sum, k) => sum + (peak[k] ?? NaN), 0),
+          0,
+        ),
+        temporal: round(peak.temporal ?? NaN, 0),
+        nats: round(peak.nats ?? NaN, 0),
+      },
+      rollout: {
+        runs: eventsPerRun.length,
+        eventsPerRun,
+        totalEvents,
+        eventsPerHost: round(totalEvents / allIds.length, 2),
+        statusBytes: Buffer.byteLength(JSON.stringify(status)),
+        planBytes: Buffer.byteLength(JSON.stringify(plan)),
+      },
+      hostWorkflows: {
+        completed: Number(completed),
+        sampled: lengths.length,
+        eventsMean: round(lengths.reduce((a, b) => a + b, 0) / lengths.length, 1),
+        eventsMax: Math.max(...lengths),
+      },
+    };
+  } finally {
+    await Promise.all(fleets.map((f) => f.stop()));
+  }
+}
