@@ -154,7 +154,12 @@ export async function awaitRollout(h: Harness, id: string, timeoutMs: number): P
     if (status?.state === 'paused' || late) {
       const why = late ? `not done after ${timeoutMs / 1000} s` : `paused: ${status?.message ?? ''}`;
       h.say(`rollout ${id} ${why}; terminating it`);
-      await handle.terminate(`bench: ${why}`);
+      // It may have ended in between: then its own result stands.
+      const ended = await handle.terminate(`bench: ${why}`).then(
+        () => false,
+        () => true,
+      );
+      if (ended) return result;
       await result.catch(() => undefined);
       const failed = status ?? (await getRolloutStatus(h.client, id));
       return { ...failed, state: 'failed', message: why };

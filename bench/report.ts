@@ -1,7 +1,7 @@
 import type { AnsibleRun } from './ansible.js';
 import type { DispatchResult } from './dispatch.js';
 import type { FootprintResult } from './footprint.js';
-import type { Percentiles } from './stats.js';
+import { round, type Percentiles } from './stats.js';
 import type { ModelledRun } from './modelled.js';
 import type { ScaleRun } from './scale.js';
 import type { ThroughputRun } from './throughput.js';
@@ -237,17 +237,17 @@ export function renderTables(r: BenchResults): string {
             x.hostsPerS,
             `${fmt(x.cpuS.controller)}/${fmt(x.cpuS.fleets)}/${fmt(x.cpuS.temporal)}/${fmt(x.cpuS.nats)}`,
             x.rollout.runs,
-            Math.max(...x.rollout.eventsPerRun),
+            x.rollout.eventsPerRun.length > 0 ? Math.max(...x.rollout.eventsPerRun) : NaN,
             x.rollout.eventsPerHost,
             `${fmt(x.hostWorkflows.eventsMean)} (${x.hostWorkflows.sampled})`,
             x.hostWorkflows.completed,
-            x.rollout.statusBytes / 1024,
+            round(x.rollout.statusBytes / 1024, 0),
           ],
         ],
       ),
     );
     out.push(
-      `enrolment ${fmt(x.enrolS)} s, fleet start ${fmt(x.fleetStartS)} s; peak RSS MB: controller ${fmt(x.peakRssMb.controller)}, fleets ${fmt(x.peakRssMb.fleets)}, Temporal ${fmt(x.peakRssMb.temporal)}, NATS ${fmt(x.peakRssMb.nats)}`,
+      `enrolment ${fmt(x.enrolS)} s, fleet start ${fmt(x.fleetStartS)} s; peak RSS MB: controller ${fmt(x.peakRssMb.controller)}, fleets ${fmt(x.peakRssMb.fleets)} (sum of the processes' peaks), Temporal ${fmt(x.peakRssMb.temporal)}, NATS ${fmt(x.peakRssMb.nats)}`,
     );
   }
   return out.join('\n\n');
@@ -308,7 +308,7 @@ export function checkTargets(r: BenchResults): Target[] {
   }
   if (r.scale) {
     const x = r.scale;
-    const maxRun = Math.max(...x.rollout.eventsPerRun);
+    const maxRun = x.rollout.eventsPerRun.length > 0 ? Math.max(...x.rollout.eventsPerRun) : NaN;
     targets.push({
       id: 6,
       target: `issue 4: a ${x.hosts}-host sim rollout completes, every run of it far below Temporal's 51,200 events`,
@@ -317,6 +317,7 @@ export function checkTargets(r: BenchResults): Target[] {
         x.state === 'completed' &&
         x.counts.succeeded === x.hosts &&
         x.hostWorkflows.completed === x.hosts &&
+        x.rollout.runs > 0 &&
         maxRun < TEMPORAL_HISTORY_LIMIT / 2,
     });
   }

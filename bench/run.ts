@@ -45,8 +45,9 @@ const startedAt = new Date();
 const results: BenchResults = { throughput: [], ansible: [], modelled: [] };
 const want = (s: BenchOptions['sections'][number]) => options.sections.includes(s);
 let failure: unknown;
+let machine: ReturnType<typeof describeMachine> | undefined;
 try {
-  const machine = describeMachine(want('ansible'));
+  machine = describeMachine(want('ansible'));
   say(
     `${machine.cpus} CPUs, ${machine.memoryGb} GB; node ${machine.versions.node}, ${machine.versions.temporal}, ${machine.versions.natsServer}, ${machine.versions.ansibleCore}`,
   );
@@ -110,12 +111,37 @@ try {
     });
   }
 
+  const report = writeReport();
+  process.stdout.write(`${renderTables(results)}\n\n### Targets\n\n${renderTargets(report.targets)}\n\n`);
+  say(`took ${report.minutes} minutes; results in ${path.relative(process.cwd(), options.out)}`);
+} catch (err) {
+  failure = err;
+  // A long run that fails late keeps what it measured before.
+  if (!interrupted && machine !== undefined) {
+    const report = writeReport(err instanceof Error ? err.message : String(err));
+    say(`partial results (${report.failed ?? ''}) in ${path.relative(process.cwd(), options.out)}`);
+  }
+} finally {
+  if (!interrupted) {
+    say('stopping what the bench started');
+    await cleanup.runAll(say);
+  }
+}
+if (failure !== undefined) {
+  say(`failed: ${failure instanceof Error ? (failure.stack ?? failure.message) : JSON.stringify(failure)}`);
+  process.exit(1);
+}
+process.exit(0);
+
+/** The JSON result file: what was run, on what, what it measured, and the targets. */
+function writeReport(failed?: string) {
   const targets = checkTargets(results);
   const finishedAt = new Date();
   const report = {
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     minutes: Math.round((finishedAt.getTime() - startedAt.getTime()) / 600) / 100,
+    ...(failed !== undefined ? { failed } : {}),
     command: [
       ...Object.entries(process.env)
         .filter(([k]) => k.startsWith('REFIT_BENCH_'))
@@ -131,21 +157,8 @@ try {
   };
   mkdirSync(path.dirname(options.out), { recursive: true });
   writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`${renderTables(results)}\n\n### Targets\n\n${renderTargets(targets)}\n\n`);
-  say(`took ${report.minutes} minutes; results in ${path.relative(process.cwd(), options.out)}`);
-} catch (err) {
-  failure = err;
-} finally {
-  if (!interrupted) {
-    say('stopping what the bench started');
-    await cleanup.runAll(say);
-  }
+  return report;
 }
-if (failure !== undefined) {
-  say(`failed: ${failure instanceof Error ? (failure.stack ?? failure.message) : JSON.stringify(failure)}`);
-  process.exit(1);
-}
-process.exit(0);
 
 function describeMachine(withAnsible: boolean) {
   const version = (bin: string, args: string[]) => {

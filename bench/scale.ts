@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { enrollHosts } from '../cli/dev/enroll.js';
 import { startRollout } from '../cli/rollout.js';
 import { getRolloutStatus } from '../cli/rollout-status.js';
@@ -25,7 +26,7 @@ export interface ScaleRun {
   steps: string[];
   /** Seconds to enrol every host (credentials, one nats-server reload, command consumers). */
   enrolS: number;
-  /** Seconds until every host reported presence, after enrolment. */
+  /** Seconds until every host reported presence (each fleet process checks its hosts' consumers first). */
   fleetStartS: number;
   state: string;
   message?: string;
@@ -34,6 +35,7 @@ export interface ScaleRun {
   wallS: number;
   hostsPerS: number;
   cpuS: Record<'controller' | 'fleets' | 'temporal' | 'nats' | 'total', number>;
+  /** Peak RSS of each process; `fleets` is the sum of the fleet processes' peaks. */
   peakRssMb: Record<'controller' | 'fleets' | 'temporal' | 'nats', number>;
   rollout: {
     /** Runs of the rollout workflow: it continues as new before its history grows large. */
@@ -107,6 +109,8 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
       nats: h.stack.nats.pid,
       ...Object.fromEntries(fleets.map((f, i) => [`fleet${i}`, f.pid])),
     };
+    // Each process's own peak; the fleets' figure is the sum of their peaks, an upper bound.
+    let peak: Record<string, number> = {};
     const rss = new RssWatcher(pids, 2_000);
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
     const id = `bench-scale-${allIds.length}-${randomBytes(3).toString('hex')}`;
@@ -123,11 +127,13 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
         )
         .catch(() => undefined);
     }, 60_000);
-    const status = await awaitRollout(h, id, 7_200_000).finally(() => clearInterval(progress));
+    const status = await awaitRollout(h, id, 7_200_000).finally(() => {
+      clearInterval(progress);
+      peak = rss.stop();
+    });
     const wallS = (performance.now() - started) / 1000;
     const loadAtEnd = loadAverage();
     const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
-    const peak = rss.stop();
     const cpu = (k: string) => cpuBetween(before[k], after[k]);
     const fleetKeys = fleets.map((_, i) => `fleet${i}`);
     const cpuS = {
@@ -140,14 +146,29 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
     cpuS.total = round(cpuS.controller + cpuS.fleets + cpuS.temporal + cpuS.nats);
     if (status.state !== 'completed') h.say(`scale: rollout ${id} ended ${status.state}: ${status.message ?? ''}`);
 
-    const runs: { startedAt: number; events: number }[] = [];
-    for await (const run of h.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
-      runs.push({ startedAt: run.startTime.getTime(), events: run.historyLength });
+    // Visibility catches up after the workflows close: read it until it has every run and host.
+    let eventsPerRun: number[] = [];
+    let completed = 0;
+    for (const deadline = Date.now() + 120_000; ; await sleep(2_000)) {
+      const runs: { startedAt: number; runId: string; events: number }[] = [];
+      for await (const run of h.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
+        runs.push({ startedAt: run.startTime.getTime(), runId: run.runId, events: run.historyLength });
+      }
+      runs.sort((a, b) => a.startedAt - b.startedAt);
+      // The last run's own record, not visibility's, for its final length.
+      const last = runs.at(-1);
+      if (last) last.events = (await h.client.workflow.getHandle(id, last.runId).describe()).historyLength;
+      eventsPerRun = runs.map((r) => r.events);
+      completed = Number(
+        (
+          await h.client.workflow.count(
+            `${SEARCH_ATTRIBUTES.rolloutId} = '${id}' AND WorkflowType = 'hostMaintenance' AND ExecutionStatus = 'Completed'`,
+          )
+        ).count,
+      );
+      const caughtUp = runs.length === status.runs + 1 && completed >= status.counts.succeeded;
+      if (caughtUp || Date.now() > deadline) break;
     }
-    const eventsPerRun = runs.sort((a, b) => a.startedAt - b.startedAt).map((r) => r.events);
-    const { count: completed } = await h.client.workflow.count(
-      `${SEARCH_ATTRIBUTES.rolloutId} = '${id}' AND WorkflowType = 'hostMaintenance' AND ExecutionStatus = 'Completed'`,
-    );
     const step = Math.max(1, Math.floor(allIds.length / HISTORY_SAMPLE));
     const sample = allIds.filter((_, i) => i % step === 0);
     const lengths = await mapLimit(sample, 16, async (hostId) =>
@@ -186,7 +207,7 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
         planBytes: Buffer.byteLength(JSON.stringify(plan)),
       },
       hostWorkflows: {
-        completed: Number(completed),
+        completed,
         sampled: lengths.length,
         eventsMean: round(lengths.reduce((a, b) => a + b, 0) / lengths.length, 1),
         eventsMax: Math.max(...lengths),

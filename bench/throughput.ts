@@ -30,8 +30,8 @@ export interface ThroughputRun {
 }
 
 /**
- * Hosts in flight, which is also the wave size: at most `max`, and at most half the fleet, so that
- * every wave has hosts outside it to drain its VMs to.
+ * Hosts in flight, which is also the wave size: at most `max` and about half the fleet (rounded up),
+ * so that every wave of a fleet of two or more has hosts outside it to drain its VMs to.
  */
 export function hostsInFlight(n: number, max: number): number {
   return Math.max(1, Math.min(max, Math.ceil(n / 2)));

@@ -228,9 +228,9 @@ describe('limits', () => {
 describe('maintenance windows', () => {
   it('starts hosts only inside a window with room for them', async () => {
     const targets = [h(2), h(3), h(5)];
-    // Start where no host may start (3–8 s into a 10 s period), so the rollout must wait for the
+    // Start where no host may start (3–6 s into a 10 s period), so the rollout must wait for the
     // next window; started in the first 2 s, fast hosts could all finish before anyone looked.
-    while (Date.now() % 10_000 < 3_000 || Date.now() % 10_000 > 8_000) await new Promise((r) => setTimeout(r, 100));
+    while (Date.now() % 10_000 < 3_000 || Date.now() % 10_000 > 6_000) await new Promise((r) => setTimeout(r, 100));
     const id = await start(
       targets,
       'waves: { canary: 0, batchSize: 3, maxInFlight: 1 }\nwindows: [{ every: 10s, open: 5s }]\nhostDuration: 3s',
