@@ -9,10 +9,8 @@ import { ifName } from '../activities/host/linux/names.js';
 import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
 import { readText, withAudit } from '../activities/host/linux/host-env.js';
 import { observeBridge } from '../activities/host/linux/observe.js';
-import { applyOvsConvert, revertOvsConvert } from '../activities/host/linux/steps/ovs-convert.js';
-import { applyReboot, rebootOwed } from '../activities/host/linux/steps/reboot.js';
-import { applySriovEnable, revertSriovEnable } from '../activities/host/linux/steps/sriov-enable.js';
-import { applyVerify } from '../activities/host/linux/steps/verify.js';
+import { runNetworkStep } from '../activities/host/linux/steps/network.js';
+import { rebootOwed } from '../activities/host/linux/steps/reboot.js';
 import { rebootHost } from './boot.js';
 import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
 import { labHostEnv, type LabConfirmation } from './host-env.js';
@@ -91,9 +89,7 @@ export class TestbedDriver implements HostDriver {
 
   async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
     await this.rebooting;
-    const { commandId, rolloutId } = step.command;
     const apply = step.mode === 'apply';
-    const env = withAudit(this.env, ctx);
     const outcome = await (async (): Promise<StepOutcome> => {
       switch (step.kind) {
         case 'drain':
@@ -102,20 +98,8 @@ export class TestbedDriver implements HostDriver {
             : undrainLabHost(this.lab, this.host, ctx);
         case 'undrain':
           return apply ? undrainLabHost(this.lab, this.host, ctx) : drainLabHost(this.lab, this.host, {}, ctx);
-        case 'ovs-convert':
-          return apply
-            ? applyOvsConvert(env, step.params, ctx, commandId, rolloutId)
-            : revertOvsConvert(env, step.params, ctx);
-        case 'sriov-enable':
-          return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
-        case 'reboot':
-          return apply
-            ? applyReboot(env, ctx, commandId)
-            : { changed: false, summary: 'a reboot cannot be undone; nothing to revert', before: {}, after: {} };
-        case 'verify':
-          return apply
-            ? applyVerify(env, step.params, ctx, rolloutId)
-            : { changed: false, summary: 'a traffic check changes nothing; nothing to revert', before: {}, after: {} };
+        default:
+          return runNetworkStep(withAudit(this.env, ctx), step, ctx);
       }
     })();
     ctx.log.info(

@@ -11,10 +11,8 @@ import { drainLibvirtHost, isCordoned, runningDomains, undrainLibvirtHost, type 
 import { ifName } from './names.js';
 import { observeBridge } from './observe.js';
 import { SRIOV_RULES_FILE } from './sriov.js';
-import { applyOvsConvert, revertOvsConvert } from './steps/ovs-convert.js';
-import { applyReboot, rebootOwed } from './steps/reboot.js';
-import { applySriovEnable, revertSriovEnable } from './steps/sriov-enable.js';
-import { applyVerify } from './steps/verify.js';
+import { runNetworkStep } from './steps/network.js';
+import { rebootOwed } from './steps/reboot.js';
 import { sysfsVfControl } from './vf-sysfs.js';
 
 export interface LinuxDriverOptions {
@@ -98,10 +96,7 @@ export class LinuxDriver implements HostDriver {
 
   async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
     await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
-    const { commandId, rolloutId } = step.command;
     const apply = step.mode === 'apply';
-    const env = withAudit(this.env, ctx);
-    const nothing = (summary: string): StepOutcome => ({ changed: false, summary, before: {}, after: {} });
     switch (step.kind) {
       case 'drain':
         return apply
@@ -110,19 +105,14 @@ export class LinuxDriver implements HostDriver {
       case 'undrain':
         return apply
           ? undrainLibvirtHost(this.libvirt, ctx)
-          : nothing('re-draining on revert needs destinations from the controller; the host stays as it is');
-      case 'ovs-convert':
-        return apply
-          ? applyOvsConvert(env, step.params, ctx, commandId, rolloutId)
-          : revertOvsConvert(env, step.params, ctx);
-      case 'sriov-enable':
-        return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
-      case 'reboot':
-        return apply ? applyReboot(env, ctx, commandId) : nothing('a reboot cannot be undone; nothing to revert');
-      case 'verify':
-        return apply
-          ? applyVerify(env, step.params, ctx, rolloutId)
-          : nothing('a traffic check changes nothing; nothing to revert');
+          : {
+              changed: false,
+              summary: 're-draining on revert needs destinations from the controller; the host stays as it is',
+              before: {},
+              after: {},
+            };
+      default:
+        return runNetworkStep(withAudit(this.env, ctx), step, ctx);
     }
   }
 

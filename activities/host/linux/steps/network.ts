@@ -1,0 +1,35 @@
+import type { StepOutcome } from '../../../../schemas/steps.js';
+import type { PreparedStep, StepContext } from '../../driver.js';
+import type { HostEnv } from '../host-env.js';
+import { applyOvsConvert, revertOvsConvert } from './ovs-convert.js';
+import { applyReboot } from './reboot.js';
+import { applySriovEnable, revertSriovEnable } from './sriov-enable.js';
+import { applyVerify } from './verify.js';
+
+/** Every step but drain and undrain, which each driver does its own way (libvirt, the lab). */
+export type NetworkStep = Exclude<PreparedStep, { kind: 'drain' | 'undrain' }>;
+
+const nothing = (summary: string): StepOutcome => ({ changed: false, summary, before: {}, after: {} });
+
+/**
+ * The steps that change a host's own network and boot, applied or reverted the same way by the
+ * linux and testbed drivers; `env` (audited) says on which host and through which commands.
+ */
+export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepContext): Promise<StepOutcome> {
+  const { commandId, rolloutId } = step.command;
+  const apply = step.mode === 'apply';
+  switch (step.kind) {
+    case 'ovs-convert':
+      return apply
+        ? applyOvsConvert(env, step.params, ctx, commandId, rolloutId)
+        : revertOvsConvert(env, step.params, ctx);
+    case 'sriov-enable':
+      return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
+    case 'reboot':
+      return apply ? applyReboot(env, ctx, commandId) : nothing('a reboot cannot be undone; nothing to revert');
+    case 'verify':
+      return apply
+        ? applyVerify(env, step.params, ctx, rolloutId)
+        : nothing('a traffic check changes nothing; nothing to revert');
+  }
+}
