@@ -12,7 +12,7 @@ interface Deps {
   onChange(): void;
 }
 
-interface Action<A> {
+export interface Action<A> {
   /** Throws with the reason the action does not apply now (an update's validator). */
   check(a: A): void;
   apply(a: A): void;

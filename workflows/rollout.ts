@@ -11,10 +11,10 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { ControllerActivities } from '../activities/controller/types.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import type {
-  HostAction,
   HostState,
   HostStatus,
   OperatorAction,
@@ -37,7 +37,7 @@ import {
   rolloutStatusQuery,
 } from './messages.js';
 import { audit, userActor } from './audit.js';
-import { createOperatorActions, type HostPatch } from './operator.js';
+import { createOperatorActions, type Action, type HostPatch } from './operator.js';
 import { planWaves, resolveCount } from './waves.js';
 import { startDecision } from './windows.js';
 
@@ -118,34 +118,28 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       ...(a.hostId ? { hostId: a.hostId } : {}),
       data: { action: name, ...(a.reason ? { reason: a.reason } : {}), state: status.state },
     });
-  for (const name of OPERATOR_ACTIONS) {
+  /** An action as an update (validated, answered with the status) and as a signal of the same name. */
+  function handle<A extends OperatorAction>(
+    name: keyof typeof ACTION_EVENTS,
+    update: UpdateDefinition<RolloutStatus, [A]>,
+    signal: SignalDefinition<[A]>,
+    action: Action<A>,
+  ): void {
     setHandler(
-      operatorUpdates[name],
-      async (a: OperatorAction) => {
-        actions[name].apply(a);
+      update,
+      async (a: A) => {
+        action.apply(a);
         await auditAction(name, a);
         return status;
       },
-      { validator: (a: OperatorAction) => actions[name].check(a) },
+      { validator: (a: A) => action.check(a) },
     );
-    setHandler(operatorSignals[name], async (a) => {
-      if (actions[name].tryApply(a)) await auditAction(name, a);
+    setHandler(signal, async (a: A) => {
+      if (action.tryApply(a)) await auditAction(name, a);
     });
   }
-  for (const name of HOST_ACTIONS) {
-    setHandler(
-      hostUpdates[name],
-      async (a: HostAction) => {
-        actions[name].apply(a);
-        await auditAction(name, a);
-        return status;
-      },
-      { validator: (a: HostAction) => actions[name].check(a) },
-    );
-    setHandler(hostSignals[name], async (a) => {
-      if (actions[name].tryApply(a)) await auditAction(name, a);
-    });
-  }
+  for (const name of OPERATOR_ACTIONS) handle(name, operatorUpdates[name], operatorSignals[name], actions[name]);
+  for (const name of HOST_ACTIONS) handle(name, hostUpdates[name], hostSignals[name], actions[name]);
 
   function setHost(host: HostStatus, patch: HostPatch): void {
     status.counts[host.state] -= 1;
