@@ -16,7 +16,16 @@ import type { RolloutStatus } from '../schemas/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/host/sim-fleet.js';
 import { restartNats, trailEvents } from './audit-helpers.js';
-import { plan, quietLog, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import {
+  plan,
+  quietLog,
+  tempDir,
+  temporalClient,
+  testConfig,
+  waitForOnline,
+  campaignStepsYaml,
+  CAMPAIGN_STEPS,
+} from './helpers/controller.js';
 import { testStack } from './helpers/stack.js';
 
 const stack = testStack();
@@ -29,7 +38,6 @@ let fleet: SimFleetHandle;
 let temporal: Awaited<ReturnType<typeof temporalClient>>;
 let nc: NatsConnection;
 
-const STEPS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'];
 const planYaml = `
 apiVersion: refit/v1
 kind: Campaign
@@ -40,16 +48,7 @@ waves:
   canary: 0
   batchSize: 3
   maxInFlight: 3
-steps:
-  - kind: drain
-  - kind: ovs-convert
-  - kind: sriov-enable
-    params: { nic: ens6, vfs: 7 }
-  - kind: reboot
-    params: { timeout: 2m }
-  - kind: verify
-    params: { targets: [{ address: 10.77.0.1 }], count: 10 }
-  - kind: undrain
+${campaignStepsYaml('2m')}
 `;
 
 beforeAll(async () => {
@@ -142,7 +141,7 @@ describe('NATS restarted in the middle of a rollout', () => {
       const report = ours(AUDIT_CHAINS.host(hostId));
       expect(report.ok, JSON.stringify(report.problems)).toBe(true);
       const chain = events.filter((e) => e.chain === AUDIT_CHAINS.host(hostId));
-      expect(chain.filter((e) => e.type === 'step.succeeded').map((e) => e.step)).toEqual(STEPS);
+      expect(chain.filter((e) => e.type === 'step.succeeded').map((e) => e.step)).toEqual(CAMPAIGN_STEPS);
       // Every start of every command has its request, its start and its result.
       const starts = new Set(chain.map((e) => e.eventId.replace(/\/[^/]+$/, '')));
       for (const start of starts) {

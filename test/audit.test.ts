@@ -34,7 +34,17 @@ import type { RolloutStatus } from '../schemas/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/host/sim-fleet.js';
 import { trailEvents } from './audit-helpers.js';
-import { plan, quietLog, runCli, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import {
+  plan,
+  quietLog,
+  runCli,
+  tempDir,
+  temporalClient,
+  testConfig,
+  waitForOnline,
+  campaignStepsYaml,
+  CAMPAIGN_STEPS,
+} from './helpers/controller.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
 
 const stack = testStack();
@@ -48,7 +58,6 @@ let temporal: Awaited<ReturnType<typeof temporalClient>>;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 
-const STEPS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'];
 const planYaml = (targets: string[], extra = '') => `
 apiVersion: refit/v1
 kind: Campaign
@@ -60,16 +69,7 @@ waves:
   batchSize: 3
   maxInFlight: 3
 ${extra}
-steps:
-  - kind: drain
-  - kind: ovs-convert
-  - kind: sriov-enable
-    params: { nic: ens6, vfs: 7 }
-  - kind: reboot
-    params: { timeout: 1m }
-  - kind: verify
-    params: { targets: [{ address: 10.77.0.1 }], count: 10 }
-  - kind: undrain
+${campaignStepsYaml()}
 `;
 
 beforeAll(async () => {
@@ -153,7 +153,7 @@ describe('the audit trail of a simulated rollout', () => {
       const chain = (await hostChain(hostId)).filter((e) => e.rolloutId === id);
       expect(chain.every((e) => e.actor === `host:${hostId}` && e.hostId === hostId)).toBe(true);
       expect(new Set(chain.map((e) => e.workflowId))).toEqual(new Set([hostWorkflowId(hostId)]));
-      expect(chain.filter((e) => e.type === 'step.succeeded').map((e) => e.step)).toEqual(STEPS);
+      expect(chain.filter((e) => e.type === 'step.succeeded').map((e) => e.step)).toEqual(CAMPAIGN_STEPS);
       for (const result of chain.filter((e) => e.type === 'step.succeeded')) {
         const before = chain.filter((e) => e.commandId === result.commandId).map((e) => e.type);
         expect(before).toEqual(['step.requested', 'step.started', 'step.succeeded']);

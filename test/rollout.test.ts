@@ -9,7 +9,16 @@ import { startRollout } from '../cli/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
 import { testStack } from './helpers/stack.js';
-import { plan, quietLog, runCli, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import {
+  plan,
+  quietLog,
+  runCli,
+  tempDir,
+  temporalClient,
+  testConfig,
+  waitForOnline,
+  campaignStepsYaml,
+} from './helpers/controller.js';
 
 const stack = testStack();
 const config = testConfig(stack);
@@ -31,16 +40,7 @@ waves:
   batchSize: 2
   maxInFlight: 2
 ${extra}
-steps:
-  - kind: drain
-  - kind: ovs-convert
-  - kind: sriov-enable
-    params: { nic: ens6, vfs: 7 }
-  - kind: reboot
-    params: { timeout: 1m }
-  - kind: verify
-    params: { targets: [{ address: 10.77.0.1 }], count: 10 }
-  - kind: undrain
+${campaignStepsYaml()}
 `;
 
 async function runToEnd(yaml: string): Promise<RolloutStatus> {

@@ -44,6 +44,23 @@ export function plan(yaml: string): Plan {
   return parsed.plan;
 }
 
+/** The whole campaign, in order: what every host of `campaignStepsYaml` goes through. */
+export const CAMPAIGN_STEPS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'];
+
+/** The `steps:` of a plan running the whole campaign on simulated hosts; the reboot waits up to `rebootTimeout`. */
+export function campaignStepsYaml(rebootTimeout = '1m'): string {
+  return `steps:
+  - kind: drain
+  - kind: ovs-convert
+  - kind: sriov-enable
+    params: { nic: ens6, vfs: 7 }
+  - kind: reboot
+    params: { timeout: ${rebootTimeout} }
+  - kind: verify
+    params: { targets: [{ address: 10.77.0.1 }], count: 10 }
+  - kind: undrain`;
+}
+
 /** Wait until every host reports presence, as a rollout's target resolution will see it. */
 export async function waitForOnline(
   config: RefitConfig,
