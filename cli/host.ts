@@ -59,7 +59,14 @@ export function registerHostCommands(program: Command): void {
       const hostId = checked(HostId, opts.id, '--id');
       const driver = checked(Driver, opts.driver, '--driver');
       const config = loadConfig();
-      const labels = withUsage(() => parseLabels(opts.labels ?? ''));
+      // What every host process needs, whatever its driver.
+      const common = {
+        hostId,
+        natsUrl: config.natsUrl,
+        credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+        labels: withUsage(() => parseLabels(opts.labels ?? '')),
+        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+      };
       if (driver !== 'sim') {
         const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
         const log = createLogger('refit-host', { hostId, driver });
@@ -67,18 +74,7 @@ export function registerHostCommands(program: Command): void {
           driver === 'testbed'
             ? await createTestbedDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
             : createLinuxDriver({ hostId, stateDir, confirm: fileConfirmation(stateDir), log });
-        const host = await startHostProcess(
-          {
-            hostId,
-            natsUrl: config.natsUrl,
-            credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
-            stateDir,
-            labels,
-            log,
-            presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
-          },
-          real,
-        );
+        const host = await startHostProcess({ ...common, stateDir, log }, real);
         process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);
         await untilStopSignal();
         await host.stop();
@@ -88,13 +84,9 @@ export function registerHostCommands(program: Command): void {
       const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim', hostId));
       const log = createLogger('refit-host', { hostId, simulated: true });
       const host = await startSimHost({
-        hostId,
-        natsUrl: config.natsUrl,
-        credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+        ...common,
         stateDir,
-        labels,
         log,
-        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
         ...optional('speed', positive(opts.speed, '--speed')),
       });
       process.stderr.write(
