@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Client, Connection } from '@temporalio/client';
 import { readInventory } from '../cli/hosts.js';
+import { hostWorkflowId } from '../schemas/names.js';
 import { getRolloutStatus } from '../cli/rollout-status.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { controllerIdentity, freePorts, startStack, stopStack } from '../cli/dev/stack.js';
@@ -141,15 +142,29 @@ export async function mapLimit<T, R>(items: readonly T[], parallel: number, fn: 
 /**
  * The rollout's final status. A rollout that pauses (its failure budget is spent) or outlives
  * `timeoutMs` would wait for an operator forever: it is terminated, and its last status returned.
+ * With `progressEveryMs`, its counts are said that often.
  */
-export async function awaitRollout(h: Harness, id: string, timeoutMs: number): Promise<RolloutStatus> {
+export async function awaitRollout(
+  h: Harness,
+  id: string,
+  timeoutMs: number,
+  { progressEveryMs }: { progressEveryMs?: number } = {},
+): Promise<RolloutStatus> {
   const handle = h.client.workflow.getHandle(id);
   const result = handle.result() as Promise<RolloutStatus>;
   const deadline = Date.now() + timeoutMs;
+  let saidAt = Date.now();
   for (;;) {
     const done = await Promise.race([result, sleep(3_000).then(() => undefined)]);
     if (done !== undefined) return done;
     const status = await getRolloutStatus(h.client, id).catch(() => undefined);
+    if (status && progressEveryMs !== undefined && Date.now() - saidAt >= progressEveryMs) {
+      saidAt = Date.now();
+      const c = status.counts;
+      h.say(
+        `rollout ${id}: ${c.succeeded} succeeded, ${c.running} running, ${c.failed} failed, run ${status.runs + 1}`,
+      );
+    }
     const late = Date.now() > deadline;
     if (status?.state === 'paused' || late) {
       const why = late ? `not done after ${timeoutMs / 1000} s` : `paused: ${status?.message ?? ''}`;
@@ -165,4 +180,43 @@ export async function awaitRollout(h: Harness, id: string, timeoutMs: number): P
       return { ...failed, state: 'failed', message: why };
     }
   }
+}
+
+/** Read until `done` says the answer is complete or `timeoutMs` has passed; the last answer. */
+export async function settle<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await sleep(2_000);
+  }
+}
+
+/**
+ * History events of each run of a rollout (it continues as new), oldest first. Temporal's
+ * visibility lists a run a little after it closes: read until it lists the runs the status counted.
+ * The last run's length comes from its own record.
+ */
+export async function rolloutRunEvents(h: Harness, status: RolloutStatus): Promise<number[]> {
+  const runs = await settle(
+    async () => {
+      const runs: { startedAt: number; runId: string; events: number }[] = [];
+      for await (const run of h.client.workflow.list({ query: `WorkflowId = '${status.id}'` })) {
+        runs.push({ startedAt: run.startTime.getTime(), runId: run.runId, events: run.historyLength });
+      }
+      return runs.sort((a, b) => a.startedAt - b.startedAt);
+    },
+    (runs) => runs.length === status.runs + 1,
+    120_000,
+  );
+  const last = runs.at(-1);
+  if (last) last.events = (await h.client.workflow.getHandle(status.id, last.runId).describe()).historyLength;
+  return runs.map((r) => r.events);
+}
+
+/** History events of each host's host workflow (its latest run). */
+export function hostHistoryLengths(h: Harness, hostIds: readonly string[]): Promise<number[]> {
+  return mapLimit(hostIds, 16, async (hostId) =>
+    Number((await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe()).historyLength),
+  );
 }

@@ -69,6 +69,38 @@ export class RssWatcher {
   }
 }
 
+/** CPU seconds (waited-for children included) and peak RSS of named processes, from now until `stop()`. */
+export class ProcessMeter<K extends string> {
+  private readonly rss: RssWatcher;
+  private readonly before: Record<string, ProcSample | undefined>;
+  private result: { cpuS: Record<K, number>; peakRssMb: Record<K, number> } | undefined;
+
+  constructor(
+    private readonly pids: Readonly<Record<K, number>>,
+    everyMs = 500,
+  ) {
+    this.rss = new RssWatcher(pids, everyMs);
+    this.before = this.sampleAll();
+  }
+
+  private sampleAll(): Record<string, ProcSample | undefined> {
+    return Object.fromEntries(Object.entries<number>(this.pids).map(([k, pid]) => [k, sampleProcess(pid)]));
+  }
+
+  /** Stop measuring (a second call returns the same); NaN for a process that could not be read. */
+  stop(): { cpuS: Record<K, number>; peakRssMb: Record<K, number> } {
+    if (this.result) return this.result;
+    const after = this.sampleAll();
+    const peak = this.rss.stop();
+    const keys = Object.keys(this.pids) as K[];
+    this.result = {
+      cpuS: Object.fromEntries(keys.map((k) => [k, cpuBetween(this.before[k], after[k])])) as Record<K, number>,
+      peakRssMb: Object.fromEntries(keys.map((k) => [k, peak[k] ?? NaN])) as Record<K, number>,
+    };
+    return this.result;
+  }
+}
+
 /** The 1-minute load average: how busy the shared machine was around a run. */
 export function loadAverage(): number {
   return Math.round((os.loadavg()[0] ?? NaN) * 100) / 100;

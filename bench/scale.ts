@@ -1,14 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { enrollHosts } from '../cli/dev/enroll.js';
 import { startRollout } from '../cli/rollout.js';
-import { getRolloutStatus } from '../cli/rollout-status.js';
-import { hostWorkflowId, SEARCH_ATTRIBUTES } from '../schemas/names.js';
+import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
 import type { HostState } from '../schemas/rollout.js';
 import { simHostIds } from '../workers/host/sim-fleet.js';
-import { awaitRollout, mapLimit, startFleet, waitForOnline, type Harness } from './harness.js';
+import {
+  awaitRollout,
+  hostHistoryLengths,
+  rolloutRunEvents,
+  settle,
+  startFleet,
+  waitForOnline,
+  type Harness,
+} from './harness.js';
 import { benchPlan, NO_WAIT } from './plans.js';
-import { cpuBetween, loadAverage, RssWatcher, sampleProcess } from './proc.js';
+import { loadAverage, ProcessMeter } from './proc.js';
 import { round } from './stats.js';
 
 export interface ScaleOptions {
@@ -110,69 +116,47 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
       ...Object.fromEntries(fleets.map((f, i) => [`fleet${i}`, f.pid])),
     };
     // Each process's own peak; the fleets' figure is the sum of their peaks, an upper bound.
-    let peak: Record<string, number> = {};
-    const rss = new RssWatcher(pids, 2_000);
-    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
+    const meter = new ProcessMeter(pids, 2_000);
     const id = `bench-scale-${allIds.length}-${randomBytes(3).toString('hex')}`;
     h.say(`scale: rollout ${id} across ${allIds.length} hosts, ${maxInFlight} in flight, steps ${STEPS.join(',')}`);
     const loadAtStart = loadAverage();
     const started = performance.now();
-    await startRollout(h.client, h.config.taskQueue, plan, id);
-    const progress = setInterval(() => {
-      void getRolloutStatus(h.client, id)
-        .then((s) =>
-          h.say(
-            `scale: ${s.counts.succeeded} succeeded, ${s.counts.running} running, ${s.counts.failed} failed, run ${s.runs + 1}`,
-          ),
-        )
-        .catch(() => undefined);
-    }, 60_000);
-    const status = await awaitRollout(h, id, 7_200_000).finally(() => {
-      clearInterval(progress);
-      peak = rss.stop();
-    });
+    const status = await startRollout(h.client, h.config.taskQueue, plan, id)
+      .then(() => awaitRollout(h, id, 7_200_000, { progressEveryMs: 60_000 }))
+      .finally(() => meter.stop());
     const wallS = (performance.now() - started) / 1000;
     const loadAtEnd = loadAverage();
-    const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
-    const cpu = (k: string) => cpuBetween(before[k], after[k]);
+    const { cpuS: cpu, peakRssMb: peak } = meter.stop();
     const fleetKeys = fleets.map((_, i) => `fleet${i}`);
+    const sum = (values: Record<string, number>) => fleetKeys.reduce((total, k) => total + (values[k] ?? NaN), 0);
     const cpuS = {
-      controller: round(cpu('controller')),
-      fleets: round(fleetKeys.reduce((sum, k) => sum + cpu(k), 0)),
-      temporal: round(cpu('temporal')),
-      nats: round(cpu('nats')),
+      controller: round(cpu.controller),
+      fleets: round(sum(cpu)),
+      temporal: round(cpu.temporal),
+      nats: round(cpu.nats),
       total: 0,
     };
     cpuS.total = round(cpuS.controller + cpuS.fleets + cpuS.temporal + cpuS.nats);
     if (status.state !== 'completed') h.say(`scale: rollout ${id} ended ${status.state}: ${status.message ?? ''}`);
 
-    // Visibility catches up after the workflows close: read it until it has every run and host.
-    let eventsPerRun: number[] = [];
-    let completed = 0;
-    for (const deadline = Date.now() + 120_000; ; await sleep(2_000)) {
-      const runs: { startedAt: number; runId: string; events: number }[] = [];
-      for await (const run of h.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
-        runs.push({ startedAt: run.startTime.getTime(), runId: run.runId, events: run.historyLength });
-      }
-      runs.sort((a, b) => a.startedAt - b.startedAt);
-      // The last run's own record, not visibility's, for its final length.
-      const last = runs.at(-1);
-      if (last) last.events = (await h.client.workflow.getHandle(id, last.runId).describe()).historyLength;
-      eventsPerRun = runs.map((r) => r.events);
-      completed = Number(
-        (
-          await h.client.workflow.count(
-            `${SEARCH_ATTRIBUTES.rolloutId} = '${id}' AND WorkflowType = 'hostMaintenance' AND ExecutionStatus = 'Completed'`,
-          )
-        ).count,
-      );
-      const caughtUp = runs.length === status.runs + 1 && completed >= status.counts.succeeded;
-      if (caughtUp || Date.now() > deadline) break;
-    }
+    const eventsPerRun = await rolloutRunEvents(h, status);
+    // Visibility counts a host workflow a little after it closes.
+    const completed = await settle(
+      async () =>
+        Number(
+          (
+            await h.client.workflow.count(
+              `${SEARCH_ATTRIBUTES.rolloutId} = '${id}' AND WorkflowType = 'hostMaintenance' AND ExecutionStatus = 'Completed'`,
+            )
+          ).count,
+        ),
+      (n) => n >= status.counts.succeeded,
+      120_000,
+    );
     const step = Math.max(1, Math.floor(allIds.length / HISTORY_SAMPLE));
-    const sample = allIds.filter((_, i) => i % step === 0);
-    const lengths = await mapLimit(sample, 16, async (hostId) =>
-      Number((await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe()).historyLength),
+    const lengths = await hostHistoryLengths(
+      h,
+      allIds.filter((_, i) => i % step === 0),
     );
     const totalEvents = eventsPerRun.reduce((a, b) => a + b, 0);
     return {
@@ -190,13 +174,10 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
       hostsPerS: round(allIds.length / wallS, 2),
       cpuS,
       peakRssMb: {
-        controller: round(peak.controller ?? NaN, 0),
-        fleets: round(
-          fleetKeys.reduce((sum, k) => sum + (peak[k] ?? NaN), 0),
-          0,
-        ),
-        temporal: round(peak.temporal ?? NaN, 0),
-        nats: round(peak.nats ?? NaN, 0),
+        controller: round(peak.controller, 0),
+        fleets: round(sum(peak), 0),
+        temporal: round(peak.temporal, 0),
+        nats: round(peak.nats, 0),
       },
       rollout: {
         runs: eventsPerRun.length,

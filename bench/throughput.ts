@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { startRollout } from '../cli/rollout.js';
-import { hostWorkflowId } from '../schemas/names.js';
-import { awaitRollout, mapLimit, startFleet, type Harness } from './harness.js';
+import { awaitRollout, hostHistoryLengths, rolloutRunEvents, startFleet, type Harness } from './harness.js';
 import { FIVE_STEPS, NO_WAIT, benchPlan } from './plans.js';
-import { cpuBetween, loadAverage, RssWatcher, sampleProcess } from './proc.js';
+import { loadAverage, ProcessMeter } from './proc.js';
 import { round } from './stats.js';
 
 export interface ThroughputRun {
@@ -68,39 +67,32 @@ export async function measureThroughput(
       temporal: h.stack.temporal.pid,
       nats: h.stack.nats.pid,
     };
-    const rss = new RssWatcher(pids);
-    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
+    const meter = new ProcessMeter(pids);
     const id = `bench-n${n}-${randomBytes(3).toString('hex')}`;
     h.say(`throughput: rollout ${id} across ${n} hosts, ${maxInFlight} in flight`);
     const loadAtStart = loadAverage();
     const started = performance.now();
-    await startRollout(h.client, h.config.taskQueue, plan, id);
-    const status = await awaitRollout(h, id, Math.max(600_000, n * 3_000));
+    const status = await startRollout(h.client, h.config.taskQueue, plan, id)
+      .then(() => awaitRollout(h, id, Math.max(600_000, n * 3_000)))
+      .finally(() => meter.stop());
     const wallS = (performance.now() - started) / 1000;
     const loadAtEnd = loadAverage();
-    const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, sampleProcess(pid)]));
-    const peak = rss.stop();
-    const cpu = (k: keyof typeof pids) => round(cpuBetween(before[k], after[k]));
+    const { cpuS: cpu, peakRssMb: peak } = meter.stop();
     const cpuS = {
-      controller: cpu('controller'),
-      fleet: cpu('fleet'),
-      temporal: cpu('temporal'),
-      nats: cpu('nats'),
+      controller: round(cpu.controller),
+      fleet: round(cpu.fleet),
+      temporal: round(cpu.temporal),
+      nats: round(cpu.nats),
       total: 0,
     };
     cpuS.total = round(cpuS.controller + cpuS.fleet + cpuS.temporal + cpuS.nats);
     if (status.state !== 'completed') h.say(`throughput: rollout ${id} ended ${status.state}: ${status.message ?? ''}`);
 
-    const hostLengths = await mapLimit(fleet.info.hostIds, 16, async (hostId) =>
-      Number((await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe()).historyLength),
-    );
+    const hostLengths = await hostHistoryLengths(h, fleet.info.hostIds);
     // A large rollout continues as new; its history is the sum over its runs.
-    let rolloutLength = 0;
-    let rolloutRuns = 0;
-    for await (const run of h.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
-      rolloutLength += run.historyLength;
-      rolloutRuns++;
-    }
+    const runEvents = await rolloutRunEvents(h, status);
+    const rolloutLength = runEvents.reduce((a, b) => a + b, 0);
+    const rolloutRuns = runEvents.length;
     const hostSum = hostLengths.reduce((a, b) => a + b, 0);
     const hostSteps = n * FIVE_STEPS.length;
     return {
@@ -117,12 +109,12 @@ export async function measureThroughput(
       cpuS,
       cpuMsPerHostStep: round((cpuS.total * 1000) / hostSteps),
       peakRssMb: {
-        controller: round(peak.controller ?? NaN, 0),
-        fleet: round(peak.fleet ?? NaN, 0),
-        temporal: round(peak.temporal ?? NaN, 0),
-        nats: round(peak.nats ?? NaN, 0),
+        controller: round(peak.controller, 0),
+        fleet: round(peak.fleet, 0),
+        temporal: round(peak.temporal, 0),
+        nats: round(peak.nats, 0),
       },
-      fleetRssPerHostMb: round((peak.fleet ?? NaN) / n),
+      fleetRssPerHostMb: round(peak.fleet / n),
       historyEvents: {
         rollout: rolloutLength,
         rolloutRuns,
