@@ -64,9 +64,8 @@ stamp="node_modules/.refit-lock-hash"
 want="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing npm dependencies"
-  # `npm install` honours package-lock.json as `npm ci` would; npm 11's `npm ci` refuses this lock
-  # because it lacks entries for other platforms' optional @swc/core builds (an npm lockfile bug).
-  npm install --no-audit --no-fund --loglevel=error
+  # `npm ci` installs exactly the lock and refuses a lock that disagrees with package.json.
+  npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
 fi
 npm run --silent build
