@@ -1,4 +1,4 @@
-import type { DispatchRequest } from '../activities/controller/types.js';
+import type { DispatchRequest } from '../schemas/activities.js';
 import type { StepOutcome } from '../schemas/steps.js';
 
 /**

@@ -1,5 +1,5 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { DispatchRequest } from '../activities/controller/types.js';
+import type { DispatchRequest } from '../schemas/activities.js';
 import type { BenchActivities } from './activities.js';
 
 /** Bench-only workflows, on their own task queue; never part of the controller's bundle. */

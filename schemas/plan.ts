@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseDocument } from 'yaml';
 import { Duration, HostId, LabelKey, Labels } from './common.js';
 import { PlanStep } from './steps.js';
-import { longestWindowMs } from '../workflows/windows.js';
+import { longestWindowMs } from './windows.js';
 
 /** "25%" or a whole number of hosts. */
 const CountOrPercent = z.union([

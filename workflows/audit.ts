@@ -1,5 +1,5 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { ControllerActivities } from '../activities/controller/types.js';
+import type { ControllerActivities } from '../schemas/activities.js';
 import type { AuditRecordInput } from '../schemas/audit.js';
 
 const { recordAudit } = proxyActivities<ControllerActivities>({

@@ -7,7 +7,7 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { ControllerActivities } from '../activities/controller/types.js';
+import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities } from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
@@ -26,7 +26,7 @@ function activitiesFor(step: PlanStep) {
     retry: {
       initialInterval: '1s',
       maximumInterval: '20s',
-      nonRetryableErrorTypes: ['StepFailed', 'RebootTimeout', 'InvalidStep'],
+      nonRetryableErrorTypes: NON_RETRYABLE_STEP_ERRORS,
     },
   });
 }

@@ -12,7 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
-import type { ControllerActivities } from '../activities/controller/types.js';
+import type { ControllerActivities } from '../schemas/activities.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import type {
   HostState,
@@ -39,7 +39,7 @@ import {
 import { audit, userActor } from './audit.js';
 import { createOperatorActions, type Action, type HostPatch } from './operator.js';
 import { planWaves, resolveCount } from './waves.js';
-import { startDecision } from './windows.js';
+import { startDecision } from '../schemas/windows.js';
 
 const { resolveTargets, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
   startToCloseTimeout: '1m',

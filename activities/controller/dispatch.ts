@@ -17,7 +17,7 @@ import { chooseDestinations, NoDestinationError } from './inventory.js';
 import { ensureHostConsumer } from '../../workers/messaging.js';
 import type { Logger } from '../../workers/log.js';
 import type { BucketFollower } from './bucket-follower.js';
-import type { DispatchRequest } from './types.js';
+import type { DispatchRequest } from '../../schemas/activities.js';
 
 const HEARTBEAT_EVERY_MS = 3_000;
 /** After asking a host to cancel, how long to wait for it to say it stopped. */

@@ -9,7 +9,7 @@ import { createDispatchStep } from './dispatch.js';
 import { selectTargets } from './inventory.js';
 import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
-import type { ControllerActivities } from './types.js';
+import type { ControllerActivities } from '../../schemas/activities.js';
 
 export interface ControllerDeps {
   nc: NatsConnection;

@@ -1,6 +1,6 @@
 import { isOnline, type HostPresence } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
-import type { TargetResolution } from './types.js';
+import type { TargetResolution } from '../../schemas/activities.js';
 
 /**
  * The hosts a plan names, plus the hosts that carry every label of its selector, less those whose

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { isOnline, type HostPresence } from '../../schemas/host.js';
 import type { Logger } from '../../workers/log.js';
 import { WaitTimeoutError, type BucketFollower } from './bucket-follower.js';
-import type { AwaitRebootRequest, AwaitRebootResult } from './types.js';
+import type { AwaitRebootRequest, AwaitRebootResult } from '../../schemas/activities.js';
 
 /**
  * A reboot is proven by a new boot id from a host that reports again, never by silence.

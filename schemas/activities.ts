@@ -1,7 +1,7 @@
-import type { StepKind, StepOutcome } from '../../schemas/steps.js';
-import type { StepMode } from '../../schemas/command.js';
-import type { Plan } from '../../schemas/plan.js';
-import type { AuditRecordInput, AuditRecorded } from '../../schemas/audit.js';
+import type { StepKind, StepOutcome } from './steps.js';
+import type { StepMode } from './command.js';
+import type { Plan } from './plan.js';
+import type { AuditRecordInput, AuditRecorded } from './audit.js';
 
 export interface DispatchRequest {
   rolloutId: string;
@@ -48,5 +48,5 @@ export interface ControllerActivities {
   recordAudit(input: AuditRecordInput): Promise<AuditRecorded>;
 }
 
-/** Failure types that retrying cannot fix. */
-export const NON_RETRYABLE_ERRORS = ['StepFailed', 'RebootTimeout', 'HostUnknown', 'InvalidStep'] as const;
+/** Failure types of the step activities that retrying cannot fix; each is thrown as `ApplicationFailure.nonRetryable`. */
+export const NON_RETRYABLE_STEP_ERRORS = ['StepFailed', 'RebootTimeout', 'InvalidStep'];
