@@ -11,7 +11,7 @@ import { CommandStatus } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
 import { credsFile, type RefitConfig } from './config.js';
 import type { Logger } from './log.js';
-import { ensureMessaging } from './messaging.js';
+import { ensureHostConsumer, ensureMessaging } from './messaging.js';
 import { connectNats } from './nats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -64,7 +64,14 @@ export async function startControllerWorker(
     ...(existsSync(WORKFLOW_BUNDLE)
       ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
       : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControllerActivities({ nc, results, presence, leases: await kvm.open(BUCKETS.leases), log }),
+    activities: createControllerActivities({
+      nc,
+      results,
+      presence,
+      leases: await kvm.open(BUCKETS.leases),
+      ensureHostConsumer: (hostId) => ensureHostConsumer(nc, hostId),
+      log,
+    }),
     // Dispatch activities mostly wait on hosts; one per host in flight.
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
   });

@@ -11,7 +11,7 @@ import {
 import { linkOf } from '../audit/hash.js';
 import { adminChainStore, allowAuditDirectGet, readAt, type ChainStore } from '../audit/store.js';
 import { appendToChain, readTail } from '../audit/writer.js';
-import type { Logger } from '../../workers/log.js';
+import type { Logger } from 'pino';
 
 export interface AuditDeps {
   nc: NatsConnection;

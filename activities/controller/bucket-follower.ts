@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { KvWatchInclude } from '@nats-io/kv';
 import type { z } from 'zod';
-import type { Logger } from '../../workers/log.js';
+import type { Logger } from 'pino';
 
 type Listener<T> = (value: T) => void;
 

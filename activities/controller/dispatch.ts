@@ -14,8 +14,7 @@ import { STEP_PARAMS, type StepOutcome } from '../../schemas/steps.js';
 import { problemsOf } from '../../schemas/plan.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { chooseDestinations, NoDestinationError } from './inventory.js';
-import { ensureHostConsumer } from '../../workers/messaging.js';
-import type { Logger } from '../../workers/log.js';
+import type { Logger } from 'pino';
 import type { BucketFollower } from './bucket-follower.js';
 import type { DispatchRequest } from '../../schemas/activities.js';
 
@@ -27,6 +26,8 @@ export interface DispatchDeps {
   nc: NatsConnection;
   results: BucketFollower<typeof CommandStatus>;
   presence: BucketFollower<typeof HostPresence>;
+  /** Make sure the host's durable command consumer exists before its first command. */
+  ensureHostConsumer(hostId: string): Promise<void>;
   log: Logger;
 }
 
@@ -35,7 +36,7 @@ export interface DispatchDeps {
  * and the activity, so a retry re-sends the same id: JetStream drops the duplicate within its
  * window, and the host answers any later one from its journal.
  */
-export function createDispatchStep({ nc, results, presence, log }: DispatchDeps) {
+export function createDispatchStep({ nc, results, presence, ensureHostConsumer, log }: DispatchDeps) {
   const js = jetstream(nc);
   return async function dispatchStep(req: DispatchRequest): Promise<StepOutcome> {
     const ctx = Context.current();
@@ -104,7 +105,7 @@ export function createDispatchStep({ nc, results, presence, log }: DispatchDeps)
       settled.catch(() => undefined);
       const known = await results.fetch(key);
       if (!known) {
-        await ensureHostConsumer(nc, req.hostId);
+        await ensureHostConsumer(req.hostId);
         await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
         stepLog.info({ attempt: ctx.info.attempt }, 'step sent');
       } else {

@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
-import type { Logger } from '../../workers/log.js';
+import type { Logger } from 'pino';
 import { createRecordAudit } from './audit.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
@@ -16,6 +16,7 @@ export interface ControllerDeps {
   results: BucketFollower<typeof CommandStatus>;
   presence: BucketFollower<typeof HostPresence>;
   leases: KV;
+  ensureHostConsumer(hostId: string): Promise<void>;
   log: Logger;
 }
 

@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { isOnline, type HostPresence } from '../../schemas/host.js';
-import type { Logger } from '../../workers/log.js';
+import type { Logger } from 'pino';
 import { WaitTimeoutError, type BucketFollower } from './bucket-follower.js';
 import type { AwaitRebootRequest, AwaitRebootResult } from '../../schemas/activities.js';
 
