@@ -2,7 +2,7 @@ import path from 'node:path';
 import { StorageType } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { DispatchRequest } from '../schemas/activities.js';
-import { writeJsonAtomic } from '../activities/host/state-file.js';
+import { writeJsonAtomic } from '../activities/files.js';
 import { CommandStatus } from '../schemas/command.js';
 import { BUCKETS, hostWorkflowId } from '../schemas/names.js';
 import type { HostMaintenanceInput, HostMaintenanceResult } from '../schemas/rollout.js';

@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { enrollHosts } from '../cli/dev/enroll.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
 import type { HostMaintenanceInput, HostMaintenanceResult } from '../schemas/rollout.js';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { startRollout } from '../cli/rollout.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import type { StepKind } from '../schemas/steps.js';
 import { awaitRollout, mapLimit, startFleet, type Harness } from './harness.js';

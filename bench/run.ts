@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findTool } from '../cli/dev/tools.js';
+import { findTool } from '../workers/dev/tools.js';
 import { ansiblePlaybookBin, projectAnsible, runAnsible } from './ansible.js';
 import { measureDispatch } from './dispatch.js';
 import { measureFootprint } from './footprint.js';

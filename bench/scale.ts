@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { enrollHosts } from '../cli/dev/enroll.js';
-import { startRollout } from '../cli/rollout.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
 import type { HostState } from '../schemas/rollout.js';
 import { simHostIds } from '../workers/host/sim-fleet.js';

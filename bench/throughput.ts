@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { startRollout } from '../cli/rollout.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import { awaitRollout, hostHistoryLengths, rolloutRunEvents, startFleet, type Harness } from './harness.js';
 import { FIVE_STEPS, NO_WAIT, benchPlan } from './plans.js';
 import { loadAverage, ProcessMeter } from './proc.js';

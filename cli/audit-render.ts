@@ -1,6 +1,6 @@
-import { diffStates, renderChanges } from '../activities/audit/diff.js';
+import { changesOf, renderChanges } from '../activities/audit/diff.js';
 import type { VerifyReport } from '../activities/audit/verify.js';
-import { StateChange, StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
+import { StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
 import { parseDuration } from '../schemas/common.js';
 import { z } from 'zod';
 
@@ -63,15 +63,6 @@ export function summarize(e: StoredAuditEvent): string {
   }
   for (const key of ['reason', 'message', 'mode'] as const) if (typeof d[key] === 'string') return d[key];
   return '';
-}
-
-/** The diff a step result carries, or one computed from its before and after. */
-export function changesOf(e: StoredAuditEvent): StateChange[] {
-  const stored = z.array(StateChange).safeParse(e.data.diff);
-  if (stored.success) return stored.data;
-  return e.data.before !== undefined || e.data.after !== undefined
-    ? diffStates(e.data.before ?? {}, e.data.after ?? {})
-    : [];
 }
 
 /** `refit audit log`: one line per event, oldest first; the first column is a hash prefix `show` accepts. */

@@ -5,8 +5,8 @@ import { readStreamState, readTrail } from '../activities/audit/read.js';
 import { streamStateOf, verifyTrail, type StreamState } from '../activities/audit/verify.js';
 import { AUDIT_CHAINS, AuditRecord } from '../schemas/audit.js';
 import { HostId } from '../schemas/common.js';
-import { loadConfig, withNats } from './clients.js';
-import { UsageError } from './errors.js';
+import { loadConfig, withNats } from '../workers/clients.js';
+import { UsageError } from '../schemas/errors.js';
 import { eventsOf, matches, parseSince, renderEvent, renderLog, renderReport, type LogFilter } from './audit-render.js';
 
 /** `refit audit verify` found a broken, missing or reordered link. */

@@ -16,7 +16,7 @@ import { createTestbedDriver } from '../testbed/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/host/fail-spec.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../schemas/errors.js';
 
 interface HostCommandOptions {
   id: string;

@@ -11,7 +11,7 @@ import { loadConfig, refitHome } from '../workers/config.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
 import { startLabWorkers } from '../testbed/workers.js';
 import { createLogger } from '../workers/log.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../schemas/errors.js';
 
 /** The lab lives in <REFIT_HOME>/lab. */
 export const labDirOf = (home = refitHome()) => path.join(home, 'lab');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { UsageError } from './errors.js';
+import { UsageError } from '../schemas/errors.js';
 
 type Register = (program: Command) => void;
 /**
@@ -8,7 +8,7 @@ type Register = (program: Command) => void;
  * must not load the Temporal worker and client that `refit worker` and `refit rollout` need.
  */
 const COMMANDS: Record<string, () => Promise<Register>> = {
-  dev: async () => (await import('./dev/command.js')).registerDevCommands,
+  dev: async () => (await import('./dev.js')).registerDevCommands,
   worker: async () => (await import('./worker.js')).registerWorkerCommand,
   host: async () => (await import('./host.js')).registerHostCommands,
   'sim-fleet': async () => (await import('./host.js')).registerHostCommands,

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidStepParamsError } from '../activities/host/driver.js';
 import { InterfacesPlanError, planOvsConversion } from '../activities/host/linux/ovs-plan.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../schemas/errors.js';
 
 interface OvsConfigOptions {
   interfaces: string;

@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { hostUpdates, operatorUpdates, type HostActionName, type OperatorActionName } from '../workflows/messages.js';
-import { loadConfig, withTemporal } from './clients.js';
-import { UsageError } from './errors.js';
+import { loadConfig, withTemporal } from '../workers/clients.js';
+import { UsageError } from '../schemas/errors.js';
 import { renderStatus } from './render.js';
 
 const operator = () => process.env.REFIT_OPERATOR ?? `${os.userInfo().username}@${os.hostname()}`;

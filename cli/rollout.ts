@@ -1,61 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import os from 'node:os';
-import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
-import { WorkflowIdConflictPolicy } from '@temporalio/client';
-import { parsePlan, type Plan } from '../schemas/plan.js';
-import type { RolloutInput, RolloutStatus } from '../schemas/rollout.js';
-import type { fleetRollout } from '../workflows/rollout.js';
-import { phaseKey, rolloutIdKey } from '../workflows/messages.js';
-import { loadConfig, withTemporal } from './clients.js';
-import { UsageError } from './errors.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
+import { listRollouts, loadPlan, newRolloutId, startRollout } from '../workers/control/rollouts.js';
+import { loadConfig, withTemporal } from '../workers/clients.js';
+import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
-import { getRolloutStatus } from './rollout-status.js';
+import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-
-/** Read and validate a plan file; every problem is named by its path. */
-export async function loadPlan(file: string): Promise<Plan> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    throw new UsageError(`cannot read plan ${file}: ${(cause as Error).message}`);
-  }
-  const parsed = parsePlan(text);
-  if (!parsed.ok) {
-    const lines = parsed.problems.map((p) => `  ${p.path}: ${p.message}`);
-    throw new UsageError(`plan ${file} is invalid; nothing was started:\n${lines.join('\n')}`);
-  }
-  return parsed.plan;
-}
-
-export function newRolloutId(planName: string, now = new Date()): string {
-  const stamp = now.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
-  return `${planName}-${stamp}-${randomBytes(2).toString('hex')}`;
-}
-
-export async function startRollout(
-  client: Client,
-  taskQueue: string,
-  plan: Plan,
-  rolloutId: string,
-  opts: { historyLimit?: number } = {},
-): Promise<void> {
-  const input: RolloutInput = { rolloutId, plan, startedBy: `${os.userInfo().username}@${os.hostname()}`, ...opts };
-  await client.workflow.start<typeof fleetRollout>('fleetRollout', {
-    workflowId: rolloutId,
-    taskQueue,
-    args: [input],
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-    typedSearchAttributes: [
-      { key: rolloutIdKey, value: rolloutId },
-      { key: phaseKey, value: 'running' },
-    ],
-  });
-}
 
 /**
  * Follow a rollout until it ends (or reaches one of `stopAt`). On a terminal, redraw in place;
@@ -158,23 +111,7 @@ export function registerRolloutCommands(program: Command): void {
     .option('--limit <n>', 'at most this many', '50')
     .action(async (opts: { json?: boolean; limit: string }) => {
       await withTemporal(loadConfig(), async (client) => {
-        const rows: { id: string; state: string; startedAt: string; closedAt: string | null }[] = [];
-        for await (const wf of client.workflow.list({ query: 'WorkflowType = "fleetRollout"' })) {
-          const phase = wf.typedSearchAttributes.get(phaseKey);
-          const state =
-            wf.status.name === 'RUNNING'
-              ? 'running'
-              : wf.status.name === 'CANCELLED'
-                ? 'cancelled'
-                : (phase ?? wf.status.name.toLowerCase());
-          rows.push({
-            id: wf.workflowId,
-            state,
-            startedAt: wf.startTime.toISOString(),
-            closedAt: wf.closeTime?.toISOString() ?? null,
-          });
-          if (rows.length >= Number(opts.limit)) break;
-        }
+        const rows = await listRollouts(client, Number(opts.limit));
         if (opts.json) {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readTrail } from '../activities/audit/read.js';
-import { natsConfigFile } from '../cli/dev/credentials.js';
-import { isStackProcess, logFile } from '../cli/dev/stack.js';
-import { findTool } from '../cli/dev/tools.js';
+import { natsConfigFile } from '../workers/dev/credentials.js';
+import { isStackProcess, logFile } from '../workers/dev/stack.js';
+import { findTool } from '../workers/dev/tools.js';
 import { StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
 import { readStackFile, type StackFile } from '../workers/config.js';
 

@@ -10,7 +10,7 @@ import { readTrail } from '../activities/audit/read.js';
 import { allowAuditDirectGet } from '../activities/audit/store.js';
 import { verifyTrail } from '../activities/audit/verify.js';
 import { createRecordAudit } from '../activities/controller/audit.js';
-import { startRollout } from '../cli/rollout.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import { AUDIT_CHAINS, type AuditRecordInput, type AuditRecorded } from '../schemas/audit.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';

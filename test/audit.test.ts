@@ -11,16 +11,16 @@ import { allowAuditDirectGet, hostChainStore } from '../activities/audit/store.j
 import type { VerifyReport } from '../activities/audit/verify.js';
 import { appendToChain } from '../activities/audit/writer.js';
 import { createRecordAudit } from '../activities/controller/audit.js';
-import { changesOf } from '../cli/audit-render.js';
+import { changesOf } from '../activities/audit/diff.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm } from '@nats-io/kv';
 import { auditCommands } from '../activities/audit/commands.js';
 import type { HostDriver, PreparedStep, StepContext } from '../activities/host/driver.js';
 import { SimDriver } from '../activities/host/sim.js';
-import { enrollHosts } from '../cli/dev/enroll.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
 import { resultKey } from '../schemas/command.js';
 import { startHostWorker } from '../workers/host/worker.js';
-import { startRollout } from '../cli/rollout.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import {
   AUDIT_CHAINS,
   AuditRecord,

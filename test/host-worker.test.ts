@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimDriver, type SimDriverOptions } from '../activities/host/sim.js';
 import { loadSimState } from '../activities/host/sim-state.js';
-import { enrollHosts } from '../cli/dev/enroll.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
 import { CommandStatus, resultKey, type StepCommand } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';

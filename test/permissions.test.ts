@@ -2,7 +2,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { Kvm, type KV } from '@nats-io/kv';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enrollHosts } from '../cli/dev/enroll.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer, inboxPrefix } from '../schemas/names.js';
 import { identityOfHost } from '../workers/nats.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';

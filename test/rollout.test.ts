@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hostWorkflowId } from '../schemas/names.js';
 import { RolloutStatusJson, type RolloutStatus } from '../schemas/rollout.js';
-import { startRollout } from '../cli/rollout.js';
+import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
 import { testStack } from './helpers/stack.js';

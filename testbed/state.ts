@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { readJsonFile, writeJsonAtomic } from '../activities/host/state-file.js';
+import { readJsonFile, writeJsonAtomic } from '../activities/files.js';
 import { HostId, InterfaceName, VmName } from '../schemas/common.js';
 
 /** Network namespace names the lab makes: the prefix, then sw, h<n> or vm<id>. */

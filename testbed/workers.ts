@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Labels } from '../schemas/common.js';
-import { enrollHosts } from '../cli/dev/enroll.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
 import { credsFile } from '../workers/config.js';
 import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
 import { connectNats, identityOfHost } from '../workers/nats.js';

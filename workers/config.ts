@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../activities/files.js';
 import { TASK_QUEUE } from '../schemas/names.js';
 
 /**
@@ -30,8 +31,11 @@ export function refitHome(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.REFIT_HOME ?? '.refit');
 }
 
+/** Where `refit dev up` records the embedded stack it started. */
+export const stackFilePath = (home: string) => path.join(home, 'stack.json');
+
 export function readStackFile(home: string): StackFile | undefined {
-  const file = path.join(home, 'stack.json');
+  const file = stackFilePath(home);
   if (!existsSync(file)) return undefined;
   return JSON.parse(readFileSync(file, 'utf8')) as StackFile;
 }
@@ -63,4 +67,8 @@ export function credsFile(home: string, identity: { host: string } | 'controller
   return typeof identity === 'string'
     ? path.join(home, 'creds', `${identity}.nk`)
     : path.join(home, 'creds', 'hosts', `${identity.host}.nk`);
+}
+
+export function writeStackFile(home: string, stack: StackFile): void {
+  writeFileAtomicSync(stackFilePath(home), JSON.stringify(stack, null, 2) + '\n', { mode: 0o600 });
 }

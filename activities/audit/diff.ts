@@ -1,4 +1,5 @@
-import type { StateChange } from '../../schemas/audit.js';
+import { z } from 'zod';
+import { StateChange, type StoredAuditEvent } from '../../schemas/audit.js';
 import { canonicalJson } from './hash.js';
 
 /** Past this many lines on either side, a text is shown whole as removed and added, not diffed. */
@@ -88,4 +89,13 @@ export function renderChanges(changes: readonly StateChange[]): string[] {
     const show = (v: unknown) => (v === undefined ? '(none)' : typeof v === 'string' ? v : JSON.stringify(v));
     return [`${c.path}: ${show(c.before)} → ${show(c.after)}`];
   });
+}
+
+/** The diff a step result carries, or one computed from its before and after. */
+export function changesOf(e: StoredAuditEvent): StateChange[] {
+  const stored = z.array(StateChange).safeParse(e.data.diff);
+  if (stored.success) return stored.data;
+  return e.data.before !== undefined || e.data.after !== undefined
+    ? diffStates(e.data.before ?? {}, e.data.after ?? {})
+    : [];
 }

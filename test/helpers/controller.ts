@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { parsePlan, type Plan } from '../../schemas/plan.js';
 import { loadConfig, type RefitConfig } from '../../workers/config.js';
-import { readInventory } from '../../cli/hosts.js';
+import { readInventory } from '../../workers/control/inventory.js';
 import { connectNats } from '../../workers/nats.js';
 import { IDENTITIES } from '../../schemas/names.js';
 import { credsFile } from '../../workers/config.js';

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { inject } from 'vitest';
-import { readIdentities } from '../../cli/dev/credentials.js';
-import { enrollHosts } from '../../cli/dev/enroll.js';
-import { controllerIdentity } from '../../cli/dev/stack.js';
+import { readIdentities } from '../../workers/dev/credentials.js';
+import { enrollHosts } from '../../workers/dev/enroll.js';
+import { controllerIdentity } from '../../workers/dev/stack.js';
 import { IDENTITIES } from '../../schemas/names.js';
 import { credsFile } from '../../workers/config.js';
 import { connectNats, identityOfHost } from '../../workers/nats.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { RolloutStatus } from '../../schemas/rollout.js';
-import { startRollout } from '../../cli/rollout.js';
+import { startRollout } from '../../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../../workers/controller.js';
 import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
 import { ovsShowArgv, parseOvsShow } from '../../activities/host/linux/ovs-vsctl.js';

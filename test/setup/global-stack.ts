@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { freePorts, startStack, stopStack } from '../../cli/dev/stack.js';
+import { freePorts, startStack, stopStack } from '../../workers/dev/stack.js';
 
 /** What every test file gets from `inject('stack')`: one Temporal and one NATS for the whole run. */
 export interface ProvidedStack {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AUDIT_CHAINS, AuditDraft } from '../../schemas/audit.js';
-import { readJsonFile, writeJsonAtomic } from '../../activities/host/state-file.js';
+import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
 import type { ChainTail } from '../../activities/audit/hash.js';
 import type { ChainStore } from '../../activities/audit/store.js';
 import { appendToChain } from '../../activities/audit/writer.js';

@@ -3,7 +3,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { CommandStatus, StepCommand, TERMINAL_STATES } from '../../schemas/command.js';
-import { readJsonFile, writeJsonAtomic } from '../../activities/host/state-file.js';
+import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
 
 /** What the host remembers of one command, across restarts of its worker. */
 export const JournalEntry = z.object({

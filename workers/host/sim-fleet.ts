@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { enrollHosts } from '../../cli/dev/enroll.js';
+import { enrollHosts } from '../dev/enroll.js';
 import { SimDriver, type SimDriverOptions } from '../../activities/host/sim.js';
 import type { Labels } from '../../schemas/common.js';
 import { credsFile } from '../config.js';

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StepContext } from '../driver.js';
 import { CommandFailedError, type CommandRunner } from './command.js';
 import type { IfName } from './names.js';
+import { writeFileAtomic } from '../../files.js';
 
 /** Where a host's files are, seen by the host worker (a real host: the real paths; a lab host: under its lab dir). */
 export interface HostPathsEnv {
@@ -60,17 +60,9 @@ export async function readText(file: string): Promise<string | undefined> {
   }
 }
 
-/** Replace a file so that a crash leaves the old or the new content, never half. */
+/** Replace a file atomically and durably; files refit writes under /etc are world-readable as usual. */
 export async function writeTextAtomic(file: string, text: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.refit-${randomBytes(4).toString('hex')}`);
-  await writeFile(tmp, text, { mode: 0o644 });
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeFileAtomic(file, text, { mode: 0o644 });
 }
 
 /** Keep a copy of a file before refit changes it: `<name>.refit-<label>` in the backup dir (the latest per label). */

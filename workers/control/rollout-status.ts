@@ -1,9 +1,9 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { hostWorkflowId } from '../schemas/names.js';
-import type { RolloutState, RolloutStatus } from '../schemas/rollout.js';
-import { hostProgressQuery, rolloutStatusQuery } from '../workflows/messages.js';
-import { UsageError } from './errors.js';
+import { hostWorkflowId } from '../../schemas/names.js';
+import type { RolloutState, RolloutStatus } from '../../schemas/rollout.js';
+import { hostProgressQuery, rolloutStatusQuery } from '../../workflows/messages.js';
+import { UsageError } from '../../schemas/errors.js';
 
 const EXECUTION_STATE: Record<string, RolloutState> = {
   RUNNING: 'running',

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { readStackFile, refitHome } from '../../workers/config.js';
-import { enrollHosts } from './enroll.js';
-import { DEFAULT_PORTS, startStack, stackStatus, stopStack, type ComponentStatus, type StackOptions } from './stack.js';
+import { readStackFile, refitHome } from '../workers/config.js';
+import { enrollHosts } from '../workers/dev/enroll.js';
+import { DEFAULT_PORTS, startStack, stackStatus, stopStack, type ComponentStatus, type StackOptions } from '../workers/dev/stack.js';
 
 interface UpOptions {
   temporalPort: number;

@@ -2,8 +2,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 import { inboxPrefix } from '../../schemas/names.js';
-import { credsFile, readStackFile, type StackFile } from '../../workers/config.js';
-import { authenticatorFromFile, connectNats, identityOfHost } from '../../workers/nats.js';
+import { credsFile, readStackFile, type StackFile } from '../config.js';
+import { authenticatorFromFile, connectNats, identityOfHost } from '../nats.js';
 import { ensureHostIdentities, withIdentityLock, writeUsersConfig } from './credentials.js';
 import { StackError, controllerIdentity, ensureHostConsumers, isStackProcess, logFile, logTail } from './stack.js';
 

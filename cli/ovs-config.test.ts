@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderOvsConfig } from '../../cli/ovs-config.js';
-import { UsageError } from '../../cli/errors.js';
+import { renderOvsConfig } from './ovs-config.js';
+import { UsageError } from '../schemas/errors.js';
 
 const PROXMOX = `auto lo
 iface lo inet loopback

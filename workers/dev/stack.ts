@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_TYPES } from '../../schemas/names.js';
-import { credsFile, readStackFile, type StackFile } from '../../workers/config.js';
-import { ensureHostConsumer, ensureMessaging } from '../../workers/messaging.js';
-import { connectNats, type NatsIdentity } from '../../workers/nats.js';
+import { credsFile, readStackFile, stackFilePath, writeStackFile, type StackFile } from '../config.js';
+import { ensureHostConsumer, ensureMessaging } from '../messaging.js';
+import { connectNats, type NatsIdentity } from '../nats.js';
 import {
   enrolledHostIds,
   ensureCoreIdentities,
@@ -58,7 +58,6 @@ const TEMPORAL_START_TIMEOUT_MS = 90_000;
 const NATS_START_TIMEOUT_MS = 30_000;
 const STOP_SIGNALS = [['SIGTERM', 15_000] as const, ['SIGKILL', 5_000] as const];
 
-const stackFilePath = (home: string) => path.join(home, 'stack.json');
 export const logFile = (home: string, name: 'temporal' | 'nats') => path.join(home, 'logs', `${name}.log`);
 
 /** The controller's NATS identity in a `refit dev` home. */
@@ -350,8 +349,3 @@ async function stopProcess(pid: number, home: string): Promise<void> {
   if (isStackProcess(pid, home)) throw new StackError(`process ${pid} did not stop after SIGKILL`);
 }
 
-function writeStackFile(home: string, stack: StackFile): void {
-  const file = stackFilePath(home);
-  writeFileSync(`${file}.tmp`, JSON.stringify(stack, null, 2) + '\n', { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
-}

@@ -1,9 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { IDENTITIES } from '../schemas/names.js';
-import { credsFile, loadConfig, type RefitConfig } from '../workers/config.js';
-import { connectNats } from '../workers/nats.js';
-import { UsageError } from './errors.js';
+import { credsFile, loadConfig, type RefitConfig } from './config.js';
+import { connectNats } from './nats.js';
+import { UsageError } from '../schemas/errors.js';
 
 export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) => Promise<T>): Promise<T> {
   let connection: Connection;

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createUser } from '@nats-io/nkeys';
@@ -11,8 +11,9 @@ import {
   hostPermissions,
   type NatsPermissions,
 } from '../../schemas/permissions.js';
-import { credsFile } from '../../workers/config.js';
-import { identityOfHost } from '../../workers/nats.js';
+import { credsFile } from '../config.js';
+import { identityOfHost } from '../nats.js';
+import { writeFileAtomicSync } from '../../activities/files.js';
 
 export type IdentityKind = 'controller' | 'cli' | 'host';
 
@@ -189,11 +190,7 @@ function permissionsOf(identity: string, record: IdentityRecord): NatsPermission
 }
 
 function writePrivate(file: string, text: string): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  writeFileAtomicSync(file, text, { mode: 0o600 });
 }
 
 const LOCK_TIMEOUT_MS = 120_000;

@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { z } from 'zod';
+import { RefitError } from '../schemas/errors.js';
+
+export class StateFileError extends RefitError {}
+
+export interface AtomicWriteOptions {
+  /** Permission bits of a new file (default 0o600: refit's state is private). */
+  mode?: number;
+}
+
+const tmpNameOf = (file: string) =>
+  path.join(path.dirname(file), `.${path.basename(file)}.refit-${randomBytes(6).toString('hex')}.tmp`);
+
+/**
+ * Replace a file so that a crash or a power cut leaves the old or the new content, never half of
+ * one: write a temporary file beside it, flush it, rename it over, flush the directory.
+ */
+export async function writeFileAtomic(file: string, text: string, opts: AtomicWriteOptions = {}): Promise<void> {
+  const dir = path.dirname(file);
+  await mkdir(dir, { recursive: true });
+  const tmp = tmpNameOf(file);
+  const handle = await open(tmp, 'w', opts.mode ?? 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is still atomic there.
+  } finally {
+    await dirHandle.close();
+  }
+}
+
+/** {@link writeFileAtomic} for the few callers that cannot await (set-up of the embedded stack). */
+export function writeFileAtomicSync(file: string, text: string, opts: AtomicWriteOptions = {}): void {
+  const dir = path.dirname(file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = tmpNameOf(file);
+  const fd = openSync(tmp, 'w', opts.mode ?? 0o600);
+  try {
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  const dirFd = openSync(dir, 'r');
+  try {
+    fsyncSync(dirFd);
+  } catch {
+    // As above: the rename is atomic even where the directory cannot be flushed.
+  } finally {
+    closeSync(dirFd);
+  }
+}
+
+/** Write JSON atomically (see {@link writeFileAtomic}). */
+export async function writeJsonAtomic(file: string, value: unknown, opts: AtomicWriteOptions = {}): Promise<void> {
+  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', opts);
+}
+
+/** Read and check a JSON state file; undefined when it does not exist. */
+export async function readJsonFile<T extends z.ZodType>(file: string, schema: T): Promise<z.output<T> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StateFileError(`cannot read ${file}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new StateFileError(`${file} is not JSON`, { cause });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success)
+    throw new StateFileError(`${file} is not a valid state file: ${parsed.error.message}`, { cause: parsed.error });
+  return parsed.data;
+}

@@ -1,0 +1,80 @@
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { WorkflowIdConflictPolicy } from '@temporalio/client';
+import { parsePlan, type Plan } from '../../schemas/plan.js';
+import type { RolloutInput } from '../../schemas/rollout.js';
+import type { fleetRollout } from '../../workflows/rollout.js';
+import { phaseKey, rolloutIdKey } from '../../workflows/messages.js';
+import { UsageError } from '../../schemas/errors.js';
+
+/** Read and validate a plan file; every problem is named by its path. */
+export async function loadPlan(file: string): Promise<Plan> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new UsageError(`cannot read plan ${file}: ${(cause as Error).message}`);
+  }
+  const parsed = parsePlan(text);
+  if (!parsed.ok) {
+    const lines = parsed.problems.map((p) => `  ${p.path}: ${p.message}`);
+    throw new UsageError(`plan ${file} is invalid; nothing was started:\n${lines.join('\n')}`);
+  }
+  return parsed.plan;
+}
+
+export function newRolloutId(planName: string, now = new Date()): string {
+  const stamp = now.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
+  return `${planName}-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+export async function startRollout(
+  client: Client,
+  taskQueue: string,
+  plan: Plan,
+  rolloutId: string,
+  opts: { historyLimit?: number } = {},
+): Promise<void> {
+  const input: RolloutInput = { rolloutId, plan, startedBy: `${os.userInfo().username}@${os.hostname()}`, ...opts };
+  await client.workflow.start<typeof fleetRollout>('fleetRollout', {
+    workflowId: rolloutId,
+    taskQueue,
+    args: [input],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+    typedSearchAttributes: [
+      { key: rolloutIdKey, value: rolloutId },
+      { key: phaseKey, value: 'running' },
+    ],
+  });
+}
+
+export interface RolloutRow {
+  id: string;
+  state: string;
+  startedAt: string;
+  closedAt: string | null;
+}
+
+/** Rollouts, newest first, at most `limit`; a closed one shows the phase it recorded. */
+export async function listRollouts(client: Client, limit: number): Promise<RolloutRow[]> {
+  const rows: RolloutRow[] = [];
+  for await (const wf of client.workflow.list({ query: 'WorkflowType = "fleetRollout"' })) {
+    const phase = wf.typedSearchAttributes.get(phaseKey);
+    const state =
+      wf.status.name === 'RUNNING'
+        ? 'running'
+        : wf.status.name === 'CANCELLED'
+          ? 'cancelled'
+          : (phase ?? wf.status.name.toLowerCase());
+    rows.push({
+      id: wf.workflowId,
+      state,
+      startedAt: wf.startTime.toISOString(),
+      closedAt: wf.closeTime?.toISOString() ?? null,
+    });
+    if (rows.length >= limit) break;
+  }
+  return rows;
+}
