@@ -12,10 +12,10 @@ import { readInventory } from '../workers/control/inventory.js';
 import { startControllerWorker } from '../workers/controller.js';
 import { startSimFleet } from '../workers/host/sim-fleet.js';
 import { createLogger } from '../workers/log.js';
-import { labPrerequisitesMissing } from '../testbed/tools.js';
-import { labUp } from '../testbed/up.js';
-import { labDown } from '../testbed/down.js';
-import { startLabWorkers } from '../testbed/workers.js';
+import { labPrerequisitesMissing } from '../lab/tools.js';
+import { labUp } from '../lab/up.js';
+import { labDown } from '../lab/down.js';
+import { startLabWorkers } from '../lab/workers.js';
 
 /**
  * `npm run demo`: the embedded stack, the controller worker and a fleet — the network-namespace lab

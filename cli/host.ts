@@ -12,7 +12,7 @@ import {
   startSimHost,
   untilStopSignal,
 } from '../workers/host/host-process.js';
-import { createTestbedDriver } from '../testbed/driver.js';
+import { createLabDriver } from '../activities/host/lab/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/host/fail-spec.js';
@@ -44,7 +44,7 @@ export function registerHostCommands(program: Command): void {
     .requiredOption('--id <hostId>', 'this host id (a DNS label)')
     .option(
       '--driver <driver>',
-      'where steps run: linux (this machine, as root), testbed (a lab host) or sim (simulated)',
+      'where steps run: linux (this machine, as root), lab (a lab host) or sim (simulated)',
       'linux',
     )
     .option('--labels <k=v,...>', 'inventory labels, e.g. rack=r1,role=hypervisor')
@@ -71,8 +71,8 @@ export function registerHostCommands(program: Command): void {
         const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
         const log = createLogger('refit-host', { hostId, driver });
         const real =
-          driver === 'testbed'
-            ? await createTestbedDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
+          driver === 'lab'
+            ? await createLabDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
             : createLinuxDriver({ hostId, stateDir, confirm: fileConfirmation(stateDir), log });
         const host = await startHostProcess({ ...common, stateDir, log }, real);
         process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);

@@ -1,15 +1,15 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { labDown } from '../testbed/down.js';
-import { clearFaults, injectLoss, injectPortSecurity } from '../testbed/faults.js';
-import { rebootHost } from '../testbed/boot.js';
-import { migrateVm } from '../testbed/migrate.js';
-import { labStatus, type LabStatus } from '../testbed/status.js';
-import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../testbed/state.js';
-import { labUp, LabSetupError } from '../testbed/up.js';
+import { labDown } from '../lab/down.js';
+import { clearFaults, injectLoss, injectPortSecurity } from '../lab/faults.js';
+import { rebootHost } from '../activities/host/lab/boot.js';
+import { migrateVm } from '../activities/host/lab/migrate.js';
+import { labStatus, type LabStatus } from '../lab/status.js';
+import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../activities/host/lab/state.js';
+import { labUp, LabSetupError } from '../lab/up.js';
 import { loadConfig, refitHome } from '../workers/config.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
-import { startLabWorkers } from '../testbed/workers.js';
+import { startLabWorkers } from '../lab/workers.js';
 import { createLogger } from '../workers/log.js';
 import { UsageError } from '../schemas/errors.js';
 
@@ -142,14 +142,14 @@ export function registerLabCommands(program: Command): void {
 
   lab
     .command('agents')
-    .description('run a host worker (testbed driver, own NATS identity) for every lab host, until Ctrl-C')
+    .description('run a host worker (lab driver, own NATS identity) for every lab host, until Ctrl-C')
     .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
     .option('--confirm <mode>', 'how ovs-convert is confirmed: probe (packets from the lab switch) or file', 'probe')
     .action(async (opts: { presenceInterval: string; confirm: string }) => {
       if (opts.confirm !== 'probe' && opts.confirm !== 'file') throw new UsageError('--confirm must be probe or file');
       const state = await usage(() => loadLab(labDirOf()));
       const config = loadConfig();
-      const log = createLogger('refit-lab-agents', { driver: 'testbed' });
+      const log = createLogger('refit-lab-agents', { driver: 'lab' });
       const workers = await startLabWorkers({
         lab: state,
         home: config.home,
@@ -159,7 +159,7 @@ export function registerLabCommands(program: Command): void {
         confirm: opts.confirm,
       });
       process.stderr.write(
-        `refit lab agents: ${state.hosts.map((h) => h.id).join(', ')} (testbed driver: real commands in the lab's namespaces), NATS ${config.natsUrl}\n`,
+        `refit lab agents: ${state.hosts.map((h) => h.id).join(', ')} (lab driver: real commands in the lab's namespaces), NATS ${config.natsUrl}\n`,
       );
       await untilStopSignal();
       await workers.stop();

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { HostId, InterfaceName, Labels, VmName } from './common.js';
 
-export const DRIVERS = ['sim', 'testbed', 'linux'] as const;
+export const DRIVERS = ['sim', 'lab', 'linux'] as const;
 export const Driver = z.enum(DRIVERS);
 export type Driver = z.infer<typeof Driver>;
 

@@ -35,7 +35,7 @@ export const VerifyParams = z.strictObject({
   targets: z.array(TrafficTarget).min(1),
   /** Packets per target. */
   count: z.number().int().min(1).max(100_000).default(100),
-  /** Send from this VM's namespace instead of the host (lab/testbed). */
+  /** Send from this VM's namespace instead of the host (lab). */
   fromVm: VmName.optional(),
   maxLossPct: z.number().min(0).max(100).default(1),
   maxRttMs: z.number().positive().optional(),

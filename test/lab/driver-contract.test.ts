@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import { SimDriver } from '../../activities/host/sim.js';
-import { labDown } from '../../testbed/down.js';
-import { createTestbedDriver } from '../../testbed/driver.js';
-import { labUp } from '../../testbed/up.js';
+import { labDown } from '../../lab/down.js';
+import { createLabDriver } from '../../activities/host/lab/driver.js';
+import { labUp } from '../../lab/up.js';
 import { driverContract } from './driver-contract.js';
 import { labSkipReason, testLabDir } from './lab-env.js';
 
@@ -31,10 +31,10 @@ driverContract('sim', async () => {
 });
 
 driverContract(
-  'testbed',
+  'lab',
   async () => {
     const lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix });
-    const driver = await createTestbedDriver({ hostId: 'h1', labDir, stateDir: path.join(scratch, 'testbed-h1') });
+    const driver = await createLabDriver({ hostId: 'h1', labDir, stateDir: path.join(scratch, 'lab-h1') });
     return { driver, hostId: lab.hosts[0]?.id ?? 'h1', nic: 'ens6', totalVfs: 7, whenUp: () => driver.whenUp() };
   },
   { skip },

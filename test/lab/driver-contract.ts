@@ -25,7 +25,7 @@ const ctx = (): StepContext => ({
 let seq = 0;
 
 /**
- * One behavioural suite for every driver (sim, testbed): the same steps, the same observable facts.
+ * One behavioural suite for every driver (sim, lab): the same steps, the same observable facts.
  * `open` gives a host in its initial state: a Linux bridge, no VFs, one VM or more, not cordoned.
  */
 export function driverContract(name: string, open: () => Promise<ContractHost>, opts: { skip?: string } = {}): void {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { labPrerequisitesMissing } from '../../testbed/tools.js';
+import { labPrerequisitesMissing } from '../../lab/tools.js';
 
 /** Why the lab tests cannot run here ('' when they can). Printed once, so a skip is never silent. */
 export function labSkipReason(): string {

@@ -36,7 +36,7 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 
 /**
  * The real runner: execa with an argument array. `prefix` is put in front of every command
- * (the testbed uses `ip netns exec <ns> <host-exec> <root>` to run inside a lab host).
+ * (the lab uses `ip netns exec <ns> <host-exec> <root>` to run inside a lab host).
  */
 export function createExecaRunner(prefix: readonly string[] = []): CommandRunner {
   return async (argv, opts = {}) => {

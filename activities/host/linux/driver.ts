@@ -55,7 +55,7 @@ export function realHostEnv(opts: LinuxDriverOptions, run: CommandRunner): HostE
   };
 }
 
-/** A real Debian/Proxmox hypervisor with libvirt: the same step modules as the testbed, on this machine. */
+/** A real Debian/Proxmox hypervisor with libvirt: the same step modules as the lab driver, on this machine. */
 export class LinuxDriver implements HostDriver {
   readonly kind = 'linux' as const;
   private readonly env: HostEnv;

@@ -34,9 +34,9 @@ export interface VfControl {
 /** Waits for the controller to confirm the host can still be reached after a network change. */
 export type Confirmation = (opts: { commandId: string; deadline: number; signal: AbortSignal }) => Promise<boolean>;
 
-/** Everything a step needs to act on one host. The linux and testbed drivers build it differently. */
+/** Everything a step needs to act on one host. The linux and lab drivers build it differently. */
 export interface HostEnv {
-  /** Runs a command on the host (the testbed prefixes `ip netns exec <ns> ...`). */
+  /** Runs a command on the host (the lab prefixes `ip netns exec <ns> ...`). */
   run: CommandRunner;
   paths: HostPathsEnv;
   vfs: VfControl;
@@ -45,7 +45,7 @@ export interface HostEnv {
   /** `netdev` where Open vSwitch runs without the kernel datapath (the lab). */
   datapathType?: 'netdev';
   confirm: Confirmation;
-  /** Runs a command inside a VM, for traffic checks from it; only the testbed can. */
+  /** Runs a command inside a VM, for traffic checks from it; only the lab can. */
   runInVm?: (vm: string) => CommandRunner;
   /** After the host's bridge was rebuilt: plug the VMs still on it back in (the hypervisor's job). */
   afterBridgeSwitch?: () => Promise<void>;

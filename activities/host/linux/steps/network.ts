@@ -13,7 +13,7 @@ const nothing = (summary: string): StepOutcome => ({ changed: false, summary, be
 
 /**
  * The steps that change a host's own network and boot, applied or reverted the same way by the
- * linux and testbed drivers; `env` (audited) says on which host and through which commands.
+ * linux and lab drivers; `env` (audited) says on which host and through which commands.
  */
 export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepContext): Promise<StepOutcome> {
   const { commandId, rolloutId } = step.command;

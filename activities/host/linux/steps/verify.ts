@@ -52,7 +52,7 @@ export async function probe(
 ): Promise<TrafficStats> {
   const run = fromVm === undefined ? env.run : env.runInVm?.(fromVm);
   if (run === undefined)
-    throw new InvalidStepParamsError('verify: fromVm works only where the driver can enter a VM (the testbed)');
+    throw new InvalidStepParamsError('verify: fromVm works only where the driver can enter a VM (the lab)');
   const res = await run(hpingArgv({ address: target.address, port: target.port, count }), {
     okExitCodes: [1],
     timeoutMs: 30_000 + count * 50,

@@ -1,14 +1,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { attachVmPort } from './attach.js';
-import { bootHost } from './boot.js';
+import { attachVmPort } from '../activities/host/lab/attach.js';
+import { bootHost } from '../activities/host/lab/boot.js';
 import { labDown, labNamespaces } from './down.js';
-import { hostRunner, labUpdateGrubScript, rootRunner } from './exec.js';
+import { hostRunner, labUpdateGrubScript, rootRunner } from '../activities/host/lab/exec.js';
 import { writeHostFiles } from './host-files.js';
-import { MAX_HOSTS, MAX_VMS_PER_HOST, planLab, type LabShape } from './layout.js';
+import { MAX_HOSTS, MAX_VMS_PER_HOST, planLab, type LabShape } from '../activities/host/lab/layout.js';
 import { writeLabScripts } from './scripts.js';
-import { labStateFile, saveLab, type LabHost, type LabState, type LabVm } from './state.js';
+import { labStateFile, saveLab, type LabHost, type LabState, type LabVm } from '../activities/host/lab/state.js';
 import { labPrerequisitesMissing } from './tools.js';
 
 export class LabSetupError extends Error {

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { StepOutcome } from '../schemas/steps.js';
-import { StepFailedError, throwIfAborted, type StepContext } from '../activities/host/driver.js';
+import type { StepOutcome } from '../../../schemas/steps.js';
+import { StepFailedError, throwIfAborted, type StepContext } from '../driver.js';
 import { hostPaths } from './layout.js';
 import { locateVms, migrateVm } from './migrate.js';
 import type { LabHost, LabState } from './state.js';

@@ -1,7 +1,7 @@
 import { SWITCH_ADDRESS } from './layout.js';
 import { attachVmPort, detachVmPort, runningBridge } from './attach.js';
 import { rootRunner, vmRunner } from './exec.js';
-import { hpingArgv } from '../activities/host/linux/hping.js';
+import { hpingArgv } from '../linux/hping.js';
 import { labHost, labVm, type LabHost, type LabState, type LabVm } from './state.js';
 
 export class VmNotFoundError extends Error {

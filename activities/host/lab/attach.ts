@@ -1,4 +1,4 @@
-import { CommandFailedError } from '../activities/host/linux/command.js';
+import { CommandFailedError } from '../linux/command.js';
 import {
   ipLinkMasterArgv,
   ipLinkNoMasterArgv,
@@ -6,16 +6,16 @@ import {
   ipLinkUpArgv,
   parseIpLinks,
   type Link,
-} from '../activities/host/linux/ip.js';
-import { ifName } from '../activities/host/linux/names.js';
+} from '../linux/ip.js';
+import { ifName } from '../linux/names.js';
 import {
   ovsAddPortArgv,
   ovsDelPortArgv,
   ovsListPortsJsonArgv,
   parseOvsPorts,
-} from '../activities/host/linux/ovs-vsctl.js';
-import { hpingArgv } from '../activities/host/linux/hping.js';
-import { hostRunner } from './exec.js';
+} from '../linux/ovs-vsctl.js';
+import { hpingArgv, parseHpingStats } from '../linux/hping.js';
+import { hostRunner, switchRunner } from './exec.js';
 import { SWITCH_ADDRESS } from './layout.js';
 import type { LabHost, LabState } from './state.js';
 
@@ -84,4 +84,13 @@ export async function announceHost(lab: LabState, host: LabHost): Promise<void> 
     okExitCodes: [1],
     timeoutMs: 10_000,
   }).catch(() => undefined);
+}
+
+/** A few ICMP echoes from the lab switch to an address inside the lab. */
+export async function reachableFromSwitch(lab: LabState, address: string, count = 3): Promise<boolean> {
+  const res = await switchRunner(lab)(hpingArgv({ address, count, intervalUs: 20_000 }), {
+    okExitCodes: [1],
+    timeoutMs: 15_000,
+  });
+  return parseHpingStats(res.stderr).received > 0;
 }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { createExecaRunner, type CommandRunner } from '../activities/host/linux/command.js';
+import { createExecaRunner, type CommandRunner } from '../linux/command.js';
 import { labBinDir } from './layout.js';
 import type { LabHost, LabState, LabVm } from './state.js';
 

@@ -1,24 +1,24 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { HostFacts } from '../schemas/host.js';
-import type { StepOutcome } from '../schemas/steps.js';
-import { HostDownError, type HostDriver, type PreparedStep, type StepContext } from '../activities/host/driver.js';
-import type { HostEnv } from '../activities/host/linux/host-env.js';
-import { ifName } from '../activities/host/linux/names.js';
-import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
-import { readText, withAudit } from '../activities/host/linux/host-env.js';
-import { observeBridge } from '../activities/host/linux/observe.js';
-import { runNetworkStep } from '../activities/host/linux/steps/network.js';
-import { rebootOwed } from '../activities/host/linux/steps/reboot.js';
+import type { HostFacts } from '../../../schemas/host.js';
+import type { StepOutcome } from '../../../schemas/steps.js';
+import { HostDownError, type HostDriver, type PreparedStep, type StepContext } from '../driver.js';
+import type { HostEnv } from '../linux/host-env.js';
+import { ifName } from '../linux/names.js';
+import { cmdlineHasIommu } from '../linux/grub.js';
+import { readText, withAudit } from '../linux/host-env.js';
+import { observeBridge } from '../linux/observe.js';
+import { runNetworkStep } from '../linux/steps/network.js';
+import { rebootOwed } from '../linux/steps/reboot.js';
 import { rebootHost } from './boot.js';
 import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
-import { labHostEnv, type LabConfirmation } from './host-env.js';
+import { labHostEnv, type LabConfirmation } from './environment.js';
 import { hostPaths } from './layout.js';
 import { vmsOn } from './migrate.js';
 import { labHost, loadLab, type LabHost, type LabState } from './state.js';
 
-export interface TestbedDriverOptions {
+export interface LabDriverOptions {
   hostId: string;
   /** The lab's directory (<REFIT_HOME>/lab). */
   labDir: string;
@@ -30,8 +30,8 @@ export interface TestbedDriverOptions {
 }
 
 /** A lab host: every step runs the linux step modules inside the host's namespace, against its own files. */
-export class TestbedDriver implements HostDriver {
-  readonly kind = 'testbed' as const;
+export class LabDriver implements HostDriver {
+  readonly kind = 'lab' as const;
   private rebooting: Promise<void> | undefined;
 
   private constructor(
@@ -41,11 +41,11 @@ export class TestbedDriver implements HostDriver {
     private readonly log: Logger | undefined,
   ) {}
 
-  static async open(opts: TestbedDriverOptions): Promise<TestbedDriver> {
+  static async open(opts: LabDriverOptions): Promise<LabDriver> {
     const lab = await loadLab(opts.labDir);
     const host = labHost(lab, opts.hostId);
     await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-    const driver = new TestbedDriver(
+    const driver = new LabDriver(
       lab,
       host,
       labHostEnv(lab, host, opts.stateDir, opts.confirm ?? 'probe'),
@@ -53,7 +53,7 @@ export class TestbedDriver implements HostDriver {
     );
     // The worker died between reporting a reboot and doing it: the reboot is still owed.
     if (await rebootOwed(driver.env)) {
-      opts.log?.info({ hostId: host.id }, 'testbed: finishing a reboot that was reported but not done');
+      opts.log?.info({ hostId: host.id }, 'lab: finishing a reboot that was reported but not done');
       void driver.reboot();
     }
     return driver;
@@ -104,7 +104,7 @@ export class TestbedDriver implements HostDriver {
     })();
     ctx.log.info(
       { kind: step.kind, mode: step.mode, changed: outcome.changed },
-      `testbed ${this.host.id}: ${outcome.summary}`,
+      `lab ${this.host.id}: ${outcome.summary}`,
     );
     return { bootId: ((await readText(this.env.paths.bootId)) ?? 'unknown').trim(), ...outcome };
   }
@@ -120,7 +120,7 @@ export class TestbedDriver implements HostDriver {
         const booted = await rebootHost(this.lab, this.host);
         this.log?.info(
           { hostId: this.host.id, bootId: booted.bootId, cmdline: booted.cmdline },
-          'testbed: host is back with a new boot id',
+          'lab: host is back with a new boot id',
         );
       } finally {
         this.rebooting = undefined;
@@ -130,7 +130,7 @@ export class TestbedDriver implements HostDriver {
   }
 }
 
-/** The driver factory the host worker uses for `--driver testbed`. */
-export function createTestbedDriver(opts: TestbedDriverOptions): Promise<TestbedDriver> {
-  return TestbedDriver.open(opts);
+/** The driver factory the host worker uses for `--driver lab`. */
+export function createLabDriver(opts: LabDriverOptions): Promise<LabDriver> {
+  return LabDriver.open(opts);
 }

@@ -2,15 +2,14 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Confirmation, HostEnv, VfControl } from '../activities/host/linux/host-env.js';
-import { fileConfirmation } from '../activities/host/linux/confirm.js';
-import { announceHost, attachVmPort, runningBridge } from './attach.js';
+import type { Confirmation, HostEnv, VfControl } from '../linux/host-env.js';
+import { fileConfirmation } from '../linux/confirm.js';
+import { announceHost, attachVmPort, reachableFromSwitch, runningBridge } from './attach.js';
 import { setLabVfs } from './boot.js';
 import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
 import { hostPaths } from './layout.js';
 import { vmsOn } from './migrate.js';
 import { labVm, type LabHost, type LabState } from './state.js';
-import { reachableFromSwitch } from './status.js';
 
 /** The fake NIC under <root>/sys: the same files a real one has, plus virtfn<n>/vlan for each VF's VLAN. */
 export function labVfControl(host: LabHost): VfControl {

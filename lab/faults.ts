@@ -1,6 +1,6 @@
-import { rootRunner } from './exec.js';
+import { rootRunner } from '../activities/host/lab/exec.js';
 import { parseIpLinks } from '../activities/host/linux/ip.js';
-import type { LabHost, LabState } from './state.js';
+import type { LabHost, LabState } from '../activities/host/lab/state.js';
 
 /**
  * Faults the lab can inject on a host's switch port, for failure-path tests. They live in the switch

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { readJsonFile, writeJsonAtomic } from '../activities/files.js';
-import { HostId, InterfaceName, VmName } from '../schemas/common.js';
+import { readJsonFile, writeJsonAtomic } from '../../files.js';
+import { HostId, InterfaceName, VmName } from '../../../schemas/common.js';
 
 /** Network namespace names the lab makes: the prefix, then sw, h<n> or vm<id>. */
 export const LabPrefix = z.string().regex(/^rf-([a-z0-9]{1,8}-)?$/, 'must be "rf-" or "rf-<tag>-"');

@@ -1,7 +1,7 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { hostExecScript, labUpdateGrubScript } from './exec.js';
-import { labBinDir } from './layout.js';
-import type { LabState } from './state.js';
+import { hostExecScript, labUpdateGrubScript } from '../activities/host/lab/exec.js';
+import { labBinDir } from '../activities/host/lab/layout.js';
+import type { LabState } from '../activities/host/lab/state.js';
 
 // `ip netns exec` gives each command a mount namespace of its own (slave to ours), so the bind
 // mount below is seen by this command and its children only, and disappears with them.

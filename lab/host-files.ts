@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { copyFile, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { hostPaths } from './layout.js';
-import type { LabHost, LabState } from './state.js';
+import { hostPaths } from '../activities/host/lab/layout.js';
+import type { LabHost, LabState } from '../activities/host/lab/state.js';
 
 const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as const;
 /** The ifupdown hooks a lab host gets: Open vSwitch's (openvswitch-switch) and the Linux bridge's (bridge-utils). */

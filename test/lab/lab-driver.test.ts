@@ -13,15 +13,15 @@ import {
 } from '../../activities/host/linux/ovs-vsctl.js';
 import type { StepCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
-import { labDown } from '../../testbed/down.js';
-import { createTestbedDriver, type TestbedDriver } from '../../testbed/driver.js';
-import { hostRunner } from '../../testbed/exec.js';
-import { clearFaults, injectLoss, injectPortSecurity } from '../../testbed/faults.js';
-import { hostPaths } from '../../testbed/layout.js';
-import { locateVms } from '../../testbed/migrate.js';
-import type { LabState } from '../../testbed/state.js';
-import { reachableFromSwitch } from '../../testbed/status.js';
-import { labUp } from '../../testbed/up.js';
+import { labDown } from '../../lab/down.js';
+import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import { hostRunner } from '../../activities/host/lab/exec.js';
+import { clearFaults, injectLoss, injectPortSecurity } from '../../lab/faults.js';
+import { hostPaths } from '../../activities/host/lab/layout.js';
+import { locateVms } from '../../activities/host/lab/migrate.js';
+import type { LabState } from '../../activities/host/lab/state.js';
+import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
+import { labUp } from '../../lab/up.js';
 import { labSkipReason, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
@@ -56,12 +56,12 @@ const ctx = (): StepContext => ({
 });
 
 describe.skipIf(skip !== '')(
-  `the testbed driver on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
+  `the lab driver on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
   () => {
     let lab: LabState;
-    const drivers = new Map<string, TestbedDriver>();
-    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-testbed-driver-'));
-    const driver = (id: string) => drivers.get(id) as TestbedDriver;
+    const drivers = new Map<string, LabDriver>();
+    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-driver-'));
+    const driver = (id: string) => drivers.get(id) as LabDriver;
     const run = (
       id: string,
       kind: StepKind,
@@ -76,7 +76,7 @@ describe.skipIf(skip !== '')(
       for (const h of lab.hosts) {
         drivers.set(
           h.id,
-          await createTestbedDriver({
+          await createLabDriver({
             hostId: h.id,
             labDir,
             stateDir: path.join(stateRoot, h.id),

@@ -2,13 +2,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
-import { hpingArgv, parseHpingStats } from '../activities/host/linux/hping.js';
-import { runningBridge } from './attach.js';
-import { switchRunner } from './exec.js';
-import { hostPaths } from './layout.js';
-import { locateVms } from './migrate.js';
-import { ovsPids } from './ovs-daemons.js';
-import type { LabHost, LabState } from './state.js';
+import { reachableFromSwitch, runningBridge } from '../activities/host/lab/attach.js';
+import { hostPaths } from '../activities/host/lab/layout.js';
+import { locateVms } from '../activities/host/lab/migrate.js';
+import { ovsPids } from '../activities/host/lab/ovs-daemons.js';
+import type { LabHost, LabState } from '../activities/host/lab/state.js';
 
 export interface LabHostStatus {
   id: string;
@@ -63,15 +61,6 @@ export async function hostStatus(lab: LabState, host: LabHost, vms: string[], pr
   };
   if (probe) status.reachable = await reachableFromSwitch(lab, host.address.split('/')[0] as string);
   return status;
-}
-
-/** A few ICMP echoes from the lab switch to an address inside the lab. */
-export async function reachableFromSwitch(lab: LabState, address: string, count = 3): Promise<boolean> {
-  const res = await switchRunner(lab)(hpingArgv({ address, count, intervalUs: 20_000 }), {
-    okExitCodes: [1],
-    timeoutMs: 15_000,
-  });
-  return parseHpingStats(res.stderr).received > 0;
 }
 
 export async function labStatus(lab: LabState, opts: { probe?: boolean } = {}): Promise<LabStatus> {

@@ -6,9 +6,9 @@ import { enrollHosts } from '../workers/dev/enroll.js';
 import { credsFile } from '../workers/config.js';
 import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
 import { connectNats, identityOfHost } from '../workers/nats.js';
-import { createTestbedDriver, type TestbedDriver } from './driver.js';
-import type { LabConfirmation } from './host-env.js';
-import type { LabState } from './state.js';
+import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
+import type { LabConfirmation } from '../activities/host/lab/environment.js';
+import type { LabState } from '../activities/host/lab/state.js';
 
 export interface LabWorkersOptions {
   lab: LabState;
@@ -22,12 +22,12 @@ export interface LabWorkersOptions {
 }
 
 export interface LabWorkers {
-  drivers: Map<string, TestbedDriver>;
+  drivers: Map<string, LabDriver>;
   stop(): Promise<void>;
 }
 
 /**
- * One host worker per lab host, each with the testbed driver and its own NATS identity (enrolled
+ * One host worker per lab host, each with the lab driver and its own NATS identity (enrolled
  * with `refit dev` credentials when it has none yet). Journal and driver state live in <lab>/agents/<host>.
  */
 export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers> {
@@ -35,7 +35,7 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
     o.home,
     o.lab.hosts.map((h) => h.id),
   );
-  const drivers = new Map<string, TestbedDriver>();
+  const drivers = new Map<string, LabDriver>();
   const running: { worker: HostWorkerHandle; nc: NatsConnection }[] = [];
   const stop = async () => {
     for (const { worker, nc } of running.splice(0)) {
@@ -46,8 +46,8 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
   try {
     for (const host of o.lab.hosts) {
       const stateDir = path.join(o.lab.labDir, 'agents', host.id);
-      const log = o.log.child({ hostId: host.id, driver: 'testbed' });
-      const driver = await createTestbedDriver({
+      const log = o.log.child({ hostId: host.id, driver: 'lab' });
+      const driver = await createLabDriver({
         hostId: host.id,
         labDir: o.lab.labDir,
         stateDir,
@@ -64,7 +64,7 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
         hostId: host.id,
         nc,
         driver,
-        labels: { role: 'hypervisor', lab: 'testbed', ...o.labels },
+        labels: { role: 'hypervisor', lab: 'lab', ...o.labels },
         stateDir,
         log,
         ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { rootRunner } from './exec.js';
-import { DEFAULT_PREFIX } from './layout.js';
-import { stopProcesses } from './ovs-daemons.js';
-import { LabState, labStateFile } from './state.js';
+import { rootRunner } from '../activities/host/lab/exec.js';
+import { DEFAULT_PREFIX } from '../activities/host/lab/layout.js';
+import { stopProcesses } from '../activities/host/lab/ovs-daemons.js';
+import { LabState, labStateFile } from '../activities/host/lab/state.js';
 
 /** The lab's namespaces: <prefix>sw, <prefix>h<n>, <prefix>vm<id>; nothing else matches. */
 export async function labNamespaces(prefix: string): Promise<string[]> {
