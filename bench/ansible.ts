@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { toolCacheDir } from '../workers/dev/tools.js';
-import { simHostIds } from '../workers/host/sim-fleet.js';
+import { simHostIds } from '../workers/sim/fleet.js';
 import { FIVE_STEPS } from './plans.js';
 import { cpuBetween, loadAverage, sampleProcess } from './proc.js';
 import { round } from './stats.js';

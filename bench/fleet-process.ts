@@ -1,7 +1,7 @@
 import { IDENTITIES } from '../schemas/names.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
-import { startSimFleet, type SimFleetOptions } from '../workers/host/sim-fleet.js';
+import { startSimFleet, type SimFleetOptions } from '../workers/sim/fleet.js';
 import { createLogger } from '../workers/log.js';
 import { connectNats } from '../workers/nats.js';
 import { announce } from './child.js';

@@ -45,7 +45,7 @@ function argvOf(h: Harness, entry: FootprintEntry, hostId: string): string[] {
         presence,
       ]
     : [
-        path.join(DIST, 'workers', 'host', 'run-sim-host.js'),
+        path.join(DIST, 'workers', 'sim', 'run-host.js'),
         ...['--id', hostId, '--url', h.stack.nats.url, '--creds', credsFile(h.home, { host: hostId })],
         ...['--state-dir', stateDir, '--presence-interval', presence],
       ];

@@ -3,7 +3,7 @@ import { enrollHosts } from '../workers/dev/enroll.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
 import type { HostState } from '../schemas/rollout.js';
-import { simHostIds } from '../workers/host/sim-fleet.js';
+import { simHostIds } from '../workers/sim/fleet.js';
 import {
   awaitRollout,
   hostHistoryLengths,

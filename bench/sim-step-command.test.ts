@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prepareStep, StepFailedError, type StepAuditNote, type StepContext } from '../activities/host/driver.js';
-import { SimDriver } from '../activities/host/sim.js';
+import { SimDriver } from '../activities/host/sim/driver.js';
 import { StepCommand } from '../schemas/command.js';
 import type { StepKind } from '../schemas/steps.js';
 import { NO_WAIT } from './plans.js';

@@ -11,8 +11,8 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SimDriver, type SimDriverOptions } from '../activities/host/sim.js';
-import { loadSimState } from '../activities/host/sim-state.js';
+import { SimDriver, type SimDriverOptions } from '../activities/host/sim/driver.js';
+import { loadSimState } from '../activities/host/sim/state.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { CommandStatus, resultKey, type StepCommand } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
@@ -237,7 +237,7 @@ describe('the host worker', () => {
 });
 
 describe('a host worker killed mid-step', () => {
-  const entry = path.join(root, 'dist/workers/host/run-sim-host.js');
+  const entry = path.join(root, 'dist/workers/sim/run-host.js');
   const children: ChildProcess[] = [];
   beforeAll(() => buildIfStale(entry), 180_000);
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
-import { SimDriver, type SimDriverOptions, type SimFailures } from '../../activities/host/sim.js';
+import { SimDriver, type SimDriverOptions, type SimFailures } from '../../activities/host/sim/driver.js';
 import { Labels } from '../../schemas/common.js';
 import { connectNats, identityOfHost } from '../nats.js';
 import { startHostWorker } from './worker.js';

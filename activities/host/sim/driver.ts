@@ -2,8 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
-import type { StepKind, StepOutcome } from '../../schemas/steps.js';
-import type { HostFacts } from '../../schemas/host.js';
+import type { StepKind, StepOutcome } from '../../../schemas/steps.js';
+import type { HostFacts } from '../../../schemas/host.js';
 import {
   HostDownError,
   StepFailedError,
@@ -11,7 +11,7 @@ import {
   type HostDriver,
   type PreparedStep,
   type StepContext,
-} from './driver.js';
+} from '../driver.js';
 import {
   bootSimHost,
   initialSimState,
@@ -21,8 +21,8 @@ import {
   simObservation,
   type SimHostShape,
   type SimState,
-} from './sim-state.js';
-import { planSimStep, type SimPlan } from './sim-steps.js';
+} from './state.js';
+import { planSimStep, type SimPlan } from './steps.js';
 
 /** How long each step takes at speed 1. */
 export const SIM_STEP_MS: Readonly<Record<StepKind, number>> = {

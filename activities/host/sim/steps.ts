@@ -1,6 +1,6 @@
-import type { StepParams, TrafficStats } from '../../schemas/steps.js';
-import { StepFailedError, UnsupportedHardwareError, type PreparedStep } from './driver.js';
-import type { SimState } from './sim-state.js';
+import type { StepParams, TrafficStats } from '../../../schemas/steps.js';
+import { StepFailedError, UnsupportedHardwareError, type PreparedStep } from '../driver.js';
+import type { SimState } from './state.js';
 
 /** What a step would do to a simulated host; computed purely from its state and the parameters. */
 export interface SimPlan {

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.js';
-import { parseLabels, startSimHost, untilStopSignal, type SimHostOptions } from './host-process.js';
+import { parseLabels, startSimHost, untilStopSignal, type SimHostOptions } from '../host/host-process.js';
 
 /**
  * One simulated host worker as its own process, for tests that kill and restart it:
- * `node dist/workers/host/run-sim-host.js --id h1 --url nats://… --creds h1.nk --state-dir dir [--speed x]`.
+ * `node dist/workers/sim/run-host.js --id h1 --url nats://… --creds h1.nk --state-dir dir [--speed x]`.
  */
 const { values } = parseArgs({
   options: {

@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StepCommand } from '../../schemas/command.js';
-import type { StepKind } from '../../schemas/steps.js';
+import { StepCommand } from '../../../schemas/command.js';
+import type { StepKind } from '../../../schemas/steps.js';
 import {
   HostDownError,
   InvalidStepParamsError,
@@ -14,8 +14,8 @@ import {
   prepareStep,
   toStepError,
   type StepContext,
-} from './driver.js';
-import { SimDriver, type SimDriverOptions } from './sim.js';
+} from '../driver.js';
+import { SimDriver, type SimDriverOptions } from './driver.js';
 
 let dir: string;
 let seq = 0;

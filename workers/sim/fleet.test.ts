@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidFailSpecError, parseFailSpec, simHostIds, simLabels } from './sim-fleet.js';
+import { InvalidFailSpecError, parseFailSpec, simHostIds, simLabels } from './fleet.js';
 
 describe('parseFailSpec', () => {
   it('reads host=step as a step that fails every time', () => {

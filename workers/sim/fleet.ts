@@ -2,12 +2,12 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { enrollHosts } from '../dev/enroll.js';
-import { SimDriver, type SimDriverOptions } from '../../activities/host/sim.js';
+import { SimDriver, type SimDriverOptions } from '../../activities/host/sim/driver.js';
 import type { Labels } from '../../schemas/common.js';
 import { credsFile } from '../config.js';
 import { connectNats, identityOfHost } from '../nats.js';
 import { InvalidFailSpecError, type FailSpec } from './fail-spec.js';
-import { startHostWorker, type HostWorkerHandle } from './worker.js';
+import { startHostWorker, type HostWorkerHandle } from '../host/worker.js';
 
 export { parseFailSpec, InvalidFailSpecError, type FailSpec } from './fail-spec.js';
 

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
-import type { HostFacts } from '../../schemas/host.js';
-import { readJsonFile, writeJsonAtomic } from '../files.js';
+import type { HostFacts } from '../../../schemas/host.js';
+import { readJsonFile, writeJsonAtomic } from '../../files.js';
 
 /** Everything a simulated host is, persisted in its state dir so a restarted worker finds it again. */
 export const SimState = z.object({

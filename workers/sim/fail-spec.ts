@@ -1,6 +1,6 @@
 import { HostId } from '../../schemas/common.js';
 import { StepKind } from '../../schemas/steps.js';
-import type { FailureMode, SimFailures } from '../../activities/host/sim.js';
+import type { FailureMode, SimFailures } from '../../activities/host/sim/driver.js';
 
 /** Injected failures per simulated host. */
 export type FailSpec = Record<string, SimFailures>;
