@@ -10,7 +10,7 @@ import { loadConfig, type RefitConfig } from '../workers/config.js';
 import { withNats } from '../workers/clients.js';
 import { readInventory } from '../workers/control/inventory.js';
 import { startControllerWorker } from '../workers/controller.js';
-import { startSimFleet } from '../workers/host/sim-fleet.js';
+import { startSimFleet } from '../workers/sim/fleet.js';
 import { createLogger } from '../workers/log.js';
 import { labPrerequisitesMissing } from '../lab/tools.js';
 import { labUp } from '../lab/up.js';

@@ -15,7 +15,7 @@ import {
 import { createLabDriver } from '../activities/host/lab/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
-import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/host/fail-spec.js';
+import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
 
 interface HostCommandOptions {
@@ -115,7 +115,7 @@ export function registerHostCommands(program: Command): void {
       const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim'));
       // Enrolment reaches the dev stack (and the Temporal client with it): loaded only here, so
       // that `refit host` stays small.
-      const { startSimFleet } = await import('../workers/host/sim-fleet.js');
+      const { startSimFleet } = await import('../workers/sim/fleet.js');
       const fleet = await withUsageAsync(() =>
         startSimFleet({
           home: config.home,

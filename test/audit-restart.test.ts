@@ -14,7 +14,7 @@ import { startRollout } from '../workers/control/rollouts.js';
 import { AUDIT_CHAINS, type AuditRecordInput, type AuditRecorded } from '../schemas/audit.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { restartNats, trailEvents } from './audit-helpers.js';
 import {
   plan,

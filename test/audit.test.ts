@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm } from '@nats-io/kv';
 import { auditCommands } from '../activities/audit/commands.js';
 import type { HostDriver, PreparedStep, StepContext } from '../activities/host/driver.js';
-import { SimDriver } from '../activities/host/sim.js';
+import { SimDriver } from '../activities/host/sim/driver.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { resultKey } from '../schemas/command.js';
 import { startHostWorker } from '../workers/host/worker.js';
@@ -32,7 +32,7 @@ import {
 import { BUCKETS, STREAMS, SUBJECTS, hostWorkflowId } from '../schemas/names.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { trailEvents } from './audit-helpers.js';
 import {
   plan,

@@ -6,7 +6,7 @@ import { BUCKETS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { testStack } from './helpers/stack.js';
 import {
   plan,

@@ -9,7 +9,7 @@ import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/messages.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { testStack } from './helpers/stack.js';
 import { plan, quietLog, runCli, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
 

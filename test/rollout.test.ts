@@ -7,7 +7,7 @@ import { hostWorkflowId } from '../schemas/names.js';
 import { RolloutStatusJson, type RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/host/sim-fleet.js';
+import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { testStack } from './helpers/stack.js';
 import {
   plan,

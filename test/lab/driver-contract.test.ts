@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
-import { SimDriver } from '../../activities/host/sim.js';
+import { SimDriver } from '../../activities/host/sim/driver.js';
 import { labDown } from '../../lab/down.js';
 import { createLabDriver } from '../../activities/host/lab/driver.js';
 import { labUp } from '../../lab/up.js';
