@@ -36,6 +36,31 @@ const workflowSandbox = {
   ],
 };
 
+/**
+ * Dependencies flow one way: schemas ← workflows ← activities ← workers ← lab ← cli. A folder may
+ * import only from the folders left of it; bench/, scripts/ and test/ use what the CLI uses, never
+ * the CLI itself. Test files are held to the same rule as the code beside them.
+ */
+const LAYERS = ['schemas', 'workflows', 'activities', 'workers', 'lab', 'cli'];
+const layerZones = [
+  ...LAYERS.map((target, i) => ({
+    target: `./${target}`,
+    from: LAYERS.slice(i + 1).map((above) => `./${above}`),
+    message: `${target}/ sits below ${LAYERS.slice(i + 1).join(', ')} (schemas ← workflows ← activities ← workers ← lab ← cli): move the shared piece down, or inject it.`,
+  })).filter((zone) => zone.from.length > 0),
+  ...LAYERS.map((target) => ({
+    target: `./${target}`,
+    from: ['./bench', './scripts', './test'],
+    message: 'Product code never imports bench/, scripts/ or test/.',
+  })),
+  {
+    target: ['./bench', './scripts', './test'],
+    from: './cli',
+    message:
+      'cli/ is commands and rendering only: use the function the command calls (workers/, lab/), or run the CLI.',
+  },
+];
+
 export default defineConfig(
   globalIgnores(['dist/', 'node_modules/', '.refit/', 'coverage/']),
 
@@ -71,6 +96,7 @@ export default defineConfig(
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-self-import': 'error',
       'import-x/no-duplicates': 'error',
+      'import-x/no-restricted-paths': ['error', { basePath: root, zones: layerZones }],
     },
   },
 

@@ -27,7 +27,7 @@ export interface DispatchDeps {
   results: BucketFollower<typeof CommandStatus>;
   presence: BucketFollower<typeof HostPresence>;
   /** Make sure the host's durable command consumer exists before its first command. */
-  ensureHostConsumer(hostId: string): Promise<void>;
+  ensureHostConsumer: (hostId: string) => Promise<void>;
   log: Logger;
 }
 

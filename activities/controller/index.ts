@@ -16,7 +16,7 @@ export interface ControllerDeps {
   results: BucketFollower<typeof CommandStatus>;
   presence: BucketFollower<typeof HostPresence>;
   leases: KV;
-  ensureHostConsumer(hostId: string): Promise<void>;
+  ensureHostConsumer: (hostId: string) => Promise<void>;
   log: Logger;
 }
 
