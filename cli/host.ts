@@ -17,6 +17,7 @@ import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { fileConfirmation } from '../activities/host/linux/confirm.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
+import { problemText } from '../schemas/problems.js';
 
 interface HostCommandOptions {
   id: string;
@@ -141,7 +142,7 @@ export function registerHostCommands(program: Command): void {
 function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {
   const parsed = schema.safeParse(value);
   if (!parsed.success)
-    throw new UsageError(`${flag} "${value}": ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    throw new UsageError(`${flag} "${value}": ${problemText(parsed.error, flag)}`);
   return parsed.data;
 }
 

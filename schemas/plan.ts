@@ -3,6 +3,7 @@ import { parseDocument } from 'yaml';
 import { Duration, HostId, LabelKey, Labels } from './common.js';
 import { PlanStep } from './steps.js';
 import { longestWindowMs } from './windows.js';
+import { problemsOf, type Problem } from './problems.js';
 
 /** "25%" or a whole number of hosts. */
 const CountOrPercent = z.union([
@@ -138,26 +139,9 @@ export const Plan = z
 export type Plan = z.output<typeof Plan>;
 export type PlanInput = z.input<typeof Plan>;
 
-export interface PlanProblem {
-  path: string;
-  message: string;
-}
+export type PlanProblem = Problem;
 
 export type PlanParse = { ok: true; plan: Plan } | { ok: false; problems: PlanProblem[] };
-
-/** `steps[2].params.vfs` from zod's path array. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  return (
-    path.reduce<string>(
-      (out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)),
-      '',
-    ) || '(root)'
-  );
-}
-
-export function problemsOf(error: z.ZodError): PlanProblem[] {
-  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
-}
 
 /** Parse and validate a plan file's text. Every problem is returned, each with its path. */
 export function parsePlan(text: string): PlanParse {

@@ -12,6 +12,7 @@ import { linkOf } from '../audit/hash.js';
 import { adminChainStore, allowAuditDirectGet, readAt, type ChainStore } from '../audit/store.js';
 import { appendToChain, readTail } from '../audit/writer.js';
 import type { Logger } from 'pino';
+import { problemText } from '../../schemas/problems.js';
 
 export interface AuditDeps {
   nc: NatsConnection;
@@ -35,7 +36,7 @@ export function createRecordAudit({ nc, log }: AuditDeps) {
   return async function recordAudit(input: AuditRecordInput): Promise<AuditRecorded> {
     const parsed = AuditRecordInput.safeParse(input);
     if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');
+      const problems = problemText(parsed.error, '(input)');
       throw ApplicationFailure.nonRetryable(`invalid audit event: ${problems}`, 'InvalidAuditEvent');
     }
     const req = parsed.data;

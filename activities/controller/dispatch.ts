@@ -11,7 +11,7 @@ import {
   type StepCommand,
 } from '../../schemas/command.js';
 import { STEP_PARAMS, type StepOutcome } from '../../schemas/steps.js';
-import { problemsOf } from '../../schemas/plan.js';
+import { problemText } from '../../schemas/problems.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { chooseDestinations, NoDestinationError } from './inventory.js';
 import type { Logger } from 'pino';
@@ -48,9 +48,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
 
     const params = STEP_PARAMS[req.kind].safeParse(req.params);
     if (!params.success) {
-      const detail = problemsOf(params.error)
-        .map((p) => `${p.path}: ${p.message}`)
-        .join('; ');
+      const detail = problemText(params.error, '(params)');
       throw ApplicationFailure.nonRetryable(`invalid ${req.kind} parameters: ${detail}`, 'InvalidStep');
     }
     if (

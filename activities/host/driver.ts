@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { StepCommand, StepError, StepMode } from '../../schemas/command.js';
 import type { Driver, HostFacts } from '../../schemas/host.js';
 import { STEP_PARAMS, type StepKind, type StepOutcome, type StepParams } from '../../schemas/steps.js';
+import { problemText } from '../../schemas/problems.js';
 
 /** A command whose parameters have been checked against its kind, with defaults applied. */
 export type PreparedStep = {
@@ -102,7 +103,7 @@ export function toStepError(err: unknown): StepError {
 export function prepareStep(command: StepCommand): PreparedStep {
   const parsed = STEP_PARAMS[command.kind].safeParse(command.params);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+    const problems = problemText(parsed.error, '(params)');
     throw new InvalidStepParamsError(`invalid ${command.kind} params: ${problems}`, { cause: parsed.error });
   }
   return { kind: command.kind, mode: command.mode, params: parsed.data, command } as PreparedStep;

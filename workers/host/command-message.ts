@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { CancelRequest, ConfirmRequest, StepCommand } from '../../schemas/command.js';
+import { problemText } from '../../schemas/problems.js';
 
 export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -15,7 +16,7 @@ function parseJson<T extends z.ZodType>(data: Uint8Array, schema: T, what: strin
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
+    const problems = problemText(parsed.error, '(message)');
     return { ok: false, reason: `not a ${what}: ${problems}` };
   }
   return { ok: true, value: parsed.data };

@@ -4,6 +4,7 @@ import { SimDriver, type SimDriverOptions, type SimFailures } from '../../activi
 import { Labels } from '../../schemas/common.js';
 import { connectNats, identityOfHost } from '../nats.js';
 import { startHostWorker } from './worker.js';
+import { problemText } from '../../schemas/problems.js';
 
 export class InvalidLabelsError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -26,7 +27,7 @@ export function parseLabels(text: string): Labels {
   const parsed = Labels.safeParse(Object.fromEntries(pairs));
   if (!parsed.success)
     throw new InvalidLabelsError(
-      `bad labels "${text}": ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      `bad labels "${text}": ${problemText(parsed.error, '(labels)')}`,
     );
   return parsed.data;
 }
