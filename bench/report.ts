@@ -311,7 +311,7 @@ export function checkTargets(r: BenchResults): Target[] {
     const maxRun = x.rollout.eventsPerRun.length > 0 ? Math.max(...x.rollout.eventsPerRun) : NaN;
     targets.push({
       id: 6,
-      target: `issue 4: a ${x.hosts}-host sim rollout completes, every run of it far below Temporal's 51,200 events`,
+      target: `scale: a ${x.hosts}-host sim rollout completes, every run of it far below Temporal's 51,200 events`,
       measured: `${x.state}: ${x.counts.succeeded}/${x.hosts} succeeded, ${x.hostWorkflows.completed} host workflows completed; ${x.rollout.runs} runs, at most ${maxRun} events`,
       met:
         x.state === 'completed' &&
