@@ -6,6 +6,7 @@ import { simHostIds } from '../workers/sim/fleet.js';
 import { FIVE_STEPS } from './plans.js';
 import { cpuBetween, loadAverage, sampleProcess } from './proc.js';
 import { round } from './stats.js';
+import { RefitError } from '../schemas/errors.js';
 
 /** `command` is what operators write; `raw` skips Ansible's module system and is its floor. */
 export type AnsibleModule = 'command' | 'raw';
@@ -28,12 +29,7 @@ export interface AnsibleRun {
   okHosts: number;
 }
 
-export class AnsibleError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'AnsibleError';
-  }
-}
+export class AnsibleError extends RefitError {}
 
 export function ansiblePlaybookBin(): string {
   const bin = path.join(toolCacheDir(), 'bin', 'ansible-playbook');

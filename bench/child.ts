@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RefitError } from '../schemas/errors.js';
 
 /** Prefix of the one line on stdout by which a bench child says it is ready. */
 const READY = 'bench-ready ';
@@ -20,12 +21,7 @@ export interface Child<T> {
   stop(): Promise<void>;
 }
 
-export class ChildError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ChildError';
-  }
-}
+export class ChildError extends RefitError {}
 
 /** Start `node <script> ...args`, its stderr into `logFile`, and wait until it announces itself. */
 export async function startChild<T>(

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { RefitError } from '../schemas/errors.js';
 
 export const SECTIONS = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -32,12 +33,7 @@ export interface BenchOptions {
   keepHome: boolean;
 }
 
-export class BenchUsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BenchUsageError';
-  }
-}
+export class BenchUsageError extends RefitError {}
 
 const FLAGS = {
   sections: 'REFIT_BENCH_SECTIONS',

@@ -3,6 +3,7 @@ import { copyFile, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } fro
 import path from 'node:path';
 import { hostPaths } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
+import { RefitError } from '../schemas/errors.js';
 
 const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as const;
 /** The ifupdown hooks a lab host gets: Open vSwitch's (openvswitch-switch) and the Linux bridge's (bridge-utils). */
@@ -40,12 +41,7 @@ GRUB_CMDLINE_LINUX_DEFAULT="quiet"
 GRUB_CMDLINE_LINUX=""
 `;
 
-export class LabToolsMissingError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'LabToolsMissingError';
-  }
-}
+export class LabToolsMissingError extends RefitError {}
 
 /**
  * A lab host's persistent files: its /etc (interfaces, grub, udev rules, ifupdown hooks), its OVS

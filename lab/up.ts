@@ -10,13 +10,9 @@ import { MAX_HOSTS, MAX_VMS_PER_HOST, planLab, type LabShape } from '../activiti
 import { writeLabScripts } from './scripts.js';
 import { labStateFile, saveLab, type LabHost, type LabState, type LabVm } from '../activities/host/lab/state.js';
 import { labPrerequisitesMissing } from './tools.js';
+import { RefitError } from '../schemas/errors.js';
 
-export class LabSetupError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'LabSetupError';
-  }
-}
+export class LabSetupError extends RefitError {}
 
 /**
  * Build the lab: a switch namespace holding 10.77.0.1, and per host a namespace with its uplink to

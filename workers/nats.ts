@@ -1,13 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { inboxPrefix } from '../schemas/names.js';
+import { RefitError } from '../schemas/errors.js';
 
-export class CredentialsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'CredentialsError';
-  }
-}
+export class CredentialsError extends RefitError {}
 
 /** Build an authenticator from a credentials file: an nkey seed (SU…) or a NATS `.creds` file. */
 export function authenticatorFromFile(file: string) {

@@ -2,19 +2,19 @@ import { JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager } fro
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AuditRecord } from '../../schemas/audit.js';
 import { STREAMS } from '../../schemas/names.js';
+import { RefitError } from '../../schemas/errors.js';
 import { recordOf } from './hash.js';
 
 const PUBLISH_TIMEOUT_MS = 5_000;
 
 /** The subject already holds a message after the one the writer expected: someone else appended. */
-export class WrongLastSequenceError extends Error {
+export class WrongLastSequenceError extends RefitError {
   constructor(
     readonly subject: string,
     readonly actual: number,
     options?: ErrorOptions,
   ) {
     super(`${subject} has moved on: its last message is at stream sequence ${actual}`, options);
-    this.name = 'WrongLastSequenceError';
   }
 }
 

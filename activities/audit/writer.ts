@@ -3,14 +3,10 @@ import type { AuditDraft, AuditEvent } from '../../schemas/audit.js';
 import { canonicalJson, linkOf, sealEvent, type ChainTail } from './hash.js';
 import { fitDraft } from './draft.js';
 import { WrongLastSequenceError, type ChainStore } from './store.js';
+import { RefitError } from '../../schemas/errors.js';
 
 /** Others kept appending to the chain faster than this writer could. */
-export class ChainContentionError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ChainContentionError';
-  }
-}
+export class ChainContentionError extends RefitError {}
 
 export interface Appended {
   /** The chain's last event after this append (this event, unless it was a duplicate). */

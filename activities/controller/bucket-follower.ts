@@ -2,15 +2,11 @@ import type { KV } from '@nats-io/kv';
 import { KvWatchInclude } from '@nats-io/kv';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
+import { RefitError } from '../../schemas/errors.js';
 
 type Listener<T> = (value: T) => void;
 
-export class WaitTimeoutError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'WaitTimeoutError';
-  }
-}
+export class WaitTimeoutError extends RefitError {}
 
 /**
  * One watch over a whole KV bucket, shared by every activity of the process, so that a thousand

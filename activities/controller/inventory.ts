@@ -1,6 +1,7 @@
 import { isOnline, type HostPresence } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
 import type { TargetResolution } from '../../schemas/activities.js';
+import { RefitError } from '../../schemas/errors.js';
 
 /**
  * The hosts a plan names, plus the hosts that carry every label of its selector, less those whose
@@ -55,12 +56,7 @@ function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts
   return undefined;
 }
 
-export class NoDestinationError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NoDestinationError';
-  }
-}
+export class NoDestinationError extends RefitError {}
 
 /**
  * Where each VM of a host goes when it is drained: hosts that report, are not cordoned, are not in

@@ -18,6 +18,7 @@ import {
   writeUsersConfig,
 } from './credentials.js';
 import { findTool } from './tools.js';
+import { RefitError } from '../../schemas/errors.js';
 
 export interface StackOptions {
   home: string;
@@ -45,12 +46,7 @@ export interface StackStatus {
   nats?: ComponentStatus & { monitorUrl: string };
 }
 
-export class StackError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'StackError';
-  }
-}
+export class StackError extends RefitError {}
 
 export const DEFAULT_PORTS = { temporal: 7233, temporalUi: 8233, nats: 4222, natsMonitor: 8222 } as const;
 
@@ -348,4 +344,3 @@ async function stopProcess(pid: number, home: string): Promise<void> {
   }
   if (isStackProcess(pid, home)) throw new StackError(`process ${pid} did not stop after SIGKILL`);
 }
-

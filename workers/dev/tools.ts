@@ -1,15 +1,11 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { RefitError } from '../../schemas/errors.js';
 
 export type ToolName = 'temporal' | 'nats-server';
 
-export class ToolMissingError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ToolMissingError';
-  }
-}
+export class ToolMissingError extends RefitError {}
 
 const ENV_OVERRIDE: Record<ToolName, string> = {
   temporal: 'REFIT_TEMPORAL_BIN',
