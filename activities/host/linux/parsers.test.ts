@@ -3,7 +3,6 @@ import { captured } from './fixtures.js';
 import { hpingArgv, parseHpingStats } from './hping.js';
 import { inet4Of, parseIpAddrs, parseIpLinks } from './ip.js';
 import { parseOvsPorts, parseOvsShow, parseOvsdbTable } from './ovs-vsctl.js';
-import { parseQmList, qmMigrateOnlineArgv } from './qm.js';
 import { parseVirshDominfo, parseVirshList, virshDominfoArgv, virshListArgv, virshMigrateLiveArgv } from './virsh.js';
 
 describe('hping3', () => {
@@ -172,19 +171,5 @@ describe('virsh', () => {
     ]);
     expect(() => virshMigrateLiveArgv('qemu:///system', '-x', 'qemu+ssh://hv2/system')).toThrow();
     expect(() => virshMigrateLiveArgv('qemu:///system', 'vm', 'qemu+ssh://hv2/system; reboot')).toThrow();
-  });
-});
-
-describe('Proxmox qm', () => {
-  it('builds qm migrate --online', () => {
-    expect(qmMigrateOnlineArgv(101, 'pve2')).toEqual(['qm', 'migrate', '101', 'pve2', '--online']);
-    expect(() => qmMigrateOnlineArgv(101, '--force')).toThrow();
-  });
-
-  it('parses qm list (hand-written sample)', () => {
-    expect(parseQmList(captured('qm-list.hand-written.stdout'))).toEqual([
-      { vmid: 100, name: 'web01', status: 'running' },
-      { vmid: 101, name: 'db01', status: 'stopped' },
-    ]);
   });
 });
