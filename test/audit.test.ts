@@ -14,7 +14,8 @@ import { createRecordAudit } from '../activities/controller/audit.js';
 import { changesOf } from '../activities/audit/diff.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm } from '@nats-io/kv';
-import { auditCommands } from '../activities/audit/commands.js';
+import { CommandFailedError, type CommandRunner } from '../activities/host/linux/command.js';
+import { withAudit } from '../activities/host/linux/host-env.js';
 import type { HostDriver, PreparedStep, StepContext } from '../activities/host/driver.js';
 import { SimDriver } from '../activities/host/sim/driver.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
@@ -298,7 +299,7 @@ describe('recordAudit, the controller activity', () => {
   });
 });
 
-/** The sim, reporting the programs a real driver would run, as the linux driver does through auditCommands. */
+/** The sim, reporting the programs a real driver would run, through the linux and lab drivers' withAudit. */
 class ReportingDriver implements HostDriver {
   readonly kind = 'sim' as const;
   constructor(private readonly sim: SimDriver) {}
@@ -306,15 +307,19 @@ class ReportingDriver implements HostDriver {
     return this.sim.facts();
   }
   async runStep(step: PreparedStep, ctx: StepContext) {
-    const run = auditCommands(
-      async (argv: readonly string[]) => ({ argv, stdout: 'Bridge vmbr0\n    Port ens6\n', stderr: '', exitCode: 0 }),
-      ctx.audit,
-    );
-    await run(['ovs-vsctl', 'show']);
-    const failing = auditCommands(async (argv: readonly string[]) => {
-      throw Object.assign(new Error('exit 1'), { argv, exitCode: 1, stderr: 'no such bridge' });
-    }, ctx.audit);
-    await failing(['ovs-vsctl', 'br-exists', 'vmbr9']).catch(() => undefined);
+    const ok: CommandRunner = async (argv) => ({
+      argv,
+      stdout: 'Bridge vmbr0\n    Port ens6\n',
+      stderr: '',
+      exitCode: 0,
+    });
+    await withAudit({ run: ok }, ctx).run(['ovs-vsctl', 'show']);
+    const failing: CommandRunner = async (argv) => {
+      throw new CommandFailedError({ argv, stdout: '', stderr: 'no such bridge', exitCode: 1 });
+    };
+    await withAudit({ run: failing }, ctx)
+      .run(['ovs-vsctl', 'br-exists', 'vmbr9'])
+      .catch(() => undefined);
     ctx.audit?.({ type: 'ovs.confirmed', data: { within: 60_000 } });
     return this.sim.runStep(step, ctx);
   }
@@ -366,11 +371,7 @@ describe('a host worker', () => {
         'ovs.confirmed',
         'step.succeeded',
       ]);
-      expect(chain[2]?.data).toMatchObject({
-        argv: ['ovs-vsctl', 'show'],
-        exitCode: 0,
-        stdout: 'Bridge vmbr0\n    Port ens6\n',
-      });
+      expect(chain[2]?.data).toMatchObject({ argv: ['ovs-vsctl', 'show'], exitCode: 0 });
       expect(chain[3]?.data).toMatchObject({
         argv: ['ovs-vsctl', 'br-exists', 'vmbr9'],
         exitCode: 1,

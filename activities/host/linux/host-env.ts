@@ -77,8 +77,11 @@ export const backupPath = (env: HostEnv, file: string, label: string) =>
 
 const AUDIT_OUTPUT_CHARS = 2_000;
 
-/** The env with every command reported to the step's audit trail (argv as run, exit status, duration). */
-export function withAudit(env: HostEnv, ctx: StepContext): HostEnv {
+/**
+ * The env with every command reported to the step's audit trail: argv as run, exit status and
+ * duration; a failed command (CommandFailedError) with the end of its stderr.
+ */
+export function withAudit<E extends Pick<HostEnv, 'run' | 'runInVm'>>(env: E, ctx: Pick<StepContext, 'audit'>): E {
   const audit = ctx.audit;
   if (audit === undefined) return env;
   const audited =
