@@ -3,6 +3,7 @@ import type { VerifyReport } from '../activities/audit/verify.js';
 import { StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
 import { parseDuration } from '../schemas/common.js';
 import { z } from 'zod';
+import { tableLines } from './table.js';
 
 /** A stored event with where it sits in the stream. */
 export interface TrailEvent {
@@ -68,19 +69,16 @@ export function summarize(e: StoredAuditEvent): string {
 /** `refit audit log`: one line per event, oldest first; the first column is a hash prefix `show` accepts. */
 export function renderLog(events: readonly TrailEvent[]): string {
   if (events.length === 0) return 'no audit events match';
-  const header = `${'REF'.padEnd(12)}  ${'AT'.padEnd(24)}  ${'TYPE'.padEnd(17)}  ${'ACTOR'.padEnd(20)}  ${'HOST'.padEnd(14)}  ${'STEP'.padEnd(12)}  WHAT`;
-  const lines = events.map(({ event: e }) =>
-    [
-      e.hash.slice(0, 12),
-      e.at.padEnd(24),
-      e.type.padEnd(17),
-      e.actor.padEnd(20),
-      (e.hostId ?? '-').padEnd(14),
-      (e.step ?? '-').padEnd(12),
-      summarize(e),
-    ].join('  '),
-  );
-  return [header, ...lines].join('\n');
+  const rows = events.map(({ event: e }) => [
+    e.hash.slice(0, 12),
+    e.at,
+    e.type,
+    e.actor,
+    e.hostId ?? '-',
+    e.step ?? '-',
+    summarize(e),
+  ]);
+  return tableLines(rows, { header: ['REF', 'AT', 'TYPE', 'ACTOR', 'HOST', 'STEP', 'WHAT'] }).join('\n');
 }
 
 const SHOWN_ELSEWHERE = new Set([
@@ -97,8 +95,8 @@ const SHOWN_ELSEWHERE = new Set([
 
 /** `refit audit show`: every field, the command with its output, and the diff. */
 export function renderEvent({ event: e, record }: TrailEvent): string {
-  const row = (k: string, v: string | undefined) => (v === undefined ? [] : [`${k.padEnd(10)}${v}`]);
-  const out = [
+  const row = (k: string, v: string | undefined) => (v === undefined ? [] : [[k, v]]);
+  const out = tableLines([
     ...row('event', e.eventId),
     ...row('type', e.type),
     ...row('at', e.at),
@@ -113,7 +111,7 @@ export function renderEvent({ event: e, record }: TrailEvent): string {
     ...row('prevHash', e.prevHash ?? '(first of its chain)'),
     ...(e.links ?? []).flatMap((l) => row('links', `${l.chain} #${l.seq} ${l.hash}`)),
     ...row('summary', summarize(e) || undefined),
-  ];
+  ]);
   const command = Command.safeParse(e.data);
   if (command.success) {
     out.push(
@@ -153,9 +151,12 @@ export function renderReport(report: VerifyReport, source: string): string {
       `BROKEN ${c.chain}${who}: first broken link at seq ${p.seq ?? '?'} (stream seq ${p.streamSeq ?? '?'}): ${p.kind}: ${p.message}`,
     ];
   });
-  const all = report.problems.map(
-    (p) =>
-      `  ${p.kind.padEnd(14)} ${p.chain ?? '(stream)'}${p.seq !== undefined ? ` seq ${p.seq}` : ''}${p.streamSeq !== undefined ? ` (stream seq ${p.streamSeq})` : ''}: ${p.message}`,
+  const all = tableLines(
+    report.problems.map((p) => [
+      p.kind,
+      `${p.chain ?? '(stream)'}${p.seq !== undefined ? ` seq ${p.seq}` : ''}${p.streamSeq !== undefined ? ` (stream seq ${p.streamSeq})` : ''}: ${p.message}`,
+    ]),
+    { indent: '  ' },
   );
   return [head, ...broken, 'problems:', ...all].join('\n');
 }

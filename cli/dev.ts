@@ -1,7 +1,15 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { readStackFile, refitHome } from '../workers/config.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { DEFAULT_PORTS, startStack, stackStatus, stopStack, type ComponentStatus, type StackOptions } from '../workers/dev/stack.js';
+import {
+  DEFAULT_PORTS,
+  startStack,
+  stackStatus,
+  stopStack,
+  type ComponentStatus,
+  type StackOptions,
+} from '../workers/dev/stack.js';
+import { tableLines } from './table.js';
 
 interface UpOptions {
   temporalPort: number;
@@ -55,9 +63,11 @@ export function registerDevCommands(program: Command): void {
         return;
       }
       console.log(`${status.healthy ? 'healthy' : 'NOT healthy'} — state in ${status.home}`);
-      if (status.temporal !== undefined)
-        console.log(describe('Temporal', status.temporal, `UI ${status.temporal.uiUrl}`));
-      if (status.nats !== undefined) console.log(describe('NATS', status.nats, `monitor ${status.nats.monitorUrl}`));
+      const rows = [
+        ...(status.temporal !== undefined ? [cells('Temporal', status.temporal, `UI ${status.temporal.uiUrl}`)] : []),
+        ...(status.nats !== undefined ? [cells('NATS', status.nats, `monitor ${status.nats.monitorUrl}`)] : []),
+      ];
+      for (const line of tableLines(rows, { indent: '  ' })) console.log(line);
     });
 
   dev
@@ -84,9 +94,9 @@ export function registerDevCommands(program: Command): void {
     });
 }
 
-function describe(name: string, c: ComponentStatus, extra: string): string {
+function cells(name: string, c: ComponentStatus, extra: string): string[] {
   const state = !c.alive ? 'not running' : c.answering ? 'answering' : 'running, not answering';
-  return `  ${name.padEnd(9)} ${c.address.padEnd(24)} pid ${String(c.pid).padEnd(8)} ${state.padEnd(24)} ${extra}`;
+  return [name, c.address, `pid ${c.pid}`, state, extra];
 }
 
 function parsePort(text: string): number {

@@ -1,24 +1,27 @@
 import type { Command } from 'commander';
 import { readInventory, type InventoryRow } from '../workers/control/inventory.js';
 import { loadConfig, withNats } from '../workers/clients.js';
+import { tableLines } from './table.js';
 
-function describe(row: InventoryRow): string {
+const HEADER = ['HOST', 'STATE', 'DRIVER', 'BOOT', 'BRIDGE', 'VFS', 'VMS', 'CORDONED', 'BUSY', 'LABELS'];
+
+function cells(row: InventoryRow): string[] {
   const f = row.presence.facts;
   const labels = Object.entries(row.presence.labels)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
   return [
-    row.hostId.padEnd(16),
-    (row.online ? 'online' : 'OFFLINE').padEnd(8),
-    (row.presence.driver + (row.simulated ? '*' : '')).padEnd(8),
-    f.bootId.slice(0, 8).padEnd(9),
-    `${f.bridge.name ?? '-'}:${f.bridge.type}`.padEnd(12),
-    `${f.sriov.numVfs}/${f.sriov.totalVfs}`.padEnd(6),
-    String(f.vms.length).padEnd(4),
-    (f.cordoned ? 'yes' : 'no').padEnd(9),
-    (row.presence.busyWith?.kind ?? '-').padEnd(13),
+    row.hostId,
+    row.online ? 'online' : 'OFFLINE',
+    row.presence.driver + (row.simulated ? '*' : ''),
+    f.bootId.slice(0, 8),
+    `${f.bridge.name ?? '-'}:${f.bridge.type}`,
+    `${f.sriov.numVfs}/${f.sriov.totalVfs}`,
+    String(f.vms.length),
+    f.cordoned ? 'yes' : 'no',
+    row.presence.busyWith?.kind ?? '-',
     labels,
-  ].join(' ');
+  ];
 }
 
 export function registerHostsCommand(program: Command): void {
@@ -44,12 +47,7 @@ export function registerHostsCommand(program: Command): void {
         process.stdout.write(
           `${hosts.length} hosts, ${online} online${simulated > 0 ? `, ${simulated} SIMULATED (driver marked *)` : ''}\n`,
         );
-        if (hosts.length > 0) {
-          process.stdout.write(
-            `${'HOST'.padEnd(16)} ${'STATE'.padEnd(8)} ${'DRIVER'.padEnd(8)} ${'BOOT'.padEnd(9)} ${'BRIDGE'.padEnd(12)} ${'VFS'.padEnd(6)} ${'VMS'.padEnd(4)} ${'CORDONED'.padEnd(9)} ${'BUSY'.padEnd(13)} LABELS\n`,
-          );
-        }
-        for (const h of hosts) process.stdout.write(`${describe(h)}\n`);
+        if (hosts.length > 0) process.stdout.write(`${tableLines(hosts.map(cells), { header: HEADER }).join('\n')}\n`);
         if (invalid.length > 0)
           process.stderr.write(
             `skipped ${invalid.length} presence entries that fail the schema: ${invalid.join(', ')}\n`,

@@ -12,6 +12,7 @@ import { untilStopSignal } from '../workers/host/host-process.js';
 import { startLabWorkers } from '../lab/workers.js';
 import { createLogger } from '../workers/log.js';
 import { UsageError } from '../schemas/errors.js';
+import { tableLines } from './table.js';
 
 /** The lab lives in <REFIT_HOME>/lab. */
 export const labDirOf = (home = refitHome()) => path.join(home, 'lab');
@@ -32,23 +33,22 @@ function wholeNumber(text: string, flag: string): number {
 }
 
 export function renderLabStatus(s: LabStatus): string {
-  const rows = s.hosts.map((h) =>
-    [
-      h.id.padEnd(5),
-      h.ns.padEnd(10),
-      h.address.padEnd(15),
-      (h.up ? 'up' : 'DOWN').padEnd(5),
-      h.bridge.padEnd(7),
-      `${h.sriov.numVfs}/${h.sriov.totalVfs}${h.sriov.iommu ? ' iommu' : ''}`.padEnd(10),
-      (h.cordoned ? 'cordoned' : '').padEnd(9),
-      h.reachable === undefined ? '' : h.reachable ? 'reachable' : 'UNREACHABLE',
-      h.vms.join(','),
-    ].join(' '),
-  );
+  const probed = s.hosts.some((h) => h.reachable !== undefined);
+  const rows = s.hosts.map((h) => [
+    h.id,
+    h.ns,
+    h.address,
+    h.up ? 'up' : 'DOWN',
+    h.bridge,
+    `${h.sriov.numVfs}/${h.sriov.totalVfs}${h.sriov.iommu ? ' iommu' : ''}`,
+    h.cordoned ? 'cordoned' : '',
+    ...(probed ? [h.reachable === undefined ? '' : h.reachable ? 'reachable' : 'UNREACHABLE'] : []),
+    h.vms.join(','),
+  ]);
+  const header = ['HOST', 'NS', 'ADDRESS', 'STATE', 'BRIDGE', 'VFS', 'CORDON', ...(probed ? ['PROBE'] : []), 'VMS'];
   return [
     `lab ${s.labDir}: switch ${s.switch.ns} ${s.switch.address}, network ${s.network} (inside the lab's namespaces only)`,
-    'host  ns         address         state bridge  vfs        cordon    vms',
-    ...rows,
+    ...tableLines(rows, { header }),
   ].join('\n');
 }
 

@@ -1,4 +1,5 @@
 import type { RolloutStatus } from '../schemas/rollout.js';
+import { tableLines } from './table.js';
 
 const DONE = new Set(['succeeded', 'failed', 'rolled-back', 'held', 'skipped']);
 
@@ -39,11 +40,12 @@ export function renderStatus(s: RolloutStatus): string {
     const label = wave.index === 0 && s.waves.length > 1 ? 'canary ' : `wave ${wave.index}`.padEnd(7);
     lines.push(`${label} ${bar(done, wave.hosts.length)} ${done}/${wave.hosts.length}`);
   }
-  for (const h of s.hosts) {
-    if ((h.state === 'pending' && !h.waitingFor) || h.state === 'succeeded') continue;
+  const shown = s.hosts.filter((h) => !((h.state === 'pending' && !h.waitingFor) || h.state === 'succeeded'));
+  const rows = shown.map((h) => {
     const note = h.error ?? h.waitingFor;
-    lines.push(`  ${h.hostId.padEnd(16)} ${h.state.padEnd(11)} ${h.step ?? ''}${note ? `  (${note})` : ''}`);
-  }
+    return [h.hostId, h.state, `${h.step ?? ''}${note ? `  (${note})` : ''}`];
+  });
+  lines.push(...tableLines(rows, { indent: '  ' }));
   if (s.message) lines.push(s.message);
   return lines.join('\n');
 }

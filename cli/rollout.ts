@@ -7,6 +7,7 @@ import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
+import { tableLines } from './table.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
@@ -116,8 +117,15 @@ export function registerRolloutCommands(program: Command): void {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
-        if (rows.length === 0) process.stdout.write('no rollouts\n');
-        for (const r of rows) process.stdout.write(`${r.id.padEnd(44)} ${r.state.padEnd(10)} started ${r.startedAt}\n`);
+        if (rows.length === 0) {
+          process.stdout.write('no rollouts\n');
+          return;
+        }
+        const table = tableLines(
+          rows.map((r) => [r.id, r.state, r.startedAt]),
+          { header: ['ROLLOUT', 'STATE', 'STARTED'] },
+        );
+        process.stdout.write(`${table.join('\n')}\n`);
       });
     });
 }
