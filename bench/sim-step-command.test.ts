@@ -62,7 +62,7 @@ describe('the sim driver with a step command', () => {
     ]);
   });
 
-  it('fails the step, retryably and before changing the host, when the program exits non-zero', async () => {
+  it('fails the step before changing the host when the program exits non-zero', async () => {
     const sim = await SimDriver.open({
       hostId: 'sim-001',
       stateDir: dir,
@@ -71,7 +71,7 @@ describe('the sim driver with a step command', () => {
     });
     const error = await sim.runStep(step('drain'), context([])).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(StepFailedError);
-    expect((error as StepFailedError).retryable).toBe(true);
+    expect((error as StepFailedError).message).toBe('sim: /bin/false exited with 1');
     expect(sim.snapshot().cordoned).toBe(false);
   });
 });

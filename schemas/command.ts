@@ -39,8 +39,6 @@ export const StepError = z.object({
   /** Error class name; the controller turns it into the Temporal failure type. */
   type: z.string(),
   message: z.string(),
-  /** A permanent failure (bad input, unsupported hardware) must not be retried. */
-  retryable: z.boolean(),
 });
 export type StepError = z.infer<typeof StepError>;
 

@@ -181,7 +181,7 @@ describe('the host worker', () => {
 
     expect(await statusIs(hostId, valid.commandId, 'succeeded')).toMatchObject({ outcome: { changed: true } });
     const refused = await statusIs(hostId, hostile.commandId, 'failed');
-    expect(refused.error).toMatchObject({ type: 'InvalidStepParamsError', retryable: false });
+    expect(refused.error).toMatchObject({ type: 'InvalidStepParamsError' });
     expect(refused.error?.message).toMatch(/uplink: must be a Linux interface name/);
 
     const rejected = lines.filter((l) => l.msg === 'rejected a command message').map((l) => l.reason);
@@ -226,7 +226,6 @@ describe('the host worker', () => {
     expect(cancelled.error).toMatchObject({
       type: 'StepCancelledError',
       message: 'operator said stop',
-      retryable: false,
     });
     expect((await statusIs(hostId, queued.commandId, 'cancelled')).error).toMatchObject({ type: 'StepCancelledError' });
     expect((await driver.facts()).vms).toHaveLength(3);

@@ -132,16 +132,12 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
 function outcomeOf(status: CommandStatus): StepOutcome {
   if (status.state === 'succeeded' && status.outcome) return status.outcome;
   if (status.state === 'cancelled') throw new CancelledFailure(`step ${status.kind} cancelled on ${status.hostId}`);
-  const error = status.error ?? {
-    type: 'Unknown',
-    message: `host reported ${status.state} without an outcome`,
-    retryable: false,
-  };
+  const error = status.error ?? { type: 'Unknown', message: `host reported ${status.state} without an outcome` };
   // The host never runs a command id twice, so retrying this activity could only repeat the answer.
   throw ApplicationFailure.create({
     type: 'StepFailed',
     message: `${status.kind} failed on ${status.hostId}: ${error.message}`,
     nonRetryable: true,
-    details: [{ hostError: error.type, retryable: error.retryable }],
+    details: [{ hostError: error.type }],
   });
 }

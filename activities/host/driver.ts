@@ -42,13 +42,11 @@ export interface HostDriver {
   afterReported?(step: PreparedStep, outcome: StepOutcome): Promise<void>;
 }
 
-/** The step ran and failed; `retryable` says whether running it again (under a new command id) may help. */
+/** The step ran and failed. */
 export class StepFailedError extends Error {
-  readonly retryable: boolean;
-  constructor(message: string, options: ErrorOptions & { retryable?: boolean } = {}) {
+  constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'StepFailedError';
-    this.retryable = options.retryable ?? false;
   }
 }
 
@@ -90,13 +88,14 @@ export class WorkerStoppingError extends Error {
   }
 }
 
-const PERMANENT = new Set(['StepCancelledError', 'UnsupportedHardwareError', 'InvalidStepParamsError']);
-
-/** How a failed step is reported in its CommandStatus. Unknown errors are treated as transient. */
+/**
+ * How a failed step is reported in its CommandStatus. Whatever the error, the controller fails the
+ * step for good (StepFailed): the host answers the same command id from its journal, so only a new
+ * command (a new campaign) runs the step again.
+ */
 export function toStepError(err: unknown): StepError {
-  if (err instanceof StepFailedError) return { type: err.name, message: err.message, retryable: err.retryable };
-  if (err instanceof Error) return { type: err.name, message: err.message, retryable: !PERMANENT.has(err.name) };
-  return { type: 'Error', message: String(err), retryable: true };
+  if (err instanceof Error) return { type: err.name, message: err.message };
+  return { type: 'Error', message: String(err) };
 }
 
 /** Check a command's parameters against its kind; throws InvalidStepParamsError with every problem. */

@@ -55,192 +55,182 @@ const ctx = (): StepContext => ({
   audit: (n) => notes.push(n),
 });
 
-describe.skipIf(skip !== '')(
-  `the lab driver on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
-  () => {
-    let lab: LabState;
-    const drivers = new Map<string, LabDriver>();
-    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-driver-'));
-    const driver = (id: string) => drivers.get(id) as LabDriver;
-    const run = (
-      id: string,
-      kind: StepKind,
-      params: Record<string, unknown> = {},
-      mode: 'apply' | 'revert' = 'apply',
-    ) => driver(id).runStep(prepareStep(command(id, kind, params, mode)), ctx());
-    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
-    const address = (id: string) => host(id).address.split('/')[0] as string;
+describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`, () => {
+  let lab: LabState;
+  const drivers = new Map<string, LabDriver>();
+  const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-driver-'));
+  const driver = (id: string) => drivers.get(id) as LabDriver;
+  const run = (id: string, kind: StepKind, params: Record<string, unknown> = {}, mode: 'apply' | 'revert' = 'apply') =>
+    driver(id).runStep(prepareStep(command(id, kind, params, mode)), ctx());
+  const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
+  const address = (id: string) => host(id).address.split('/')[0] as string;
 
-    beforeAll(async () => {
-      lab = await labUp({ labDir, hosts: 3, vmsPerHost: 1, prefix, noSriov: ['h3'] });
-      for (const h of lab.hosts) {
-        drivers.set(
-          h.id,
-          await createLabDriver({
-            hostId: h.id,
-            labDir,
-            stateDir: path.join(stateRoot, h.id),
-            log,
-            confirm: 'probe',
-          }),
-        );
-      }
+  beforeAll(async () => {
+    lab = await labUp({ labDir, hosts: 3, vmsPerHost: 1, prefix, noSriov: ['h3'] });
+    for (const h of lab.hosts) {
+      drivers.set(
+        h.id,
+        await createLabDriver({
+          hostId: h.id,
+          labDir,
+          stateDir: path.join(stateRoot, h.id),
+          log,
+          confirm: 'probe',
+        }),
+      );
+    }
+  });
+
+  afterAll(async () => {
+    await labDown({ labDir, prefix });
+    rmSync(path.dirname(labDir), { recursive: true, force: true });
+    rmSync(stateRoot, { recursive: true, force: true });
+  });
+
+  it('drains a host: its VMs go live to the destinations the controller chose, and it is cordoned', async () => {
+    const outcome = await run('h1', 'drain', { destinations: { vm101: 'h2' } });
+    expect(outcome).toMatchObject({
+      changed: true,
+      before: { vms: ['vm101'], cordoned: false },
+      after: { vms: [], cordoned: true },
     });
+    expect((await locateVms(lab)).get('vm101')).toBe('h2');
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+    expect(await driver('h1').facts()).toMatchObject({ cordoned: true, vms: [] });
+    expect((await run('h1', 'drain', { destinations: { vm101: 'h2' } })).changed).toBe(false);
+  });
 
-    afterAll(async () => {
-      await labDown({ labDir, prefix });
-      rmSync(path.dirname(labDir), { recursive: true, force: true });
-      rmSync(stateRoot, { recursive: true, force: true });
+  it('moves vmbr0 to Open vSwitch as Proxmox writes it, keeps the host reachable, and changes nothing the second time', async () => {
+    notes.length = 0;
+    const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: '20s' });
+    expect(notes.map((n) => n.type)).toContain('ovs.confirmed');
+    expect(
+      notes
+        .filter((n) => n.type === 'step.command')
+        .map((n) => (n.type === 'step.command' ? n.argv.slice(6).join(' ') : '')),
+    ).toContain('ifup vmbr0');
+    expect(outcome).toMatchObject({
+      changed: true,
+      before: { bridge: { type: 'linux' } },
+      after: { bridge: { type: 'ovs', addresses: ['10.77.0.11/16'] } },
     });
-
-    it('drains a host: its VMs go live to the destinations the controller chose, and it is cordoned', async () => {
-      const outcome = await run('h1', 'drain', { destinations: { vm101: 'h2' } });
-      expect(outcome).toMatchObject({
-        changed: true,
-        before: { vms: ['vm101'], cordoned: false },
-        after: { vms: [], cordoned: true },
-      });
-      expect((await locateVms(lab)).get('vm101')).toBe('h2');
-      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
-      expect(await driver('h1').facts()).toMatchObject({ cordoned: true, vms: [] });
-      expect((await run('h1', 'drain', { destinations: { vm101: 'h2' } })).changed).toBe(false);
+    const file = await readFile(hostPaths(host('h1')).interfaces, 'utf8');
+    expect(file).toContain(
+      'allow-vmbr0 ens6\niface ens6 inet manual\n\tovs_bridge vmbr0\n\tovs_type OVSPort\n\tovs_options tag=1 vlan_mode=native-untagged\n',
+    );
+    expect(file).toContain(
+      'auto vmbr0\nallow-ovs vmbr0\niface vmbr0 inet manual\n\tovs_type OVSBridge\n\tovs_ports ens6 vlan1\n',
+    );
+    const run1 = hostRunner(lab, host('h1'));
+    const show = parseOvsShow((await run1(ovsShowArgv())).stdout);
+    expect(show.bridges[0]?.ports.map((p) => p.name).sort()).toEqual(['ens6', 'vlan1', 'vmbr0']);
+    expect(parseOvsPorts((await run1(ovsListPortsJsonArgv())).stdout).find((p) => p.name === 'ens6')).toEqual({
+      name: 'ens6',
+      tag: 1,
+      vlanMode: 'native-untagged',
     });
+    expect(await reachableFromSwitch(lab, address('h1'))).toBe(true);
+    expect((await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1 })).changed).toBe(false);
+  });
 
-    it('moves vmbr0 to Open vSwitch as Proxmox writes it, keeps the host reachable, and changes nothing the second time', async () => {
+  it('enables SR-IOV in the boot configuration and asks for a reboot', async () => {
+    const outcome = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 });
+    expect(outcome).toMatchObject({
+      changed: true,
+      rebootRequired: true,
+      after: { cmdlineDefault: 'quiet intel_iommu=on iommu=pt', numVfs: 0 },
+    });
+    expect(await readFile(hostPaths(host('h1')).grub, 'utf8')).toContain(
+      'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"',
+    );
+    expect((await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 })).changed).toBe(false);
+  });
+
+  it('reboots: a new boot id, and the persisted bridge, kernel options and VFs come back', async () => {
+    const before = (await driver('h1').facts()).bootId;
+    const step = prepareStep(command('h1', 'reboot', {}));
+    const outcome = await driver('h1').runStep(step, ctx());
+    expect(outcome.bootId).toBe(before);
+    await driver('h1').afterReported(step);
+    const facts = await driver('h1').facts();
+    expect(facts.bootId).not.toBe(before);
+    expect(facts.bridge.type).toBe('ovs');
+    expect(facts.sriov).toMatchObject({ iommu: true, numVfs: 7, totalVfs: 7 });
+    expect(await reachableFromSwitch(lab, address('h1'))).toBe(true);
+    expect((await driver('h1').runStep(step, ctx())).changed).toBe(false);
+  });
+
+  it('verifies with hping3 against the switch, with the baseline measured before the change', async () => {
+    const outcome = await run('h1', 'verify', {
+      targets: [{ address: '10.77.0.1', port: 80 }],
+      count: 30,
+      maxLossPct: 1,
+    });
+    expect(outcome.traffic?.[0]).toMatchObject({ target: '10.77.0.1:80', transmitted: 30, received: 30, lossPct: 0 });
+    expect(outcome.after).toMatchObject({
+      baselines: { 'host>10.77.0.1:80': { lossPct: 0 } },
+      sriov: { numVfs: 7, persisted: 7 },
+    });
+  });
+
+  it('undrains: the VMs come back and are reachable on the OVS bridge', async () => {
+    const outcome = await run('h1', 'undrain');
+    expect(outcome).toMatchObject({ changed: true, after: { vms: ['vm101'], cordoned: false } });
+    expect((await locateVms(lab)).get('vm101')).toBe('h1');
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+  });
+
+  it('reverts: the Linux bridge and grub come back from the backups, and after a reboot no VFs', async () => {
+    const ovs = await run('h1', 'ovs-convert', { bridge: 'vmbr0' }, 'revert');
+    expect(ovs).toMatchObject({ changed: true, after: { bridge: { type: 'linux' } } });
+    expect(await readFile(hostPaths(host('h1')).interfaces, 'utf8')).toContain('\tbridge-ports ens6\n');
+    const sriov = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7 }, 'revert');
+    expect(sriov).toMatchObject({ changed: true, rebootRequired: true });
+    await driver('h1').reboot();
+    expect((await driver('h1').facts()).sriov).toMatchObject({ iommu: false, numVfs: 0 });
+    expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+  });
+
+  it('fails sriov-enable on a NIC without SR-IOV with a clear error', async () => {
+    const err = await run('h3', 'sriov-enable', { nic: 'ens6', vfs: 7 }).catch((e: unknown) => e);
+    expect(toStepError(err)).toEqual({
+      type: 'UnsupportedHardwareError',
+      message: 'ens6 has no SR-IOV capability (sriov_totalvfs is missing)',
+    });
+  });
+
+  it('reverts a conversion that cuts the host off, by itself, before the deadline', async () => {
+    await injectPortSecurity(lab, host('h2'));
+    try {
+      const started = Date.now();
       notes.length = 0;
-      const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: '20s' });
-      expect(notes.map((n) => n.type)).toContain('ovs.confirmed');
-      expect(
-        notes
-          .filter((n) => n.type === 'step.command')
-          .map((n) => (n.type === 'step.command' ? n.argv.slice(6).join(' ') : '')),
-      ).toContain('ifup vmbr0');
-      expect(outcome).toMatchObject({
-        changed: true,
-        before: { bridge: { type: 'linux' } },
-        after: { bridge: { type: 'ovs', addresses: ['10.77.0.11/16'] } },
+      const err = await run('h2', 'ovs-convert', { confirmWithin: '4s' }).catch((e: unknown) => e);
+      expect(notes.map((n) => n.type)).toContain('ovs.auto-reverted');
+      expect(toStepError(err)).toMatchObject({
+        type: 'StepFailedError',
+        message: expect.stringMatching(/did not confirm within 4s; the host restored its Linux bridge/),
       });
-      const file = await readFile(hostPaths(host('h1')).interfaces, 'utf8');
-      expect(file).toContain(
-        'allow-vmbr0 ens6\niface ens6 inet manual\n\tovs_bridge vmbr0\n\tovs_type OVSPort\n\tovs_options tag=1 vlan_mode=native-untagged\n',
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect((await driver('h2').facts()).bridge.type).toBe('linux');
+      expect(await readFile(hostPaths(host('h2')).interfaces, 'utf8')).toContain('\tbridge-ports ens6\n');
+      expect(await reachableFromSwitch(lab, address('h2'))).toBe(true);
+    } finally {
+      await clearFaults(lab, host('h2'));
+    }
+  });
+
+  it('fails verify under lab-injected packet loss', async () => {
+    await injectLoss(lab, host('h2'));
+    try {
+      const err = await run('h2', 'verify', { targets: [{ address: '10.77.0.1' }], count: 40, maxLossPct: 5 }).catch(
+        (e: unknown) => e,
       );
-      expect(file).toContain(
-        'auto vmbr0\nallow-ovs vmbr0\niface vmbr0 inet manual\n\tovs_type OVSBridge\n\tovs_ports ens6 vlan1\n',
-      );
-      const run1 = hostRunner(lab, host('h1'));
-      const show = parseOvsShow((await run1(ovsShowArgv())).stdout);
-      expect(show.bridges[0]?.ports.map((p) => p.name).sort()).toEqual(['ens6', 'vlan1', 'vmbr0']);
-      expect(parseOvsPorts((await run1(ovsListPortsJsonArgv())).stdout).find((p) => p.name === 'ens6')).toEqual({
-        name: 'ens6',
-        tag: 1,
-        vlanMode: 'native-untagged',
+      expect(toStepError(err)).toMatchObject({
+        type: 'StepFailedError',
+        message: expect.stringMatching(/10\.77\.0\.1: \d+% loss, above 5%/),
       });
-      expect(await reachableFromSwitch(lab, address('h1'))).toBe(true);
-      expect((await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1 })).changed).toBe(false);
-    });
-
-    it('enables SR-IOV in the boot configuration and asks for a reboot', async () => {
-      const outcome = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 });
-      expect(outcome).toMatchObject({
-        changed: true,
-        rebootRequired: true,
-        after: { cmdlineDefault: 'quiet intel_iommu=on iommu=pt', numVfs: 0 },
-      });
-      expect(await readFile(hostPaths(host('h1')).grub, 'utf8')).toContain(
-        'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"',
-      );
-      expect((await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 })).changed).toBe(false);
-    });
-
-    it('reboots: a new boot id, and the persisted bridge, kernel options and VFs come back', async () => {
-      const before = (await driver('h1').facts()).bootId;
-      const step = prepareStep(command('h1', 'reboot', {}));
-      const outcome = await driver('h1').runStep(step, ctx());
-      expect(outcome.bootId).toBe(before);
-      await driver('h1').afterReported(step);
-      const facts = await driver('h1').facts();
-      expect(facts.bootId).not.toBe(before);
-      expect(facts.bridge.type).toBe('ovs');
-      expect(facts.sriov).toMatchObject({ iommu: true, numVfs: 7, totalVfs: 7 });
-      expect(await reachableFromSwitch(lab, address('h1'))).toBe(true);
-      expect((await driver('h1').runStep(step, ctx())).changed).toBe(false);
-    });
-
-    it('verifies with hping3 against the switch, with the baseline measured before the change', async () => {
-      const outcome = await run('h1', 'verify', {
-        targets: [{ address: '10.77.0.1', port: 80 }],
-        count: 30,
-        maxLossPct: 1,
-      });
-      expect(outcome.traffic?.[0]).toMatchObject({ target: '10.77.0.1:80', transmitted: 30, received: 30, lossPct: 0 });
-      expect(outcome.after).toMatchObject({
-        baselines: { 'host>10.77.0.1:80': { lossPct: 0 } },
-        sriov: { numVfs: 7, persisted: 7 },
-      });
-    });
-
-    it('undrains: the VMs come back and are reachable on the OVS bridge', async () => {
-      const outcome = await run('h1', 'undrain');
-      expect(outcome).toMatchObject({ changed: true, after: { vms: ['vm101'], cordoned: false } });
-      expect((await locateVms(lab)).get('vm101')).toBe('h1');
-      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
-    });
-
-    it('reverts: the Linux bridge and grub come back from the backups, and after a reboot no VFs', async () => {
-      const ovs = await run('h1', 'ovs-convert', { bridge: 'vmbr0' }, 'revert');
-      expect(ovs).toMatchObject({ changed: true, after: { bridge: { type: 'linux' } } });
-      expect(await readFile(hostPaths(host('h1')).interfaces, 'utf8')).toContain('\tbridge-ports ens6\n');
-      const sriov = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7 }, 'revert');
-      expect(sriov).toMatchObject({ changed: true, rebootRequired: true });
-      await driver('h1').reboot();
-      expect((await driver('h1').facts()).sriov).toMatchObject({ iommu: false, numVfs: 0 });
-      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
-    });
-
-    it('fails sriov-enable on a NIC without SR-IOV with a clear, non-retryable error', async () => {
-      const err = await run('h3', 'sriov-enable', { nic: 'ens6', vfs: 7 }).catch((e: unknown) => e);
-      expect(toStepError(err)).toEqual({
-        type: 'UnsupportedHardwareError',
-        message: 'ens6 has no SR-IOV capability (sriov_totalvfs is missing)',
-        retryable: false,
-      });
-    });
-
-    it('reverts a conversion that cuts the host off, by itself, before the deadline', async () => {
-      await injectPortSecurity(lab, host('h2'));
-      try {
-        const started = Date.now();
-        notes.length = 0;
-        const err = await run('h2', 'ovs-convert', { confirmWithin: '4s' }).catch((e: unknown) => e);
-        expect(notes.map((n) => n.type)).toContain('ovs.auto-reverted');
-        expect(toStepError(err)).toMatchObject({
-          type: 'StepFailedError',
-          retryable: false,
-          message: expect.stringMatching(/did not confirm within 4s; the host restored its Linux bridge/),
-        });
-        expect(Date.now() - started).toBeLessThan(20_000);
-        expect((await driver('h2').facts()).bridge.type).toBe('linux');
-        expect(await readFile(hostPaths(host('h2')).interfaces, 'utf8')).toContain('\tbridge-ports ens6\n');
-        expect(await reachableFromSwitch(lab, address('h2'))).toBe(true);
-      } finally {
-        await clearFaults(lab, host('h2'));
-      }
-    });
-
-    it('fails verify under lab-injected packet loss', async () => {
-      await injectLoss(lab, host('h2'));
-      try {
-        const err = await run('h2', 'verify', { targets: [{ address: '10.77.0.1' }], count: 40, maxLossPct: 5 }).catch(
-          (e: unknown) => e,
-        );
-        expect(toStepError(err)).toMatchObject({
-          type: 'StepFailedError',
-          retryable: false,
-          message: expect.stringMatching(/10\.77\.0\.1: \d+% loss, above 5%/),
-        });
-      } finally {
-        await clearFaults(lab, host('h2'));
-      }
-    });
-  },
-);
+    } finally {
+      await clearFaults(lab, host('h2'));
+    }
+  });
+});

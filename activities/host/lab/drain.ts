@@ -36,7 +36,7 @@ function destinationFor(
   }
   const candidates = lab.hosts.filter((h) => h.id !== host.id && !isCordoned(h));
   const best = candidates.sort((a, b) => (load.get(a.id) ?? 0) - (load.get(b.id) ?? 0))[0];
-  if (best === undefined) throw new StepFailedError(`drain: no uncordoned host to take ${vm}`, { retryable: true });
+  if (best === undefined) throw new StepFailedError(`drain: no uncordoned host to take ${vm}`);
   return best.id;
 }
 

@@ -37,7 +37,7 @@ export const SIM_REBOOT_PAUSE_MS = 1_500;
 const TICKS = 4;
 
 export type FailureMode = 'always' | 'once';
-/** Injected failures: "always" fails every apply (permanent), "once" only the first (retryable). */
+/** Injected failures: "always" fails every apply, "once" only the first (a later command succeeds). */
 export type SimFailures = Partial<Record<StepKind, FailureMode>>;
 
 export interface SimDriverOptions {
@@ -168,8 +168,7 @@ export class SimDriver implements HostDriver {
       durationMs: Math.round(performance.now() - started),
     });
     throwIfAborted(ctx.signal);
-    if (exitCode !== 0)
-      throw new StepFailedError(`sim: ${[file, ...args].join(' ')} exited with ${exitCode}`, { retryable: true });
+    if (exitCode !== 0) throw new StepFailedError(`sim: ${[file, ...args].join(' ')} exited with ${exitCode}`);
   }
 
   private async injectFailure(step: PreparedStep): Promise<void> {
@@ -180,7 +179,7 @@ export class SimDriver implements HostDriver {
       this.state = { ...this.state, failedOnce: [...this.state.failedOnce, step.kind] };
       await this.persist();
     }
-    throw new StepFailedError(`sim: injected failure of ${step.kind} (${mode})`, { retryable: mode === 'once' });
+    throw new StepFailedError(`sim: injected failure of ${step.kind} (${mode})`);
   }
 
   private reboot(): Promise<void> {

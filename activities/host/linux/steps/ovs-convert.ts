@@ -25,8 +25,7 @@ function plan(env: HostEnv, text: string, params: Params): InterfacesPlan {
       datapathType: env.datapathType,
     });
   } catch (err) {
-    if (err instanceof InterfacesPlanError)
-      throw new StepFailedError(`ovs-convert: ${err.message}`, { cause: err, retryable: false });
+    if (err instanceof InterfacesPlanError) throw new StepFailedError(`ovs-convert: ${err.message}`, { cause: err });
     throw err;
   }
 }
@@ -85,7 +84,6 @@ export async function applyOvsConvert(
     await restore(env, bridge, restoreText, ctx);
     throw new StepFailedError(`ovs-convert: ifup ${bridge} failed; the Linux bridge is back: ${String(err)}`, {
       cause: err,
-      retryable: false,
     });
   }
   ctx.progress(
@@ -108,7 +106,6 @@ export async function applyOvsConvert(
     throwIfAborted(ctx.signal);
     throw new StepFailedError(
       `ovs-convert: the controller did not confirm within ${Math.round(params.confirmWithin / 1000)}s; the host restored its Linux bridge and the old /etc/network/interfaces`,
-      { retryable: false },
     );
   }
   ctx.audit?.({ type: 'ovs.confirmed', data: { bridge, waitedMs: Date.now() - waitStarted } });
@@ -147,7 +144,7 @@ export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepCo
     reverse = planLinuxBridgeRestore(current, { bridge });
   } catch (err) {
     if (err instanceof InterfacesPlanError)
-      throw new StepFailedError(`ovs-convert revert: ${err.message}`, { cause: err, retryable: false });
+      throw new StepFailedError(`ovs-convert revert: ${err.message}`, { cause: err });
     throw err;
   }
   if (!reverse.changed && running.type === 'linux') {

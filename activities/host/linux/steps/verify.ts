@@ -154,7 +154,7 @@ export async function applyVerify(
   const vfs = await vfProblems(env);
   problems.push(...vfs.problems);
   const observed = { traffic, baselines, ...(vfs.state !== undefined ? { sriov: vfs.state } : {}) };
-  if (problems.length > 0) throw new StepFailedError(`verify failed: ${problems.join('; ')}`, { retryable: false });
+  if (problems.length > 0) throw new StepFailedError(`verify failed: ${problems.join('; ')}`);
   ctx.progress(100, 'traffic checks passed');
   const summary = traffic
     .map(
