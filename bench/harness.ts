@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Client, Connection } from '@temporalio/client';
+import pLimit from 'p-limit';
 import { readInventory } from '../workers/control/inventory.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
@@ -128,17 +129,6 @@ export async function waitForOnline(
   }
 }
 
-/** Run fn over items, at most `parallel` at a time, results in order. */
-export async function mapLimit<T, R>(items: readonly T[], parallel: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(parallel, items.length) }, async () => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T);
-  });
-  await Promise.all(lanes);
-  return out;
-}
-
 /**
  * The rollout's final status. A rollout that pauses (its failure budget is spent) or outlives
  * `timeoutMs` would wait for an operator forever: it is terminated, and its last status returned.
@@ -216,7 +206,7 @@ export async function rolloutRunEvents(h: Harness, status: RolloutStatus): Promi
 
 /** History events of each host's host workflow (its latest run). */
 export function hostHistoryLengths(h: Harness, hostIds: readonly string[]): Promise<number[]> {
-  return mapLimit(hostIds, 16, async (hostId) =>
+  return pLimit(16).map(hostIds, async (hostId) =>
     Number((await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe()).historyLength),
   );
 }

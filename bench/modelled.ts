@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import pLimit from 'p-limit';
 import { startRollout } from '../workers/control/rollouts.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import type { StepKind } from '../schemas/steps.js';
-import { awaitRollout, mapLimit, startFleet, type Harness } from './harness.js';
+import { awaitRollout, startFleet, type Harness } from './harness.js';
 import { CAMPAIGN_STEPS, benchPlan } from './plans.js';
 import { percentiles, round } from './stats.js';
 
@@ -85,7 +86,7 @@ export async function measureModelled(
     await startRollout(h.client, h.config.taskQueue, plan, id);
     const status = await awaitRollout(h, id, Math.max(600_000, idealCriticalPathMs * 5));
     const wallMs = performance.now() - started;
-    const spans = await mapLimit(fleet.info.hostIds, 16, async (hostId) => {
+    const spans = await pLimit(16).map(fleet.info.hostIds, async (hostId) => {
       const d = await h.client.workflow.getHandle(hostWorkflowId(hostId)).describe();
       return (d.closeTime?.getTime() ?? NaN) - d.startTime.getTime() - hostIdealMs;
     });

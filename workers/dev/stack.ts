@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
+import pLimit from 'p-limit';
 import { SEARCH_ATTRIBUTE_TYPES } from '../../schemas/names.js';
 import { credsFile, readStackFile, stackFilePath, writeStackFile, type StackFile } from '../config.js';
 import { ensureHostConsumer, ensureMessaging } from '../messaging.js';
@@ -155,11 +156,7 @@ export async function ensureHostConsumers(
   hostIds: readonly string[],
   parallel = 32,
 ): Promise<void> {
-  const queue = [...new Set(hostIds)];
-  const worker = async () => {
-    for (let hostId = queue.shift(); hostId !== undefined; hostId = queue.shift()) await ensureHostConsumer(nc, hostId);
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, queue.length) }, worker));
+  await pLimit(parallel).map(new Set(hostIds), (hostId) => ensureHostConsumer(nc, hostId));
 }
 
 /** Stop both servers of this home (SIGTERM, then SIGKILL after a timeout) and forget the stack. */
