@@ -4,6 +4,7 @@ import { Kvm } from '@nats-io/kv';
 import type { DispatchRequest } from '../schemas/activities.js';
 import { writeJsonAtomic } from '../activities/files.js';
 import { CommandStatus } from '../schemas/command.js';
+import { VerifyParams } from '../schemas/steps.js';
 import { BUCKETS, hostWorkflowId } from '../schemas/names.js';
 import type { HostMaintenanceInput, HostMaintenanceResult } from '../schemas/rollout.js';
 import { startFleet, type Harness } from './harness.js';
@@ -63,7 +64,7 @@ export async function measureDispatch(h: Harness, o: DispatchOptions): Promise<D
     hostId,
     kind: 'verify',
     mode: 'apply',
-    params: { targets: [{ address: '10.77.0.1' }], count: 1 },
+    params: VerifyParams.parse({ targets: [{ address: '10.77.0.1' }], count: 1 }),
   };
 
   h.say(`dispatch: ${o.natsRequests} raw NATS requests, KV puts and state-file writes`);

@@ -1,19 +1,17 @@
-import type { StepKind, StepOutcome } from './steps.js';
-import type { StepMode } from './command.js';
+import type { StepCall, StepMode, StepOutcome } from './steps.js';
 import type { Plan } from './plan.js';
 import type { AuditRecordInput, AuditRecorded } from './audit.js';
 
-export interface DispatchRequest {
+/** One step for one host, its params as the loaded plan holds them (checked, defaults filled in). */
+export type DispatchRequest = StepCall & {
   rolloutId: string;
   hostId: string;
-  kind: StepKind;
   mode: StepMode;
-  params: Record<string, unknown>;
   /** The outcome being undone, for mode revert. */
   applied?: Record<string, unknown>;
   /** For drain: hosts VMs must not go to (the same wave). */
   avoidHosts?: string[];
-}
+};
 
 export interface AwaitRebootRequest {
   hostId: string;

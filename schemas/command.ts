@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { HostId } from './common.js';
-import { StepKind, StepOutcome, StepState } from './steps.js';
+import { STEP_PARAMS, StepKind, StepMode, StepOutcome, StepState } from './steps.js';
 
 /**
  * A command id is stable across retries of the activity that sends it:
@@ -12,24 +12,42 @@ export const CommandId = z
   .max(512)
   .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
-/** Apply runs the step; revert undoes what a completed apply did. */
-export const StepMode = z.enum(['apply', 'revert']);
-export type StepMode = z.infer<typeof StepMode>;
-
-/** Sent by the controller on `refit.cmd.<hostId>`. Params are checked again by the host per kind. */
-export const StepCommand = z.strictObject({
+const commandFields = {
   commandId: CommandId,
   hostId: HostId,
-  kind: StepKind,
   mode: StepMode.default('apply'),
-  params: z.record(z.string(), z.unknown()),
   rolloutId: z.string().min(1).max(200),
   workflowId: z.string().min(1).max(300),
   /** Result of the apply being reverted, when mode is revert. */
   applied: StepState.optional(),
   issuedAt: z.iso.datetime(),
+};
+
+const commandOf = <K extends StepKind>(kind: K) =>
+  z.strictObject({ ...commandFields, kind: z.literal(kind), params: STEP_PARAMS[kind] });
+
+/** Sent by the controller on `refit.cmd.<hostId>`: one step, its params those of its kind. */
+export const StepCommand = z.discriminatedUnion('kind', [
+  commandOf('drain'),
+  commandOf('undrain'),
+  commandOf('ovs-convert'),
+  commandOf('sriov-enable'),
+  commandOf('reboot'),
+  commandOf('verify'),
+]);
+export type StepCommand = z.output<typeof StepCommand>;
+
+/**
+ * A step command as the host takes it from its queue: all checked but the params, which the host
+ * checks against the kind before it runs the step (prepareStep), so that bad ones fail the step with
+ * every problem named instead of being dropped as an unreadable message.
+ */
+export const ReceivedCommand = z.strictObject({
+  ...commandFields,
+  kind: StepKind,
+  params: z.record(z.string(), z.unknown()),
 });
-export type StepCommand = z.infer<typeof StepCommand>;
+export type ReceivedCommand = z.output<typeof ReceivedCommand>;
 
 export const CommandState = z.enum(['accepted', 'running', 'succeeded', 'failed', 'cancelled']);
 export type CommandState = z.infer<typeof CommandState>;

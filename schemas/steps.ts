@@ -6,6 +6,10 @@ export const STEP_KINDS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 've
 export const StepKind = z.enum(STEP_KINDS);
 export type StepKind = z.infer<typeof StepKind>;
 
+/** Apply runs the step; revert undoes what a completed apply did. */
+export const StepMode = z.enum(['apply', 'revert']);
+export type StepMode = z.infer<typeof StepMode>;
+
 export const DrainParams = z.strictObject({
   /** Where each VM goes; chosen by the controller. A VM without a destination goes wherever the driver picks. */
   destinations: z.record(VmName, HostId).default({}),
@@ -55,6 +59,12 @@ export const STEP_PARAMS = {
 } as const satisfies Record<StepKind, z.ZodType>;
 
 export type StepParams<K extends StepKind> = z.output<(typeof STEP_PARAMS)[K]>;
+
+/**
+ * A step's kind with parameters checked for that kind, defaults filled in: what a loaded plan holds,
+ * the controller sends and the host's driver runs, with the type of its kind's schema all the way.
+ */
+export type StepCall = { [K in StepKind]: { kind: K; params: StepParams<K> } }[StepKind];
 
 /** One step of a plan: `{ kind, params, timeout }`, with parameters checked for that kind. */
 export const PlanStep = z.discriminatedUnion('kind', [

@@ -16,10 +16,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm } from '@nats-io/kv';
 import { CommandFailedError, type CommandRunner } from '../activities/host/linux/command.js';
 import { withAudit } from '../activities/host/linux/host-env.js';
-import type { HostDriver, PreparedStep, StepContext } from '../activities/host/driver.js';
+import type { HostDriver, StepContext } from '../activities/host/driver.js';
 import { SimDriver } from '../activities/host/sim/driver.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { resultKey } from '../schemas/command.js';
+import { resultKey, type StepCommand } from '../schemas/command.js';
 import { startHostWorker } from '../workers/host/worker.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import {
@@ -306,7 +306,7 @@ class ReportingDriver implements HostDriver {
   facts() {
     return this.sim.facts();
   }
-  async runStep(step: PreparedStep, ctx: StepContext) {
+  async runStep(step: StepCommand, ctx: StepContext) {
     const ok: CommandRunner = async (argv) => ({
       argv,
       stdout: 'Bridge vmbr0\n    Port ens6\n',

@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimDriver, type SimDriverOptions } from '../activities/host/sim/driver.js';
 import { loadSimState } from '../activities/host/sim/state.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { CommandStatus, resultKey, type StepCommand } from '../schemas/command.js';
+import { CommandStatus, resultKey, type ReceivedCommand } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
@@ -82,10 +82,10 @@ async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}) {
 let serial = 0;
 function command(
   hostId: string,
-  kind: StepCommand['kind'],
+  kind: ReceivedCommand['kind'],
   params: Record<string, unknown> = {},
   commandId?: string,
-): StepCommand {
+): ReceivedCommand {
   return {
     commandId: commandId ?? `refit-host-${hostId}/run-1/${++serial}`,
     hostId,

@@ -67,13 +67,13 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
     records.push(record);
     const acts = activitiesFor(step);
+    const { timeout: _timeout, ...call } = step;
     try {
       const outcome = await acts.dispatchStep({
         rolloutId: input.rolloutId,
         hostId: input.hostId,
-        kind: step.kind,
+        ...call,
         mode,
-        params: step.params,
         ...(applied ? { applied: { ...applied } } : {}),
         ...(step.kind === 'drain' && input.avoidHosts ? { avoidHosts: input.avoidHosts } : {}),
       });

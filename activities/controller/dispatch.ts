@@ -10,8 +10,7 @@ import {
   type CommandStatus,
   type StepCommand,
 } from '../../schemas/command.js';
-import { STEP_PARAMS, type StepOutcome } from '../../schemas/steps.js';
-import { problemText } from '../../schemas/problems.js';
+import type { StepCall, StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { chooseDestinations, NoDestinationError } from './inventory.js';
 import type { Logger } from 'pino';
@@ -46,41 +45,19 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
     const commandId = `${workflowId}/${runId}/${ctx.info.activityId}`;
     const stepLog = log.child({ hostId: req.hostId, commandId, kind: req.kind, mode: req.mode });
 
-    const params = STEP_PARAMS[req.kind].safeParse(req.params);
-    if (!params.success) {
-      const detail = problemText(params.error, '(params)');
-      throw ApplicationFailure.nonRetryable(`invalid ${req.kind} parameters: ${detail}`, 'InvalidStep');
-    }
-    if (
-      req.kind === 'drain' &&
-      req.mode === 'apply' &&
-      Object.keys((params.data as { destinations: object }).destinations).length === 0
-    ) {
-      // The controller chooses where VMs go: it sees the whole fleet, a host sees only itself.
-      try {
-        (params.data as { destinations: Record<string, string> }).destinations = chooseDestinations(
-          presence.values(),
-          req.hostId,
-          req.avoidHosts ?? [],
-        );
-      } catch (err) {
-        if (err instanceof NoDestinationError)
-          throw ApplicationFailure.nonRetryable(`drain of ${req.hostId}: ${err.message}`, 'StepFailed');
-        throw err;
-      }
-    }
+    const { rolloutId, hostId, mode, applied, avoidHosts, ...call } = req;
     const command: StepCommand = {
+      ...(call.kind === 'drain' && mode === 'apply'
+        ? withDestinations(call, presence.values(), hostId, avoidHosts ?? [])
+        : call),
       commandId,
-      hostId: req.hostId,
-      kind: req.kind,
-      mode: req.mode,
-      params: params.data,
-      rolloutId: req.rolloutId,
+      hostId,
+      mode,
+      rolloutId,
       workflowId,
-      ...(req.applied ? { applied: req.applied } : {}),
+      ...(applied ? { applied } : {}),
       issuedAt: new Date().toISOString(),
     };
-
     let last: CommandStatus | undefined;
     const heartbeat = () => ctx.heartbeat({ state: last?.state ?? 'sent', progress: last?.progress });
     const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
@@ -127,6 +104,25 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       throw reason instanceof CancelledFailure ? reason : new CancelledFailure('step cancelled');
     }
   };
+}
+
+type DrainCall = Extract<StepCall, { kind: 'drain' }>;
+
+/** A drain whose plan names no destinations gets the controller's: it sees the whole fleet, a host sees only itself. */
+function withDestinations(
+  drain: DrainCall,
+  fleet: readonly HostPresence[],
+  hostId: string,
+  avoid: string[],
+): DrainCall {
+  if (Object.keys(drain.params.destinations).length > 0) return drain;
+  try {
+    return { ...drain, params: { destinations: chooseDestinations(fleet, hostId, avoid) } };
+  } catch (err) {
+    if (err instanceof NoDestinationError)
+      throw ApplicationFailure.nonRetryable(`drain of ${hostId}: ${err.message}`, 'StepFailed');
+    throw err;
+  }
 }
 
 function outcomeOf(status: CommandStatus): StepOutcome {

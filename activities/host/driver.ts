@@ -1,13 +1,8 @@
 import type { Logger } from 'pino';
-import type { StepCommand, StepError, StepMode } from '../../schemas/command.js';
+import { StepCommand, type ReceivedCommand, type StepError } from '../../schemas/command.js';
 import type { Driver, HostFacts } from '../../schemas/host.js';
-import { STEP_PARAMS, type StepKind, type StepOutcome, type StepParams } from '../../schemas/steps.js';
-import { problemText } from '../../schemas/problems.js';
-
-/** A command whose parameters have been checked against its kind, with defaults applied. */
-export type PreparedStep = {
-  [K in StepKind]: { kind: K; mode: StepMode; params: StepParams<K>; command: StepCommand };
-}[StepKind];
+import type { StepOutcome } from '../../schemas/steps.js';
+import { formatPath } from '../../schemas/problems.js';
 
 export interface StepContext {
   /** Aborted when the operator cancels the command or the worker shuts down; honour it at safe points. */
@@ -37,9 +32,9 @@ export interface HostDriver {
   readonly kind: Driver;
   /** Throws HostDownError while the host is rebooting: no presence is published then. */
   facts(): Promise<HostFacts>;
-  runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome>;
+  runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome>;
   /** Runs after the result is stored and the command acknowledged, e.g. the reboot itself. */
-  afterReported?(step: PreparedStep, outcome: StepOutcome): Promise<void>;
+  afterReported?(step: StepCommand, outcome: StepOutcome): Promise<void>;
 }
 
 /** The step ran and failed. */
@@ -98,14 +93,22 @@ export function toStepError(err: unknown): StepError {
   return { type: 'Error', message: String(err) };
 }
 
-/** Check a command's parameters against its kind; throws InvalidStepParamsError with every problem. */
-export function prepareStep(command: StepCommand): PreparedStep {
-  const parsed = STEP_PARAMS[command.kind].safeParse(command.params);
+/**
+ * Check a received command's parameters against its kind (the host's own check: it trusts no
+ * sender), defaults filled in; throws InvalidStepParamsError naming every problem.
+ */
+export function prepareStep(received: ReceivedCommand): StepCommand {
+  const parsed = StepCommand.safeParse(received);
   if (!parsed.success) {
-    const problems = problemText(parsed.error, '(params)');
-    throw new InvalidStepParamsError(`invalid ${command.kind} params: ${problems}`, { cause: parsed.error });
+    // Everything but the params was checked on receipt: each problem is inside them.
+    const problems = parsed.error.issues
+      .map(
+        (i) => `${i.path[0] === 'params' ? formatPath(i.path.slice(1), '(params)') : formatPath(i.path)}: ${i.message}`,
+      )
+      .join('; ');
+    throw new InvalidStepParamsError(`invalid ${received.kind} params: ${problems}`, { cause: parsed.error });
   }
-  return { kind: command.kind, mode: command.mode, params: parsed.data, command } as PreparedStep;
+  return parsed.data;
 }
 
 /** Throws the reason of an aborted signal as a typed error, for use at a step's safe points. */

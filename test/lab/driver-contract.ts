@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { prepareStep, toStepError, type HostDriver, type StepContext } from '../../activities/host/driver.js';
-import type { StepCommand } from '../../schemas/command.js';
+import type { ReceivedCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 
 /** What the shared cases need to know about one driver's host. */
@@ -37,7 +37,7 @@ export function driverContract(name: string, open: () => Promise<ContractHost>, 
         kind: StepKind,
         params: Record<string, unknown> = {},
         mode: 'apply' | 'revert' = 'apply',
-      ): StepCommand => ({
+      ): ReceivedCommand => ({
         commandId: `contract/${name}/${kind}/${mode}/${++seq}`,
         hostId: h.hostId,
         kind,

@@ -11,7 +11,7 @@ import {
   ovsListPortsJsonArgv,
   ovsShowArgv,
 } from '../../activities/host/linux/ovs-vsctl.js';
-import type { StepCommand } from '../../schemas/command.js';
+import type { ReceivedCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 import { labDown } from '../../lab/down.js';
 import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
@@ -34,7 +34,7 @@ function command(
   kind: StepKind,
   params: Record<string, unknown> = {},
   mode: 'apply' | 'revert' = 'apply',
-): StepCommand {
+): ReceivedCommand {
   return {
     commandId: `lab-test/${kind}/${mode}/${++seq}`,
     hostId,

@@ -3,7 +3,7 @@ import type { StepAuditNote } from '../../activities/host/driver.js';
 import { diffStates } from '../../activities/audit/diff.js';
 import { trimOutput } from '../../activities/audit/draft.js';
 import type { AuditDraft, AuditEventType } from '../../schemas/audit.js';
-import type { StepCommand } from '../../schemas/command.js';
+import type { ReceivedCommand } from '../../schemas/command.js';
 import type { HostAuditLog } from './audit-spool.js';
 import type { Terminal } from './status-reporter.js';
 
@@ -17,7 +17,7 @@ export class CommandAuditTrail {
 
   constructor(
     private readonly audit: HostAuditLog,
-    private readonly command: StepCommand,
+    private readonly command: ReceivedCommand,
     private readonly starts: number,
     private readonly log: Logger,
   ) {}

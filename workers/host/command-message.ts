@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { CancelRequest, ConfirmRequest, StepCommand } from '../../schemas/command.js';
+import { CancelRequest, ConfirmRequest, ReceivedCommand } from '../../schemas/command.js';
 import { problemText } from '../../schemas/problems.js';
 
 export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -23,8 +23,8 @@ function parseJson<T extends z.ZodType>(data: Uint8Array, schema: T, what: strin
 }
 
 /** Check a message from the host's command queue: JSON, a step command, and addressed to this host. */
-export function checkCommandMessage(data: Uint8Array, hostId: string): MessageCheck<StepCommand> {
-  const checked = parseJson(data, StepCommand, 'step command');
+export function checkCommandMessage(data: Uint8Array, hostId: string): MessageCheck<ReceivedCommand> {
+  const checked = parseJson(data, ReceivedCommand, 'step command');
   if (checked.ok && checked.value.hostId !== hostId) {
     return { ok: false, reason: `addressed to host ${checked.value.hostId}, not to this host (${hostId})` };
   }

@@ -8,9 +8,8 @@ import {
   throwIfAborted,
   toStepError,
   type HostDriver,
-  type PreparedStep,
 } from '../../activities/host/driver.js';
-import type { CancelRequest, CommandStatus, StepCommand } from '../../schemas/command.js';
+import type { CancelRequest, CommandStatus, ReceivedCommand, StepCommand } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { StepOutcome } from '../../schemas/steps.js';
 import { AuditNotStoredError, type HostAuditLog } from './audit-spool.js';
@@ -21,7 +20,7 @@ import { StatusNotStoredError, StatusReporter, type Terminal } from './status-re
 
 export type RunResult =
   /** The command has its terminal status stored and journalled; `replayed` when answered from the journal. */
-  | { kind: 'finished'; status: CommandStatus; step: PreparedStep | undefined; replayed: boolean }
+  | { kind: 'finished'; status: CommandStatus; step: StepCommand | undefined; replayed: boolean }
   /** The worker is stopping: the command stays unfinished in the journal and resumes at the next start. */
   | { kind: 'left' };
 
@@ -42,7 +41,7 @@ const REMEMBERED_CANCELS = 256;
 
 /** Runs one command at a time through the driver, exactly once per command id thanks to the journal. */
 export class CommandRunner {
-  private current: { command: StepCommand; abort: AbortController } | undefined;
+  private current: { command: ReceivedCommand; abort: AbortController } | undefined;
   private readonly cancels = new Map<string, string>();
   private readonly stopping = new AbortController();
 
@@ -75,7 +74,7 @@ export class CommandRunner {
     this.current?.abort.abort(new WorkerStoppingError());
   }
 
-  async run(command: StepCommand): Promise<RunResult> {
+  async run(command: ReceivedCommand): Promise<RunResult> {
     const { journal, log: baseLog } = this.o;
     const known = await journal.read(command.commandId);
     if (known?.finished !== undefined) {
@@ -108,7 +107,7 @@ export class CommandRunner {
     const reporter = new StatusReporter(this.o.js, base, log);
     const trail = new CommandAuditTrail(this.o.audit, command, entry.starts, log);
     trail.requested(recovering);
-    let step: PreparedStep | undefined;
+    let step: StepCommand | undefined;
     let terminal: Terminal;
     try {
       await reporter.update('accepted', {
@@ -161,6 +160,6 @@ function checkOutcome(outcome: unknown): StepOutcome {
   return parsed.data;
 }
 
-function pick(c: StepCommand): Pick<CommandStatus, 'commandId' | 'hostId' | 'kind' | 'mode'> {
+function pick(c: ReceivedCommand): Pick<CommandStatus, 'commandId' | 'hostId' | 'kind' | 'mode'> {
   return { commandId: c.commandId, hostId: c.hostId, kind: c.kind, mode: c.mode };
 }

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StepCommand, type CommandStatus } from '../../schemas/command.js';
+import { ReceivedCommand, type CommandStatus } from '../../schemas/command.js';
 import { CommandJournal, JournalError } from './journal.js';
 
 let dir: string;
@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 const command = (commandId: string) =>
-  StepCommand.parse({
+  ReceivedCommand.parse({
     commandId,
     hostId: 'h1',
     kind: 'drain',

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { CommandStatus, StepCommand, TERMINAL_STATES } from '../../schemas/command.js';
+import { CommandStatus, ReceivedCommand, TERMINAL_STATES } from '../../schemas/command.js';
 import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
 
 /** What the host remembers of one command, across restarts of its worker. */
 export const JournalEntry = z.object({
   commandId: z.string(),
-  command: StepCommand,
+  command: ReceivedCommand,
   /** How many times the worker started this command; more than one means it restarted mid-step. */
   starts: z.number().int().positive(),
   startedAt: z.iso.datetime(),
@@ -49,7 +49,7 @@ export class CommandJournal {
   }
 
   /** Record one more start of a command and return the entry with its count of starts. */
-  async start(command: StepCommand, now = new Date()): Promise<JournalEntry> {
+  async start(command: ReceivedCommand, now = new Date()): Promise<JournalEntry> {
     const previous = await this.read(command.commandId);
     if (previous?.finished !== undefined) throw new JournalError(`command ${command.commandId} has already finished`);
     const entry: JournalEntry = {

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HostFacts } from '../../../schemas/host.js';
 import type { StepOutcome } from '../../../schemas/steps.js';
-import { HostDownError, type HostDriver, type PreparedStep, type StepContext } from '../driver.js';
+import type { StepCommand } from '../../../schemas/command.js';
+import { HostDownError, type HostDriver, type StepContext } from '../driver.js';
 import type { HostEnv } from '../linux/host-env.js';
 import { ifName } from '../linux/names.js';
 import { cmdlineHasIommu } from '../linux/grub.js';
@@ -45,12 +46,7 @@ export class LabDriver implements HostDriver {
     const lab = await loadLab(opts.labDir);
     const host = labHost(lab, opts.hostId);
     await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-    const driver = new LabDriver(
-      lab,
-      host,
-      labHostEnv(lab, host, opts.stateDir, opts.confirm ?? 'probe'),
-      opts.log,
-    );
+    const driver = new LabDriver(lab, host, labHostEnv(lab, host, opts.stateDir, opts.confirm ?? 'probe'), opts.log);
     // The worker died between reporting a reboot and doing it: the reboot is still owed.
     if (await rebootOwed(driver.env)) {
       opts.log?.info({ hostId: host.id }, 'lab: finishing a reboot that was reported but not done');
@@ -87,7 +83,7 @@ export class LabDriver implements HostDriver {
     };
   }
 
-  async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
+  async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
     await this.rebooting;
     const apply = step.mode === 'apply';
     const outcome = await (async (): Promise<StepOutcome> => {
@@ -109,7 +105,7 @@ export class LabDriver implements HostDriver {
     return { bootId: ((await readText(this.env.paths.bootId)) ?? 'unknown').trim(), ...outcome };
   }
 
-  async afterReported(step: PreparedStep): Promise<void> {
+  async afterReported(step: StepCommand): Promise<void> {
     if (step.kind === 'reboot' && step.mode === 'apply' && (await rebootOwed(this.env))) await this.reboot();
   }
 

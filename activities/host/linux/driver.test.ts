@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { InvalidStepParamsError, prepareStep, type StepContext } from '../driver.js';
-import type { StepCommand } from '../../../schemas/command.js';
+import type { ReceivedCommand } from '../../../schemas/command.js';
 import type { CommandRunner } from './command.js';
 import { confirmCommand, fileConfirmation } from './confirm.js';
 import { createLinuxDriver } from './driver.js';
@@ -18,10 +18,10 @@ const ctx = (): StepContext => ({
   recovering: false,
 });
 const command = (
-  kind: StepCommand['kind'],
+  kind: ReceivedCommand['kind'],
   params: Record<string, unknown>,
   mode: 'apply' | 'revert' = 'apply',
-): StepCommand => ({
+): ReceivedCommand => ({
   commandId: `t/${kind}/${mode}`,
   hostId: 'hv1',
   kind,

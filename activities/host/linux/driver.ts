@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { HostFacts } from '../../../schemas/host.js';
 import type { StepOutcome } from '../../../schemas/steps.js';
-import type { HostDriver, PreparedStep, StepContext } from '../driver.js';
+import type { StepCommand } from '../../../schemas/command.js';
+import type { HostDriver, StepContext } from '../driver.js';
 import { createExecaRunner, type CommandRunner } from './command.js';
 import { cmdlineHasIommu } from './grub.js';
 import { readText, withAudit, type Confirmation, type HostEnv } from './host-env.js';
@@ -94,7 +95,7 @@ export class LinuxDriver implements HostDriver {
     };
   }
 
-  async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
+  async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
     await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
     const apply = step.mode === 'apply';
     switch (step.kind) {
@@ -117,7 +118,7 @@ export class LinuxDriver implements HostDriver {
   }
 
   /** The reboot itself, once its result is stored: `systemctl reboot`. */
-  async afterReported(step: PreparedStep): Promise<void> {
+  async afterReported(step: StepCommand): Promise<void> {
     if (step.kind === 'reboot' && step.mode === 'apply' && (await rebootOwed(this.env))) {
       this.opts.log?.warn({ hostId: this.opts.hostId }, 'rebooting this host now');
       await this.env.run(['systemctl', 'reboot']);

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { z } from 'zod';
 import { ifName, type IfName } from './names.js';
 
 /** Where a NIC's SR-IOV controls live under a sysfs root (`/sys` on a real host, a fake tree in the lab). */
@@ -13,6 +12,7 @@ export const SRIOV_RULES_FILE = '70-refit-sriov.rules';
 
 export interface SriovBootConfig {
   nic: string;
+  /** How many VFs: the step's `vfs`, checked by its schema. */
   numVfs: number;
   /** VF number → VLAN tag set on it at boot (`ip link set <nic> vf <n> vlan <tag>`). */
   vfVlans: Record<number, number>;
@@ -23,9 +23,8 @@ const HEADER = '# Written by refit (sriov-enable): SR-IOV virtual functions crea
 /** The rules: set sriov_numvfs when the NIC appears, then each VF's VLAN, as in the SR-IOV article. */
 export function renderSriovRules(config: SriovBootConfig, ipPath = '/usr/sbin/ip'): string {
   const nic = ifName(config.nic);
-  const n = z.number().int().min(0).max(1024).parse(config.numVfs);
   const match = `ACTION=="add", SUBSYSTEM=="net", KERNEL=="${nic}"`;
-  const lines = [`${match}, ATTR{device/sriov_numvfs}="${n}"`];
+  const lines = [`${match}, ATTR{device/sriov_numvfs}="${config.numVfs}"`];
   for (const [vf, vlan] of Object.entries(config.vfVlans)) {
     lines.push(`${match}, RUN+="${ipPath} link set dev ${nic} vf ${Number(vf)} vlan ${Number(vlan)}"`);
   }

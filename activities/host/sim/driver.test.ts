@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StepCommand } from '../../../schemas/command.js';
+import { ReceivedCommand } from '../../../schemas/command.js';
 import type { StepKind } from '../../../schemas/steps.js';
 import {
   HostDownError,
@@ -36,7 +36,7 @@ function step(
   commandId = `wf/run/${++seq}`,
 ) {
   return prepareStep(
-    StepCommand.parse({
+    ReceivedCommand.parse({
       commandId,
       hostId: 'sim-001',
       kind,

@@ -4,14 +4,8 @@ import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { StepKind, StepOutcome } from '../../../schemas/steps.js';
 import type { HostFacts } from '../../../schemas/host.js';
-import {
-  HostDownError,
-  StepFailedError,
-  throwIfAborted,
-  type HostDriver,
-  type PreparedStep,
-  type StepContext,
-} from '../driver.js';
+import type { StepCommand } from '../../../schemas/command.js';
+import { HostDownError, StepFailedError, throwIfAborted, type HostDriver, type StepContext } from '../driver.js';
 import {
   bootSimHost,
   initialSimState,
@@ -100,14 +94,14 @@ export class SimDriver implements HostDriver {
     return Promise.resolve(simFacts(this.state));
   }
 
-  async runStep(step: PreparedStep, ctx: StepContext): Promise<StepOutcome> {
+  async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
     await this.rebooting;
     await this.runStepCommand(ctx);
     const before = simObservation(this.state);
     const plan = planSimStep(this.state, step);
     const appliedKey = `${step.mode}:${step.kind}`;
     if (plan.done) {
-      const doneByThisCommand = ctx.recovering && this.state.appliedBy[appliedKey] === step.command.commandId;
+      const doneByThisCommand = ctx.recovering && this.state.appliedBy[appliedKey] === step.commandId;
       ctx.progress(100, `sim: ${plan.summary}`);
       return this.outcome(plan, before, doneByThisCommand);
     }
@@ -117,7 +111,7 @@ export class SimDriver implements HostDriver {
     const effectKey = step.mode === 'apply' ? step.kind : `revert:${step.kind}`;
     this.state = {
       ...changed,
-      appliedBy: { ...changed.appliedBy, [appliedKey]: step.command.commandId },
+      appliedBy: { ...changed.appliedBy, [appliedKey]: step.commandId },
       effects: plan.deferred
         ? changed.effects
         : { ...changed.effects, [effectKey]: (changed.effects[effectKey] ?? 0) + 1 },
@@ -128,7 +122,7 @@ export class SimDriver implements HostDriver {
     return this.outcome(plan, before, true);
   }
 
-  async afterReported(step: PreparedStep): Promise<void> {
+  async afterReported(step: StepCommand): Promise<void> {
     if (step.kind === 'reboot' && step.mode === 'apply' && this.state.rebootPending !== null) await this.reboot();
   }
 
@@ -145,7 +139,7 @@ export class SimDriver implements HostDriver {
   }
 
   /** The step's duration, in a few ticks; cancellation is honoured between them, before anything changes. */
-  private async ticks(step: PreparedStep, ctx: StepContext): Promise<void> {
+  private async ticks(step: StepCommand, ctx: StepContext): Promise<void> {
     const total = (this.opts.stepMs?.[step.kind] ?? SIM_STEP_MS[step.kind]) / this.speed;
     for (let i = 0; i < TICKS; i++) {
       throwIfAborted(ctx.signal);
@@ -171,7 +165,7 @@ export class SimDriver implements HostDriver {
     if (exitCode !== 0) throw new StepFailedError(`sim: ${[file, ...args].join(' ')} exited with ${exitCode}`);
   }
 
-  private async injectFailure(step: PreparedStep): Promise<void> {
+  private async injectFailure(step: StepCommand): Promise<void> {
     const mode = step.mode === 'apply' ? this.opts.fail?.[step.kind] : undefined;
     if (mode === undefined) return;
     if (mode === 'once') {

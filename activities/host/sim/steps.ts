@@ -1,5 +1,6 @@
 import type { StepParams, TrafficStats } from '../../../schemas/steps.js';
-import { StepFailedError, UnsupportedHardwareError, type PreparedStep } from '../driver.js';
+import type { StepCommand } from '../../../schemas/command.js';
+import { StepFailedError, UnsupportedHardwareError } from '../driver.js';
 import type { SimState } from './state.js';
 
 /** What a step would do to a simulated host; computed purely from its state and the parameters. */
@@ -16,7 +17,7 @@ export interface SimPlan {
 
 const unchanged = (state: SimState) => state;
 
-export function planSimStep(state: SimState, step: PreparedStep): SimPlan {
+export function planSimStep(state: SimState, step: StepCommand): SimPlan {
   switch (step.kind) {
     case 'drain':
       return step.mode === 'apply' ? planDrain(state, step.params.destinations) : planUndrain(state);
@@ -34,7 +35,7 @@ export function planSimStep(state: SimState, step: PreparedStep): SimPlan {
       return step.mode === 'apply' ? planSriov(state, step.params) : planSriovOff(state);
     case 'reboot':
       return step.mode === 'apply'
-        ? planReboot(state, step.command.commandId)
+        ? planReboot(state, step.commandId)
         : { done: true, summary: 'a reboot cannot be undone; nothing to revert', change: unchanged };
     case 'verify':
       return step.mode === 'apply'

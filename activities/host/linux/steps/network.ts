@@ -1,5 +1,6 @@
 import type { StepOutcome } from '../../../../schemas/steps.js';
-import type { PreparedStep, StepContext } from '../../driver.js';
+import type { StepCommand } from '../../../../schemas/command.js';
+import type { StepContext } from '../../driver.js';
 import type { HostEnv } from '../host-env.js';
 import { applyOvsConvert, revertOvsConvert } from './ovs-convert.js';
 import { applyReboot } from './reboot.js';
@@ -7,7 +8,7 @@ import { applySriovEnable, revertSriovEnable } from './sriov-enable.js';
 import { applyVerify } from './verify.js';
 
 /** Every step but drain and undrain, which each driver does its own way (libvirt, the lab). */
-export type NetworkStep = Exclude<PreparedStep, { kind: 'drain' | 'undrain' }>;
+export type NetworkStep = Exclude<StepCommand, { kind: 'drain' | 'undrain' }>;
 
 const nothing = (summary: string): StepOutcome => ({ changed: false, summary, before: {}, after: {} });
 
@@ -16,7 +17,7 @@ const nothing = (summary: string): StepOutcome => ({ changed: false, summary, be
  * linux and lab drivers; `env` (audited) says on which host and through which commands.
  */
 export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepContext): Promise<StepOutcome> {
-  const { commandId, rolloutId } = step.command;
+  const { commandId, rolloutId } = step;
   const apply = step.mode === 'apply';
   switch (step.kind) {
     case 'ovs-convert':
