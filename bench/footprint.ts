@@ -7,7 +7,8 @@ import { enrollHosts } from '../workers/dev/enroll.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
 import type { HostMaintenanceInput, HostMaintenanceResult } from '../schemas/rollout.js';
-import { waitForOnline, type Harness } from './harness.js';
+import type { Harness } from './harness.js';
+import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { benchPlan } from './plans.js';
 import { cpuBetween, sampleProcess } from './proc.js';
 import { round } from './stats.js';
@@ -89,7 +90,7 @@ export async function measureFootprint(
   await enrollHosts(h.home, hostIds);
   const hosts = entries.map((entry, i) => startHostProcess(h, entry, hostIds[i] as string));
   try {
-    await waitForOnline(h.nc, hostIds, { timeoutMs: 60_000 });
+    await waitForHostsOnline(h.nc, hostIds, { timeoutMs: 60_000 });
     await sleep(5_000); // start-up work (JIT, first presence) is not idling
 
     h.say(`footprint: ${entries.join(' and ')} idle for ${o.idleSeconds} s`);

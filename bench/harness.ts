@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Client, Connection } from '@temporalio/client';
 import pLimit from 'p-limit';
-import { readInventory } from '../workers/control/inventory.js';
+import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
@@ -108,25 +108,8 @@ export async function startFleet(
     h.log(`fleet-${name}`),
   );
   h.cleanup.defer(`fleet ${name}`, () => fleet.stop());
-  if (o.waitOnline ?? true) await waitForOnline(h.nc, fleet.info.hostIds);
+  if (o.waitOnline ?? true) await waitForHostsOnline(h.nc, fleet.info.hostIds, { timeoutMs: 300_000 });
   return fleet;
-}
-
-/** Until every host reports presence, as the rollout's target resolution will see it. */
-export async function waitForOnline(
-  nc: NatsConnection,
-  hostIds: readonly string[],
-  { timeoutMs = 300_000, pollMs = 500 }: { timeoutMs?: number; pollMs?: number } = {},
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const online = new Set((await readInventory(nc)).hosts.filter((r) => r.online).map((r) => r.hostId));
-    const missing = hostIds.filter((id) => !online.has(id));
-    if (missing.length === 0) return;
-    if (Date.now() > deadline)
-      throw new Error(`${missing.length} hosts never reported presence, e.g. ${missing.slice(0, 3).join(', ')}`);
-    await sleep(pollMs);
-  }
 }
 
 /**

@@ -1,18 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { startRollout } from '../workers/control/rollouts.js';
+import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
 import type { HostState } from '../schemas/rollout.js';
 import { simHostIds } from '../workers/sim/fleet.js';
-import {
-  awaitRollout,
-  hostHistoryLengths,
-  rolloutRunEvents,
-  settle,
-  startFleet,
-  waitForOnline,
-  type Harness,
-} from './harness.js';
+import { awaitRollout, hostHistoryLengths, rolloutRunEvents, settle, startFleet, type Harness } from './harness.js';
 import { benchPlan, NO_WAIT } from './plans.js';
 import { loadAverage, ProcessMeter } from './proc.js';
 import { round } from './stats.js';
@@ -97,7 +90,11 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
       ),
     ),
   );
-  await waitForOnline(h.nc, allIds, { timeoutMs: 1_800_000, pollMs: 10_000 });
+  await waitForHostsOnline(h.nc, allIds, {
+    timeoutMs: 1_800_000,
+    intervalMs: 10_000,
+    onProgress: (online, of) => h.say(`scale: ${online}/${of} hosts report presence`),
+  });
   const fleetStartS = (performance.now() - t0) / 1000;
   try {
     const maxInFlight = Math.min(o.maxInFlight, allIds.length);

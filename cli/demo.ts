@@ -6,9 +6,9 @@ import { loadPlan, newRolloutId, startRollout } from '../workers/control/rollout
 import { watchRollout } from './rollout.js';
 import { summaryLine } from './render.js';
 import { freePorts, startStack, stopStack } from '../workers/dev/stack.js';
-import { loadConfig, type RefitConfig } from '../workers/config.js';
+import { loadConfig } from '../workers/config.js';
 import { withNats } from '../workers/clients.js';
-import { readInventory } from '../workers/control/inventory.js';
+import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { startControllerWorker } from '../workers/controller.js';
 import { startSimFleet } from '../workers/sim/fleet.js';
 import { createLogger } from '../workers/log.js';
@@ -45,6 +45,7 @@ const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, n
 const stops: (() => Promise<unknown>)[] = [() => stopStack(home)];
 let exitCode = 1;
 let summary = '';
+let hostIds: readonly string[] = [];
 // Ctrl-C stops everything the demo started, lab namespaces included.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -69,6 +70,7 @@ try {
     const lab = await labUp({ labDir, hosts: HOSTS, vmsPerHost: 1 }, log);
     const workers = await startLabWorkers({ lab, home, natsUrl: stack.nats.url, log });
     stops.unshift(() => workers.stop());
+    hostIds = lab.hosts.map((h) => h.id);
   } else {
     say(
       `starting a SIMULATED fleet of ${HOSTS} hosts (sim driver: no commands run, no packets sent), each with its own NATS identity`,
@@ -82,6 +84,7 @@ try {
       log,
     });
     stops.unshift(() => fleet.stop());
+    hostIds = fleet.hostIds;
   }
 
   const plan = await loadPlan(path.join(root, 'examples', 'ovs-sriov.yaml'));
@@ -94,7 +97,13 @@ try {
   const connection = await Connection.connect({ address: stack.temporal.address });
   stops.unshift(() => connection.close());
   const client = new Client({ connection });
-  await waitForHosts(config, HOSTS);
+  // The rollout selects hosts that report presence; it starts once the whole fleet does.
+  await withNats(config, (nc) =>
+    waitForHostsOnline(nc, hostIds, {
+      timeoutMs: 90_000,
+      onProgress: (online, of) => say(`${online}/${of} hosts report presence`),
+    }),
+  );
   const id = newRolloutId(plan.name);
   await startRollout(client, config.taskQueue, plan, id);
   say(`rollout ${id} started: ${plan.steps.map((s) => s.kind).join(' → ')}`);
@@ -108,14 +117,3 @@ try {
 }
 if (summary) process.stdout.write(`${summary}\n`);
 process.exit(exitCode);
-
-/** The rollout selects hosts that report presence; start it once the whole fleet does. */
-async function waitForHosts(config: RefitConfig, want: number): Promise<void> {
-  let online = 0;
-  for (let i = 0; i < 120; i++) {
-    online = await withNats(config, async (nc) => (await readInventory(nc)).hosts.filter((h) => h.online).length);
-    if (online >= want) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`only ${online} of ${want} hosts reported presence`);
-}

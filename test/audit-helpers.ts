@@ -4,6 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readTrail } from '../activities/audit/read.js';
+import { until } from '../activities/poll.js';
 import { natsConfigFile } from '../workers/dev/credentials.js';
 import { isStackProcess, logFile } from '../workers/dev/stack.js';
 import { findTool } from '../workers/dev/tools.js';
@@ -18,14 +19,6 @@ export async function trailEvents(nc: NatsConnection): Promise<{ record: AuditRe
   });
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 /**
  * Stop the test stack's nats-server (SIGTERM: JetStream flushes its store), keep it down for
  * `downMs`, then start it again on the same config and store. stack.json gets the new pid, so the
@@ -34,7 +27,11 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 export async function restartNats(home: string, downMs: number): Promise<{ stoppedAt: number; answeringAt: number }> {
   const stack = readStackFile(home) as StackFile;
   process.kill(stack.nats.pid, 'SIGTERM');
-  await until('nats-server to stop', () => !isStackProcess(stack.nats.pid, home), 20_000);
+  await until(() => !isStackProcess(stack.nats.pid, home), {
+    what: 'nats-server to stop',
+    timeoutMs: 20_000,
+    intervalMs: 100,
+  });
   const stoppedAt = Date.now();
   await sleep(downMs);
   const log = openSync(logFile(home, 'nats'), 'a', 0o600);
@@ -54,7 +51,6 @@ export async function restartNats(home: string, downMs: number): Promise<{ stopp
   const current = JSON.parse(readFileSync(file, 'utf8')) as StackFile;
   writeFileSync(file, `${JSON.stringify({ ...current, nats: { ...current.nats, pid } }, null, 2)}\n`, { mode: 0o600 });
   await until(
-    'nats-server to answer',
     async () => {
       try {
         return (
@@ -64,7 +60,7 @@ export async function restartNats(home: string, downMs: number): Promise<{ stopp
         return false;
       }
     },
-    30_000,
+    { what: 'nats-server to answer', timeoutMs: 30_000, intervalMs: 100 },
   );
   return { stoppedAt, answeringAt: Date.now() };
 }

@@ -7,6 +7,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTrail } from '../activities/audit/read.js';
+import { until } from '../activities/poll.js';
 import { allowAuditDirectGet } from '../activities/audit/store.js';
 import { verifyTrail } from '../activities/audit/verify.js';
 import { createRecordAudit } from '../activities/controller/audit.js';
@@ -123,11 +124,12 @@ describe('NATS restarted in the middle of a rollout', () => {
     })();
 
     // Restart once the hosts are under way.
-    for (let seen = 0; seen < 3; await sleep(100)) {
-      seen = (await trailEvents(nc)).filter(
-        (e) => e.event.rolloutId === rolloutId && e.event.type === 'step.succeeded',
-      ).length;
-    }
+    await until(
+      async () =>
+        (await trailEvents(nc)).filter((e) => e.event.rolloutId === rolloutId && e.event.type === 'step.succeeded')
+          .length >= 3,
+      { what: 'three steps to succeed', timeoutMs: 60_000, intervalMs: 100 },
+    );
     const outage = await restartNats(stack.home, 4_000);
 
     const result = (await temporal.client.workflow.getHandle(rolloutId).result()) as RolloutStatus;

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Kvm } from '@nats-io/kv';
+import { until } from '../activities/poll.js';
 import { BUCKETS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
@@ -57,15 +58,18 @@ async function commandsOf(hostId: string): Promise<CommandStatus[]> {
   return out;
 }
 
-async function untilRunning(hostIds: readonly string[]): Promise<CommandStatus> {
-  for (let i = 0; i < 600; i++) {
-    for (const h of hostIds) {
-      const running = (await commandsOf(h)).find((c) => c.state === 'running' && c.kind !== 'drain');
-      if (running) return running;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no step started running');
+/** The first step after drain that runs on one of the hosts. */
+function untilRunning(hostIds: readonly string[]): Promise<CommandStatus> {
+  return until(
+    async () => {
+      for (const h of hostIds) {
+        const running = (await commandsOf(h)).find((c) => c.state === 'running' && c.kind !== 'drain');
+        if (running) return running;
+      }
+      return undefined;
+    },
+    { what: 'a step after drain to run', timeoutMs: 60_000, intervalMs: 100 },
+  );
 }
 
 describe('the controller worker killed mid-rollout', () => {

@@ -7,10 +7,8 @@ import { Client, Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { parsePlan, type Plan } from '../../schemas/plan.js';
 import { loadConfig, type RefitConfig } from '../../workers/config.js';
-import { readInventory } from '../../workers/control/inventory.js';
-import { connectNats } from '../../workers/nats.js';
-import { IDENTITIES } from '../../schemas/names.js';
-import { credsFile } from '../../workers/config.js';
+import { waitForHostsOnline } from '../../workers/control/inventory.js';
+import { withNats } from '../../workers/clients.js';
 import type { ProvidedStack } from '../setup/global-stack.js';
 
 export const quietLog = pino({ level: process.env.REFIT_TEST_LOG_LEVEL ?? 'silent' });
@@ -67,23 +65,7 @@ export async function waitForOnline(
   hostIds: readonly string[],
   timeoutMs = 30_000,
 ): Promise<void> {
-  const nc = await connectNats({
-    url: config.natsUrl,
-    credsFile: credsFile(config.home, IDENTITIES.cli),
-    identity: IDENTITIES.cli,
-  });
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const online = new Set((await readInventory(nc)).hosts.filter((h) => h.online).map((h) => h.hostId));
-      if (hostIds.every((h) => online.has(h))) return;
-      if (Date.now() > deadline)
-        throw new Error(`hosts not online: ${hostIds.filter((h) => !online.has(h)).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  } finally {
-    await nc.close();
-  }
+  await withNats(config, (nc) => waitForHostsOnline(nc, hostIds, { timeoutMs, intervalMs: 200 }));
 }
 
 export const CLI = path.resolve('dist/cli/main.js');

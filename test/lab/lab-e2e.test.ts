@@ -9,6 +9,7 @@ import { startControllerWorker, type ControllerWorker } from '../../workers/cont
 import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
 import { ovsShowArgv, parseOvsShow } from '../../activities/host/linux/ovs-vsctl.js';
 import { rebootHost } from '../../activities/host/lab/boot.js';
+import { until } from '../../activities/poll.js';
 import { labDown } from '../../lab/down.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
 import { clearFaults, injectLoss } from '../../lab/faults.js';
@@ -136,16 +137,14 @@ describe.skipIf(skip !== '')(
         const steps = examplePlan([id]).steps;
         const verifyAt = steps.findIndex((s) => s.kind === 'verify');
         // The loss starts just before verify runs: the reboot happens under loss-free conditions.
-        const watcher = (async () => {
-          for (let i = 0; i < 600; i++) {
-            if ((await facts(id).catch(() => undefined))?.sriov.iommu === true) return injectLoss(lab, host(id));
-            await new Promise((r) => setTimeout(r, 250));
-          }
-        })();
-        const result = await runToEnd(
-          examplePlan([id], { onHostFailure: 'rollback', failureBudget: { maxFailedHosts: 0 } }),
-        );
-        await watcher;
+        const watcher = until(async () => (await facts(id).catch(() => undefined))?.sriov.iommu === true, {
+          what: `${id} to boot with the IOMMU on`,
+          timeoutMs: 150_000,
+        }).then(() => injectLoss(lab, host(id)));
+        const [result] = await Promise.all([
+          runToEnd(examplePlan([id], { onHostFailure: 'rollback', failureBudget: { maxFailedHosts: 0 } })),
+          watcher,
+        ]);
         await clearFaults(lab, host(id));
         expect(verifyAt).toBeGreaterThan(0);
         expect(result.state).toBe('failed');

@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import { BUCKETS } from '../../schemas/names.js';
 import { HostPresence, isOnline } from '../../schemas/host.js';
+import { until } from '../../activities/poll.js';
 
 /** How many presence entries are read at once. */
 const READS_IN_FLIGHT = 100;
@@ -41,4 +42,46 @@ export async function readInventory(nc: NatsConnection): Promise<{ hosts: Invent
   }
   hosts.sort((a, b) => a.hostId.localeCompare(b.hostId));
   return { hosts, invalid };
+}
+
+export interface WaitForHostsOptions {
+  timeoutMs?: number;
+  /** The pause between two reads of the inventory (500 ms). */
+  intervalMs?: number;
+  /** Told how many of the hosts report, each time that number changes. */
+  onProgress?: (online: number, of: number) => void;
+}
+
+const NAMED_IN_ERRORS = 20;
+
+/**
+ * Until every one of `hostIds` reports presence, as a rollout's target resolution will see it. The
+ * timeout error names the hosts still missing (the first 20 of them).
+ */
+export async function waitForHostsOnline(
+  nc: NatsConnection,
+  hostIds: readonly string[],
+  { timeoutMs = 60_000, intervalMs = 500, onProgress }: WaitForHostsOptions = {},
+): Promise<void> {
+  let missing: readonly string[] = hostIds;
+  let told: number | undefined;
+  await until(
+    async () => {
+      const online = new Set((await readInventory(nc)).hosts.filter((h) => h.online).map((h) => h.hostId));
+      missing = hostIds.filter((id) => !online.has(id));
+      const count = hostIds.length - missing.length;
+      if (count !== told) onProgress?.(count, hostIds.length);
+      told = count;
+      return missing.length === 0;
+    },
+    {
+      what: () => {
+        const named = missing.slice(0, NAMED_IN_ERRORS).join(', ');
+        const more = missing.length > NAMED_IN_ERRORS ? ` and ${missing.length - NAMED_IN_ERRORS} more` : '';
+        return `${hostIds.length} hosts to report presence; ${missing.length} never did: ${named}${more}`;
+      },
+      timeoutMs,
+      intervalMs,
+    },
+  );
 }
