@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import type { Plan } from './plan.js';
 import type { PlanStep, StepOutcome } from './steps.js';
 
@@ -106,10 +105,3 @@ export interface RolloutStatus {
   /** How many times this rollout continued as new. */
   runs: number;
 }
-
-/** What `refit rollout status --json` guarantees, checked by the CLI's own tests. */
-export const RolloutStatusJson = z.object({
-  id: z.string(),
-  state: z.enum(ROLLOUT_STATES),
-  hosts: z.array(z.object({ hostId: z.string(), state: z.enum(HOST_STATES), step: z.string().nullable() })),
-});

@@ -62,6 +62,16 @@ async function spans(hostIds: string[]): Promise<{ hostId: string; start: number
   }
   return out;
 }
+/** The runs Temporal recorded for a workflow id (one more per continue-as-new), once it lists `expected` or after 10 s. */
+async function recordedRuns(id: string, expected: number): Promise<number> {
+  let runs = 0;
+  for (let i = 0; i < 100 && runs !== expected; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    runs = 0;
+    for await (const _ of client.workflow.list({ query: `WorkflowId = '${id}'` })) runs += 1;
+  }
+  return runs;
+}
 const mostAtOnce = (s: { start: number; end: number }[]) =>
   Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
 
@@ -251,23 +261,25 @@ describe('continue-as-new', () => {
     const targets = [h(2), h(3), h(5), h(6)];
     // A tiny history limit: the rollout continues as new after each host it finishes.
     const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 12 });
-    const first = await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
-    await client.workflow
+    await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
+    const paused = await client.workflow
       .getHandle(id)
       .executeUpdate(operatorUpdates.pause, { args: [{ by: 'dave', reason: 'lunch' }] });
-    // The host in flight finishes; the rollout then continues as new, still paused.
-    const after = await until(
-      id,
-      'a new run while paused',
-      (s) => s.runs > first.runs && s.state === 'paused' && s.counts.running === 0,
-    );
-    const before = after;
+    // The host in flight finishes; the rollout then continues as new, still paused, and starts nothing.
+    const after = await until(id, 'a new run while paused', (s) => s.runs > paused.runs);
+    expect(await recordedRuns(id, after.runs + 1)).toBe(after.runs + 1);
+    expect(after.state).toBe('paused');
     expect(after.paused).toMatchObject({ by: 'dave', reason: 'lunch' });
-    expect(after.counts.succeeded).toBe(before.counts.succeeded);
+    expect(after.counts).toMatchObject({
+      running: 0,
+      succeeded: paused.counts.succeeded + paused.counts.running,
+      pending: paused.counts.pending,
+    });
     await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'dave' }] });
     const end = await result(id);
     expect(end.state).toBe('completed');
-    expect(end.runs).toBeGreaterThanOrEqual(1);
+    expect(end.runs).toBeGreaterThan(after.runs);
+    expect(await recordedRuns(id, end.runs + 1)).toBe(end.runs + 1);
     expect(end.hosts.map((x) => [x.state, x.attempts])).toEqual(targets.map(() => ['succeeded', 1]));
   });
 });

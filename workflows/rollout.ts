@@ -14,14 +14,7 @@ import {
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { ControllerActivities } from '../schemas/activities.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type {
-  HostState,
-  HostStatus,
-  OperatorAction,
-  RolloutCarried,
-  RolloutInput,
-  RolloutStatus,
-} from '../schemas/rollout.js';
+import type { OperatorAction, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
 import { hostMaintenance } from './host-maintenance.js';
 import {
   HOST_ACTIONS,
@@ -37,88 +30,51 @@ import {
   rolloutStatusQuery,
 } from './messages.js';
 import { audit, userActor } from './audit.js';
-import { createOperatorActions, type Action, type HostPatch } from './operator.js';
-import { planWaves, resolveCount } from './waves.js';
-import { startDecision } from '../schemas/windows.js';
+import type { Action } from './operator.js';
+import type { GateDecision } from './rollout-decision.js';
+import { RolloutMachine } from './rollout-machine.js';
+import { newRollout } from './rollout-state.js';
 
 const { resolveTargets, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
   startToCloseTimeout: '1m',
   retry: { maximumInterval: '10s' },
 });
 
-export const HOST_STATES: HostState[] = ['pending', 'running', 'succeeded', 'failed', 'rolled-back', 'held', 'skipped'];
-export const FAILED_STATES = new Set<HostState>(['failed', 'rolled-back', 'held']);
 const DEFAULT_HISTORY_LIMIT = 10_000;
-/** How long to wait before asking again for a busy host or a fleet-wide slot. */
-const RETRY_START_MS = 2_000;
 
-function emptyStatus(input: RolloutInput): RolloutStatus {
-  return {
-    id: input.rolloutId,
-    name: input.plan.name,
-    state: 'waiting',
-    message: 'resolving targets from the inventory',
-    startedBy: input.startedBy,
-    startedAt: new Date(workflowInfo().startTime).toISOString(),
-    missingHosts: [],
-    excludedHosts: [],
-    waves: [],
-    hosts: [],
-    counts: Object.fromEntries(HOST_STATES.map((s) => [s, 0])) as Record<HostState, number>,
-    failureBudget: { maxFailedHosts: 0, failed: 0 },
-    currentWave: 0,
-    paused: null,
-    pendingApproval: null,
-    approvals: [],
-    cancelled: null,
-    nextWindowAt: null,
-    runs: 0,
-  };
-}
+/** Every operator action is audited with who asked. */
+const ACTION_EVENTS = {
+  pause: 'rollout.paused',
+  resume: 'rollout.resumed',
+  cancel: 'rollout.cancelled',
+  approve: 'rollout.approved',
+  retryHost: 'host.retried',
+  skipHost: 'host.skipped',
+} as const;
 
 /**
  * A campaign across the fleet: canary first, then waves, a bounded number of hosts in flight per
  * rollout, per failure domain and fleet-wide, only inside maintenance windows, pausing itself when
  * the failure budget is spent. It continues as new (with all its state) before its history grows
- * large, after the hosts in flight have finished.
+ * large, after the hosts in flight have finished. `RolloutMachine` decides; this carries it out.
  */
 export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> {
-  const { plan } = input;
-  const carried: RolloutCarried = input.carried ?? {
-    status: emptyStatus(input),
-    domains: {},
-    acceptedFailures: 0,
-    gatesPassed: [],
-  };
-  const status = carried.status;
-  const gatesPassed = new Set(carried.gatesPassed);
-  const byHost = new Map(status.hosts.map((h) => [h.hostId, h]));
-  const inFlight = new Map<string, Promise<void>>();
-  /** Bumped by every event that may let the loop make progress; conditions wait on it. */
-  let epoch = 0;
-  const bump = () => void (epoch += 1);
-  const isOver = () => ['completed', 'failed', 'cancelled'].includes(status.state);
+  const { plan, rolloutId } = input;
+  const machine = new RolloutMachine(plan, input.carried ?? newRollout(input, workflowInfo().startTime.getTime()));
+  const { status } = machine;
+  /** Each started host's maintenance, until it has settled. */
+  const maintenance = new Map<string, Promise<void>>();
 
   setHandler(rolloutStatusQuery, () => status);
-  const actions = createOperatorActions({ status, byHost, carried, isOver, setHost, onChange: bump });
-  // Every operator action is audited with who asked; an update answers once its event is stored.
-  const ACTION_EVENTS = {
-    pause: 'rollout.paused',
-    resume: 'rollout.resumed',
-    cancel: 'rollout.cancelled',
-    approve: 'rollout.approved',
-    retryHost: 'host.retried',
-    skipHost: 'host.skipped',
-  } as const;
   const auditAction = (name: keyof typeof ACTION_EVENTS, a: OperatorAction & { hostId?: string }) =>
     audit({
       type: ACTION_EVENTS[name],
       actor: userActor(a.by),
-      rolloutId: input.rolloutId,
+      rolloutId,
       ...(a.hostId ? { hostId: a.hostId } : {}),
       data: { action: name, ...(a.reason ? { reason: a.reason } : {}), state: status.state },
     });
-  /** An action as an update (validated, answered with the status) and as a signal of the same name. */
+  /** An action as an update (validated, answered with the status once audited) and as a signal of the same name. */
   function handle<A extends OperatorAction>(
     name: keyof typeof ACTION_EVENTS,
     update: UpdateDefinition<RolloutStatus, [A]>,
@@ -138,26 +94,16 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       if (action.tryApply(a)) await auditAction(name, a);
     });
   }
-  for (const name of OPERATOR_ACTIONS) handle(name, operatorUpdates[name], operatorSignals[name], actions[name]);
-  for (const name of HOST_ACTIONS) handle(name, hostUpdates[name], hostSignals[name], actions[name]);
-
-  function setHost(host: HostStatus, patch: HostPatch): void {
-    status.counts[host.state] -= 1;
-    for (const [key, value] of Object.entries(patch) as [keyof HostStatus, unknown][]) {
-      if (value === undefined) delete host[key];
-      else (host as unknown as Record<string, unknown>)[key] = value;
-    }
-    status.counts[host.state] += 1;
-    status.failureBudget.failed = status.hosts.filter((h) => FAILED_STATES.has(h.state)).length;
-    bump();
-  }
+  for (const name of OPERATOR_ACTIONS)
+    handle(name, operatorUpdates[name], operatorSignals[name], machine.actions[name]);
+  for (const name of HOST_ACTIONS) handle(name, hostUpdates[name], hostSignals[name], machine.actions[name]);
 
   if (!input.carried) {
     const targets = await resolveTargets(plan.targets);
     await audit({
       type: 'rollout.started',
       actor: userActor(input.startedBy),
-      rolloutId: input.rolloutId,
+      rolloutId,
       data: {
         plan: plan.name,
         steps: plan.steps.map((s) => s.kind),
@@ -166,91 +112,41 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         excluded: targets.excluded,
       },
     });
-    status.missingHosts = targets.missing;
-    status.excludedHosts = targets.excluded;
-    status.failureBudget.maxFailedHosts = resolveCount(plan.failureBudget.maxFailedHosts, targets.hostIds.length);
-    const domainLabels = Object.keys(plan.limits.perLabel);
-    planWaves(targets.hostIds, plan.waves).forEach((hosts, index) => {
-      status.waves.push({ index, hosts, state: 'pending' });
-      for (const hostId of hosts) {
-        const host: HostStatus = { hostId, state: 'pending', step: null, wave: index, attempts: 0 };
-        status.hosts.push(host);
-        byHost.set(hostId, host);
-        status.counts.pending += 1;
-        const labels = targets.labels[hostId] ?? {};
-        carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labels[l] ?? '(none)']));
-      }
-    });
-    delete status.message;
+    machine.targetsResolved(targets);
   }
 
-  const budgetSpent = () =>
-    status.failureBudget.failed > status.failureBudget.maxFailedHosts &&
-    status.failureBudget.failed > carried.acceptedFailures;
-
-  function domainHasRoom(hostId: string): boolean {
-    const mine = carried.domains[hostId] ?? {};
-    return Object.entries(plan.limits.perLabel).every(([label, max]) => {
-      const busy = [...inFlight.keys()].filter((h) => carried.domains[h]?.[label] === mine[label]).length;
-      return busy < max;
-    });
-  }
-
-  /** Pending hosts of the waves reached so far, in order, whose failure domains have room. */
-  function nextHost(now: number): HostStatus | undefined {
-    return status.hosts.find(
-      (h) =>
-        h.state === 'pending' &&
-        h.wave <= status.currentWave &&
-        !inFlight.has(h.hostId) &&
-        !(h.waitingFor && retryAt.get(h.hostId)! > now) &&
-        domainHasRoom(h.hostId),
-    );
-  }
-  const retryAt = new Map<string, number>();
   const drains = plan.steps.some((s) => s.kind === 'drain');
-
-  async function maintain(host: HostStatus): Promise<void> {
+  async function maintain(hostId: string): Promise<void> {
     try {
       const child = await startChild(hostMaintenance, {
-        workflowId: hostWorkflowId(host.hostId),
+        workflowId: hostWorkflowId(hostId),
         args: [
           {
-            rolloutId: input.rolloutId,
-            hostId: host.hostId,
+            rolloutId,
+            hostId,
             steps: plan.steps,
             onHostFailure: plan.onHostFailure,
             parentId: workflowInfo().workflowId,
             // Only a drain needs it, and a wave of thousands of ids would weigh on every child's history.
-            ...(drains ? { avoidHosts: status.waves[host.wave]?.hosts ?? [] } : {}),
+            ...(drains ? { avoidHosts: machine.waveOf(hostId) } : {}),
           },
         ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
         typedSearchAttributes: [
-          { key: rolloutIdKey, value: input.rolloutId },
-          { key: hostIdKey, value: host.hostId },
+          { key: rolloutIdKey, value: rolloutId },
+          { key: hostIdKey, value: hostId },
           { key: phaseKey, value: 'starting' },
         ],
       });
-      if (status.cancelled && plan.onCancel === 'rollback') await abortHost(host.hostId);
-      const result = await child.result();
-      const last = result.steps.at(-1);
-      const step = last ? (last.mode === 'revert' ? `revert:${last.kind}` : last.kind) : null;
-      setHost(host, { state: result.state, step, ...(result.error ? { error: result.error } : {}) });
+      if (machine.abortsInFlight) await abortHost(hostId);
+      machine.hostFinished(hostId, await child.result());
     } catch (err) {
-      if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError') {
-        if (plan.onBusyHost === 'skip') {
-          setHost(host, { state: 'skipped', error: 'host is in another campaign; skipped as the plan says' });
-        } else {
-          retryAt.set(host.hostId, Date.now() + RETRY_START_MS);
-          setHost(host, { state: 'pending', attempts: host.attempts - 1, waitingFor: 'host is in another campaign' });
-        }
-      } else {
-        setHost(host, { state: 'failed', error: err instanceof Error ? err.message : String(err) });
-      }
+      if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError')
+        machine.hostBusy(hostId, Date.now());
+      else machine.hostFailedToRun(hostId, err instanceof Error ? err.message : String(err));
     } finally {
-      if (plan.limits.fleetWide !== undefined) await releaseLease({ hostId: host.hostId });
+      if (plan.limits.fleetWide !== undefined) await releaseLease({ hostId });
     }
   }
 
@@ -261,168 +157,66 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       .catch(() => undefined);
   }
 
-  function start(host: HostStatus): void {
-    setHost(host, { state: 'running', attempts: host.attempts + 1, waitingFor: undefined });
-    const p = maintain(host).finally(() => {
-      inFlight.delete(host.hostId);
-      bump();
+  function start(hostId: string): void {
+    const p = maintain(hostId).finally(() => {
+      maintenance.delete(hostId);
+      machine.hostSettled(hostId);
     });
-    inFlight.set(host.hostId, p);
+    maintenance.set(hostId, p);
   }
 
   const historyLimit = input.historyLimit ?? DEFAULT_HISTORY_LIMIT;
   const historyFull = () => workflowInfo().historyLength > historyLimit || workflowInfo().continueAsNewSuggested;
   const waitForChange = async (timeoutMs?: number) => {
-    const seen = epoch;
-    if (timeoutMs === undefined) await condition(() => epoch !== seen);
-    else await condition(() => epoch !== seen, Math.max(1, timeoutMs));
+    const seen = machine.version;
+    if (timeoutMs === undefined) await condition(() => machine.version !== seen);
+    else await condition(() => machine.version !== seen, Math.max(1, timeoutMs));
   };
+  // pauseSelf and passGate keep the await nesting of the loop the machine replaced: a running
+  // rollout's history fixes the order of the commands that concurrent coroutines issue in one task.
+  async function pauseSelf(reason: string): Promise<void> {
+    await audit({ type: 'rollout.paused', actor: 'controller', rolloutId, data: { reason } });
+  }
+  async function passGate(gate: GateDecision): Promise<void> {
+    if (gate.approval) await condition(() => machine.approvalSettled);
+    else if (gate.pauseMs !== undefined) await condition(() => status.cancelled !== null, gate.pauseMs);
+    machine.gatePassed(gate);
+  }
 
   for (;;) {
-    if (status.cancelled) break;
-    if (historyFull() && inFlight.size === 0) {
+    const now = Date.now();
+    const decision = machine.next({ now, historyFull: historyFull() });
+    if (decision.kind === 'finish') break;
+    if (decision.kind === 'continueAsNew') {
       await condition(allHandlersFinished);
-      status.runs += 1;
-      return continueAsNew<typeof fleetRollout>({ ...input, carried: { ...carried, gatesPassed: [...gatesPassed] } });
+      return continueAsNew<typeof fleetRollout>({ ...input, carried: machine.carryOver() });
     }
-    const wave = status.waves[status.currentWave];
-    if (!wave) {
-      if (inFlight.size === 0 && !status.hosts.some((h) => h.state === 'pending')) break;
-      status.currentWave = Math.max(0, status.waves.length - 1);
-      await waitForChange();
-      continue;
-    }
-    const open = wave.hosts.some((h) => ['pending', 'running'].includes(byHost.get(h)?.state ?? ''));
-    if (!open) {
-      wave.state = 'done';
-      const canaryFailed =
-        wave.index === 0 &&
-        plan.waves.canary > 0 &&
-        status.waves.length > 1 &&
-        wave.hosts.some((h) => FAILED_STATES.has(byHost.get(h)?.state ?? 'pending'));
-      if (canaryFailed && !gatesPassed.has(-1)) {
-        gatesPassed.add(-1);
-        await pauseSelf('the canary failed: retry it, skip it, resume or cancel');
-      }
-      if (status.paused) {
-        status.state = 'paused';
-        await waitForChange();
-        continue;
-      }
-      const next = wave.index + 1;
-      if (next < status.waves.length && !gatesPassed.has(next)) {
-        await passGate(next);
-        continue;
-      }
-      status.currentWave = next;
-      continue;
-    }
-    if (!status.paused && budgetSpent()) {
-      await pauseSelf(
-        `failure budget spent: ${status.failureBudget.failed} hosts failed, ${status.failureBudget.maxFailedHosts} allowed`,
-      );
-    }
-    if (status.paused) {
-      status.state = 'paused';
-      await waitForChange();
-      continue;
-    }
-    if (inFlight.size >= plan.waves.maxInFlight) {
-      status.state = 'running';
-      await waitForChange();
-      continue;
-    }
-    const host = nextHost(Date.now());
-    if (!host) {
-      const soonest = Math.min(...[...retryAt.values()].filter((t) => t > Date.now()));
-      status.state = inFlight.size > 0 ? 'running' : 'waiting';
-      await waitForChange(Number.isFinite(soonest) ? soonest - Date.now() : undefined);
-      continue;
-    }
-    const decision = startDecision(plan.windows, Date.now(), plan.hostDuration);
-    if (!decision.start) {
-      status.state = inFlight.size > 0 ? 'running' : 'waiting';
-      status.nextWindowAt = new Date(decision.waitUntil).toISOString();
-      status.message = `${decision.reason}; next window opens ${status.nextWindowAt}`;
-      await waitForChange(decision.waitUntil - Date.now());
-      status.nextWindowAt = null;
-      delete status.message;
-      continue;
-    }
-    if (
-      plan.limits.fleetWide !== undefined &&
-      !(await acquireLease({ hostId: host.hostId, rolloutId: input.rolloutId, limit: plan.limits.fleetWide }))
-    ) {
-      retryAt.set(host.hostId, Date.now() + RETRY_START_MS);
-      setHost(host, { waitingFor: `fleet-wide limit of ${plan.limits.fleetWide} hosts under maintenance` });
-      continue;
-    }
-    status.state = 'running';
-    start(host);
+    if (decision.kind === 'wait')
+      await waitForChange(decision.untilMs === undefined ? undefined : decision.untilMs - now);
+    else if (decision.kind === 'pause') await pauseSelf(decision.reason);
+    else if (decision.kind === 'gate') await passGate(decision);
+    else if (decision.kind === 'start') start(decision.hostId);
+    else if (await acquireLease({ hostId: decision.hostId, rolloutId, limit: decision.limit })) {
+      machine.leaseGranted(decision.hostId);
+      start(decision.hostId);
+    } else machine.leaseRefused(decision.hostId, Date.now());
   }
 
-  /** The rollout pauses itself (canary failed, budget spent) and says so in the audit trail. */
-  async function pauseSelf(reason: string): Promise<void> {
-    status.paused = { reason, by: 'refit', at: new Date().toISOString() };
-    await audit({ type: 'rollout.paused', actor: 'controller', rolloutId: input.rolloutId, data: { reason } });
-  }
-
-  async function passGate(wave: number): Promise<void> {
-    const gate = plan.waves.pauseBetweenWaves;
-    const approval =
-      gate === 'approval' ||
-      plan.approvals.afterEachWave ||
-      (wave === 1 && plan.waves.canary > 0 && plan.approvals.afterCanary);
-    if (approval) {
-      status.state = 'waiting';
-      status.pendingApproval = {
-        gate: wave === 1 && plan.waves.canary > 0 ? 'after-canary' : `before-wave-${wave}`,
-        wave,
-        since: new Date().toISOString(),
-      };
-      await condition(() => status.pendingApproval === null || status.cancelled !== null);
-    } else if (typeof gate === 'number' && gate > 0) {
-      status.state = 'waiting';
-      status.message = `pausing ${gate / 1000}s between waves`;
-      await condition(() => status.cancelled !== null, gate);
-      delete status.message;
-    }
-    gatesPassed.add(wave);
-  }
-
-  if (status.cancelled && plan.onCancel === 'rollback') await Promise.all([...inFlight.keys()].map(abortHost));
-  await Promise.all(inFlight.values());
-  for (const h of status.hosts)
-    if (h.state === 'pending' && status.cancelled) setHost(h, { state: 'skipped', error: 'rollout cancelled' });
-
-  const allSucceeded =
-    status.hosts.every((h) => h.state === 'succeeded' || h.state === 'skipped') && status.missingHosts.length === 0;
-  status.state = status.cancelled ? 'cancelled' : allSucceeded && status.counts.succeeded > 0 ? 'completed' : 'failed';
-  if (status.state === 'failed' && !status.message) {
-    status.message =
-      status.missingHosts.length > 0
-        ? `hosts not present: ${status.missingHosts.join(', ')}`
-        : status.hosts.length === 0
-          ? 'no host matched the targets'
-          : 'some hosts did not succeed';
-  }
-  status.paused = null;
-  upsertSearchAttributes([{ key: phaseKey, value: status.state }]);
+  if (machine.abortsInFlight) await Promise.all([...maintenance.keys()].map(abortHost));
+  await Promise.all(maintenance.values());
+  const end = machine.finish();
+  upsertSearchAttributes([{ key: phaseKey, value: end.state }]);
   await audit({
     type:
-      status.state === 'completed'
+      end.state === 'completed'
         ? 'rollout.completed'
-        : status.state === 'cancelled'
+        : end.state === 'cancelled'
           ? 'rollout.cancelled'
           : 'rollout.failed',
     actor: 'controller',
-    rolloutId: input.rolloutId,
-    data: {
-      counts: status.counts,
-      missing: status.missingHosts,
-      ...(status.message ? { message: status.message } : {}),
-    },
+    rolloutId,
+    data: { counts: end.counts, missing: end.missingHosts, ...(end.message ? { message: end.message } : {}) },
   });
   await condition(allHandlersFinished);
-  return status;
+  return end;
 }

@@ -1,0 +1,94 @@
+import type { TargetResolution } from '../schemas/activities.js';
+import type { Plan } from '../schemas/plan.js';
+import {
+  HOST_STATES,
+  type HostState,
+  type HostStatus,
+  type RolloutCarried,
+  type RolloutInput,
+  type RolloutStatus,
+} from '../schemas/rollout.js';
+import type { HostPatch } from './operator.js';
+import { planWaves, resolveCount } from './waves.js';
+
+/** Host states that count against the failure budget. */
+export const FAILED_STATES: ReadonlySet<HostState> = new Set<HostState>(['failed', 'rolled-back', 'held']);
+
+/** What a rollout knows before its targets are resolved: no hosts yet, nothing carried. */
+export function newRollout(input: RolloutInput, startedAtMs: number): RolloutCarried {
+  const status: RolloutStatus = {
+    id: input.rolloutId,
+    name: input.plan.name,
+    state: 'waiting',
+    message: 'resolving targets from the inventory',
+    startedBy: input.startedBy,
+    startedAt: new Date(startedAtMs).toISOString(),
+    missingHosts: [],
+    excludedHosts: [],
+    waves: [],
+    hosts: [],
+    counts: Object.fromEntries(HOST_STATES.map((s) => [s, 0])) as Record<HostState, number>,
+    failureBudget: { maxFailedHosts: 0, failed: 0 },
+    currentWave: 0,
+    paused: null,
+    pendingApproval: null,
+    approvals: [],
+    cancelled: null,
+    nextWindowAt: null,
+    runs: 0,
+  };
+  return { status, domains: {}, acceptedFailures: 0, gatesPassed: [] };
+}
+
+/** Cut the resolved hosts into waves, each host pending, with its failure-domain labels. */
+export function addTargets(
+  carried: RolloutCarried,
+  plan: Plan,
+  targets: TargetResolution,
+  byHost: Map<string, HostStatus>,
+): void {
+  const { status } = carried;
+  status.missingHosts = targets.missing;
+  status.excludedHosts = targets.excluded;
+  status.failureBudget.maxFailedHosts = resolveCount(plan.failureBudget.maxFailedHosts, targets.hostIds.length);
+  const domainLabels = Object.keys(plan.limits.perLabel);
+  planWaves(targets.hostIds, plan.waves).forEach((hosts, index) => {
+    status.waves.push({ index, hosts, state: 'pending' });
+    for (const hostId of hosts) {
+      const host: HostStatus = { hostId, state: 'pending', step: null, wave: index, attempts: 0 };
+      status.hosts.push(host);
+      byHost.set(hostId, host);
+      status.counts.pending += 1;
+      const labels = targets.labels[hostId] ?? {};
+      carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labels[l] ?? '(none)']));
+    }
+  });
+  delete status.message;
+}
+
+/** Change a host (an absent value removes the field), keeping the counts and the failure budget in step. */
+export function patchHost(status: RolloutStatus, host: HostStatus, patch: HostPatch): void {
+  status.counts[host.state] -= 1;
+  for (const [key, value] of Object.entries(patch) as [keyof HostStatus, unknown][]) {
+    if (value === undefined) delete host[key];
+    else (host as unknown as Record<string, unknown>)[key] = value;
+  }
+  status.counts[host.state] += 1;
+  status.failureBudget.failed = status.hosts.filter((h) => FAILED_STATES.has(h.state)).length;
+}
+
+/** The end of a rollout: cancelled, completed when every host succeeded or was skipped, otherwise failed and why. */
+export function conclude(status: RolloutStatus): void {
+  const allSucceeded =
+    status.hosts.every((h) => h.state === 'succeeded' || h.state === 'skipped') && status.missingHosts.length === 0;
+  status.state = status.cancelled ? 'cancelled' : allSucceeded && status.counts.succeeded > 0 ? 'completed' : 'failed';
+  if (status.state === 'failed' && !status.message) {
+    status.message =
+      status.missingHosts.length > 0
+        ? `hosts not present: ${status.missingHosts.join(', ')}`
+        : status.hosts.length === 0
+          ? 'no host matched the targets'
+          : 'some hosts did not succeed';
+  }
+  status.paused = null;
+}
