@@ -14,7 +14,6 @@ import {
 } from '../workers/host/host-process.js';
 import { createLabDriver } from '../activities/host/lab/driver.js';
 import { createLinuxDriver } from '../activities/host/linux/driver.js';
-import { fileConfirmation } from '../activities/host/linux/confirm.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
 import { problemText } from '../schemas/problems.js';
@@ -74,7 +73,7 @@ export function registerHostCommands(program: Command): void {
         const real =
           driver === 'lab'
             ? await createLabDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
-            : createLinuxDriver({ hostId, stateDir, confirm: fileConfirmation(stateDir), log });
+            : createLinuxDriver({ hostId, stateDir, log });
         const host = await startHostProcess({ ...common, stateDir, log }, real);
         process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);
         await untilStopSignal();
@@ -141,8 +140,7 @@ export function registerHostCommands(program: Command): void {
 
 function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {
   const parsed = schema.safeParse(value);
-  if (!parsed.success)
-    throw new UsageError(`${flag} "${value}": ${problemText(parsed.error, flag)}`);
+  if (!parsed.success) throw new UsageError(`${flag} "${value}": ${problemText(parsed.error, flag)}`);
   return parsed.data;
 }
 

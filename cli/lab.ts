@@ -144,9 +144,14 @@ export function registerLabCommands(program: Command): void {
     .command('agents')
     .description('run a host worker (lab driver, own NATS identity) for every lab host, until Ctrl-C')
     .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
-    .option('--confirm <mode>', 'how ovs-convert is confirmed: probe (packets from the lab switch) or file', 'probe')
+    .option(
+      '--confirm <mode>',
+      'how ovs-convert is confirmed: probe (packets from the lab switch) or controller (its own word over NATS)',
+      'probe',
+    )
     .action(async (opts: { presenceInterval: string; confirm: string }) => {
-      if (opts.confirm !== 'probe' && opts.confirm !== 'file') throw new UsageError('--confirm must be probe or file');
+      if (opts.confirm !== 'probe' && opts.confirm !== 'controller')
+        throw new UsageError('--confirm must be probe or controller');
       const state = await usage(() => loadLab(labDirOf()));
       const config = loadConfig();
       const log = createLogger('refit-lab-agents', { driver: 'lab' });

@@ -60,6 +60,18 @@ export const StepError = z.object({
 });
 export type StepError = z.infer<typeof StepError>;
 
+/** How far a running command is. */
+export const CommandProgress = z.object({
+  pct: z.number().min(0).max(100),
+  message: z.string(),
+  /**
+   * The host waits for the controller to confirm it still reaches it (ovs-convert, after the switch);
+   * the controller, having heard this, answers on `refit.confirm.<hostId>`.
+   */
+  awaitingConfirmation: z.boolean().optional(),
+});
+export type CommandProgress = z.infer<typeof CommandProgress>;
+
 /** The status of one command, kept in the results bucket under `<hostId>.<commandKey>`. */
 export const CommandStatus = z.object({
   commandId: CommandId,
@@ -67,7 +79,7 @@ export const CommandStatus = z.object({
   kind: StepKind,
   mode: StepMode,
   state: CommandState,
-  progress: z.object({ pct: z.number().min(0).max(100), message: z.string() }).optional(),
+  progress: CommandProgress.optional(),
   outcome: StepOutcome.optional(),
   error: StepError.optional(),
   /** How many times the host started this command (more than one only after a host worker restart). */
@@ -86,13 +98,6 @@ export function resultKey(hostId: string, commandId: string): string {
   return `${hostId}.${Buffer.from(commandId).toString('base64url')}`;
 }
 
-/**
- * A step waiting for the controller's confirmation starts its progress message with this; the
- * controller answers on `refit.confirm.<hostId>` once it sees it (it has heard the host after the
- * switch, and the host hears the controller).
- */
-export const AWAITING_CONFIRMATION = 'awaiting controller confirmation';
-
-/** Sent on the core subject `refit.confirm.<hostId>`. */
+/** Sent on the core subject `refit.confirm.<hostId>` for a running command whose progress awaits it. */
 export const ConfirmRequest = z.strictObject({ commandId: CommandId });
 export type ConfirmRequest = z.infer<typeof ConfirmRequest>;

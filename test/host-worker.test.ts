@@ -9,13 +9,22 @@ import { fileURLToPath } from 'node:url';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimDriver, type SimDriverOptions } from '../activities/host/sim/driver.js';
+import { StepFailedError, type HostDriver, type StepContext } from '../activities/host/driver.js';
+import { controllerConfirmation } from '../activities/host/linux/confirm.js';
+import { BucketFollower } from '../activities/controller/bucket-follower.js';
+import { createDispatchStep } from '../activities/controller/dispatch.js';
 import { loadSimState } from '../activities/host/sim/state.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { CommandStatus, resultKey, type ReceivedCommand } from '../schemas/command.js';
+import { CommandStatus, resultKey, type ReceivedCommand, type StepCommand } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
+import { OvsConvertParams, type StepOutcome } from '../schemas/steps.js';
+import type { DispatchRequest } from '../schemas/activities.js';
+import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
 import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
@@ -61,7 +70,25 @@ function capturedLog() {
   return { log: pino({ level: 'debug' }, stream), lines };
 }
 
-async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}) {
+/** The sim, with ovs-convert awaiting the controller's word after its switch, as the real step does. */
+class ConfirmingDriver implements HostDriver {
+  readonly kind = 'sim' as const;
+  constructor(private readonly sim: SimDriver) {}
+  facts() {
+    return this.sim.facts();
+  }
+  async runStep(step: StepCommand, ctx: StepContext) {
+    if (step.kind === 'ovs-convert' && step.mode === 'apply') {
+      ctx.progress(60, 'waiting for the controller to confirm the host is reachable', { awaitingConfirmation: true });
+      const deadline = Date.now() + step.params.confirmWithin;
+      if (!(await controllerConfirmation({ confirmed: ctx.confirmed, deadline, signal: ctx.signal })))
+        throw new StepFailedError('the controller did not confirm in time; switched back');
+    }
+    return this.sim.runStep(step, ctx);
+  }
+}
+
+async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}, confirming = false) {
   const nc = await stack.connectAsHost(hostId);
   const stateDir = path.join(tmp, hostId);
   const { log, lines } = capturedLog();
@@ -69,7 +96,7 @@ async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}) {
   const worker = await startHostWorker({
     hostId,
     nc,
-    driver,
+    driver: confirming ? new ConfirmingDriver(driver) : driver,
     labels: { role: 'test' },
     stateDir,
     log,
@@ -232,6 +259,70 @@ describe('the host worker', () => {
     expect((await driver.facts()).bridge.type).toBe('linux');
     expect(driver.snapshot().effects).toEqual({});
     expect(lines.some((l) => l.msg === 'rejected a cancel request')).toBe(true);
+  });
+});
+
+describe("the controller's confirmation of a network switch", () => {
+  const quiet = pino({ level: 'silent' });
+  let results: BucketFollower<typeof CommandStatus>;
+  let presence: BucketFollower<typeof HostPresence>;
+  beforeAll(async () => {
+    const kvm = new Kvm(controller);
+    results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, {
+      keepAll: false,
+      log: quiet,
+    });
+    presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log: quiet });
+  });
+  afterAll(() => {
+    results.stop();
+    presence.stop();
+  });
+
+  it('reaches the step that awaits it: the dispatch activity answers the flag in its progress, the host worker hands the answer over', async () => {
+    const hostId = uniqueHostId('confirm');
+    const { lines } = await startHost(hostId, {}, true);
+    const dispatchStep = createDispatchStep({
+      nc: controller,
+      results,
+      presence,
+      ensureHostConsumer: (id) => ensureHostConsumer(controller, id),
+      log: quiet,
+    });
+    const started = Date.now();
+    const request: DispatchRequest = {
+      rolloutId: 'test-rollout',
+      hostId,
+      kind: 'ovs-convert',
+      mode: 'apply',
+      params: OvsConvertParams.parse({ confirmWithin: '30s' }),
+    };
+    const outcome = await new MockActivityEnvironment(
+      { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: '1' },
+      { logger: new DefaultLogger('ERROR', () => undefined) },
+    ).run<[DispatchRequest], StepOutcome, typeof dispatchStep>(dispatchStep, request);
+    expect(outcome).toMatchObject({ changed: true, summary: expect.stringMatching(/converted to Open vSwitch/) });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(lines.some((l) => l.msg === 'controller confirmed it reaches this host')).toBe(true);
+  });
+
+  it('reaches no other command; without it the step gives up at its deadline', async () => {
+    const hostId = uniqueHostId('noconfirm');
+    const { lines } = await startHost(hostId, {}, true);
+    const cmd = command(hostId, 'ovs-convert', { confirmWithin: 2_000 });
+    await send(hostId, cmd);
+    const waiting = await until('the step to await confirmation', async () => {
+      const s = await statusOf(hostId, cmd.commandId);
+      return s?.state === 'running' && s.progress?.awaitingConfirmation === true ? s : undefined;
+    });
+    expect(waiting.progress).toMatchObject({ pct: 60, awaitingConfirmation: true });
+    controller.publish(SUBJECTS.confirm(hostId), JSON.stringify({ commandId: `${cmd.commandId}-other` }));
+    controller.publish(SUBJECTS.confirm(hostId), 'garbage');
+    const failed = await statusIs(hostId, cmd.commandId, 'failed');
+    expect(failed.error).toMatchObject({ type: 'StepFailedError', message: expect.stringMatching(/did not confirm/) });
+    expect(failed.progress).not.toHaveProperty('awaitingConfirmation');
+    expect(lines.some((l) => l.msg === 'confirmation for a command that is not running; ignored')).toBe(true);
+    expect(lines.some((l) => l.msg === 'rejected a confirmation')).toBe(true);
   });
 });
 

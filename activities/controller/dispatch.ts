@@ -3,13 +3,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../../schemas/names.js';
-import {
-  AWAITING_CONFIRMATION,
-  TERMINAL_STATES,
-  resultKey,
-  type CommandStatus,
-  type StepCommand,
-} from '../../schemas/command.js';
+import { TERMINAL_STATES, resultKey, type CommandStatus, type StepCommand } from '../../schemas/command.js';
 import type { StepCall, StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { chooseDestinations, NoDestinationError } from './inventory.js';
@@ -69,7 +63,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
           last = s;
           heartbeat();
           // Hearing the host after it switched its network, and telling it so, is the confirmation.
-          if (!confirmed && s.state === 'running' && s.progress?.message.startsWith(AWAITING_CONFIRMATION)) {
+          if (!confirmed && s.state === 'running' && s.progress?.awaitingConfirmation === true) {
             confirmed = true;
             nc.publish(SUBJECTS.confirm(req.hostId), JSON.stringify({ commandId }));
             stepLog.info('confirmed the host is reachable after its network switch');

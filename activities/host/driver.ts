@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { StepCommand, type ReceivedCommand, type StepError } from '../../schemas/command.js';
+import { StepCommand, type CommandProgress, type ReceivedCommand, type StepError } from '../../schemas/command.js';
 import type { Driver, HostFacts } from '../../schemas/host.js';
 import type { StepOutcome } from '../../schemas/steps.js';
 import { formatPath } from '../../schemas/problems.js';
@@ -7,7 +7,13 @@ import { formatPath } from '../../schemas/problems.js';
 export interface StepContext {
   /** Aborted when the operator cancels the command or the worker shuts down; honour it at safe points. */
   signal: AbortSignal;
-  progress(pct: number, message: string): void;
+  /** How far the step is; `awaitingConfirmation` asks the controller to confirm it still reaches the host. */
+  progress(pct: number, message: string, flags?: Pick<CommandProgress, 'awaitingConfirmation'>): void;
+  /**
+   * Resolves when the controller confirms it still reaches this host, which it does for the running
+   * command once its progress awaits that. Absent outside a host worker.
+   */
+  confirmed?: Promise<void>;
   log: Logger;
   /** The journal shows this command was started before and never finished: the worker restarted mid-step. */
   recovering: boolean;

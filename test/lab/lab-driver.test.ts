@@ -199,6 +199,46 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     });
   });
 
+  it("converts on the controller's word, and without it restores the Linux bridge by itself", async () => {
+    const h3 = await createLabDriver({
+      hostId: 'h3',
+      labDir,
+      stateDir: path.join(stateRoot, 'h3-controller'),
+      log,
+      confirm: 'controller',
+    });
+    notes.length = 0;
+    const started = Date.now();
+    const err = await h3
+      .runStep(prepareStep(command('h3', 'ovs-convert', { confirmWithin: 3_000 })), ctx())
+      .catch((e: unknown) => e);
+    expect(toStepError(err)).toMatchObject({
+      type: 'StepFailedError',
+      message: expect.stringMatching(/did not confirm within 3s; the host restored its Linux bridge/),
+    });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(notes.map((n) => n.type)).toContain('ovs.auto-reverted');
+    expect((await h3.facts()).bridge.type).toBe('linux');
+
+    // The controller answers once the step's progress says it awaits confirmation, as dispatch does.
+    let answer = () => {};
+    const confirmed = new Promise<void>((resolve) => (answer = resolve));
+    const heard: StepContext = {
+      ...ctx(),
+      confirmed,
+      progress: (_pct, _message, flags) => {
+        if (flags?.awaitingConfirmation === true) answer();
+      },
+    };
+    notes.length = 0;
+    const outcome = await h3.runStep(prepareStep(command('h3', 'ovs-convert', { confirmWithin: 20_000 })), heard);
+    expect(outcome).toMatchObject({ changed: true, after: { bridge: { type: 'ovs' } } });
+    expect(notes.map((n) => n.type)).toContain('ovs.confirmed');
+    expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
+    const back = await h3.runStep(prepareStep(command('h3', 'ovs-convert', {}, 'revert')), ctx());
+    expect(back).toMatchObject({ changed: true, after: { bridge: { type: 'linux' } } });
+  });
+
   it('reverts a conversion that cuts the host off, by itself, before the deadline', async () => {
     await injectPortSecurity(lab, host('h2'));
     try {

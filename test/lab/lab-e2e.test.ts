@@ -70,7 +70,7 @@ describe.skipIf(skip !== '')(
         log: quietLog,
         presenceIntervalMs: 2_000,
         // ovs-convert waits for the controller's own confirmation over NATS (not the lab's probe).
-        confirm: 'file',
+        confirm: 'controller',
       });
       for (const id of hostIds()) bootIds.set(id, (await facts(id)).bootId);
       controller = await startControllerWorker(config, quietLog);

@@ -9,7 +9,13 @@ import {
   toStepError,
   type HostDriver,
 } from '../../activities/host/driver.js';
-import type { CancelRequest, CommandStatus, ReceivedCommand, StepCommand } from '../../schemas/command.js';
+import type {
+  CancelRequest,
+  CommandStatus,
+  ConfirmRequest,
+  ReceivedCommand,
+  StepCommand,
+} from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { StepOutcome } from '../../schemas/steps.js';
 import { AuditNotStoredError, type HostAuditLog } from './audit-spool.js';
@@ -41,7 +47,7 @@ const REMEMBERED_CANCELS = 256;
 
 /** Runs one command at a time through the driver, exactly once per command id thanks to the journal. */
 export class CommandRunner {
-  private current: { command: ReceivedCommand; abort: AbortController } | undefined;
+  private current: { command: ReceivedCommand; abort: AbortController; confirm: () => void } | undefined;
   private readonly cancels = new Map<string, string>();
   private readonly stopping = new AbortController();
 
@@ -66,6 +72,19 @@ export class CommandRunner {
       if (this.cancels.size <= REMEMBERED_CANCELS) break;
       this.cancels.delete(id);
     }
+  }
+
+  /**
+   * The controller confirms it still reaches this host: the running step's `confirmed` resolves.
+   * A confirmation for any other command has nothing waiting for it and is dropped.
+   */
+  confirm(request: ConfirmRequest): void {
+    if (this.current?.command.commandId !== request.commandId) {
+      this.o.log.info({ commandId: request.commandId }, 'confirmation for a command that is not running; ignored');
+      return;
+    }
+    this.o.log.info({ commandId: request.commandId }, 'controller confirmed it reaches this host');
+    this.current.confirm();
   }
 
   /** Leave the running step at its next safe point, unfinished, for the next start of the worker. */
@@ -95,7 +114,9 @@ export class CommandRunner {
       starts: entry.starts,
     });
     const abort = new AbortController();
-    this.current = { command, abort };
+    let confirm = () => {};
+    const confirmed = new Promise<void>((resolve) => (confirm = resolve));
+    this.current = { command, abort, confirm };
     if (this.stopping.signal.aborted) abort.abort(new WorkerStoppingError());
     const remembered = this.cancels.get(command.commandId);
     if (remembered !== undefined) {
@@ -125,6 +146,7 @@ export class CommandRunner {
         log,
         recovering,
         audit: trail.note.bind(trail),
+        confirmed,
       };
       const outcome = checkOutcome(await this.o.driver.runStep(step, ctx));
       terminal = { state: 'succeeded', outcome: recovering ? { ...outcome, recovered: true } : outcome };

@@ -1,11 +1,10 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { CommandStatus, type CommandState } from '../../schemas/command.js';
+import { CommandStatus, type CommandProgress, type CommandState } from '../../schemas/command.js';
 import { publishCommandStatus } from './report.js';
 
 type Base = Pick<CommandStatus, 'commandId' | 'hostId' | 'kind' | 'mode' | 'starts' | 'bootId'>;
-type Progress = NonNullable<CommandStatus['progress']>;
 export type Terminal = Pick<CommandStatus, 'outcome' | 'error'> & { state: CommandState };
 
 const RETRY_MAX_MS = 15_000;
@@ -23,7 +22,7 @@ export class StatusNotStoredError extends Error {
  */
 export class StatusReporter {
   private chain: Promise<void> = Promise.resolve();
-  private latest: Progress | undefined;
+  private latest: CommandProgress | undefined;
   private progressQueued = false;
 
   constructor(
@@ -32,8 +31,12 @@ export class StatusReporter {
     private readonly log: Logger,
   ) {}
 
-  progress(pct: number, message: string): void {
-    this.latest = { pct: Math.min(100, Math.max(0, Number.isFinite(pct) ? pct : 0)), message: message.slice(0, 500) };
+  progress(pct: number, message: string, flags: Pick<CommandProgress, 'awaitingConfirmation'> = {}): void {
+    this.latest = {
+      pct: Math.min(100, Math.max(0, Number.isFinite(pct) ? pct : 0)),
+      message: message.slice(0, 500),
+      ...(flags.awaitingConfirmation === true ? { awaitingConfirmation: true } : {}),
+    };
     if (this.progressQueued) return;
     this.progressQueued = true;
     this.chain = this.chain.then(async () => {
@@ -43,7 +46,7 @@ export class StatusReporter {
   }
 
   /** Publish a non-terminal state; a lost update is only logged, the next one replaces it. */
-  async update(state: CommandState, progress: Progress): Promise<void> {
+  async update(state: CommandState, progress: CommandProgress): Promise<void> {
     this.latest = progress;
     this.chain = this.chain.then(() => this.tryPublish(state, progress));
     await this.chain;
@@ -52,10 +55,12 @@ export class StatusReporter {
   /** Wait for queued updates, then store the terminal status; retries until stored or `giveUp` is aborted. */
   async finish(terminal: Terminal, giveUp: AbortSignal): Promise<CommandStatus> {
     await this.chain;
+    // A finished command waits for nothing: its last progress, without awaitingConfirmation.
+    const last = this.latest && { pct: this.latest.pct, message: this.latest.message };
     const status = CommandStatus.parse({
       ...this.base,
       ...terminal,
-      progress: this.latest,
+      progress: last,
       updatedAt: new Date().toISOString(),
     });
     for (let attempt = 1, wait = 500; ; attempt++, wait = Math.min(wait * 2, RETRY_MAX_MS)) {
@@ -70,7 +75,7 @@ export class StatusReporter {
     }
   }
 
-  private async tryPublish(state: CommandState, progress: Progress | undefined): Promise<void> {
+  private async tryPublish(state: CommandState, progress: CommandProgress | undefined): Promise<void> {
     const status: CommandStatus = {
       ...this.base,
       state,

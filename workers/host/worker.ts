@@ -11,7 +11,6 @@ import { hostChainStore } from '../../activities/audit/store.js';
 import { HostAuditLog } from './audit-spool.js';
 import { CommandRunner, type RunResult } from './command-runner.js';
 import { checkCancelMessage, checkCommandMessage, checkConfirmMessage } from './command-message.js';
-import { confirmCommand } from '../../activities/host/linux/confirm.js';
 import { CommandJournal } from './journal.js';
 import { startPresence } from './presence.js';
 
@@ -83,16 +82,13 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a cancel request');
     },
   });
-  // The controller's confirmation (ovs-convert): recorded where the drivers' file confirmation finds it.
+  // The controller's confirmation that it still reaches this host (ovs-convert), for the running step.
   const confirms: Subscription = o.nc.subscribe(SUBJECTS.confirm(o.hostId), {
     callback: (err, msg) => {
       if (err) return log.warn({ err }, 'confirmation subscription failed');
       const checked = checkConfirmMessage(msg.data);
-      if (!checked.ok) return log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a confirmation');
-      confirmCommand(o.stateDir, checked.value.commandId).then(
-        () => log.info({ commandId: checked.value.commandId }, 'controller confirmed it reaches this host'),
-        (e: unknown) => log.error({ err: e }, 'cannot record a confirmation'),
-      );
+      if (checked.ok) runner.confirm(checked.value);
+      else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a confirmation');
     },
   });
   let messages: ConsumerMessages | undefined;

@@ -23,7 +23,7 @@ export interface LabDriverOptions {
   hostId: string;
   /** The lab's directory (<REFIT_HOME>/lab). */
   labDir: string;
-  /** The driver's own state: traffic baselines, the pending reboot, confirmations ('file' mode). */
+  /** The driver's own state: traffic baselines, the pending reboot. */
   stateDir: string;
   /** How an ovs-convert learns the host is still reachable; default 'probe' (packets from the lab switch). */
   confirm?: LabConfirmation;

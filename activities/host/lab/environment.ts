@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Confirmation, HostEnv, VfControl } from '../linux/host-env.js';
-import { fileConfirmation } from '../linux/confirm.js';
+import { controllerConfirmation } from '../linux/confirm.js';
 import { announceHost, attachVmPort, reachableFromSwitch, runningBridge } from './attach.js';
 import { setLabVfs } from './boot.js';
 import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
@@ -37,15 +37,16 @@ export function labVfControl(host: LabHost): VfControl {
   };
 }
 
-export type LabConfirmation = 'probe' | 'file' | Confirmation;
+/** 'probe': the host answers packets sent from the lab switch; 'controller': the controller's own word over NATS. */
+export type LabConfirmation = 'probe' | 'controller' | Confirmation;
 
 /**
- * The lab's stand-in for the controller's confirmation: the host answers packets sent from the switch
- * (where the controller would be), or — with 'file' — a file `<stateDir>/confirmations/<hash of the command id>` appears.
+ * How a lab host learns it is still reachable after ovs-convert's switch: packets from the switch
+ * (where the controller would be) stand in for the controller, or the controller confirms itself.
  */
-export function labConfirmation(lab: LabState, host: LabHost, stateDir: string, mode: LabConfirmation): Confirmation {
+export function labConfirmation(lab: LabState, host: LabHost, mode: LabConfirmation): Confirmation {
   if (typeof mode === 'function') return mode;
-  if (mode === 'file') return fileConfirmation(stateDir);
+  if (mode === 'controller') return controllerConfirmation;
   const address = host.address.split('/')[0] as string;
   return async ({ deadline, signal }) => {
     while (Date.now() < deadline && !signal.aborted) {
@@ -73,7 +74,7 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
     vfs: labVfControl(host),
     grubUpdate: [labUpdateGrubScript(lab), host.root],
     datapathType: 'netdev',
-    confirm: labConfirmation(lab, host, stateDir, confirm),
+    confirm: labConfirmation(lab, host, confirm),
     runInVm: (vm) => vmRunner(labVm(lab, vm)),
     afterBridgeSwitch: async () => {
       const bridge = await runningBridge(lab, host);

@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { InvalidStepParamsError, prepareStep, type StepContext } from '../driver.js';
 import type { ReceivedCommand } from '../../../schemas/command.js';
 import type { CommandRunner } from './command.js';
-import { confirmCommand, fileConfirmation } from './confirm.js';
 import { createLinuxDriver } from './driver.js';
 import { captured } from './fixtures.js';
 import { applyOvsConvert } from './steps/ovs-convert.js';
@@ -52,7 +51,6 @@ describe('the linux driver, command layer', () => {
       stateDir,
       run,
       libvirtUri: 'test:///default',
-      confirm: fileConfirmation(stateDir),
     });
     const drained = await driver.runStep(prepareStep(command('drain', { destinations: { test: 'hv2' } })), ctx());
     expect(drained).toMatchObject({ changed: true, after: { cordoned: true, away: { test: 'hv2' } } });
@@ -96,7 +94,6 @@ describe('the linux driver, command layer', () => {
       stateDir,
       run,
       libvirtUri: 'test:///default',
-      confirm: fileConfirmation(stateDir),
     });
     await expect(driver.runStep(prepareStep(command('drain', {})), ctx())).rejects.toThrow(/no destination for test/);
   });
@@ -106,21 +103,12 @@ describe('the linux driver, command layer', () => {
     expect(() => prepareStep(command('sriov-enable', { nic: '-x', vfs: 1 }))).toThrow(InvalidStepParamsError);
     const { run, calls } = recorder();
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-linux-driver-'));
-    const driver = createLinuxDriver({ hostId: 'hv1', stateDir, run, confirm: fileConfirmation(stateDir) });
+    const driver = createLinuxDriver({ hostId: 'hv1', stateDir, run });
     const env = (driver as unknown as { env: Parameters<typeof applyOvsConvert>[0] }).env;
     for (const bridge of ['eth0; rm -rf /', '-x', '../x']) {
       const params = { bridge, hostVlan: 1, confirmWithin: 1000 };
-      await expect(applyOvsConvert(env, params, ctx(), 'c', 'r')).rejects.toThrow(InvalidStepParamsError);
+      await expect(applyOvsConvert(env, params, ctx(), 'r')).rejects.toThrow(InvalidStepParamsError);
     }
     expect(calls).toEqual([]);
-  });
-
-  it('confirms by file before the deadline, and not after it', async () => {
-    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-confirm-'));
-    const confirm = fileConfirmation(stateDir, 20);
-    const signal = new AbortController().signal;
-    expect(await confirm({ commandId: 'a/b', deadline: Date.now() + 100, signal })).toBe(false);
-    setTimeout(() => void confirmCommand(stateDir, 'a/b'), 50);
-    expect(await confirm({ commandId: 'a/b', deadline: Date.now() + 2000, signal })).toBe(true);
   });
 });

@@ -6,6 +6,7 @@ import type { StepOutcome } from '../../../schemas/steps.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import type { HostDriver, StepContext } from '../driver.js';
 import { createExecaRunner, type CommandRunner } from './command.js';
+import { controllerConfirmation } from './confirm.js';
 import { cmdlineHasIommu } from './grub.js';
 import { readText, withAudit, type Confirmation, type HostEnv } from './host-env.js';
 import { drainLibvirtHost, isCordoned, runningDomains, undrainLibvirtHost, type LibvirtHost } from './libvirt-drain.js';
@@ -20,11 +21,8 @@ export interface LinuxDriverOptions {
   hostId: string;
   /** Traffic baselines, the pending reboot, drained VMs, cordon. */
   stateDir: string;
-  /**
-   * How ovs-convert learns the controller still reaches the host. The host worker provides it (a
-   * message from the controller over NATS); without one, a file `<stateDir>/confirmations/<hash>` counts.
-   */
-  confirm: Confirmation;
+  /** How ovs-convert learns the controller still reaches the host; default: the controller's word (StepContext.confirmed). */
+  confirm?: Confirmation;
   /** The bridge and SR-IOV NIC reported in the facts. */
   bridge?: string;
   nic?: string;
@@ -52,7 +50,7 @@ export function realHostEnv(opts: LinuxDriverOptions, run: CommandRunner): HostE
     },
     vfs: sysfsVfControl(run),
     grubUpdate: ['update-grub'],
-    confirm: opts.confirm,
+    confirm: opts.confirm ?? controllerConfirmation,
   };
 }
 

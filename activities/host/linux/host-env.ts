@@ -31,8 +31,15 @@ export interface VfControl {
   setVfVlan(nic: IfName, vf: number, vlan: number): Promise<void>;
 }
 
-/** Waits for the controller to confirm the host can still be reached after a network change. */
-export type Confirmation = (opts: { commandId: string; deadline: number; signal: AbortSignal }) => Promise<boolean>;
+/**
+ * Decides whether the host can still be reached after a network change: true before `deadline`, or
+ * false. `confirmed` is the controller's word (StepContext.confirmed).
+ */
+export type Confirmation = (opts: {
+  confirmed: Promise<void> | undefined;
+  deadline: number;
+  signal: AbortSignal;
+}) => Promise<boolean>;
 
 /** Everything a step needs to act on one host. The linux and lab drivers build it differently. */
 export interface HostEnv {

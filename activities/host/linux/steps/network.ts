@@ -21,9 +21,7 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
   const apply = step.mode === 'apply';
   switch (step.kind) {
     case 'ovs-convert':
-      return apply
-        ? applyOvsConvert(env, step.params, ctx, commandId, rolloutId)
-        : revertOvsConvert(env, step.params, ctx);
+      return apply ? applyOvsConvert(env, step.params, ctx, rolloutId) : revertOvsConvert(env, step.params, ctx);
     case 'sriov-enable':
       return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
     case 'reboot':

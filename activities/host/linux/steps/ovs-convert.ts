@@ -1,5 +1,4 @@
 import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
-import { AWAITING_CONFIRMATION } from '../../../../schemas/command.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
@@ -44,7 +43,6 @@ export async function applyOvsConvert(
   env: HostEnv,
   params: Params,
   ctx: StepContext,
-  commandId: string,
   rolloutId: string,
 ): Promise<StepOutcome> {
   const bridge = ifName(params.bridge, 'bridge');
@@ -88,10 +86,12 @@ export async function applyOvsConvert(
   }
   ctx.progress(
     60,
-    `${AWAITING_CONFIRMATION}: waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
+    `waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
+    { awaitingConfirmation: true },
   );
   const waitStarted = Date.now();
-  const confirmed = await env.confirm({ commandId, deadline: waitStarted + params.confirmWithin, signal: ctx.signal });
+  const deadline = waitStarted + params.confirmWithin;
+  const confirmed = await env.confirm({ confirmed: ctx.confirmed, deadline, signal: ctx.signal });
   if (!confirmed) {
     ctx.log.warn({ bridge }, 'no confirmation before the deadline; restoring the Linux bridge');
     await restore(env, bridge, restoreText, ctx);
