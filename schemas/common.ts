@@ -20,26 +20,44 @@ export const Labels = z.record(LabelKey, LabelValue);
 export type Labels = z.infer<typeof Labels>;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d))+$/;
+const UNIT_LIST = '(units: ms, s, m, h, d)';
+const DURATION_HELP = `a number with a unit, e.g. 30s, 10m, 1h30m or 1d ${UNIT_LIST}`;
 
-/** "90s", "10m", "1h30m" or a number of milliseconds. */
-export function parseDuration(text: string): number | undefined {
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) return undefined;
-  return parts.reduce((sum, [, n, unit]) => sum + Number(n) * (UNITS[unit as string] ?? 0), 0);
+function millisOf(text: string): number {
+  return [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)].reduce(
+    (sum, [, n, unit]) => sum + Number(n) * (UNITS[unit as string] ?? 0),
+    0,
+  );
 }
 
-/** A duration in the plan file; parsed to milliseconds. */
-export const Duration = z.union([
-  z.number().int().nonnegative(),
-  z.string().transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 30s, 10m, 1h30m)` });
-      return z.NEVER;
-    }
-    return ms;
-  }),
-]);
+/** "90s", "10m", "1h30m", "1d" in milliseconds; undefined for anything else, a bare number included. */
+export function parseDuration(text: string): number | undefined {
+  return DURATION.test(text) ? millisOf(text) : undefined;
+}
+
+/** Why `input` is not a duration with a unit, in an operator's words. */
+export function notADuration(input: unknown): string {
+  if (typeof input === 'number') return `a duration needs a unit: ${input}s, 10m, 1h30m or 1d ${UNIT_LIST}`;
+  if (typeof input === 'string') return `${JSON.stringify(input)} is not a duration: write ${DURATION_HELP}`;
+  return `must be a duration: ${DURATION_HELP}`;
+}
+
+/**
+ * A duration in a plan file, always with a unit ("90s", "10m", "1h30m"); parsed to milliseconds.
+ * A bare number is refused: `timeout: 600` would otherwise be read in some unit the author did not mean.
+ */
+export const Duration = z
+  .string({ error: (issue) => (issue.input === undefined ? undefined : notADuration(issue.input)) })
+  .regex(DURATION, { error: (issue) => notADuration(issue.input) })
+  .meta({ description: `A duration: ${DURATION_HELP}.`, examples: ['30s', '10m', '1h30m'] })
+  .transform(millisOf);
+
+/**
+ * A duration one refit process hands another (a step command's params): milliseconds, as a loaded
+ * plan holds them, or text with a unit.
+ */
+export const Millis = z.union([z.number().int().nonnegative(), Duration]);
 
 export const IPv4 = z.ipv4();
 /** A target of a traffic check: an IPv4 address, optionally with a TCP port. */

@@ -1,9 +1,30 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from './common.js';
-import { parsePlan } from './plan.js';
+import { parsePlan, planJsonSchema, planProblemText, type PlanParse } from './plan.js';
+import { RebootParams, STEP_PARAMS } from './steps.js';
 
 const example = readFileSync(new URL('../examples/ovs-sriov.yaml', import.meta.url), 'utf8');
+
+/** A plan whose lines are numbered in the tests below. */
+const numbered = [
+  'apiVersion: refit/v1', // 1
+  'kind: Campaign', // 2
+  'name: numbered', // 3
+  'targets: { selector: { role: hypervisor } }', // 4
+  'steps:', // 5
+  '  - kind: drain', // 6
+  '  - kind: ovs-convert', // 7
+  '  - kind: sriov-enable', // 8
+  '    params:', // 9
+  '      nic: ens6', // 10
+  '      vfs: 7', // 11
+  '  - kind: reboot', // 12
+  '    params: { timeout: 10m }', // 13
+  '',
+].join('\n');
+
+const problemsOf = (parsed: PlanParse) => (parsed.ok ? [] : parsed.problems);
 
 describe('parsePlan', () => {
   it('accepts the example plan and fills in defaults', () => {
@@ -54,10 +75,64 @@ describe('parsePlan', () => {
     if (!parsed.ok) expect(parsed.problems).toContainEqual(expect.objectContaining({ path: 'steps[2].params.nic' }));
   });
 
-  it('reports YAML syntax errors with their line', () => {
-    const parsed = parsePlan('apiVersion: refit/v1\nsteps: [drain\n');
-    expect(parsed.ok).toBe(false);
-    if (!parsed.ok) expect(parsed.problems[0]?.path).toMatch(/^line \d+/);
+  it('reports YAML syntax errors with their line and column', () => {
+    expect(problemsOf(parsePlan('apiVersion: refit/v1\nname: a: b\n'))).toEqual([
+      { path: '(syntax)', line: 2, column: 7, message: 'Nested mappings are not allowed in compact mappings' },
+    ]);
+  });
+
+  it('accepts a $schema key for editors and leaves it out of the plan', () => {
+    const parsed = parsePlan(`$schema: ../schemas/plan.schema.json\n${numbered}`);
+    expect(problemsOf(parsed)).toEqual([]);
+    expect(parsed.ok && Object.keys(parsed.plan)).not.toContain('$schema');
+  });
+
+  it('reports a bad value deep in a step at its line and column', () => {
+    expect(problemsOf(parsePlan(numbered.replace('vfs: 7', 'vfs: 0')))).toEqual([
+      { path: 'steps[2].params.vfs', line: 11, column: 12, message: 'Too small: expected number to be >=1' },
+    ]);
+  });
+
+  it('points a missing key at the map it is missing from', () => {
+    expect(problemsOf(parsePlan(numbered.replace('      nic: ens6\n', '')))).toEqual([
+      { path: 'steps[2].params.nic', line: 10, column: 7, message: 'required: expected string' },
+    ]);
+  });
+
+  it('points an unknown key at that key', () => {
+    expect(problemsOf(parsePlan(numbered.replace('      vfs: 7', '      vfs: 7\n      colour: red')))).toEqual([
+      { path: 'steps[2].params', line: 12, column: 7, message: 'Unrecognized key: "colour"' },
+    ]);
+  });
+
+  it('refuses a duration without a unit and says which units there are', () => {
+    expect(problemsOf(parsePlan(numbered.replace('timeout: 10m', 'timeout: 600')))).toEqual([
+      {
+        path: 'steps[3].params.timeout',
+        line: 13,
+        column: 24,
+        message: 'a duration needs a unit: 600s, 10m, 1h30m or 1d (units: ms, s, m, h, d)',
+      },
+    ]);
+  });
+
+  it('names the part of a window that is wrong rather than the whole window', () => {
+    const parsed = parsePlan(`${numbered}windows: [{ every: 1d, open: 240 }]\n`);
+    expect(problemsOf(parsed)).toEqual([
+      expect.objectContaining({
+        path: 'windows[0].open',
+        line: 14,
+        column: 30,
+        message: expect.stringMatching(/^a duration needs a unit/),
+      }),
+    ]);
+  });
+
+  it('prints a problem as path, line and column, and reason', () => {
+    const [problem] = problemsOf(parsePlan(numbered.replace('vfs: 7', 'vfs: 0')));
+    expect(problem && planProblemText(problem)).toBe(
+      'steps[2].params.vfs (line 11, column 12): Too small: expected number to be >=1',
+    );
   });
 
   it('needs hosts or a selector', () => {
@@ -69,9 +144,15 @@ describe('parsePlan', () => {
 
 describe('the example plans', () => {
   const dir = new URL('../examples/', import.meta.url);
-  it.each(readdirSync(dir).filter((f) => f.endsWith('.yaml')))('%s is valid', (file) => {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  it.each(files)('%s is valid', (file) => {
     const parsed = parsePlan(readFileSync(new URL(file, dir), 'utf8'));
     expect(parsed.ok ? [] : parsed.problems).toEqual([]);
+  });
+
+  it.each(files)('%s names its schema for editors on its first line', (file) => {
+    const [first] = readFileSync(new URL(file, dir), 'utf8').split('\n');
+    expect(first).toBe('# yaml-language-server: $schema=../schemas/plan.schema.json');
   });
 
   it('refuses a host duration longer than every window', () => {
@@ -79,7 +160,12 @@ describe('the example plans', () => {
       readFileSync(new URL('saturday-window.yaml', dir), 'utf8').replace('hostDuration: 45m', 'hostDuration: 5h'),
     );
     expect(parsed.ok ? [] : parsed.problems).toEqual([
-      { path: 'hostDuration', message: 'longer than every maintenance window: no host could ever start' },
+      {
+        path: 'hostDuration',
+        line: 15,
+        column: 15,
+        message: 'longer than every maintenance window: no host could ever start',
+      },
     ]);
   });
 
@@ -91,6 +177,33 @@ describe('the example plans', () => {
   });
 });
 
+describe('durations', () => {
+  it('are milliseconds in a step command, where a loaded plan has already read their units', () => {
+    expect(STEP_PARAMS.reboot.parse({ timeout: 600_000 })).toEqual({ timeout: 600_000 });
+    expect(STEP_PARAMS.reboot.parse({ timeout: '10m' })).toEqual({ timeout: 600_000 });
+    expect(STEP_PARAMS['ovs-convert'].parse({})).toMatchObject({ confirmWithin: 60_000 });
+    expect(RebootParams.safeParse({ timeout: 600_000 }).success).toBe(false);
+  });
+});
+
+describe('the plan JSON Schema', () => {
+  const committed: unknown = JSON.parse(readFileSync(new URL('./plan.schema.json', import.meta.url), 'utf8'));
+  const generated = planJsonSchema();
+
+  it('is what the zod schema generates now (after changing the schema, run `npm run plan-schema`)', () => {
+    expect(committed).toEqual(generated);
+  });
+
+  it('tells an editor that a duration is text with a unit', () => {
+    const { properties } = generated as { properties: Record<string, { type?: string; pattern?: string }> };
+    const hostDuration = properties.hostDuration;
+    expect(hostDuration?.type).toBe('string');
+    const pattern = new RegExp(hostDuration?.pattern ?? '(?!)');
+    expect(['45m', '1h30m', '250ms', '1d'].filter((d) => pattern.test(d))).toHaveLength(4);
+    expect(['600', '10 min', ''].filter((d) => pattern.test(d))).toEqual([]);
+  });
+});
+
 describe('parseDuration', () => {
   it.each([
     ['30s', 30_000],
@@ -99,7 +212,7 @@ describe('parseDuration', () => {
     ['250ms', 250],
   ])('reads %s', (text, ms) => expect(parseDuration(text)).toBe(ms));
 
-  it.each(['', '10', 'ten minutes', '5x', '1h 30m'])('refuses %j', (text) =>
+  it.each(['', '10', '600', 'ten minutes', '5x', '1h 30m'])('refuses %j', (text) =>
     expect(parseDuration(text)).toBeUndefined(),
   );
 });

@@ -1,15 +1,15 @@
 import { z } from 'zod';
-import { parseDocument } from 'yaml';
-import { Duration, HostId, LabelKey, Labels } from './common.js';
+import { isNode, isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import { Duration, HostId, LabelKey, Labels, notADuration } from './common.js';
 import { PlanStep } from './steps.js';
 import { longestWindowMs } from './windows.js';
-import { problemsOf, type Problem } from './problems.js';
+import { formatPath, type Problem } from './problems.js';
 
+const COUNT_OR_PERCENT = 'must be a whole number or a percentage from 1% to 100%';
 /** "25%" or a whole number of hosts. */
-const CountOrPercent = z.union([
-  z.number().int().min(1),
-  z.string().regex(/^(100|[1-9][0-9]?)%$/, 'must be a whole number or a percentage from 1% to 100%'),
-]);
+const CountOrPercent = z.union([z.number().int().min(1), z.string().regex(/^(100|[1-9][0-9]?)%$/, COUNT_OR_PERCENT)], {
+  error: COUNT_OR_PERCENT,
+});
 
 export const Targets = z
   .strictObject({
@@ -28,7 +28,8 @@ export const Targets = z
   })
   .refine((t) => t.hosts !== undefined || t.selector !== undefined, {
     message: 'name hosts, a selector, or both',
-  });
+  })
+  .meta({ anyOf: [{ required: ['hosts'] }, { required: ['selector'] }] });
 
 export const Waves = z.strictObject({
   /** Hosts in the first wave, alone, before any other. */
@@ -38,7 +39,11 @@ export const Waves = z.strictObject({
   /** At most this many hosts under maintenance at once in this rollout. */
   maxInFlight: z.number().int().min(1).max(10_000).default(4),
   /** Between waves: wait this long, or wait for an operator's approval. */
-  pauseBetweenWaves: z.union([z.literal('approval'), Duration]).optional(),
+  pauseBetweenWaves: z
+    .union([z.literal('approval'), Duration], {
+      error: (issue) => (issue.input === undefined ? undefined : `${notADuration(issue.input)}, or "approval"`),
+    })
+    .optional(),
 });
 
 const HHMM = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'must be a time HH:MM');
@@ -53,23 +58,32 @@ function isTimeZone(tz: string): boolean {
   }
 }
 
-export const MaintenanceWindowSpec = z.union([
-  z.strictObject({
-    days: z.array(WEEKDAY).min(1),
-    start: HHMM,
-    end: HHMM,
-    timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Berlin').default('UTC'),
-  }),
-  z.strictObject({
-    /** A window every so often, open for a while: for short test windows, or "every 1d open 4h". */
-    every: Duration.refine((ms) => ms >= 1_000, 'must be at least 1s'),
-    open: Duration,
-    offset: Duration.default(0),
-  }),
-]);
+export const MaintenanceWindowSpec = z.union(
+  [
+    z.strictObject({
+      days: z.array(WEEKDAY).min(1),
+      start: HHMM,
+      end: HHMM,
+      timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Berlin').default('UTC'),
+    }),
+    z.strictObject({
+      /** A window every so often, open for a while: for short test windows, or "every 1d open 4h". */
+      every: Duration.refine((ms) => ms >= 1_000, 'must be at least 1s'),
+      open: Duration,
+      offset: Duration.default(0),
+    }),
+  ],
+  { error: 'must be a weekly window (days, start, end, timeZone) or an interval window (every, open, offset)' },
+);
+
+const BUDGET = 'must be a whole number or a percentage from 0% to 100%';
 
 export const Plan = z
   .strictObject({
+    $schema: z
+      .string()
+      .optional()
+      .meta({ description: 'The JSON Schema an editor checks this file against; refit ignores it.' }),
     apiVersion: z.literal('refit/v1'),
     kind: z.literal('Campaign'),
     name: z
@@ -108,10 +122,7 @@ export const Plan = z
     failureBudget: z
       .strictObject({
         maxFailedHosts: z
-          .union([
-            z.number().int().min(0),
-            z.string().regex(/^(100|[1-9]?[0-9])%$/, 'must be a whole number or a percentage from 0% to 100%'),
-          ])
+          .union([z.number().int().min(0), z.string().regex(/^(100|[1-9]?[0-9])%$/, BUDGET)], { error: BUDGET })
           .default(1),
       })
       .prefault({}),
@@ -135,26 +146,97 @@ export const Plan = z
         ctx.addIssue({ code: 'custom', path: ['steps', i], message: 'a reboot cannot be the first step: drain first' });
       }
     });
-  });
+  })
+  .meta({
+    title: 'refit plan',
+    description: 'One campaign: which hosts, in which waves and windows, through which steps (docs/plans.md).',
+  })
+  .transform(({ $schema: _schema, ...plan }) => plan);
 export type Plan = z.output<typeof Plan>;
 export type PlanInput = z.input<typeof Plan>;
 
-export type PlanProblem = Problem;
+/** A problem with a plan file, and where in the file it is (1-based). */
+export interface PlanProblem extends Problem {
+  line: number;
+  column: number;
+}
 
 export type PlanParse = { ok: true; plan: Plan } | { ok: false; problems: PlanProblem[] };
 
-/** Parse and validate a plan file's text. Every problem is returned, each with its path. */
+/** Parse and validate a plan file's text. Every problem is returned, each with its path, line and column. */
 export function parsePlan(text: string): PlanParse {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
       ok: false,
       problems: doc.errors.map((e) => ({
-        path: `line ${e.linePos?.[0].line ?? '?'}`,
+        path: '(syntax)',
+        ...at(lines, e.pos[0]),
         message: e.message.split('\n')[0] ?? e.message,
       })),
     };
   }
-  const result = Plan.safeParse(doc.toJS());
-  return result.success ? { ok: true, plan: result.data } : { ok: false, problems: problemsOf(result.error) };
+  const result = Plan.safeParse(doc.toJS(), { reportInput: true });
+  if (result.success) return { ok: true, plan: result.data };
+  const problems = result.error.issues.flatMap(specific).map((issue) => ({
+    path: formatPath(issue.path),
+    ...at(lines, offsetOf(doc, issue)),
+    message: reasonOf(issue),
+  }));
+  return { ok: false, problems: problems.sort((a, b) => a.line - b.line || a.column - b.column) };
+}
+
+/** zod's reason, but a missing key is `required` rather than "received undefined". */
+function reasonOf(issue: z.core.$ZodIssue): string {
+  if (issue.input !== undefined) return issue.message;
+  if (issue.code === 'invalid_type') return `required: expected ${issue.expected}`;
+  if (issue.code === 'invalid_value')
+    return `required: expected ${issue.values.map((v) => JSON.stringify(v)).join(' or ')}`;
+  return issue.message;
+}
+
+/**
+ * A failed union's issues are those of the one alternative that got past the value itself to its
+ * parts, if only one did: `every: 600` in an interval window is about `every`, not "no kind of window
+ * matches". Otherwise the union's own message says it.
+ */
+function specific(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union') return [issue];
+  const fitting = issue.errors.filter((alternative) => alternative.every((i) => i.path.length > 0));
+  const [only] = fitting;
+  if (fitting.length !== 1 || only === undefined) return [issue];
+  return only.flatMap((i) => specific({ ...i, path: [...issue.path, ...i.path] }));
+}
+
+/** `steps[2].params.vfs (line 24, column 13): Too small: expected number to be >=1`, as the CLI prints it. */
+export function planProblemText(p: PlanProblem): string {
+  return `${p.path} (line ${p.line}, column ${p.column}): ${p.message}`;
+}
+
+function at(lines: LineCounter, offset: number): { line: number; column: number } {
+  const { line, col } = lines.linePos(offset);
+  return { line, column: col };
+}
+
+/**
+ * Where an issue is in the document: the node at its path, or the nearest one above it that exists
+ * (a missing key is reported at the map it is missing from); an unknown key at that key.
+ */
+function offsetOf(doc: Document, issue: z.core.$ZodIssue): number {
+  for (let depth = issue.path.length; depth >= 0; depth--) {
+    const node = depth === 0 ? doc.contents : doc.getIn(issue.path.slice(0, depth), true);
+    if (!isNode(node) || !node.range) continue;
+    if (depth === issue.path.length && issue.code === 'unrecognized_keys' && isMap(node)) {
+      const key = node.items.find((pair) => isScalar(pair.key) && pair.key.value === issue.keys[0])?.key;
+      if (isNode(key) && key.range) return key.range[0];
+    }
+    return node.range[0];
+  }
+  return 0;
+}
+
+/** The JSON Schema of a plan file, for editors: what a plan author may write (durations with units). */
+export function planJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(Plan, { io: 'input', target: 'draft-07' });
 }

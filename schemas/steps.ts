@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Duration, InterfaceName, TrafficTarget, VmName, HostId } from './common.js';
+import { Duration, InterfaceName, Millis, TrafficTarget, VmName, HostId } from './common.js';
 
 /** The step catalogue. Each kind has parameters (in the plan) and a result (from the host). */
 export const STEP_KINDS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'] as const;
@@ -49,12 +49,13 @@ export const VerifyParams = z.strictObject({
   rttToleranceMs: z.number().nonnegative().default(5),
 });
 
+/** Params as a step command carries them: a loaded plan's, its durations already in milliseconds. */
 export const STEP_PARAMS = {
   drain: DrainParams,
   undrain: UndrainParams,
-  'ovs-convert': OvsConvertParams,
+  'ovs-convert': OvsConvertParams.extend({ confirmWithin: Millis.default(60_000) }),
   'sriov-enable': SriovEnableParams,
-  reboot: RebootParams,
+  reboot: RebootParams.extend({ timeout: Millis.default(600_000) }),
   verify: VerifyParams,
 } as const satisfies Record<StepKind, z.ZodType>;
 

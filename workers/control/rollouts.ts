@@ -3,13 +3,13 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowIdConflictPolicy } from '@temporalio/client';
-import { parsePlan, type Plan } from '../../schemas/plan.js';
+import { parsePlan, planProblemText, type Plan } from '../../schemas/plan.js';
 import type { RolloutInput } from '../../schemas/rollout.js';
 import type { fleetRollout } from '../../workflows/rollout.js';
 import { phaseKey, rolloutIdKey } from '../../workflows/messages.js';
 import { UsageError } from '../../schemas/errors.js';
 
-/** Read and validate a plan file; every problem is named by its path. */
+/** Read and validate a plan file; every problem is named by its path, line and column. */
 export async function loadPlan(file: string): Promise<Plan> {
   let text: string;
   try {
@@ -19,7 +19,7 @@ export async function loadPlan(file: string): Promise<Plan> {
   }
   const parsed = parsePlan(text);
   if (!parsed.ok) {
-    const lines = parsed.problems.map((p) => `  ${p.path}: ${p.message}`);
+    const lines = parsed.problems.map((p) => `  ${planProblemText(p)}`);
     throw new UsageError(`plan ${file} is invalid; nothing was started:\n${lines.join('\n')}`);
   }
   return parsed.plan;
