@@ -8,7 +8,7 @@ import { createLogger } from '../workers/log.js';
 import {
   InvalidLabelsError,
   parseLabels,
-  startHostProcess,
+  startHost,
   startSimHost,
   untilStopSignal,
 } from '../workers/host/host-process.js';
@@ -74,7 +74,7 @@ export function registerHostCommands(program: Command): void {
           driver === 'lab'
             ? await createLabDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
             : createLinuxDriver({ hostId, stateDir, log });
-        const host = await startHostProcess({ ...common, stateDir, log }, real);
+        const host = await startHost({ ...common, stateDir, log, driver: real });
         process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);
         await untilStopSignal();
         await host.stop();

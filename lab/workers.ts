@@ -1,11 +1,9 @@
 import path from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Labels } from '../schemas/common.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { credsFile } from '../workers/config.js';
-import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
-import { connectNats, identityOfHost } from '../workers/nats.js';
+import { startHost, type RunningHost } from '../workers/host/host-process.js';
 import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
 import type { LabConfirmation } from '../activities/host/lab/environment.js';
 import type { LabState } from '../activities/host/lab/state.js';
@@ -36,12 +34,9 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
     o.lab.hosts.map((h) => h.id),
   );
   const drivers = new Map<string, LabDriver>();
-  const running: { worker: HostWorkerHandle; nc: NatsConnection }[] = [];
+  const running: RunningHost[] = [];
   const stop = async () => {
-    for (const { worker, nc } of running.splice(0)) {
-      await worker.stop();
-      await nc.drain().catch(() => nc.close());
-    }
+    for (const host of running.splice(0)) await host.stop();
   };
   try {
     for (const host of o.lab.hosts) {
@@ -55,21 +50,18 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
         ...(o.confirm ? { confirm: o.confirm } : {}),
       });
       drivers.set(host.id, driver);
-      const nc = await connectNats({
-        url: o.natsUrl,
-        credsFile: credsFile(o.home, { host: host.id }),
-        identity: identityOfHost(host.id),
-      });
-      const worker = await startHostWorker({
-        hostId: host.id,
-        nc,
-        driver,
-        labels: { role: 'hypervisor', lab: 'lab', ...o.labels },
-        stateDir,
-        log,
-        ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
-      });
-      running.push({ worker, nc });
+      running.push(
+        await startHost({
+          hostId: host.id,
+          natsUrl: o.natsUrl,
+          credsFile: credsFile(o.home, { host: host.id }),
+          driver,
+          labels: { role: 'hypervisor', lab: 'lab', ...o.labels },
+          stateDir,
+          log,
+          ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
+        }),
+      );
     }
   } catch (err) {
     await stop();

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -28,6 +28,8 @@ import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
 import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
+import { startHost } from '../workers/host/host-process.js';
+import { stackStatus } from '../workers/dev/stack.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -88,7 +90,7 @@ class ConfirmingDriver implements HostDriver {
   }
 }
 
-async function startHost(hostId: string, sim: Partial<SimDriverOptions> = {}, confirming = false) {
+async function startWorker(hostId: string, sim: Partial<SimDriverOptions> = {}, confirming = false) {
   const nc = await stack.connectAsHost(hostId);
   const stateDir = path.join(tmp, hostId);
   const { log, lines } = capturedLog();
@@ -179,7 +181,7 @@ function queueDrained(hostId: string, seq: number, timeoutMs?: number): Promise<
 describe('the host worker', () => {
   it('runs a command once, however often its id arrives, and answers repeats with the same status', async () => {
     const hostId = uniqueHostId('dup');
-    const { driver, lines } = await startHost(hostId);
+    const { driver, lines } = await startWorker(hostId);
     const cmd = command(hostId, 'drain', { destinations: { [`${hostId}-vm1`]: 'elsewhere-1' } });
 
     await send(hostId, cmd, `${cmd.commandId}#1`);
@@ -197,7 +199,7 @@ describe('the host worker', () => {
 
   it('rejects malformed and hostile commands with a logged reason, then still runs a valid one', async () => {
     const hostId = uniqueHostId('bad');
-    const { driver, lines } = await startHost(hostId);
+    const { driver, lines } = await startWorker(hostId);
     await send(hostId, Uint8Array.from([0xff, 0xfe, 0x00, 0x7b]));
     await send(hostId, { hello: 'world' });
     await send(hostId, command('someone-else', 'drain'));
@@ -225,7 +227,7 @@ describe('the host worker', () => {
 
   it('stops a running step when the operator cancels it, and never starts a queued one cancelled before', async () => {
     const hostId = uniqueHostId('cancel');
-    const { driver, lines } = await startHost(hostId, { speed: 1, stepMs: { drain: 20_000 } });
+    const { driver, lines } = await startWorker(hostId, { speed: 1, stepMs: { drain: 20_000 } });
     const cmd = command(hostId, 'drain');
     const queued = command(hostId, 'ovs-convert');
     await send(hostId, cmd);
@@ -281,7 +283,7 @@ describe("the controller's confirmation of a network switch", () => {
 
   it('reaches the step that awaits it: the dispatch activity answers the flag in its progress, the host worker hands the answer over', async () => {
     const hostId = uniqueHostId('confirm');
-    const { lines } = await startHost(hostId, {}, true);
+    const { lines } = await startWorker(hostId, {}, true);
     const dispatchStep = createDispatchStep({
       nc: controller,
       results,
@@ -308,7 +310,7 @@ describe("the controller's confirmation of a network switch", () => {
 
   it('reaches no other command; without it the step gives up at its deadline', async () => {
     const hostId = uniqueHostId('noconfirm');
-    const { lines } = await startHost(hostId, {}, true);
+    const { lines } = await startWorker(hostId, {}, true);
     const cmd = command(hostId, 'ovs-convert', { confirmWithin: 2_000 });
     await send(hostId, cmd);
     const waiting = await until('the step to await confirmation', async () => {
@@ -323,6 +325,67 @@ describe("the controller's confirmation of a network switch", () => {
     expect(failed.progress).not.toHaveProperty('awaitingConfirmation');
     expect(lines.some((l) => l.msg === 'confirmation for a command that is not running; ignored')).toBe(true);
     expect(lines.some((l) => l.msg === 'rejected a confirmation')).toBe(true);
+  });
+});
+
+describe('a host started with startHost', () => {
+  /** The names of the connections the NATS server has open now. */
+  async function connections(): Promise<string[]> {
+    const monitor = (await stackStatus(stack.home)).nats?.monitorUrl;
+    const body = (await (await fetch(`${monitor}/connz?limit=100000`)).json()) as { connections?: { name?: string }[] };
+    return (body.connections ?? []).map((c) => c.name ?? '');
+  }
+
+  it('runs on a connection of its own, under its labels, takes its commands, and stop() ends worker and connection', async () => {
+    const hostId = uniqueHostId('start');
+    await enrollHosts(stack.home, [hostId]);
+    const stateDir = path.join(tmp, hostId);
+    const driver = await SimDriver.open({ hostId, stateDir, speed: 5 });
+    const host = await startHost({
+      hostId,
+      natsUrl: stack.natsUrl,
+      credsFile: credsFile(stack.home, { host: hostId }),
+      connectionName: `test-${hostId}`,
+      driver,
+      labels: { role: 'test', rack: 'r9' },
+      stateDir,
+      log: pino({ level: 'silent' }),
+      presenceIntervalMs: 300,
+    });
+    try {
+      expect(await connections()).toContain(`test-${hostId}`);
+      const presence = await until('its presence', async () => {
+        const entry = await hostsBucket.get(hostId);
+        return entry?.operation === 'PUT' ? HostPresence.parse(entry.json()) : undefined;
+      });
+      expect(presence).toMatchObject({ driver: 'sim', simulated: true, labels: { role: 'test', rack: 'r9' } });
+      const cmd = command(hostId, 'drain');
+      await send(hostId, cmd);
+      expect(await statusIs(hostId, cmd.commandId, 'succeeded')).toMatchObject({ outcome: { changed: true } });
+    } finally {
+      await host.stop();
+    }
+    expect(await connections()).not.toContain(`test-${hostId}`);
+  });
+
+  it('closes its connection when its worker cannot start', async () => {
+    const hostId = uniqueHostId('nostart');
+    await enrollHosts(stack.home, [hostId]);
+    const driver = await SimDriver.open({ hostId, stateDir: path.join(tmp, hostId) });
+    const notADir = path.join(tmp, `${hostId}.file`);
+    await writeFile(notADir, 'not a directory\n');
+    const starting = startHost({
+      hostId,
+      natsUrl: stack.natsUrl,
+      credsFile: credsFile(stack.home, { host: hostId }),
+      connectionName: `test-${hostId}`,
+      driver,
+      labels: {},
+      stateDir: notADir,
+      log: pino({ level: 'silent' }),
+    });
+    await expect(starting).rejects.toThrow(/ENOTDIR|not a directory/);
+    expect(await connections()).not.toContain(`test-${hostId}`);
   });
 });
 

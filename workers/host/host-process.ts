@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
-import { SimDriver, type SimDriverOptions, type SimFailures } from '../../activities/host/sim/driver.js';
+import { SimDriver, type SimFailures } from '../../activities/host/sim/driver.js';
 import { Labels } from '../../schemas/common.js';
 import { connectNats, identityOfHost } from '../nats.js';
 import { startHostWorker } from './worker.js';
@@ -25,58 +25,54 @@ export function parseLabels(text: string): Labels {
       return [item.slice(0, eq), item.slice(eq + 1)] as const;
     });
   const parsed = Labels.safeParse(Object.fromEntries(pairs));
-  if (!parsed.success)
-    throw new InvalidLabelsError(
-      `bad labels "${text}": ${problemText(parsed.error, '(labels)')}`,
-    );
+  if (!parsed.success) throw new InvalidLabelsError(`bad labels "${text}": ${problemText(parsed.error, '(labels)')}`);
   return parsed.data;
 }
 
-export interface SimHostOptions {
+export interface HostOptions {
   hostId: string;
   natsUrl: string;
+  /** This host's own NATS credentials. */
   credsFile: string;
-  stateDir: string;
+  /** Where its steps run: a real host, a lab host or a simulation. */
+  driver: HostDriver;
   labels: Labels;
+  stateDir: string;
   log: Logger;
   presenceIntervalMs?: number;
-  speed?: number;
-  rebootPauseMs?: number;
-  fail?: SimFailures;
+  /** The connection's name as the NATS server shows it; default `refit-host_<hostId>`. */
+  connectionName?: string;
 }
 
-/** One simulated host with its own connection; stop() stops the worker and drains the connection. */
-export async function startSimHost(o: SimHostOptions): Promise<{ stop(): Promise<void> }> {
-  const driverOptions: SimDriverOptions = {
-    hostId: o.hostId,
-    stateDir: o.stateDir,
-    log: o.log.child({ hostId: o.hostId }),
-  };
-  if (o.speed !== undefined) driverOptions.speed = o.speed;
-  if (o.rebootPauseMs !== undefined) driverOptions.rebootPauseMs = o.rebootPauseMs;
-  if (o.fail !== undefined) driverOptions.fail = o.fail;
-  return startHostProcess(o, await SimDriver.open(driverOptions));
+export interface RunningHost {
+  readonly hostId: string;
+  /** Stops the worker, then drains the connection. */
+  stop(): Promise<void>;
 }
 
-export type HostProcessOptions = Pick<
-  SimHostOptions,
-  'hostId' | 'natsUrl' | 'credsFile' | 'stateDir' | 'labels' | 'log' | 'presenceIntervalMs'
->;
-
-/** One host worker with its own NATS connection and the given driver. */
-export async function startHostProcess(o: HostProcessOptions, driver: HostDriver): Promise<{ stop(): Promise<void> }> {
-  const nc = await connectNats({ url: o.natsUrl, credsFile: o.credsFile, identity: identityOfHost(o.hostId) });
+/**
+ * One host: its own NATS connection under its own identity, its driver and its host worker. Every
+ * way of running hosts starts them here: `refit host`, the simulated fleet, the lab's agents.
+ */
+export async function startHost(o: HostOptions): Promise<RunningHost> {
+  const nc = await connectNats({
+    url: o.natsUrl,
+    credsFile: o.credsFile,
+    identity: identityOfHost(o.hostId),
+    ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
+  });
   try {
     const worker = await startHostWorker({
       hostId: o.hostId,
       nc,
-      driver,
+      driver: o.driver,
       labels: o.labels,
       stateDir: o.stateDir,
       log: o.log,
       ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
     });
     return {
+      hostId: o.hostId,
       async stop() {
         await worker.stop();
         await nc.drain().catch(() => nc.close());
@@ -86,6 +82,26 @@ export async function startHostProcess(o: HostProcessOptions, driver: HostDriver
     await nc.close();
     throw err;
   }
+}
+
+export interface SimHostOptions extends Omit<HostOptions, 'driver'> {
+  speed?: number;
+  rebootPauseMs?: number;
+  fail?: SimFailures;
+}
+
+/** One simulated host (the sim driver over its state dir), started like any other. */
+export async function startSimHost(o: SimHostOptions): Promise<RunningHost> {
+  const { speed, rebootPauseMs, fail, ...host } = o;
+  const driver = await SimDriver.open({
+    hostId: o.hostId,
+    stateDir: o.stateDir,
+    log: o.log.child({ hostId: o.hostId }),
+    ...(speed !== undefined ? { speed } : {}),
+    ...(rebootPauseMs !== undefined ? { rebootPauseMs } : {}),
+    ...(fail !== undefined ? { fail } : {}),
+  });
+  return startHost({ ...host, driver });
 }
 
 /** Resolves at the first SIGINT or SIGTERM. */

@@ -1,13 +1,11 @@
 import path from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { enrollHosts } from '../dev/enroll.js';
 import { SimDriver, type SimDriverOptions } from '../../activities/host/sim/driver.js';
 import type { Labels } from '../../schemas/common.js';
 import { credsFile } from '../config.js';
-import { connectNats, identityOfHost } from '../nats.js';
 import { InvalidFailSpecError, type FailSpec } from './fail-spec.js';
-import { startHostWorker, type HostWorkerHandle } from '../host/worker.js';
+import { startHost, type RunningHost } from '../host/host-process.js';
 
 export { parseFailSpec, InvalidFailSpecError, type FailSpec } from './fail-spec.js';
 
@@ -57,11 +55,6 @@ export function simLabels(index: number): Labels {
   return { rack: `r${Math.floor(index / HOSTS_PER_RACK) + 1}`, role: 'hypervisor', driver: 'sim' };
 }
 
-interface RunningHost {
-  nc: NatsConnection;
-  worker: HostWorkerHandle;
-}
-
 /**
  * A simulated fleet in one process: each host enrolled with its own NATS credentials, its own
  * connection and its own host worker with the sim driver.
@@ -87,37 +80,23 @@ export async function startSimFleet(o: SimFleetOptions): Promise<SimFleetHandle>
     const fail = o.fail?.[hostId];
     if (fail !== undefined) driverOptions.fail = fail;
     const driver = await SimDriver.open(driverOptions);
-    const nc = await connectNats({
-      url: o.natsUrl,
+    const host = await startHost({
+      hostId,
+      natsUrl: o.natsUrl,
       credsFile: credsFile(o.home, { host: hostId }),
-      identity: identityOfHost(hostId),
-      name: `refit-sim-${hostId}`,
+      connectionName: `refit-sim-${hostId}`,
+      driver,
+      labels: simLabels(index),
+      stateDir,
+      log: o.log,
+      ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
     });
-    try {
-      const worker = await startHostWorker({
-        hostId,
-        nc,
-        driver,
-        labels: simLabels(index),
-        stateDir,
-        log: o.log,
-        ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
-      });
-      running.set(hostId, { nc, worker });
-      drivers.set(hostId, driver);
-    } catch (err) {
-      await nc.close();
-      throw err;
-    }
+    running.set(hostId, host);
+    drivers.set(hostId, driver);
   }
 
   async function stop(): Promise<void> {
-    await Promise.all(
-      [...running.values()].map(async ({ nc, worker }) => {
-        await worker.stop();
-        await nc.drain().catch(() => nc.close());
-      }),
-    );
+    await Promise.all([...running.values()].map((host) => host.stop()));
     running.clear();
   }
 
