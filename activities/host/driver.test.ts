@@ -16,7 +16,7 @@ const received = (kind: StepKind, params: Record<string, unknown>): ReceivedComm
 
 describe("the host's check of a step's params", () => {
   it('types them by the kind of the step and fills in the defaults', () => {
-    const step = prepareStep(received('ovs-convert', { confirmWithin: '30s' }));
+    const step = prepareStep(received('ovs-convert', { confirmWithin: 30_000 }));
     expect(step).toMatchObject({ kind: 'ovs-convert', commandId: 'wf/run/1', mode: 'apply' });
     if (step.kind !== 'ovs-convert') throw new Error('not an ovs-convert');
     expect(step.params).toEqual({ bridge: 'vmbr0', hostVlan: 1, confirmWithin: 30_000 });

@@ -68,8 +68,8 @@ export function driverContract(name: string, open: () => Promise<ContractHost>, 
       });
 
       it('converts to Open vSwitch once, then changes nothing', async () => {
-        expect((await run('ovs-convert', { confirmWithin: '30s' })).changed).toBe(true);
-        expect((await run('ovs-convert', { confirmWithin: '30s' })).changed).toBe(false);
+        expect((await run('ovs-convert', { confirmWithin: 30_000 })).changed).toBe(true);
+        expect((await run('ovs-convert', { confirmWithin: 30_000 })).changed).toBe(false);
         expect((await h.driver.facts()).bridge.type).toBe('ovs');
       });
 

@@ -102,7 +102,7 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
 
   it('moves vmbr0 to Open vSwitch as Proxmox writes it, keeps the host reachable, and changes nothing the second time', async () => {
     notes.length = 0;
-    const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: '20s' });
+    const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 });
     expect(notes.map((n) => n.type)).toContain('ovs.confirmed');
     expect(
       notes
@@ -244,7 +244,7 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     try {
       const started = Date.now();
       notes.length = 0;
-      const err = await run('h2', 'ovs-convert', { confirmWithin: '4s' }).catch((e: unknown) => e);
+      const err = await run('h2', 'ovs-convert', { confirmWithin: 4_000 }).catch((e: unknown) => e);
       expect(notes.map((n) => n.type)).toContain('ovs.auto-reverted');
       expect(toStepError(err)).toMatchObject({
         type: 'StepFailedError',
