@@ -1,12 +1,19 @@
 /**
  * Maintenance windows, pure: given the time, when may a host start? Runs inside the workflow
- * sandbox (only Intl and arithmetic), so every replay computes the same answer.
+ * sandbox. Zone rules come from Intl through temporal-polyfill, so every replay on the same
+ * Node/ICU computes the same answer (docs/decisions/0008-time-zones.md).
  */
+import { Temporal } from 'temporal-polyfill';
+import { startDecisionBeforeDstFix } from './windows-legacy.js';
 
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
 
-/** Recurring weekly window in a time zone, e.g. Saturdays 02:00–06:00 Europe/Berlin. */
+/**
+ * Recurring weekly window in a time zone, e.g. Saturdays 02:00–06:00 Europe/Berlin: open while the
+ * zone's clock shows a time from `start` to `end` on one of `days` (an `end` at or before `start`
+ * is on the next day). Wall times read as `zonedTime` reads them.
+ */
 export interface WeeklyWindow {
   days: Weekday[];
   start: string;
@@ -33,58 +40,44 @@ function minutesOf(hhmm: string): number {
   return (h ?? 0) * 60 + (m ?? 0);
 }
 
-/** The wall-clock fields of an instant in a time zone. */
-function wallClock(
-  epoch: number,
-  timeZone: string,
-): { y: number; mo: number; d: number; h: number; mi: number; wd: Weekday } {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: 'numeric',
-    day: 'numeric',
-    hour: 'numeric',
-    minute: 'numeric',
-    weekday: 'short',
-  }).formatToParts(new Date(epoch));
-  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? '0';
-  return {
-    y: Number(get('year')),
-    mo: Number(get('month')),
-    d: Number(get('day')),
-    h: Number(get('hour')),
-    mi: Number(get('minute')),
-    wd: get('weekday').toLowerCase().slice(0, 3) as Weekday,
-  };
+/** Temporal's dayOfWeek runs 1 (Monday) to 7 (Sunday). */
+function weekdayOf(date: Temporal.PlainDate): Weekday {
+  return WEEKDAYS[date.dayOfWeek % 7] ?? 'sun';
 }
 
-/** The instant at which a time zone's clock shows the given wall time (DST gaps resolve forward). */
+/** `minutes` after midnight starting `date` on the zone's clock; see `zonedTime`. */
+function wallTime(date: Temporal.PlainDate, minutes: number, timeZone: string): number {
+  const wall = date.toPlainDateTime().add({ minutes });
+  const first = wall.toZonedDateTime(timeZone, { disambiguation: 'earlier' });
+  if (Temporal.PlainDateTime.compare(first.toPlainDateTime(), wall) === 0) return first.epochMilliseconds;
+  // The clock skips this time. 'earlier' read it with the offset before the gap, which lands
+  // before the jump; the jump is the first instant at which the clock is past the wall time.
+  const jump = first.getTimeZoneTransition('next');
+  if (!jump) throw new RangeError(`${timeZone} skips ${wall.toString()} but has no transition after it`);
+  return jump.epochMilliseconds;
+}
+
+/**
+ * The instant at which a time zone's clock shows a wall time, `minutes` after midnight starting
+ * the given day (past 24:00 is the next day). A time the clock skips (the spring-forward gap) is
+ * the first instant after it, where the clock jumps: 02:30 on a day Berlin goes from 02:00 to
+ * 03:00 is 03:00. A time the clock shows twice (fall-back) is its first occurrence.
+ */
 export function zonedTime(y: number, mo: number, d: number, minutes: number, timeZone: string): number {
-  const naive = Date.UTC(y, mo - 1, d, 0, minutes);
-  let guess = naive;
-  for (let i = 0; i < 3; i++) {
-    const w = wallClock(guess, timeZone);
-    const shown = Date.UTC(w.y, w.mo - 1, w.d, w.h, w.mi);
-    const drift = shown - naive;
-    if (drift === 0) break;
-    guess -= drift;
-  }
-  return guess;
+  return wallTime(new Temporal.PlainDate(y, mo, d), minutes, timeZone);
 }
 
-/** Windows of one weekly rule that overlap [from - 1 day, from + 8 days]. */
+/** Windows of one weekly rule on the zone's calendar days from the day before `from` to 8 days after. */
 function weeklySpans(w: WeeklyWindow, from: number): Span[] {
   const spans: Span[] = [];
   const startMin = minutesOf(w.start);
   let endMin = minutesOf(w.end);
   if (endMin <= startMin) endMin += 24 * 60; // crosses midnight
+  const today = Temporal.Instant.fromEpochMilliseconds(from).toZonedDateTimeISO(w.timeZone).toPlainDate();
   for (let k = -1; k <= 8; k++) {
-    const day = wallClock(from + k * DAY, w.timeZone);
-    if (!w.days.includes(day.wd)) continue;
-    const start = zonedTime(day.y, day.mo, day.d, startMin, w.timeZone);
-    const end = zonedTime(day.y, day.mo, day.d, endMin, w.timeZone);
-    spans.push({ start, end });
+    const day = today.add({ days: k });
+    if (!w.days.includes(weekdayOf(day))) continue;
+    spans.push({ start: wallTime(day, startMin, w.timeZone), end: wallTime(day, endMin, w.timeZone) });
   }
   return spans;
 }
@@ -127,6 +120,30 @@ export function startDecision(windows: readonly MaintenanceWindow[], now: number
     from += 7 * DAY;
   }
   return { start: false, waitUntil: now + 7 * DAY, reason: 'no window is long enough for a host' };
+}
+
+function sameDecision(a: StartDecision, b: StartDecision): boolean {
+  if (a.start && b.start) return a.closesAt === b.closesAt;
+  if (!a.start && !b.start) return a.waitUntil === b.waitUntil && a.reason === b.reason;
+  return false;
+}
+
+/**
+ * `startDecision` for a workflow whose history may hold a decision of the code before DST-correct
+ * windows: where the two answers differ, the new one only if `corrected()` allows it. The workflow
+ * passes Temporal's `patched`, which says no while replaying a history made before the patch, and
+ * is asked only when the answers differ, so the patch marker lands only in rollouts it changed.
+ */
+export function replayableStartDecision(
+  windows: readonly MaintenanceWindow[],
+  now: number,
+  hostMs: number,
+  corrected: () => boolean,
+): StartDecision {
+  const decision = startDecision(windows, now, hostMs);
+  if (windows.every((w) => 'every' in w)) return decision;
+  const before = startDecisionBeforeDstFix(windows, now, hostMs);
+  return sameDecision(decision, before) || corrected() ? decision : before;
 }
 
 /** Longest single window, for plan validation: a host that never fits would wait forever. */

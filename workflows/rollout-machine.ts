@@ -1,7 +1,7 @@
 import type { TargetResolution } from '../schemas/activities.js';
 import type { Plan } from '../schemas/plan.js';
 import type { HostMaintenanceResult, HostStatus, RolloutCarried, RolloutStatus } from '../schemas/rollout.js';
-import { startDecision } from '../schemas/windows.js';
+import { replayableStartDecision } from '../schemas/windows.js';
 import { createOperatorActions, type HostPatch } from './operator.js';
 import type { GateDecision, RolloutDecision } from './rollout-decision.js';
 import { FAILED_STATES, addTargets, conclude, patchHost } from './rollout-state.js';
@@ -34,9 +34,14 @@ export class RolloutMachine {
   private resume: Resume | null = null;
   private waitingForWindow = false;
 
+  /**
+   * `dstCorrectWindows`: may a window decision that DST-correct windows changed take the new answer?
+   * The workflow passes Temporal's `patched`, so histories made before the fix replay.
+   */
   constructor(
     private readonly plan: Plan,
     private readonly carried: RolloutCarried,
+    private readonly dstCorrectWindows: () => boolean = () => true,
   ) {
     this.status = carried.status;
     this.byHost = new Map(this.status.hosts.map((h) => [h.hostId, h]));
@@ -154,7 +159,7 @@ export class RolloutMachine {
       status.state = this.inFlight.size > 0 ? 'running' : 'waiting';
       return Number.isFinite(soonest) ? { kind: 'wait', untilMs: soonest } : WAIT;
     }
-    const window = startDecision(plan.windows, now, plan.hostDuration);
+    const window = replayableStartDecision(plan.windows, now, plan.hostDuration, this.dstCorrectWindows);
     if (!window.start) {
       status.state = this.inFlight.size > 0 ? 'running' : 'waiting';
       status.nextWindowAt = new Date(window.waitUntil).toISOString();

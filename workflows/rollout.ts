@@ -5,6 +5,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -60,7 +61,9 @@ const ACTION_EVENTS = {
  */
 export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> {
   const { plan, rolloutId } = input;
-  const machine = new RolloutMachine(plan, input.carried ?? newRollout(input, workflowInfo().startTime.getTime()));
+  const carried = input.carried ?? newRollout(input, workflowInfo().startTime.getTime());
+  // A window decision made before DST-correct windows stays as its history recorded it.
+  const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'));
   const { status } = machine;
   /** Each started host's maintenance, until it has settled. */
   const maintenance = new Map<string, Promise<void>>();
