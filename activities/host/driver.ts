@@ -3,6 +3,7 @@ import { StepCommand, type CommandProgress, type ReceivedCommand, type StepError
 import type { Driver, HostFacts } from '../../schemas/host.js';
 import type { StepOutcome } from '../../schemas/steps.js';
 import { formatPath } from '../../schemas/problems.js';
+import { RefitError } from '../../schemas/errors.js';
 
 export interface StepContext {
   /** Aborted when the operator cancels the command or the worker shuts down; honour it at safe points. */
@@ -44,48 +45,30 @@ export interface HostDriver {
 }
 
 /** The step ran and failed. */
-export class StepFailedError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'StepFailedError';
-  }
-}
+export class StepFailedError extends RefitError {}
 
-export class StepCancelledError extends Error {
+export class StepCancelledError extends RefitError {
   constructor(message = 'cancelled', options?: ErrorOptions) {
     super(message, options);
-    this.name = 'StepCancelledError';
   }
 }
 
 /** The host lacks what the step needs (no SR-IOV NIC, too few VFs): retrying cannot help. */
-export class UnsupportedHardwareError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'UnsupportedHardwareError';
-  }
-}
+export class UnsupportedHardwareError extends RefitError {}
 
-export class InvalidStepParamsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'InvalidStepParamsError';
-  }
-}
+export class InvalidStepParamsError extends RefitError {}
 
 /** The host is rebooting; it has no facts to report until it is back. */
-export class HostDownError extends Error {
+export class HostDownError extends RefitError {
   constructor(message = 'host is down', options?: ErrorOptions) {
     super(message, options);
-    this.name = 'HostDownError';
   }
 }
 
 /** The worker is stopping; the step is left unfinished and resumes when the worker comes back. */
-export class WorkerStoppingError extends Error {
+export class WorkerStoppingError extends RefitError {
   constructor(message = 'host worker is stopping', options?: ErrorOptions) {
     super(message, options);
-    this.name = 'WorkerStoppingError';
   }
 }
 

@@ -8,14 +8,10 @@ import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
 import type { ChainTail } from '../../activities/audit/hash.js';
 import type { ChainStore } from '../../activities/audit/store.js';
 import { appendToChain } from '../../activities/audit/writer.js';
+import { RefitError } from '../../schemas/errors.js';
 
 /** The worker is stopping before its audit events were stored; they stay spooled for the next start. */
-export class AuditNotStoredError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'AuditNotStoredError';
-  }
-}
+export class AuditNotStoredError extends RefitError {}
 
 const Tail = z.object({
   chain: z.string(),

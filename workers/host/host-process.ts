@@ -5,13 +5,9 @@ import { Labels } from '../../schemas/common.js';
 import { connectNats, identityOfHost } from '../nats.js';
 import { startHostWorker } from './worker.js';
 import { problemText } from '../../schemas/problems.js';
+import { RefitError } from '../../schemas/errors.js';
 
-export class InvalidLabelsError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'InvalidLabelsError';
-  }
-}
+export class InvalidLabelsError extends RefitError {}
 
 /** `rack=r1,role=hypervisor` → labels, each key and value checked. */
 export function parseLabels(text: string): Labels {

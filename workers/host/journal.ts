@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { CommandStatus, ReceivedCommand, TERMINAL_STATES } from '../../schemas/command.js';
 import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
+import { RefitError } from '../../schemas/errors.js';
 
 /** What the host remembers of one command, across restarts of its worker. */
 export const JournalEntry = z.object({
@@ -17,12 +18,7 @@ export const JournalEntry = z.object({
 });
 export type JournalEntry = z.infer<typeof JournalEntry>;
 
-export class JournalError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'JournalError';
-  }
-}
+export class JournalError extends RefitError {}
 
 /**
  * The host's local, durable record of the commands it started and finished: one file per command

@@ -3,18 +3,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { CommandStatus, type CommandProgress, type CommandState } from '../../schemas/command.js';
 import { publishCommandStatus } from './report.js';
+import { RefitError } from '../../schemas/errors.js';
 
 type Base = Pick<CommandStatus, 'commandId' | 'hostId' | 'kind' | 'mode' | 'starts' | 'bootId'>;
 export type Terminal = Pick<CommandStatus, 'outcome' | 'error'> & { state: CommandState };
 
 const RETRY_MAX_MS = 15_000;
 
-export class StatusNotStoredError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'StatusNotStoredError';
-  }
-}
+export class StatusNotStoredError extends RefitError {}
 
 /**
  * Writes one command's status to the results bucket, in order: progress updates are coalesced

@@ -1,16 +1,12 @@
 import { HostId } from '../../schemas/common.js';
 import { StepKind } from '../../schemas/steps.js';
 import type { FailureMode, SimFailures } from '../../activities/host/sim/driver.js';
+import { RefitError } from '../../schemas/errors.js';
 
 /** Injected failures per simulated host. */
 export type FailSpec = Record<string, SimFailures>;
 
-export class InvalidFailSpecError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'InvalidFailSpecError';
-  }
-}
+export class InvalidFailSpecError extends RefitError {}
 
 /**
  * Parse `--fail sim-003=ovs-convert,sim-007=reboot:once`: the step fails on that host every time,

@@ -6,6 +6,7 @@ import type { Labels } from '../../schemas/common.js';
 import { credsFile } from '../config.js';
 import { InvalidFailSpecError, type FailSpec } from './fail-spec.js';
 import { startHost, type RunningHost } from '../host/host-process.js';
+import { RefitError } from '../../schemas/errors.js';
 
 export { parseFailSpec, InvalidFailSpecError, type FailSpec } from './fail-spec.js';
 
@@ -35,12 +36,7 @@ export interface SimFleetHandle {
   stop(): Promise<void>;
 }
 
-export class SimFleetError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'SimFleetError';
-  }
-}
+export class SimFleetError extends RefitError {}
 
 const HOSTS_PER_RACK = 20;
 /** Connections opened at once: a thousand hosts must not hit the server in one burst. */

@@ -3,13 +3,9 @@ import { attachVmPort, detachVmPort, runningBridge } from './attach.js';
 import { rootRunner, vmRunner } from './exec.js';
 import { hpingArgv } from '../linux/hping.js';
 import { labHost, labVm, type LabHost, type LabState, type LabVm } from './state.js';
+import { RefitError } from '../../../schemas/errors.js';
 
-export class VmNotFoundError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'VmNotFoundError';
-  }
-}
+export class VmNotFoundError extends RefitError {}
 
 /** Where each VM is now: the host whose namespace holds the host end of its veth. */
 export async function locateVms(lab: LabState): Promise<Map<string, string>> {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { readJsonFile, writeJsonAtomic } from '../../files.js';
 import { HostId, InterfaceName, VmName } from '../../../schemas/common.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 /** Network namespace names the lab makes: the prefix, then sw, h<n> or vm<id>. */
 export const LabPrefix = z.string().regex(/^rf-([a-z0-9]{1,8}-)?$/, 'must be "rf-" or "rf-<tag>-"');
@@ -51,12 +52,7 @@ export type LabState = z.infer<typeof LabState>;
 
 export const labStateFile = (labDir: string) => path.join(labDir, 'state.json');
 
-export class LabNotFoundError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'LabNotFoundError';
-  }
-}
+export class LabNotFoundError extends RefitError {}
 
 export async function loadLab(labDir: string): Promise<LabState> {
   const state = await readJsonFile(labStateFile(labDir), LabState);

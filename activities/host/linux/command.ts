@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { RefitError } from '../../../schemas/errors.js';
 
 /** What a finished command left behind. A non-zero exit is a result, not an exception, until the caller says so. */
 export interface CommandResult {
@@ -18,14 +19,13 @@ export interface RunOptions {
 /** Runs one program with an argument array; never through a shell. Rejects with CommandFailedError. */
 export type CommandRunner = (argv: readonly string[], opts?: RunOptions) => Promise<CommandResult>;
 
-export class CommandFailedError extends Error {
+export class CommandFailedError extends RefitError {
   readonly argv: readonly string[];
   readonly exitCode: number;
   readonly stderr: string;
   constructor(result: CommandResult, options?: ErrorOptions) {
     const detail = result.stderr.trim().split('\n').slice(-3).join(' | ');
     super(`${result.argv.join(' ')} exited with ${result.exitCode}${detail ? `: ${detail}` : ''}`, options);
-    this.name = 'CommandFailedError';
     this.argv = result.argv;
     this.exitCode = result.exitCode;
     this.stderr = result.stderr;

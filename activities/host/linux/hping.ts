@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { IPv4 } from '../../../schemas/common.js';
 import type { TrafficStats } from '../../../schemas/steps.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 export interface HpingProbe {
   address: string;
@@ -28,12 +29,7 @@ export function hpingArgv(probe: HpingProbe): string[] {
 
 export type HpingStats = Omit<TrafficStats, 'target'>;
 
-export class HpingOutputError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'HpingOutputError';
-  }
-}
+export class HpingOutputError extends RefitError {}
 
 // Some hping3 builds print "tramitted" (sic); both spellings are in the wild.
 const COUNTS = /(\d+) packets (?:transmitted|tramitted), (\d+) packets received, (\d+(?:\.\d+)?)% packet loss/;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ifName, type IfName } from './names.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 /** `ip -j -d link show [dev]`: every link with its kind, master and (on SR-IOV NICs) its VFs. */
 export function ipLinksArgv(dev?: IfName): string[] {
@@ -65,12 +66,7 @@ export interface Link {
   vfs: { vf: number; mac: string | undefined; vlan: number }[];
 }
 
-export class IpOutputError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'IpOutputError';
-  }
-}
+export class IpOutputError extends RefitError {}
 
 function parseJson<T extends z.ZodType>(stdout: string, schema: T, what: string): z.output<T> {
   let json: unknown;

@@ -9,6 +9,7 @@ import {
   type InterfacesBlock,
 } from './interfaces-file.js';
 import { ifName } from './names.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 export interface OvsConversionParams {
   bridge: string;
@@ -31,12 +32,7 @@ export interface InterfacesPlan {
 }
 
 /** The file cannot be converted as asked (no such bridge, ambiguous uplink, ...): retrying cannot help. */
-export class InterfacesPlanError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'InterfacesPlanError';
-  }
-}
+export class InterfacesPlanError extends RefitError {}
 
 const isBridgeOption = (key: string) => /^bridge[-_]/.test(key);
 const isOvsOption = (key: string) => /^ovs[-_]/.test(key);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ifName, type IfName } from './names.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 const OVS_VSCTL = ['ovs-vsctl', '--timeout=10'] as const;
 
@@ -52,12 +53,7 @@ export interface OvsShow {
   version: string | undefined;
 }
 
-export class OvsOutputError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'OvsOutputError';
-  }
-}
+export class OvsOutputError extends RefitError {}
 
 const unquote = (v: string) => (v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v);
 

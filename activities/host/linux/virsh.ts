@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { vmArg } from './names.js';
+import { RefitError } from '../../../schemas/errors.js';
 
 /** A libvirt connection URI such as `qemu:///system`, `qemu+ssh://host/system` or `test:///default`. */
 export const LibvirtUri = z
@@ -43,12 +44,7 @@ export interface VirshDomain {
   state: string;
 }
 
-export class VirshOutputError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'VirshOutputError';
-  }
-}
+export class VirshOutputError extends RefitError {}
 
 /** Parse `virsh list --all`: the table after the " Id   Name   State" header and its dashes. */
 export function parseVirshList(stdout: string): VirshDomain[] {
