@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readTrail } from '../activities/audit/read.js';
 import { until } from '../activities/poll.js';
 import { allowAuditDirectGet } from '../activities/audit/store.js';
@@ -14,30 +14,28 @@ import { createRecordAudit } from '../activities/controller/audit.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { AUDIT_CHAINS, type AuditRecordInput, type AuditRecorded } from '../schemas/audit.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
-import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
+import { simHostIds } from '../workers/sim/fleet.js';
 import { restartNats, trailEvents } from './audit-helpers.js';
-import {
-  plan,
-  quietLog,
-  tempDir,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-  campaignStepsYaml,
-  CAMPAIGN_STEPS,
-} from './helpers/controller.js';
-import { testStack } from './helpers/stack.js';
+import { plan, quietLog, tempDir, campaignStepsYaml, CAMPAIGN_STEPS } from './helpers/controller.js';
+import { useSimFleet } from './helpers/fleet.js';
 
-const stack = testStack();
-const config = testConfig(stack);
 const hosts = simHostIds(3, `ar${randomBytes(2).toString('hex')}`);
 const spares = simHostIds(2, `ars${randomBytes(2).toString('hex')}`);
 const stateDir = tempDir('audit-restart');
-let controllerWorker: ControllerWorker;
-let fleet: SimFleetHandle;
-let temporal: Awaited<ReturnType<typeof temporalClient>>;
 let nc: NatsConnection;
+const suite = useSimFleet({
+  before: async (stack) => {
+    nc = await stack.controllerConnection();
+    await allowAuditDirectGet(nc);
+  },
+  // Two spare hosts outside the campaign take the drained VMs (the controller never sends VMs
+  // to a host of the same wave).
+  hosts: [...hosts, ...spares],
+  stateDir,
+  speed: 1,
+  rebootPauseMs: 1_500,
+});
+const { stack, config } = suite;
 
 const planYaml = `
 apiVersion: refit/v1
@@ -51,33 +49,6 @@ waves:
   maxInFlight: 3
 ${campaignStepsYaml('2m')}
 `;
-
-beforeAll(async () => {
-  nc = await stack.controllerConnection();
-  await allowAuditDirectGet(nc);
-  controllerWorker = await startControllerWorker(config, quietLog);
-  fleet = await startSimFleet({
-    home: stack.home,
-    natsUrl: stack.natsUrl,
-    // Two spare hosts outside the campaign take the drained VMs (the controller never sends VMs
-    // to a host of the same wave).
-    hosts: [...hosts, ...spares],
-    stateDir,
-    speed: 1,
-    rebootPauseMs: 1_500,
-    presenceIntervalMs: 500,
-    log: quietLog,
-  });
-  await waitForOnline(config, [...hosts, ...spares]);
-  temporal = await temporalClient(config);
-});
-
-afterAll(async () => {
-  await temporal?.close();
-  await fleet?.stop();
-  await controllerWorker?.shutdown();
-  await stack.closeAll();
-});
 
 /** What Temporal does with a failing activity: the same activity (same id) again, until it succeeds. */
 async function withRetries(activityId: string, run: () => Promise<AuditRecorded>): Promise<AuditRecorded> {
@@ -94,10 +65,10 @@ async function withRetries(activityId: string, run: () => Promise<AuditRecorded>
 describe('NATS restarted in the middle of a rollout', () => {
   it('loses no audit event and forks no chain, on the hosts or on the controller', async () => {
     const rolloutId = `restart-${randomBytes(3).toString('hex')}`;
-    await startRollout(temporal.client, config.taskQueue, plan(planYaml), rolloutId);
+    await startRollout(suite.controller.client, config.taskQueue, plan(planYaml), rolloutId);
 
     // The controller writes rollout events throughout, retried like activities are.
-    const recordAudit = createRecordAudit({ nc: controllerWorker.nc, log: quietLog });
+    const recordAudit = createRecordAudit({ nc: suite.controller.worker.nc, log: quietLog });
     const logger = new DefaultLogger('ERROR', () => undefined);
     const controllerWrites = (async () => {
       const done: AuditRecorded[] = [];
@@ -132,7 +103,7 @@ describe('NATS restarted in the middle of a rollout', () => {
     );
     const outage = await restartNats(stack.home, 4_000);
 
-    const result = (await temporal.client.workflow.getHandle(rolloutId).result()) as RolloutStatus;
+    const result = (await suite.controller.client.workflow.getHandle(rolloutId).result()) as RolloutStatus;
     expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
     const written = await controllerWrites;
 

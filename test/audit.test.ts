@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, eventHash } from '../activities/audit/hash.js';
 import { allowAuditDirectGet, hostChainStore } from '../activities/audit/store.js';
 import type { VerifyReport } from '../activities/audit/verify.js';
@@ -21,7 +21,6 @@ import { SimDriver } from '../activities/host/sim/driver.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { resultKey, type StepCommand } from '../schemas/command.js';
 import { startHostWorker } from '../workers/host/worker.js';
-import { startRollout } from '../workers/control/rollouts.js';
 import {
   AUDIT_CHAINS,
   AuditRecord,
@@ -31,33 +30,31 @@ import {
   type StoredAuditEvent,
 } from '../schemas/audit.js';
 import { BUCKETS, STREAMS, SUBJECTS, hostWorkflowId } from '../schemas/names.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
-import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
+import { simHostIds } from '../workers/sim/fleet.js';
 import { trailEvents } from './audit-helpers.js';
-import {
-  plan,
-  quietLog,
-  runCli,
-  tempDir,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-  campaignStepsYaml,
-  CAMPAIGN_STEPS,
-} from './helpers/controller.js';
-import { testStack, uniqueHostId } from './helpers/stack.js';
+import { quietLog, runCli, tempDir, campaignStepsYaml, CAMPAIGN_STEPS } from './helpers/controller.js';
+import { useSimFleet } from './helpers/fleet.js';
+import { uniqueHostId } from './helpers/stack.js';
 
-const stack = testStack();
-const config = testConfig(stack);
 const hosts = simHostIds(3, `au${randomBytes(2).toString('hex')}`);
 const spares = simHostIds(2, `aus${randomBytes(2).toString('hex')}`);
 const [hostA, hostB, failing] = hosts as [string, string, string];
-let controllerWorker: ControllerWorker;
-let fleet: SimFleetHandle;
-let temporal: Awaited<ReturnType<typeof temporalClient>>;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
+const suite = useSimFleet({
+  before: async (stack) => {
+    nc = await stack.controllerConnection();
+    jsm = await jetstreamManager(nc);
+    await allowAuditDirectGet(nc);
+  },
+  // Two spare hosts outside the campaign take the drained VMs (the controller never sends VMs
+  // to a host of the same wave).
+  hosts: [...hosts, ...spares],
+  speed: 4,
+  rebootPauseMs: 400,
+  fail: { [failing]: { verify: 'always' } },
+});
+const { stack, config } = suite;
 
 const planYaml = (targets: string[], extra = '') => `
 apiVersion: refit/v1
@@ -73,40 +70,7 @@ ${extra}
 ${campaignStepsYaml()}
 `;
 
-beforeAll(async () => {
-  nc = await stack.controllerConnection();
-  jsm = await jetstreamManager(nc);
-  await allowAuditDirectGet(nc);
-  controllerWorker = await startControllerWorker(config, quietLog);
-  fleet = await startSimFleet({
-    home: stack.home,
-    natsUrl: stack.natsUrl,
-    // Two spare hosts outside the campaign take the drained VMs (the controller never sends VMs
-    // to a host of the same wave).
-    hosts: [...hosts, ...spares],
-    stateDir: tempDir('audit-sim'),
-    speed: 4,
-    rebootPauseMs: 400,
-    presenceIntervalMs: 500,
-    fail: { [failing]: { verify: 'always' } },
-    log: quietLog,
-  });
-  await waitForOnline(config, [...hosts, ...spares]);
-  temporal = await temporalClient(config);
-});
-
-afterAll(async () => {
-  await temporal?.close();
-  await fleet?.stop();
-  await controllerWorker?.shutdown();
-  await stack.closeAll();
-});
-
-async function runRollout(targets: string[], extra = ''): Promise<{ id: string; result: RolloutStatus }> {
-  const id = `audit-${randomBytes(4).toString('hex')}`;
-  await startRollout(temporal.client, config.taskQueue, plan(planYaml(targets, extra)), id);
-  return { id, result: (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus };
-}
+const runRollout = (targets: string[], extra = '') => suite.controller.runRollout(planYaml(targets, extra));
 
 /** The host's own chain, in order. */
 async function hostChain(hostId: string): Promise<StoredAuditEvent[]> {

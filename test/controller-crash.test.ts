@@ -1,58 +1,34 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import { until } from '../activities/poll.js';
 import { BUCKETS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
-import { testStack } from './helpers/stack.js';
-import {
-  plan,
-  quietLog,
-  spawnControllerWorker,
-  tempDir,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-} from './helpers/controller.js';
+import { simHostIds } from '../workers/sim/fleet.js';
+import { plan, spawnControllerWorker, temporalClient } from './helpers/controller.js';
+import { useSimFleet } from './helpers/fleet.js';
 
-const stack = testStack();
-const config = testConfig(stack);
 // Five hosts, three in the campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(5, `kc${randomBytes(2).toString('hex')}`);
 const hosts = fleetHosts.slice(0, 3);
-let fleet: SimFleetHandle;
+// The controller worker runs as its own process (`refit worker`), to be killed for real.
+const suite = useSimFleet({ hosts: fleetHosts, controller: false, speed: 0.5, rebootPauseMs: 500 });
+const { stack, config } = suite;
 let worker: ChildProcess | undefined;
-
-beforeAll(async () => {
-  fleet = await startSimFleet({
-    home: stack.home,
-    natsUrl: stack.natsUrl,
-    hosts: fleetHosts,
-    stateDir: tempDir('crash-sim'),
-    speed: 0.5,
-    rebootPauseMs: 500,
-    presenceIntervalMs: 500,
-    log: quietLog,
-  });
-  await waitForOnline(config, fleetHosts);
-});
-
-afterAll(async () => {
+afterAll(() => {
   worker?.kill('SIGKILL');
-  await fleet?.stop();
-  await stack.closeAll();
 });
+
+let results: KV | undefined;
 
 async function commandsOf(hostId: string): Promise<CommandStatus[]> {
-  const nc = await stack.controllerConnection();
-  const kv = await new Kvm(nc).open(BUCKETS.results);
+  results ??= await new Kvm(await stack.controllerConnection()).open(BUCKETS.results);
   const out: CommandStatus[] = [];
-  for await (const key of await kv.keys(`${hostId}.>`)) {
-    const entry = await kv.get(key);
+  for await (const key of await results.keys(`${hostId}.>`)) {
+    const entry = await results.get(key);
     if (entry?.operation === 'PUT') out.push(CommandStatus.parse(entry.json()));
   }
   return out;
@@ -110,7 +86,7 @@ steps:
         // One command per step, each started once on the host: no step was sent or run twice.
         expect(commands.map((c) => c.kind).sort(), hostId).toEqual(['drain', 'ovs-convert', 'reboot', 'undrain']);
         for (const c of commands) expect(c.starts, `${hostId} ${c.kind}`).toBe(1);
-        const effects = fleet.hosts.get(hostId)?.snapshot().effects ?? {};
+        const effects = suite.fleet.hosts.get(hostId)?.snapshot().effects ?? {};
         expect(effects.drain).toBe(1);
         expect(effects['ovs-convert']).toBe(1);
         expect(effects.undrain).toBe(1);
