@@ -28,7 +28,7 @@ export const SriovEnableParams = z.strictObject({
   nic: InterfaceName,
   vfs: z.number().int().min(1).max(256),
   iommu: z.enum(['intel', 'amd']).default('intel'),
-  /** Settings applied to every VF after the reboot, e.g. `vlan 0` from the source article. */
+  /** VLAN tag set on every VF after the reboot (`ip link set <nic> vf <n> vlan <tag>`); 0 clears the tag. */
   vfVlan: z.number().int().min(0).max(4094).optional(),
 });
 export const RebootParams = z.strictObject({

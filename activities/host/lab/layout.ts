@@ -6,7 +6,7 @@ export const SWITCH_ADDRESS = '10.77.0.1';
 export const DEFAULT_PREFIX = 'rf-';
 /** Every lab host's uplink and SR-IOV NIC, as in examples/ovs-sriov.yaml. */
 export const LAB_UPLINK = 'ens6';
-/** Like the Intel 82576 of the SR-IOV article: 7 VFs per port. */
+/** As an Intel 82576 (the NIC of the SR-IOV seed, 001_f590dfafc891b798.txt): 7 VFs per port. */
 export const LAB_TOTAL_VFS = 7;
 export const MAX_HOSTS = 50;
 export const MAX_VMS_PER_HOST = 20;

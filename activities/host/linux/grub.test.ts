@@ -24,7 +24,7 @@ describe('grub IOMMU options', () => {
     expect(planGrubIommu(once, 'amd')).toMatchObject({ changed: false, text: once });
   });
 
-  it('keeps options that are already there, like those of the SR-IOV article', () => {
+  it("keeps options that are already there, like the SR-IOV seed's igb.max_vfs=7", () => {
     const text =
       'GRUB_CMDLINE_LINUX_DEFAULT="rootdelay=90 quiet splash intel_pstate=disable intel_iommu=on igb.max_vfs=7"\n';
     expect(planGrubIommu(text, 'intel').after).toBe(

@@ -29,7 +29,7 @@ export function ipLinkDeleteArgv(dev: IfName): string[] {
   return ['ip', 'link', 'delete', 'dev', ifName(dev)];
 }
 
-/** `ip link set <pf> vf <n> vlan <tag>`, as in the SR-IOV article (`vlan 0` clears the VF's tag). */
+/** `ip link set <pf> vf <n> vlan <tag>`; `vlan 0` clears the VF's tag (as the SR-IOV seed, 001_f590dfafc891b798.txt, does). */
 export function ipVfVlanArgv(pf: IfName, vf: number, vlan: number): string[] {
   const n = z.number().int().min(0).max(1023).parse(vf);
   const tag = z.number().int().min(0).max(4094).parse(vlan);

@@ -20,7 +20,7 @@ export interface SriovBootConfig {
 
 const HEADER = '# Written by refit (sriov-enable): SR-IOV virtual functions created at every boot.\n';
 
-/** The rules: set sriov_numvfs when the NIC appears, then each VF's VLAN, as in the SR-IOV article. */
+/** The rules: set sriov_numvfs when the NIC appears, then each VF's VLAN (`ip link set <nic> vf <n> vlan <tag>`). */
 export function renderSriovRules(config: SriovBootConfig, ipPath = '/usr/sbin/ip'): string {
   const nic = ifName(config.nic);
   const match = `ACTION=="add", SUBSYSTEM=="net", KERNEL=="${nic}"`;

@@ -48,7 +48,8 @@ export function initialSimState(hostId: string, shape: SimHostShape = {}): SimSt
     version: 1,
     hostId,
     bootId: randomUUID(),
-    // Shaped like the source articles' hosts: uplink ens6, an Intel 82576 with 7 VFs.
+    // Shaped like the hosts of the OVS seed (000_15eae7ce64a05aed.txt: uplink ens6) and the SR-IOV seed
+    // (001_f590dfafc891b798.txt: an Intel 82576, 7 VFs per port).
     bridge: { name: 'vmbr0', type: 'linux', uplink: 'ens6' },
     nic: { name: 'ens6', totalVfs: shape.totalVfs ?? 7 },
     running: { iommu: false, numVfs: 0 },
