@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities } from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
-import type { PlanStep, StepOutcome } from '../schemas/steps.js';
+import { stepLabel, type PlanStep, type StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
 import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
@@ -63,7 +63,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     applied?: StepOutcome,
   ): Promise<StepOutcome> {
     progress.current = { index, kind: step.kind, mode };
-    upsertSearchAttributes([{ key: phaseKey, value: mode === 'apply' ? step.kind : `revert:${step.kind}` }]);
+    upsertSearchAttributes([{ key: phaseKey, value: stepLabel(step.kind, mode) }]);
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
     records.push(record);
     const acts = activitiesFor(step);
@@ -113,7 +113,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       ...base,
       type: `host.${result.state}`,
       data: {
-        steps: result.steps.map((r) => `${r.mode === 'revert' ? 'revert:' : ''}${r.kind}:${r.state}`),
+        steps: result.steps.map((r) => `${stepLabel(r.kind, r.mode)}:${r.state}`),
         ...(result.error ? { error: result.error } : {}),
       },
     });

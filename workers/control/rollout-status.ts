@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { hostWorkflowId } from '../../schemas/names.js';
 import type { RolloutState, RolloutStatus } from '../../schemas/rollout.js';
+import { stepLabel } from '../../schemas/steps.js';
 import { hostProgressQuery, rolloutStatusQuery } from '../../workflows/messages.js';
 import { UsageError } from '../../schemas/errors.js';
 
@@ -39,11 +40,7 @@ export async function getRolloutStatus(client: Client, rolloutId: string): Promi
           const progress = await client.workflow.getHandle(hostWorkflowId(host.hostId)).query(hostProgressQuery);
           if (progress.rolloutId !== rolloutId) return;
           const current = progress.current ?? null;
-          host.step = current
-            ? current.mode === 'revert'
-              ? `revert:${current.kind}`
-              : current.kind
-            : (progress.steps.at(-1)?.kind ?? null);
+          host.step = current ? stepLabel(current.kind, current.mode) : (progress.steps.at(-1)?.kind ?? null);
         } catch {
           // The host workflow may not have started yet; its step stays unknown.
         }

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
-import type { StepKind, StepOutcome } from '../../../schemas/steps.js';
+import { stepLabel, type StepKind, type StepOutcome } from '../../../schemas/steps.js';
 import type { HostFacts } from '../../../schemas/host.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import { HostDownError, StepFailedError, throwIfAborted, type HostDriver, type StepContext } from '../driver.js';
@@ -108,7 +108,7 @@ export class SimDriver implements HostDriver {
     await this.ticks(step, ctx);
     await this.injectFailure(step);
     const changed = plan.change(this.state);
-    const effectKey = step.mode === 'apply' ? step.kind : `revert:${step.kind}`;
+    const effectKey = stepLabel(step.kind, step.mode);
     this.state = {
       ...changed,
       appliedBy: { ...changed.appliedBy, [appliedKey]: step.commandId },

@@ -29,7 +29,7 @@ export const SimState = z.object({
   rebootPending: z.object({ commandId: z.string(), bootIdBefore: z.string() }).nullable(),
   /** The command that last changed the host, per `<mode>:<kind>`: tells a recovered step it did the work. */
   appliedBy: z.record(z.string(), z.string()),
-  /** How many times each step's change was actually applied (reverts under `revert:<kind>`). */
+  /** How many times each step's change was actually applied (reverts under their stepLabel, `revert:<kind>`). */
   effects: z.record(z.string(), z.number().int().nonnegative()),
   /** Injected "once" failures that have already happened. */
   failedOnce: z.array(z.string()),
