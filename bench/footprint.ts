@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { hostWorkflowId } from '../schemas/names.js';
+import { PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile } from '../workers/config.js';
 import type { HostMaintenanceInput, HostMaintenanceResult } from '../schemas/rollout.js';
 import type { Harness } from './harness.js';
@@ -26,8 +27,6 @@ export interface FootprintResult {
   idle: { seconds: number; rssMb: number; cpuPctOfCore: number };
   busy: { seconds: number; steps: number; rssMb: number; peakRssMb: number; cpuPctOfCore: number };
 }
-
-const PRESENCE_INTERVAL_MS = 3_000;
 
 function argvOf(h: Harness, entry: FootprintEntry, hostId: string): string[] {
   const stateDir = path.join(h.home, 'sim', hostId);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import { startRollout } from '../workers/control/rollouts.js';
 import { hostWorkflowId } from '../schemas/names.js';
+import { PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import type { StepKind } from '../schemas/steps.js';
 import { awaitRollout, startFleet, type Harness } from './harness.js';
 import { CAMPAIGN_STEPS, benchPlan } from './plans.js';
@@ -61,7 +62,7 @@ export async function measureModelled(
     prefix: `m${o.compression}`,
     stepMs,
     rebootPauseMs,
-    presenceIntervalMs: 3_000,
+    presenceIntervalMs: PRESENCE_INTERVAL_MS,
   });
   try {
     const canary = 1;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { HostId } from '../schemas/common.js';
-import { Driver } from '../schemas/host.js';
+import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
 import {
@@ -53,7 +53,7 @@ export function registerHostCommands(program: Command): void {
       '--state-dir <dir>',
       'where the command journal and driver state live (default: <REFIT_HOME>/sim/<id> for sim, <REFIT_HOME>/hosts/<id> otherwise)',
     )
-    .option('--presence-interval <ms>', 'how often presence is published', '3000')
+    .option('--presence-interval <ms>', 'how often presence is published', String(PRESENCE_INTERVAL_MS))
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast')
     .action(async (opts: HostCommandOptions) => {
       const hostId = checked(HostId, opts.id, '--id');
@@ -65,7 +65,7 @@ export function registerHostCommands(program: Command): void {
         natsUrl: config.natsUrl,
         credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
         labels: withUsage(() => parseLabels(opts.labels ?? '')),
-        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? PRESENCE_INTERVAL_MS,
       };
       if (driver !== 'sim') {
         const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
@@ -103,7 +103,7 @@ export function registerHostCommands(program: Command): void {
     .option('--prefix <prefix>', 'host ids are <prefix>-001, <prefix>-002, …', 'sim')
     .option('--fail <host=step,...>', 'inject failures: host=step fails every time, host=step:once only the first')
     .option('--speed <x>', '2 runs steps twice as fast, 0.5 half as fast')
-    .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
+    .option('--presence-interval <ms>', 'how often each host publishes presence', String(PRESENCE_INTERVAL_MS))
     .option('--state-dir <dir>', 'where the simulated hosts live (default: <REFIT_HOME>/sim)')
     .action(async (opts: SimFleetCommandOptions) => {
       const count = positive(opts.hosts, '--hosts');
@@ -125,7 +125,7 @@ export function registerHostCommands(program: Command): void {
           fail,
           stateDir,
           log,
-          presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? 3_000,
+          presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? PRESENCE_INTERVAL_MS,
           ...optional('speed', positive(opts.speed, '--speed')),
         }),
       );

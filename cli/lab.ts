@@ -12,6 +12,7 @@ import { untilStopSignal } from '../workers/host/host-process.js';
 import { startLabWorkers } from '../lab/workers.js';
 import { createLogger } from '../workers/log.js';
 import { UsageError } from '../schemas/errors.js';
+import { PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { tableLines } from './table.js';
 
 /** The lab lives in <REFIT_HOME>/lab. */
@@ -143,7 +144,7 @@ export function registerLabCommands(program: Command): void {
   lab
     .command('agents')
     .description('run a host worker (lab driver, own NATS identity) for every lab host, until Ctrl-C')
-    .option('--presence-interval <ms>', 'how often each host publishes presence', '3000')
+    .option('--presence-interval <ms>', 'how often each host publishes presence', String(PRESENCE_INTERVAL_MS))
     .option(
       '--confirm <mode>',
       'how ovs-convert is confirmed: probe (packets from the lab switch) or controller (its own word over NATS)',

@@ -23,6 +23,9 @@ export const HostFacts = z.object({
 });
 export type HostFacts = z.infer<typeof HostFacts>;
 
+/** How often a host publishes its presence unless told otherwise. */
+export const PRESENCE_INTERVAL_MS = 3_000;
+
 /** Published by each host worker into the hosts bucket every few seconds. */
 export const HostPresence = z.object({
   hostId: HostId,

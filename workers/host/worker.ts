@@ -6,6 +6,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import type { Labels } from '../../schemas/common.js';
+import { PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
 import { HostAuditLog } from './audit-spool.js';
@@ -14,7 +15,6 @@ import { checkCancelMessage, checkCommandMessage, checkConfirmMessage } from './
 import { CommandJournal } from './journal.js';
 import { startPresence } from './presence.js';
 
-export const DEFAULT_PRESENCE_INTERVAL_MS = 3_000;
 /** Well inside the consumer's 30 s ack wait, so a long step is never redelivered while it runs. */
 export const DEFAULT_WORKING_INTERVAL_MS = 10_000;
 export const AGENT_VERSION = packageVersion();
@@ -70,7 +70,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     driver: o.driver,
     labels: o.labels,
     agentVersion: o.agentVersion ?? AGENT_VERSION,
-    intervalMs: Math.max(100, Math.round(o.presenceIntervalMs ?? DEFAULT_PRESENCE_INTERVAL_MS)),
+    intervalMs: Math.max(100, Math.round(o.presenceIntervalMs ?? PRESENCE_INTERVAL_MS)),
     busyWith: () => runner.busyWith(),
     log,
   });
