@@ -7,8 +7,8 @@ describe('ProcessMeter', () => {
     let x = 0;
     for (const end = process.cpuUsage().user + 200_000; process.cpuUsage().user < end;) x += Math.sqrt(x + 1);
     const first = meter.stop();
-    expect(x).toBeGreaterThan(0);
-    expect(first.cpuS.self).toBeGreaterThan(0);
+    // 0.2 s of user time were spent between start and stop; /proc counts whole ticks of 10 ms.
+    expect(first.cpuS.self).toBeGreaterThanOrEqual(0.15);
     expect(first.peakRssMb.self).toBeGreaterThan(10);
     expect(first.cpuS.gone).toBeNaN();
     expect(first.peakRssMb.gone).toBeNaN();
