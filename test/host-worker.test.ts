@@ -14,7 +14,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimDriver, type SimDriverOptions } from '../activities/host/sim/driver.js';
-import { StepFailedError, type HostDriver, type StepContext } from '../activities/host/driver.js';
+import { StepFailedError, WorkerStoppingError, type HostDriver, type StepContext } from '../activities/host/driver.js';
 import { controllerConfirmation } from '../activities/host/linux/confirm.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { createDispatchStep } from '../activities/controller/dispatch.js';
@@ -75,7 +75,11 @@ function capturedLog() {
 /** The sim, with ovs-convert awaiting the controller's word after its switch, as the real step does. */
 class ConfirmingDriver implements HostDriver {
   readonly kind = 'sim' as const;
-  constructor(private readonly sim: SimDriver) {}
+  constructor(
+    private readonly sim: SimDriver,
+    /** Leave the first start unfinished right after its confirmation, as a worker that dies then would. */
+    private readonly leaveOnce = false,
+  ) {}
   facts() {
     return this.sim.facts();
   }
@@ -85,12 +89,17 @@ class ConfirmingDriver implements HostDriver {
       const deadline = Date.now() + step.params.confirmWithin;
       if (!(await controllerConfirmation({ confirmed: ctx.confirmed, deadline, signal: ctx.signal })))
         throw new StepFailedError('the controller did not confirm in time; switched back');
+      if (this.leaveOnce && !ctx.recovering) throw new WorkerStoppingError();
     }
     return this.sim.runStep(step, ctx);
   }
 }
 
-async function startWorker(hostId: string, sim: Partial<SimDriverOptions> = {}, confirming = false) {
+async function startWorker(
+  hostId: string,
+  sim: Partial<SimDriverOptions> = {},
+  confirming: 'no' | 'yes' | 'leaving once' = 'no',
+) {
   const nc = await stack.connectAsHost(hostId);
   const stateDir = path.join(tmp, hostId);
   const { log, lines } = capturedLog();
@@ -98,7 +107,7 @@ async function startWorker(hostId: string, sim: Partial<SimDriverOptions> = {}, 
   const worker = await startHostWorker({
     hostId,
     nc,
-    driver: confirming ? new ConfirmingDriver(driver) : driver,
+    driver: confirming === 'no' ? driver : new ConfirmingDriver(driver, confirming === 'leaving once'),
     labels: { role: 'test' },
     stateDir,
     log,
@@ -281,9 +290,8 @@ describe("the controller's confirmation of a network switch", () => {
     presence.stop();
   });
 
-  it('reaches the step that awaits it: the dispatch activity answers the flag in its progress, the host worker hands the answer over', async () => {
-    const hostId = uniqueHostId('confirm');
-    const { lines } = await startWorker(hostId, {}, true);
+  /** The real dispatch activity sends an ovs-convert to the host and waits for its outcome. */
+  function dispatchOvsConvert(hostId: string, confirmWithin: string): Promise<StepOutcome> {
     const dispatchStep = createDispatchStep({
       nc: controller,
       results,
@@ -291,26 +299,42 @@ describe("the controller's confirmation of a network switch", () => {
       ensureHostConsumer: (id) => ensureHostConsumer(controller, id),
       log: quiet,
     });
-    const started = Date.now();
     const request: DispatchRequest = {
       rolloutId: 'test-rollout',
       hostId,
       kind: 'ovs-convert',
       mode: 'apply',
-      params: OvsConvertParams.parse({ confirmWithin: '30s' }),
+      params: OvsConvertParams.parse({ confirmWithin }),
     };
-    const outcome = await new MockActivityEnvironment(
+    return new MockActivityEnvironment(
       { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: '1' },
       { logger: new DefaultLogger('ERROR', () => undefined) },
     ).run<[DispatchRequest], StepOutcome, typeof dispatchStep>(dispatchStep, request);
+  }
+  const confirmations = (lines: LogLine[]) =>
+    lines.filter((l) => l.msg === 'controller confirmed it reaches this host').length;
+
+  it('reaches the step that awaits it: the dispatch activity answers the flag in its progress, the host worker hands the answer over', async () => {
+    const hostId = uniqueHostId('confirm');
+    const { lines } = await startWorker(hostId, {}, 'yes');
+    const started = Date.now();
+    const outcome = await dispatchOvsConvert(hostId, '30s');
     expect(outcome).toMatchObject({ changed: true, summary: expect.stringMatching(/converted to Open vSwitch/) });
     expect(Date.now() - started).toBeLessThan(15_000);
-    expect(lines.some((l) => l.msg === 'controller confirmed it reaches this host')).toBe(true);
+    expect(confirmations(lines)).toBe(1);
+  });
+
+  it('reaches a step started again after the host worker left it, which awaits it again', async () => {
+    const hostId = uniqueHostId('reconfirm');
+    const { lines } = await startWorker(hostId, {}, 'leaving once');
+    const outcome = await dispatchOvsConvert(hostId, '5s');
+    expect(outcome).toMatchObject({ changed: true, recovered: true });
+    expect(confirmations(lines)).toBe(2);
   });
 
   it('reaches no other command; without it the step gives up at its deadline', async () => {
     const hostId = uniqueHostId('noconfirm');
-    const { lines } = await startWorker(hostId, {}, true);
+    const { lines } = await startWorker(hostId, {}, 'yes');
     const cmd = command(hostId, 'ovs-convert', { confirmWithin: 2_000 });
     await send(hostId, cmd);
     const waiting = await until('the step to await confirmation', async () => {

@@ -57,14 +57,15 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
     const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
     const key = resultKey(req.hostId, commandId);
     try {
-      let confirmed = false;
+      /** The start of the command on the host (more than one after a host worker restart) last confirmed. */
+      let confirmedStart = 0;
       const settled = results.waitFor(key, (s) => TERMINAL_STATES.has(s.state), {
         onValue: (s) => {
           last = s;
           heartbeat();
           // Hearing the host after it switched its network, and telling it so, is the confirmation.
-          if (!confirmed && s.state === 'running' && s.progress?.awaitingConfirmation === true) {
-            confirmed = true;
+          if (s.starts > confirmedStart && s.state === 'running' && s.progress?.awaitingConfirmation === true) {
+            confirmedStart = s.starts;
             nc.publish(SUBJECTS.confirm(req.hostId), JSON.stringify({ commandId }));
             stepLog.info('confirmed the host is reachable after its network switch');
           }
