@@ -8,12 +8,7 @@ import {
   type Link,
 } from '../linux/ip.js';
 import { ifName } from '../linux/names.js';
-import {
-  ovsAddPortArgv,
-  ovsDelPortArgv,
-  ovsListPortsJsonArgv,
-  parseOvsPorts,
-} from '../linux/ovs-vsctl.js';
+import { ovsAddPortArgv, ovsDelPortArgv, ovsListPortsJsonArgv, parseOvsPorts } from '../linux/ovs-vsctl.js';
 import { hpingArgv, parseHpingStats } from '../linux/hping.js';
 import { hostRunner, switchRunner } from './exec.js';
 import { SWITCH_ADDRESS } from './layout.js';
