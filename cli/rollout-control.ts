@@ -1,13 +1,25 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { hostUpdates, operatorUpdates, type HostActionName, type OperatorActionName } from '../workflows/messages.js';
+import { ActionNotAudited, operatorNameProblem } from '../workflows/operator.js';
 import { loadConfig, withTemporal } from '../workers/clients.js';
 import { UsageError } from '../schemas/errors.js';
 import { renderStatus } from './render.js';
 
-const operator = () => process.env.REFIT_OPERATOR ?? `${os.userInfo().username}@${os.hostname()}`;
+/** Who the action names as having asked: REFIT_OPERATOR, or user@host when it is unset. */
+function operator(name: string): string {
+  const named = process.env.REFIT_OPERATOR;
+  const by = named ?? `${os.userInfo().username}@${os.hostname()}`;
+  const problem = operatorNameProblem(by);
+  if (problem === undefined) return by;
+  throw new UsageError(
+    named === undefined
+      ? `${name} not sent: your name as user@host (${JSON.stringify(by)}) ${problem}; set REFIT_OPERATOR to your name`
+      : `${name} not sent: REFIT_OPERATOR ${problem}; set it to your name, or unset it to be named user@host`,
+  );
+}
 
 async function send(
   id: string,
@@ -24,8 +36,14 @@ async function send(
           ? await handle.executeUpdate(hostUpdates[name], { args: [{ ...arg, hostId: arg.hostId ?? '' }] })
           : await handle.executeUpdate(operatorUpdates[name], { args: [arg] });
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError)
-        throw new UsageError(`${name} refused: ${err.cause?.message ?? err.message}`, 1);
+      // Refused: checked and found not to apply, nothing changed. Not applied: its audit event could not be stored.
+      if (err instanceof WorkflowUpdateFailedError) {
+        const notApplied = err.cause instanceof ApplicationFailure && err.cause.type === ActionNotAudited.name;
+        throw new UsageError(
+          `${name} ${notApplied ? 'not applied' : 'refused'}: ${err.cause?.message ?? err.message}`,
+          1,
+        );
+      }
       if (err instanceof Error && err.name === 'WorkflowNotFoundError')
         throw new UsageError(`no running rollout ${id}`, 1);
       throw err;
@@ -52,7 +70,7 @@ export function registerRolloutControlCommands(rollout: Command): void {
       .option('--reason <text>', 'recorded with the action')
       .option('--json', 'print the new status as JSON')
       .action(async (id: string, opts: { reason?: string; json?: boolean }) =>
-        send(id, name, { by: operator(), ...(opts.reason ? { reason: opts.reason } : {}) }, opts.json === true),
+        send(id, name, { by: operator(name), ...(opts.reason ? { reason: opts.reason } : {}) }, opts.json === true),
       );
   }
   const perHost: [string, HostActionName, string][] = [
@@ -65,7 +83,7 @@ export function registerRolloutControlCommands(rollout: Command): void {
       .description(description)
       .option('--json', 'print the new status as JSON')
       .action(async (id: string, hostId: string, opts: { json?: boolean }) =>
-        send(id, name, { by: operator(), hostId }, opts.json === true),
+        send(id, name, { by: operator(name), hostId }, opts.json === true),
       );
   }
 }

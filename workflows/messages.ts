@@ -16,8 +16,11 @@ export interface HostProgress {
 export const hostProgressQuery = defineQuery<HostProgress>('hostProgress');
 
 /**
- * Operator actions on a rollout, each as an update (refused with a reason when it does not apply,
- * answered with the new status) and as a signal of the same name (for `temporal workflow signal`).
+ * Operator actions on a rollout, each as an update (refused with a reason when it does not apply or
+ * `by` is no valid operator name; failed when its audit event cannot be stored; otherwise answered
+ * with the new status) and as a signal of the same name (for `temporal workflow signal`; one that is
+ * refused or cannot be audited is noted in the status message). Each is in the audit trail before it
+ * changes the rollout.
  */
 export const OPERATOR_ACTIONS = ['pause', 'resume', 'cancel', 'approve'] as const;
 export type OperatorActionName = (typeof OPERATOR_ACTIONS)[number];

@@ -33,6 +33,10 @@ export class RolloutMachine {
   private readonly gatesPassed: Set<number>;
   private resume: Resume | null = null;
   private waitingForWindow = false;
+  /** An operator action's audit event is being stored: decide nothing until it is applied or dropped. */
+  private held = false;
+  /** A decision was put off while held: wake the rollout when the hold ends. */
+  private heldBack = false;
 
   /**
    * `dstCorrectWindows`: may a window decision that DST-correct windows changed take the new answer?
@@ -53,6 +57,7 @@ export class RolloutMachine {
       isOver: () => this.isOver,
       setHost: (host, patch) => this.setHost(host, patch),
       onChange: () => this.changed(),
+      holdDecisions: (held) => this.holdDecisions(held),
     });
   }
 
@@ -81,8 +86,15 @@ export class RolloutMachine {
     return this.status.waves[this.host(hostId).wave]?.hosts ?? [];
   }
 
-  /** The next thing to do at time `now`; `historyFull` says the run's history is long enough to continue as new. */
+  /**
+   * The next thing to do at time `now`; `historyFull` says the run's history is long enough to continue
+   * as new. Wait while an operator action's audit event is being stored.
+   */
   next({ now, historyFull = false }: { now: number; historyFull?: boolean }): RolloutDecision {
+    if (this.held) {
+      this.heldBack = true;
+      return WAIT;
+    }
     if (this.waitingForWindow) {
       this.waitingForWindow = false;
       this.status.nextWindowAt = null;
@@ -307,6 +319,13 @@ export class RolloutMachine {
 
   private setHost(host: HostStatus, patch: HostPatch): void {
     patchHost(this.status, host, patch);
+    this.changed();
+  }
+
+  private holdDecisions(held: boolean): void {
+    this.held = held;
+    if (held || !this.heldBack) return;
+    this.heldBack = false;
     this.changed();
   }
 

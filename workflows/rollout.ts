@@ -1,4 +1,5 @@
 import {
+  ApplicationFailure,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
   allHandlersFinished,
@@ -31,7 +32,7 @@ import {
   rolloutStatusQuery,
 } from './messages.js';
 import { audit, userActor } from './audit.js';
-import type { Action } from './operator.js';
+import { ActionNotAudited, ActionRefused, type Action } from './operator.js';
 import type { GateDecision } from './rollout-decision.js';
 import { RolloutMachine } from './rollout-machine.js';
 import { newRollout } from './rollout-state.js';
@@ -42,6 +43,21 @@ const { resolveTargets, acquireLease, releaseLease } = proxyActivities<Controlle
 });
 
 const DEFAULT_HISTORY_LIMIT = 10_000;
+
+/**
+ * Fail the update with the action's refusal. Only a Temporal failure fails an update; any other
+ * error thrown by its handler would fail the workflow task, again at every retry.
+ */
+function failUpdate(err: unknown): never {
+  if (err instanceof ActionRefused || err instanceof ActionNotAudited)
+    throw ApplicationFailure.create({
+      type: err.name,
+      message: err.message,
+      nonRetryable: true,
+      ...(err.cause instanceof Error ? { cause: err.cause } : {}),
+    });
+  throw err;
+}
 
 /** Every operator action is audited with who asked. */
 const ACTION_EVENTS = {
@@ -77,7 +93,11 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       ...(a.hostId ? { hostId: a.hostId } : {}),
       data: { action: name, ...(a.reason ? { reason: a.reason } : {}), state: status.state },
     });
-  /** An action as an update (validated, answered with the status once audited) and as a signal of the same name. */
+  // Validated, audited, then applied: an action whose audit event cannot be stored changes nothing.
+  // A history recorded before (without this marker where its action came in) applied first and
+  // audited second, and replays so.
+  const auditFirst = () => patched('operator-actions-audited-first');
+  /** An action as an update (validated, answered with the status once audited and applied) and as a signal of the same name. */
   function handle<A extends OperatorAction>(
     name: keyof typeof ACTION_EVENTS,
     update: UpdateDefinition<RolloutStatus, [A]>,
@@ -87,14 +107,18 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     setHandler(
       update,
       async (a: A) => {
-        action.apply(a);
-        await auditAction(name, a);
+        if (auditFirst()) await action.perform(a, () => auditAction(name, a)).catch(failUpdate);
+        else {
+          action.apply(a);
+          await auditAction(name, a);
+        }
         return status;
       },
       { validator: (a: A) => action.check(a) },
     );
     setHandler(signal, async (a: A) => {
-      if (action.tryApply(a)) await auditAction(name, a);
+      if (auditFirst()) await action.tryPerform(a, () => auditAction(name, a));
+      else if (action.tryApply(a)) await auditAction(name, a);
     });
   }
   for (const name of OPERATOR_ACTIONS)
