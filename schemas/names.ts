@@ -54,3 +54,11 @@ export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword'> = {
 
 /** The identities `refit dev` creates besides one per host. */
 export const IDENTITIES = { controller: 'controller', cli: 'cli' } as const;
+
+/**
+ * How a step is named in statuses, search attributes and counts: `drain`, or `revert:drain` when it
+ * is undone. Here rather than beside the step schemas so that workflows use it without bundling zod.
+ */
+export function stepLabel(kind: string, mode: 'apply' | 'revert'): string {
+  return mode === 'revert' ? `revert:${kind}` : kind;
+}

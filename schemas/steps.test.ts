@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stepLabel } from './steps.js';
+import { stepLabel } from './names.js';
 
 describe('stepLabel', () => {
   it('names an apply by its kind and a revert as revert:<kind>', () => {

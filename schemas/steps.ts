@@ -10,11 +10,6 @@ export type StepKind = z.infer<typeof StepKind>;
 export const StepMode = z.enum(['apply', 'revert']);
 export type StepMode = z.infer<typeof StepMode>;
 
-/** How a step is named in statuses, search attributes and counts: `drain`, or `revert:drain` when it is undone. */
-export function stepLabel(kind: string, mode: StepMode): string {
-  return mode === 'revert' ? `revert:${kind}` : kind;
-}
-
 export const DrainParams = z.strictObject({
   /** Where each VM goes; chosen by the controller. A VM without a destination goes wherever the driver picks. */
   destinations: z.record(VmName, HostId).default({}),

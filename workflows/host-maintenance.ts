@@ -9,7 +9,8 @@ import {
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities } from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
-import { stepLabel, type PlanStep, type StepOutcome } from '../schemas/steps.js';
+import { stepLabel } from '../schemas/names.js';
+import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
 import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 

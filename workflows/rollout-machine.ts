@@ -1,6 +1,7 @@
 import type { TargetResolution } from '../schemas/activities.js';
 import type { Plan } from '../schemas/plan.js';
 import type { HostMaintenanceResult, HostStatus, RolloutCarried, RolloutStatus } from '../schemas/rollout.js';
+import { stepLabel } from '../schemas/names.js';
 import { replayableStartDecision } from '../schemas/windows.js';
 import { createOperatorActions, type HostPatch } from './operator.js';
 import type { GateDecision, RolloutDecision } from './rollout-decision.js';
@@ -276,7 +277,7 @@ export class RolloutMachine {
   /** The host's maintenance workflow ended with this result. */
   hostFinished(hostId: string, result: HostMaintenanceResult): void {
     const last = result.steps.at(-1);
-    const step = last ? (last.mode === 'revert' ? `revert:${last.kind}` : last.kind) : null;
+    const step = last ? stepLabel(last.kind, last.mode) : null;
     this.setHost(this.host(hostId), { state: result.state, step, ...(result.error ? { error: result.error } : {}) });
   }
 

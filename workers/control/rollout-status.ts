@@ -1,8 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { hostWorkflowId } from '../../schemas/names.js';
+import { hostWorkflowId, stepLabel } from '../../schemas/names.js';
 import type { RolloutState, RolloutStatus } from '../../schemas/rollout.js';
-import { stepLabel } from '../../schemas/steps.js';
 import { hostProgressQuery, rolloutStatusQuery } from '../../workflows/messages.js';
 import { UsageError } from '../../schemas/errors.js';
 
