@@ -6,7 +6,9 @@ import { createLogger } from '../workers/log.js';
 export function registerWorkerCommand(program: Command): void {
   program
     .command('worker')
-    .description('run the controller worker: the workflows and the activities that reach hosts over NATS')
+    .description(
+      'run the controller worker: the workflows and the activities that reach hosts over NATS; waits for Temporal and NATS at start up to REFIT_CONNECT_TIMEOUT (default 5m)',
+    )
     .option('--task-queue <name>', 'Temporal task queue (REFIT_TASK_QUEUE)')
     .action(async (opts: { taskQueue?: string }) => {
       const config = loadConfig(opts.taskQueue ? { taskQueue: opts.taskQueue } : {});

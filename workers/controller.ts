@@ -12,7 +12,8 @@ import { HostPresence } from '../schemas/host.js';
 import { credsFile, type RefitConfig } from './config.js';
 import type { Logger } from './log.js';
 import { ensureHostConsumer, ensureMessaging } from './messaging.js';
-import { connectNats } from './nats.js';
+import { connectNatsWithRetry } from './nats.js';
+import { connectPolicy, connectWithRetry, type ConnectPolicy, type RetryOptions } from './connect-retry.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fromDist = path.basename(path.dirname(here)) === 'dist';
@@ -34,11 +35,14 @@ export interface ControllerWorker {
 
 let runtimeInstalled = false;
 
-/** The controller: runs the workflows and the activities that reach hosts through NATS. */
+/**
+ * The controller: runs the workflows and the activities that reach hosts through NATS. It waits
+ * for NATS and Temporal together, each as `opts.connect` (default: REFIT_CONNECT_TIMEOUT) allows.
+ */
 export async function startControllerWorker(
   config: RefitConfig,
   log: Logger,
-  opts: { maxConcurrentActivities?: number } = {},
+  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy } = {},
 ): Promise<ControllerWorker> {
   if (!runtimeInstalled) {
     // Step failures are logged by refit itself; the SDK's own warnings would repeat each one in full.
@@ -47,16 +51,22 @@ export async function startControllerWorker(
     });
     runtimeInstalled = true;
   }
-  const nc = await connectNats({
-    url: config.natsUrl,
-    credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.controller),
-    identity: IDENTITIES.controller,
-  });
+  const policy = opts.connect ?? connectPolicy();
+  const [nc, connection] = await bothOrNeither((signal) => [
+    connectNatsWithRetry(
+      {
+        url: config.natsUrl,
+        credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.controller),
+        identity: IDENTITIES.controller,
+      },
+      { policy, log, signal },
+    ),
+    connectTemporal(config, { policy, log, signal }),
+  ]);
   await ensureMessaging(nc, config.natsReplicas);
   const kvm = new Kvm(nc);
   const results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, { keepAll: false, log });
   const presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log });
-  const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const worker = await Worker.create({
     connection,
     namespace: config.temporalNamespace,
@@ -100,4 +110,41 @@ export async function startControllerWorker(
       await running;
     },
   };
+}
+
+/** A connection that answers for the namespace: the port of a server still starting may not yet. */
+function connectTemporal(config: RefitConfig, retry: RetryOptions): Promise<NativeConnection> {
+  return connectWithRetry(
+    { what: 'Temporal', where: config.temporalAddress },
+    async () => {
+      const connection = await NativeConnection.connect({ address: config.temporalAddress });
+      try {
+        await connection.workflowService.describeNamespace({ namespace: config.temporalNamespace });
+        return connection;
+      } catch (err) {
+        await connection.close().catch(() => undefined);
+        throw err;
+      }
+    },
+    retry,
+  );
+}
+
+/** Both connections, or neither: when one gives up, the other stops trying, or is closed. */
+async function bothOrNeither(
+  start: (signal: AbortSignal) => [Promise<NatsConnection>, Promise<NativeConnection>],
+): Promise<[NatsConnection, NativeConnection]> {
+  const giveUp = new AbortController();
+  const [n, t] = (await Promise.allSettled(
+    start(giveUp.signal).map((p) =>
+      p.catch((err: unknown) => {
+        giveUp.abort();
+        throw err;
+      }),
+    ),
+  )) as [PromiseSettledResult<NatsConnection>, PromiseSettledResult<NativeConnection>];
+  if (n.status === 'fulfilled' && t.status === 'fulfilled') return [n.value, t.value];
+  if (n.status === 'fulfilled') await n.value.close().catch(() => undefined);
+  if (t.status === 'fulfilled') await t.value.close().catch(() => undefined);
+  throw n.status === 'rejected' ? n.reason : (t as PromiseRejectedResult).reason;
 }

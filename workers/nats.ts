@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { inboxPrefix } from '../schemas/names.js';
 import { RefitError } from '../schemas/errors.js';
+import { connectWithRetry, type RetryOptions } from './connect-retry.js';
+import type { Logger } from './log.js';
 
 export class CredentialsError extends RefitError {}
 
@@ -33,6 +35,7 @@ export function identityOfHost(hostId: string): string {
   return `host_${hostId}`;
 }
 
+/** One attempt: what one-shot commands use, so that they fail fast when NATS is down. */
 export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
   return connect({
     // A cluster is given as a comma-separated list; every node is a seed.
@@ -47,4 +50,37 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
     reconnectTimeWait: 500,
     timeout: id.timeout ?? 10_000,
   });
+}
+
+const ATTEMPT_TIMEOUT_MS = 10_000;
+
+/**
+ * Connect as a long-running process does: retry as `policy` says (workers/connect-retry.ts), then
+ * log each loss and return of the server. Once connected, the client itself reconnects without end
+ * (`maxReconnectAttempts: -1`) and keeps the subscriptions.
+ */
+export async function connectNatsWithRetry(
+  id: NatsIdentity,
+  retry: Omit<RetryOptions, 'isPermanent'>,
+): Promise<NatsConnection> {
+  const nc = await connectWithRetry(
+    { what: 'NATS', where: id.url },
+    (remainingMs) =>
+      connectNats({ ...id, timeout: Math.max(1_000, Math.min(id.timeout ?? ATTEMPT_TIMEOUT_MS, remainingMs)) }),
+    {
+      ...retry,
+      isPermanent: (err) => err instanceof CredentialsError || (err as Error).name === 'InvalidArgumentError',
+    },
+  );
+  void logConnectionChanges(nc, id, retry.log);
+  return nc;
+}
+
+async function logConnectionChanges(nc: NatsConnection, id: NatsIdentity, log: Logger): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect')
+      log.warn({ nats: s.server, identity: id.identity }, `lost NATS at ${s.server}; reconnecting`);
+    else if (s.type === 'reconnect')
+      log.info({ nats: s.server, identity: id.identity }, `reconnected to NATS at ${s.server}`);
+  }
 }

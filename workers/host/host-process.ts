@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import { SimDriver, type SimFailures } from '../../activities/host/sim/driver.js';
 import { Labels } from '../../schemas/common.js';
-import { connectNats, identityOfHost } from '../nats.js';
+import { connectNatsWithRetry, identityOfHost } from '../nats.js';
+import { connectPolicy, type ConnectPolicy } from '../connect-retry.js';
 import { startHostWorker } from './worker.js';
 import { problemText } from '../../schemas/problems.js';
 import { RefitError } from '../../schemas/errors.js';
@@ -38,6 +39,8 @@ export interface HostOptions {
   presenceIntervalMs?: number;
   /** The connection's name as the NATS server shows it; default `refit-host_<hostId>`. */
   connectionName?: string;
+  /** How long to keep trying to reach NATS at start; default from REFIT_CONNECT_TIMEOUT. */
+  connect?: ConnectPolicy;
 }
 
 export interface RunningHost {
@@ -48,15 +51,19 @@ export interface RunningHost {
 
 /**
  * One host: its own NATS connection under its own identity, its driver and its host worker. Every
- * way of running hosts starts them here: `refit host`, the simulated fleet, the lab's agents.
+ * way of running hosts starts them here: `refit host`, the simulated fleet, the lab's agents. A NATS
+ * server that is not there yet is waited for, as `connect` (or REFIT_CONNECT_TIMEOUT) allows.
  */
 export async function startHost(o: HostOptions): Promise<RunningHost> {
-  const nc = await connectNats({
-    url: o.natsUrl,
-    credsFile: o.credsFile,
-    identity: identityOfHost(o.hostId),
-    ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
-  });
+  const nc = await connectNatsWithRetry(
+    {
+      url: o.natsUrl,
+      credsFile: o.credsFile,
+      identity: identityOfHost(o.hostId),
+      ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
+    },
+    { policy: o.connect ?? connectPolicy(), log: o.log },
+  );
   try {
     const worker = await startHostWorker({
       hostId: o.hostId,
