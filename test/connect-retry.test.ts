@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Connection } from '@temporalio/client';
@@ -34,7 +35,7 @@ import { startHost } from '../workers/host/host-process.js';
 import { ensureHostConsumer, ensureMessaging } from '../workers/messaging.js';
 import { connectNats } from '../workers/nats.js';
 import { withNats } from '../workers/clients.js';
-import { tempDir, testConfig } from './helpers/controller.js';
+import { quietLog, tempDir, testConfig } from './helpers/controller.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
 
 const stack = testStack();
@@ -216,6 +217,51 @@ describe('connecting with retries', () => {
       );
     } finally {
       await connection.close();
+      await controller.shutdown();
+    }
+  });
+
+  it('keeps the controller polling through a restart of its Temporal server', async () => {
+    const [port, ui, http, metrics] = (await freePorts(4)) as [number, number, number, number];
+    const db = path.join(tempDir('temporal'), 'temporal.db');
+    homes.push(path.dirname(db));
+    const flags = ['--ip', '127.0.0.1', '--port', String(port), '--headless', '--ui-port', String(ui)];
+    flags.push('--http-port', String(http), '--metrics-port', String(metrics), '--log-level', 'error');
+    flags.push('--db-filename', db);
+    const startTemporal = () => {
+      const child = spawn(findTool('temporal'), ['server', 'start-dev', ...flags], { stdio: 'ignore' });
+      servers.push(child);
+      return child;
+    };
+    const config: RefitConfig = { ...testConfig(stack), temporalAddress: `127.0.0.1:${port}` };
+    const first = startTemporal();
+    const controller = await startControllerWorker(config, quietLog, { connect: PATIENT });
+    try {
+      await stopServer(first);
+      await sleep(3_000);
+      startTemporal();
+      const connection = await until(
+        () => Connection.connect({ address: config.temporalAddress }).catch(() => undefined),
+        { what: 'Temporal to answer again', timeoutMs: 60_000, intervalMs: 500 },
+      );
+      try {
+        // Pollers seen before the restart are forgotten with the server's memory; these are new polls.
+        await until(
+          async () => {
+            const queue = await connection.workflowService.describeTaskQueue({
+              namespace: config.temporalNamespace,
+              taskQueue: { name: config.taskQueue },
+              taskQueueType: 1, // workflow
+            });
+            return queue.pollers.length > 0;
+          },
+          { what: 'a poller on the task queue after the restart', timeoutMs: 60_000 },
+        );
+        expect(controller.worker.getState()).toBe('RUNNING');
+      } finally {
+        await connection.close();
+      }
+    } finally {
       await controller.shutdown();
     }
   });
