@@ -7,6 +7,13 @@ export type Driver = z.infer<typeof Driver>;
 
 export const BridgeType = z.enum(['linux', 'ovs', 'none', 'unknown']);
 
+/**
+ * More VMs than one hypervisor runs; the controller takes no higher claim. A host that said a
+ * billion free slots would otherwise receive every VM of every drain.
+ */
+export const MAX_VMS_PER_HOST = 1_000;
+const VmCount = z.number().int().nonnegative().max(MAX_VMS_PER_HOST);
+
 export const HostFacts = z.object({
   bootId: z.string().min(1),
   bridge: z.object({ name: InterfaceName.optional(), type: BridgeType, ports: z.array(z.string()).default([]) }),
@@ -17,9 +24,11 @@ export const HostFacts = z.object({
     numVfs: z.number().int().nonnegative(),
     iommu: z.boolean(),
   }),
-  vms: z.array(z.object({ name: VmName, state: z.string(), sriov: z.boolean().default(false) })),
+  vms: z
+    .array(z.object({ name: VmName, state: z.string().max(64), sriov: z.boolean().default(false) }))
+    .max(MAX_VMS_PER_HOST),
   cordoned: z.boolean(),
-  capacity: z.object({ vmSlots: z.number().int().nonnegative(), vmsRunning: z.number().int().nonnegative() }),
+  capacity: z.object({ vmSlots: VmCount, vmsRunning: VmCount }),
 });
 export type HostFacts = z.infer<typeof HostFacts>;
 
@@ -42,7 +51,26 @@ export const HostPresence = z.object({
 });
 export type HostPresence = z.infer<typeof HostPresence>;
 
-/** A host is online while its presence is younger than three intervals. */
-export function isOnline(p: HostPresence, now = Date.now()): boolean {
-  return now - Date.parse(p.reportedAt) < 3 * p.intervalMs;
+/** The longest presence interval the controller believes: a host cannot stay online by claiming an hour. */
+export const MAX_PRESENCE_INTERVAL_MS = 60_000;
+
+/**
+ * Presence as read from the hosts bucket: `receivedAt` is when the NATS server stored the entry
+ * (its own timestamp), the one time a host cannot choose. Whoever reads the bucket sets it.
+ */
+export type ReceivedPresence = HostPresence & { receivedAt?: string };
+
+/**
+ * A host is online while the server stored its presence less than three intervals ago (its interval,
+ * at most a minute). The host's own `reportedAt` is not trusted: a presence without `receivedAt` is
+ * never online.
+ */
+export function isOnline(p: ReceivedPresence, now = Date.now()): boolean {
+  if (p.receivedAt === undefined) return false;
+  return now - Date.parse(p.receivedAt) < 3 * Math.min(p.intervalMs, MAX_PRESENCE_INTERVAL_MS);
+}
+
+/** Why a presence stored under `key` cannot be taken, if it cannot: each host writes only its own key. */
+export function presenceKeyProblem(key: string, p: HostPresence): string | undefined {
+  return p.hostId === key ? undefined : `stored under host ${key}'s key but names host ${p.hostId}`;
 }

@@ -1,9 +1,13 @@
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
+import { PermissionViolationError, headers, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer, inboxPrefix } from '../schemas/names.js';
+import { HostPresence } from '../schemas/host.js';
+import { BucketFollower } from '../activities/controller/bucket-follower.js';
+import { chooseDestinations, selectTargets } from '../activities/controller/inventory.js';
 import { identityOfHost } from '../workers/nats.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
 
@@ -174,5 +178,223 @@ describe('the CLI', () => {
     const info = await controllerJsm.consumers.info(STREAMS.commands, commandConsumer(hostD));
     expect(info.config.ack_wait).not.toBe(1_000_000_000);
     await expect(controllerJsm.consumers.info(STREAMS.commands, 'cli-spy')).rejects.toThrow();
+  });
+});
+
+/** The outcome of a JetStream publish: its ack, or the error the server answered with. */
+async function outcome(attempt: Promise<unknown>): Promise<string> {
+  return attempt.then(
+    () => 'stored',
+    (e: unknown) => (e instanceof Error ? e.message : String(e)),
+  );
+}
+
+function rollup(kind: 'all' | 'sub') {
+  const h = headers();
+  h.set('Nats-Rollup', kind);
+  return h;
+}
+
+describe('a host cannot erase what other hosts wrote', () => {
+  it("cannot wipe every host's presence with a roll-up on its own presence key", async () => {
+    const [other, third] = [uniqueHostId('wipe-b'), uniqueHostId('wipe-c')];
+    for (const h of [other, third])
+      await jetstream(await stack.connectAsHost(h)).publish(`$KV.${BUCKETS.hosts}.${h}`, 'here');
+
+    const attempt = await outcome(
+      jetstream(asA).publish(`$KV.${BUCKETS.hosts}.${hostA}`, 'rolled up', { headers: rollup('all') }),
+    );
+
+    expect((await presence.get(other))?.string()).toBe('here');
+    expect((await presence.get(third))?.string()).toBe('here');
+    expect(attempt).toMatch(/rollup not permitted/);
+  });
+
+  it("cannot wipe every host's results with a roll-up on one of its own result keys", async () => {
+    const other = uniqueHostId('wipe-r');
+    await jetstream(await stack.connectAsHost(other)).publish(`$KV.${BUCKETS.results}.${other}.x`, 'done');
+
+    const attempt = await outcome(
+      jetstream(asA).publish(`$KV.${BUCKETS.results}.${hostA}.y`, 'rolled up', { headers: rollup('all') }),
+    );
+
+    expect((await results.get(`${other}.x`))?.string()).toBe('done');
+    expect(attempt).toMatch(/rollup not permitted/);
+  });
+
+  it('cannot roll up its own audit subject, which would erase its own chain', async () => {
+    await jetstream(asA).publish(SUBJECTS.auditHost(hostA), '{"n":1}');
+    const attempt = await outcome(
+      jetstream(asA).publish(SUBJECTS.auditHost(hostA), '{"n":2}', { headers: rollup('sub') }),
+    );
+    expect(attempt).toMatch(/rollup not permitted/);
+  });
+
+  it('meets buckets that refuse purges and message deletes, even from the controller', async () => {
+    for (const stream of [`KV_${BUCKETS.hosts}`, `KV_${BUCKETS.results}`, `KV_${BUCKETS.leases}`]) {
+      const { config } = await jsm.streams.info(stream);
+      expect({ stream, ...pick(config) }).toEqual({
+        stream,
+        allow_rollup_hdrs: false,
+        deny_delete: true,
+        deny_purge: true,
+      });
+    }
+    await expect(jsm.streams.purge(`KV_${BUCKETS.hosts}`)).rejects.toThrow(/purge not permitted|not permitted/);
+  });
+});
+
+function pick(c: { allow_rollup_hdrs?: boolean; deny_delete?: boolean; deny_purge?: boolean }) {
+  return { allow_rollup_hdrs: c.allow_rollup_hdrs, deny_delete: c.deny_delete, deny_purge: c.deny_purge };
+}
+
+describe('between any two of five hosts', () => {
+  const fleet = Array.from({ length: 5 }, (_, i) => uniqueHostId(`nxn${i}`));
+  const connections = new Map<string, NatsConnection>();
+
+  beforeAll(async () => {
+    await enrollHosts(stack.home, fleet);
+    for (const h of fleet) connections.set(h, await stack.connectAsHost(h));
+  });
+
+  /** Everything one host could try on another's subjects; each must be refused by the server. */
+  const publishes = (victim: string) => [
+    SUBJECTS.command(victim),
+    `$JS.API.CONSUMER.MSG.NEXT.${STREAMS.commands}.${commandConsumer(victim)}`,
+    `$JS.API.CONSUMER.INFO.${STREAMS.commands}.${commandConsumer(victim)}`,
+    `$JS.ACK.${STREAMS.commands}.${commandConsumer(victim)}.1.1.1.1.0`,
+    `$KV.${BUCKETS.results}.${victim}.forged`,
+    `$KV.${BUCKETS.hosts}.${victim}`,
+    `$JS.API.DIRECT.GET.KV_${BUCKETS.results}.$KV.${BUCKETS.results}.${victim}.forged`,
+    `$JS.API.DIRECT.GET.KV_${BUCKETS.hosts}.$KV.${BUCKETS.hosts}.${victim}`,
+    SUBJECTS.auditHost(victim),
+    `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(victim)}`,
+    SUBJECTS.cancel(victim),
+    SUBJECTS.confirm(victim),
+    `${inboxPrefix(identityOfHost(victim))}.forged`,
+  ];
+  const subscriptions = (victim: string) => [
+    SUBJECTS.command(victim),
+    `$KV.${BUCKETS.results}.${victim}.>`,
+    `$KV.${BUCKETS.hosts}.${victim}`,
+    SUBJECTS.auditHost(victim),
+    SUBJECTS.cancel(victim),
+    SUBJECTS.confirm(victim),
+    `${inboxPrefix(identityOfHost(victim))}.>`,
+  ];
+
+  it("is refused every read and write of the other's consumer, keys, audit, cancel and confirm subjects", async () => {
+    const allowed: string[] = [];
+    await Promise.all(
+      fleet.map(async (actor) => {
+        const nc = connections.get(actor) as NatsConnection;
+        for (const victim of fleet.filter((h) => h !== actor)) {
+          await Promise.all([
+            ...publishes(victim).map(async (subject) => {
+              const refusal = await publishRefused(nc, subject).catch(() => undefined);
+              if (refusal === undefined) allowed.push(`${actor} publish ${subject}`);
+            }),
+            ...subscriptions(victim).map(async (subject) => {
+              const refusal = await subscriptionRefusal(nc, subject).catch(() => undefined);
+              if (!(refusal instanceof PermissionViolationError)) allowed.push(`${actor} subscribe ${subject}`);
+            }),
+          ]);
+        }
+      }),
+    );
+    expect(allowed).toEqual([]);
+    expect(fleet.filter((h) => connections.get(h)?.isClosed())).toEqual([]);
+  });
+});
+
+/** A presence as a host could write it: not checked here, the controller is the one that must check. */
+const presenceOf = (
+  hostId: string,
+  changes: Partial<Record<keyof HostPresence, unknown>> = {},
+  facts: Partial<Record<keyof HostPresence['facts'], unknown>> = {},
+) => ({
+  hostId,
+  driver: 'sim',
+  simulated: true,
+  agentVersion: 'test',
+  labels: {},
+  facts: {
+    bootId: `boot-${hostId}`,
+    bridge: { type: 'linux' },
+    sriov: { supported: true, totalVfs: 7, numVfs: 0, iommu: true },
+    vms: [],
+    cordoned: false,
+    capacity: { vmSlots: 8, vmsRunning: 0 },
+    ...facts,
+  },
+  reportedAt: new Date().toISOString(),
+  intervalMs: 1_000,
+  ...changes,
+});
+
+describe("the controller's reading of presence", () => {
+  const warnings: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+  let follower: BucketFollower<typeof HostPresence>;
+
+  beforeAll(async () => {
+    follower = await BucketFollower.start(presence, HostPresence, { keepAll: true, log });
+  });
+  afterAll(() => follower.stop());
+
+  /** Publish as `writer` under its own key; once `marker` (a later honest host) is seen, the forged entry was too. */
+  async function publishAs(writer: string, body: unknown): Promise<void> {
+    await jetstream(await stack.connectAsHost(writer)).publish(`$KV.${BUCKETS.hosts}.${writer}`, JSON.stringify(body));
+    const marker = uniqueHostId('marker');
+    await jetstream(await stack.connectAsHost(marker)).publish(
+      `$KV.${BUCKETS.hosts}.${marker}`,
+      JSON.stringify(presenceOf(marker)),
+    );
+    await follower.waitFor(marker, () => true, { timeoutMs: 10_000 });
+  }
+
+  it("does not take a host's presence from under another host's key, and says so", async () => {
+    const forger = uniqueHostId('forger');
+    const victim = uniqueHostId('victim');
+    await publishAs(forger, presenceOf(victim, { labels: { role: 'forged' } }));
+
+    expect(selectTargets(follower.values(), { hosts: [victim] })).toMatchObject({ hostIds: [], missing: [victim] });
+    expect(follower.get(forger)).toBeUndefined();
+    expect(warnings.join('\n')).toContain(forger);
+  });
+
+  it('judges a host online by when its presence was stored, not by the time the host claims', async () => {
+    const liar = uniqueHostId('future');
+    const inAYear = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    await publishAs(liar, presenceOf(liar, { reportedAt: inAYear }));
+
+    expect(selectTargets(follower.values(), { hosts: [liar] }).hostIds).toEqual([liar]);
+    const tenSecondsOfSilence = Date.now() + 10_000;
+    expect(selectTargets(follower.values(), { hosts: [liar] }, tenSecondsOfSilence)).toMatchObject({
+      hostIds: [],
+      missing: [liar],
+    });
+  });
+
+  it('does not send every drained VM to a host that claims a billion free slots', async () => {
+    const [source, honest, boaster] = [uniqueHostId('src'), uniqueHostId('honest'), uniqueHostId('boast')];
+    const vms = [
+      { name: 'vm1', state: 'running', sriov: false },
+      { name: 'vm2', state: 'running', sriov: false },
+    ];
+    await publishAs(source, presenceOf(source, {}, { vms, capacity: { vmSlots: 8, vmsRunning: 2 } }));
+    await publishAs(honest, presenceOf(honest));
+    await publishAs(boaster, presenceOf(boaster, {}, { capacity: { vmSlots: 1_000_000_000, vmsRunning: 0 } }));
+
+    const fleet = follower.values().filter((p) => [source, honest, boaster].includes(p.hostId));
+    expect(chooseDestinations(fleet, source, [])).toEqual({ vm1: honest, vm2: honest });
+    expect(warnings.join('\n')).toContain(boaster);
+  });
+
+  it('does not keep a host online for hours because it claims a long presence interval', async () => {
+    const sleeper = uniqueHostId('sleeper');
+    await publishAs(sleeper, presenceOf(sleeper, { intervalMs: 3_600_000 }));
+    const tenMinutesLater = Date.now() + 10 * 60_000;
+    expect(selectTargets(follower.values(), { hosts: [sleeper] }, tenMinutesLater).missing).toEqual([sleeper]);
   });
 });

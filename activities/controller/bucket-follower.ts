@@ -6,16 +6,25 @@ import { RefitError } from '../../schemas/errors.js';
 
 type Listener<T> = (value: T) => void;
 
+/** A value as the follower holds it: with the time the NATS server stored it, which its writer cannot set. */
+export type Received<T> = T & { receivedAt: string };
+
+/** Each key of a followed bucket belongs to the host named by its first token: `<hostId>` or `<hostId>.<…>`. */
+const hostOfKey = (key: string) => key.split('.', 1)[0];
+
 export class WaitTimeoutError extends RefitError {}
 
 /**
  * One watch over a whole KV bucket, shared by every activity of the process, so that a thousand
- * hosts in flight cost one consumer, not a thousand. Entries that fail their schema are logged and
- * skipped; the follower keeps running.
+ * hosts in flight cost one consumer, not a thousand. The buckets it follows are keyed by host and
+ * written by the hosts themselves (presence, results), so an entry is taken only when it names the
+ * host its key belongs to: a host can write only its own keys, but it can write anything in them.
+ * Entries that fail their schema or name another host are logged and skipped; the follower keeps
+ * running.
  */
-export class BucketFollower<S extends z.ZodType> {
-  private readonly latest = new Map<string, z.output<S>>();
-  private readonly listeners = new Map<string, Set<Listener<z.output<S>>>>();
+export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
+  private readonly latest = new Map<string, Received<z.output<S>>>();
+  private readonly listeners = new Map<string, Set<Listener<Received<z.output<S>>>>>();
   private stopped = false;
   private iterator: { stop(): void } | undefined;
 
@@ -27,7 +36,7 @@ export class BucketFollower<S extends z.ZodType> {
   ) {}
 
   /** keepAll holds every key's latest value (inventory); otherwise only keys someone waits on are seen. */
-  static async start<S extends z.ZodType>(
+  static async start<S extends z.ZodType<{ hostId: string }>>(
     kv: KV,
     schema: S,
     opts: { keepAll: boolean; log: Logger },
@@ -45,7 +54,7 @@ export class BucketFollower<S extends z.ZodType> {
     follower.iterator = iter;
     void (async () => {
       for await (const entry of iter) {
-        follower.accept(entry.key, entry.value);
+        follower.accept(entry.key, entry.value, entry.created);
         if (entry.delta === 0) caughtUp();
       }
     })().catch((err: unknown) => {
@@ -55,7 +64,7 @@ export class BucketFollower<S extends z.ZodType> {
     return follower;
   }
 
-  private parse(key: string, bytes: Uint8Array): z.output<S> | undefined {
+  private parse(key: string, bytes: Uint8Array, stored: Date): Received<z.output<S>> | undefined {
     let json: unknown;
     try {
       json = JSON.parse(new TextDecoder().decode(bytes));
@@ -68,31 +77,36 @@ export class BucketFollower<S extends z.ZodType> {
       this.log.warn({ key, issues: parsed.error.issues.slice(0, 5) }, 'ignored an entry that fails its schema');
       return undefined;
     }
-    return parsed.data;
+    const value = parsed.data;
+    if (value.hostId !== hostOfKey(key)) {
+      this.log.warn({ key, hostId: value.hostId }, "ignored an entry that names another host than its key's");
+      return undefined;
+    }
+    return { ...value, receivedAt: stored.toISOString() };
   }
 
-  private accept(key: string, bytes: Uint8Array): void {
+  private accept(key: string, bytes: Uint8Array, stored: Date): void {
     if (bytes.length === 0) return;
-    const value = this.parse(key, bytes);
+    const value = this.parse(key, bytes, stored);
     if (value === undefined) return;
     if (this.keepAll) this.latest.set(key, value);
     for (const fn of this.listeners.get(key) ?? []) fn(value);
   }
 
   /** Latest value of every key (keepAll followers only). */
-  values(): z.output<S>[] {
+  values(): Received<z.output<S>>[] {
     return [...this.latest.values()];
   }
 
-  get(key: string): z.output<S> | undefined {
+  get(key: string): Received<z.output<S>> | undefined {
     return this.latest.get(key);
   }
 
   /** Read a key straight from the bucket. */
-  async fetch(key: string): Promise<z.output<S> | undefined> {
+  async fetch(key: string): Promise<Received<z.output<S>> | undefined> {
     const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    return this.parse(key, entry.value);
+    return this.parse(key, entry.value, entry.created);
   }
 
   /**
@@ -101,9 +115,9 @@ export class BucketFollower<S extends z.ZodType> {
    */
   async waitFor(
     key: string,
-    done: (v: z.output<S>) => boolean,
-    opts: { onValue?: Listener<z.output<S>>; signal?: AbortSignal; timeoutMs?: number } = {},
-  ): Promise<z.output<S>> {
+    done: (v: Received<z.output<S>>) => boolean,
+    opts: { onValue?: Listener<Received<z.output<S>>>; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<Received<z.output<S>>> {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const set = this.listeners.get(key) ?? new Set();
@@ -115,7 +129,7 @@ export class BucketFollower<S extends z.ZodType> {
         opts.signal?.removeEventListener('abort', onAbort);
         fn();
       };
-      const listener: Listener<z.output<S>> = (value) => {
+      const listener: Listener<Received<z.output<S>>> = (value) => {
         opts.onValue?.(value);
         if (done(value)) finish(() => resolve(value));
       };

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { HostPresence } from '../../schemas/host.js';
+import type { ReceivedPresence } from '../../schemas/host.js';
 import { chooseDestinations, selectTargets } from './inventory.js';
 
 const now = Date.parse('2026-11-22T03:00:00Z');
 
-function host(hostId: string, labels: Record<string, string>, ageMs = 1_000): HostPresence {
+function host(hostId: string, labels: Record<string, string>, ageMs = 1_000): ReceivedPresence {
   return {
     hostId,
     driver: 'sim',
@@ -21,6 +21,7 @@ function host(hostId: string, labels: Record<string, string>, ageMs = 1_000): Ho
     },
     reportedAt: new Date(now - ageMs).toISOString(),
     intervalMs: 3_000,
+    receivedAt: new Date(now - ageMs).toISOString(),
   };
 }
 
@@ -70,8 +71,25 @@ describe('selectTargets', () => {
   });
 });
 
+describe('online', () => {
+  it('goes by when the server stored the presence, not by the time the host claims', () => {
+    const claimsTheFuture = { ...host('h7', {}, 60_000), reportedAt: new Date(now + 86_400_000).toISOString() };
+    expect(selectTargets([claimsTheFuture], { hosts: ['h7'] }, now).missing).toEqual(['h7']);
+  });
+
+  it('never counts a presence that was not read from the bucket', () => {
+    const { receivedAt: _, ...unread } = host('h8', {});
+    expect(selectTargets([unread], { hosts: ['h8'] }, now).missing).toEqual(['h8']);
+  });
+
+  it('believes a presence interval of at most a minute', () => {
+    const sleeper = { ...host('h9', {}, 10 * 60_000), intervalMs: 3_600_000 };
+    expect(selectTargets([sleeper], { hosts: ['h9'] }, now).missing).toEqual(['h9']);
+  });
+});
+
 describe('chooseDestinations', () => {
-  const withVms = (p: HostPresence, vms: string[], slots: number, sriov = false): HostPresence => ({
+  const withVms = (p: ReceivedPresence, vms: string[], slots: number, sriov = false): ReceivedPresence => ({
     ...p,
     facts: {
       ...p.facts,

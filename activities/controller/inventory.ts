@@ -1,15 +1,15 @@
-import { isOnline, type HostPresence } from '../../schemas/host.js';
+import { isOnline, type HostPresence, type ReceivedPresence } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
 import type { TargetResolution } from '../../schemas/activities.js';
 import { RefitError } from '../../schemas/errors.js';
 
 /**
  * The hosts a plan names, plus the hosts that carry every label of its selector, less those whose
- * facts do not match its filter; only hosts that report presence count. Named hosts that do not
- * are returned as missing, never dropped.
+ * facts do not match its filter; only hosts that report presence count (by when the server stored
+ * it: see isOnline). Named hosts that do not are returned as missing, never dropped.
  */
 export function selectTargets(
-  inventory: readonly HostPresence[],
+  inventory: readonly ReceivedPresence[],
   targets: Plan['targets'],
   now = Date.now(),
 ): TargetResolution {
@@ -64,7 +64,7 @@ export class NoDestinationError extends RefitError {}
  * first. VMs with SR-IOV functions cannot be live-migrated; they make the drain fail.
  */
 export function chooseDestinations(
-  inventory: readonly HostPresence[],
+  inventory: readonly ReceivedPresence[],
   hostId: string,
   avoid: readonly string[],
   now = Date.now(),

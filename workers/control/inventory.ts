@@ -2,7 +2,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import { BUCKETS } from '../../schemas/names.js';
-import { HostPresence, isOnline } from '../../schemas/host.js';
+import { HostPresence, isOnline, presenceKeyProblem, type ReceivedPresence } from '../../schemas/host.js';
 import { until } from '../../activities/poll.js';
 
 /** How many presence entries are read at once. */
@@ -12,10 +12,13 @@ export interface InventoryRow {
   hostId: string;
   online: boolean;
   simulated: boolean;
-  presence: HostPresence;
+  presence: ReceivedPresence;
 }
 
-/** Every host that ever reported, with whether it reports now. Entries that fail the schema are skipped. */
+/**
+ * Every host that ever reported, with whether it reports now (by when the server stored its
+ * presence). Entries that fail the schema, or name another host than their key, are listed as invalid.
+ */
 export async function readInventory(nc: NatsConnection): Promise<{ hosts: InventoryRow[]; invalid: string[] }> {
   const kv = await new Kvm(nc).open(BUCKETS.hosts);
   const keys: string[] = [];
@@ -31,14 +34,12 @@ export async function readInventory(nc: NatsConnection): Promise<{ hosts: Invent
     } catch {
       parsed = undefined;
     }
-    if (!parsed?.success) invalid.push(entry.key);
-    else
-      hosts.push({
-        hostId: parsed.data.hostId,
-        online: isOnline(parsed.data),
-        simulated: parsed.data.simulated,
-        presence: parsed.data,
-      });
+    if (!parsed?.success || presenceKeyProblem(entry.key, parsed.data) !== undefined) {
+      invalid.push(entry.key);
+      continue;
+    }
+    const presence = { ...parsed.data, receivedAt: entry.created.toISOString() };
+    hosts.push({ hostId: presence.hostId, online: isOnline(presence), simulated: presence.simulated, presence });
   }
   hosts.sort((a, b) => a.hostId.localeCompare(b.hostId));
   return { hosts, invalid };
