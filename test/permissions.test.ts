@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { PermissionViolationError, headers, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
@@ -194,6 +194,37 @@ function rollup(kind: 'all' | 'sub') {
   h.set('Nats-Rollup', kind);
   return h;
 }
+
+describe('the CLI, through a push consumer', () => {
+  // Open (docs/security.md): nats-server does not check a consumer's delivery subject against the
+  // permissions of whoever creates it. The test fails while the hole is open; `it.fails` marks that.
+  it.fails("cannot deliver a message of its own onto a host's cancel subject", async () => {
+    const victim = uniqueHostId('cli-push');
+    const asVictim = await stack.connectAsHost(victim);
+    const cancels = asVictim.subscribe(SUBJECTS.cancel(victim), { max: 1 });
+    await asVictim.flush();
+    const cli = await stack.connectAsCli();
+    await jetstream(cli).publish(SUBJECTS.auditController, JSON.stringify({ commandId: 'x', reason: 'forged' }));
+    await (
+      await jetstreamManager(cli)
+    ).consumers
+      .add(STREAMS.audit, {
+        deliver_subject: SUBJECTS.cancel(victim),
+        filter_subject: SUBJECTS.auditController,
+        deliver_policy: DeliverPolicy.Last,
+        ack_policy: AckPolicy.None,
+      })
+      .catch(() => undefined);
+    const received = await within(
+      (async () => {
+        for await (const m of cancels) return m.string();
+      })(),
+      3_000,
+      'nothing',
+    ).catch(() => undefined);
+    expect(received).toBeUndefined();
+  });
+});
 
 describe('a host cannot erase what other hosts wrote', () => {
   it("cannot wipe every host's presence with a roll-up on its own presence key", async () => {
