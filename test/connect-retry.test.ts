@@ -266,6 +266,16 @@ describe('connecting with retries', () => {
     }
   });
 
+  it('closes both connections when the controller cannot set up after reaching its servers', async () => {
+    const server = await natsHome();
+    await startNats(server);
+    // Three replicas on a single server: the streams cannot be made.
+    const config: RefitConfig = { ...testConfig(stack), home: server.home, natsUrl: server.url, natsReplicas: 3 };
+    await expect(startControllerWorker(config, quietLog, { connect: PATIENT })).rejects.toThrow();
+    const connz = (await (await fetch(`${server.monitorUrl}/connz`)).json()) as { num_connections: number };
+    expect(connz.num_connections).toBe(0);
+  });
+
   it('gives up on NATS after the bound with an error that says what, where and how long', async () => {
     const hostId = uniqueHostId('never');
     const server = await natsHome([hostId]);

@@ -63,28 +63,39 @@ export async function startControllerWorker(
     ),
     connectTemporal(config, { policy, log, signal }),
   ]);
-  await ensureMessaging(nc, config.natsReplicas);
-  const kvm = new Kvm(nc);
-  const results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, { keepAll: false, log });
-  const presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log });
-  const worker = await Worker.create({
-    connection,
-    namespace: config.temporalNamespace,
-    taskQueue: config.taskQueue,
-    ...(existsSync(WORKFLOW_BUNDLE)
-      ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
-      : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createControllerActivities({
-      nc,
-      results,
-      presence,
-      leases: await kvm.open(BUCKETS.leases),
-      ensureHostConsumer: (hostId) => ensureHostConsumer(nc, hostId),
-      log,
-    }),
-    // Dispatch activities mostly wait on hosts; one per host in flight.
-    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
-  });
+  const stops: (() => void)[] = [];
+  let worker: Worker;
+  try {
+    await ensureMessaging(nc, config.natsReplicas);
+    const kvm = new Kvm(nc);
+    const results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, { keepAll: false, log });
+    stops.push(() => results.stop());
+    const presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log });
+    stops.push(() => presence.stop());
+    worker = await Worker.create({
+      connection,
+      namespace: config.temporalNamespace,
+      taskQueue: config.taskQueue,
+      ...(existsSync(WORKFLOW_BUNDLE)
+        ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
+        : { workflowsPath: WORKFLOWS_PATH }),
+      activities: createControllerActivities({
+        nc,
+        results,
+        presence,
+        leases: await kvm.open(BUCKETS.leases),
+        ensureHostConsumer: (hostId) => ensureHostConsumer(nc, hostId),
+        log,
+      }),
+      // Dispatch activities mostly wait on hosts; one per host in flight.
+      maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
+    });
+  } catch (err) {
+    for (const stop of stops) stop();
+    await nc.close().catch(() => undefined);
+    await connection.close().catch(() => undefined);
+    throw err;
+  }
   log.info(
     { taskQueue: config.taskQueue, temporal: config.temporalAddress, nats: config.natsUrl },
     'controller worker started',
@@ -96,8 +107,7 @@ export async function startControllerWorker(
       throw err;
     })
     .finally(async () => {
-      results.stop();
-      presence.stop();
+      for (const stop of stops) stop();
       await nc.drain().catch(() => undefined);
       await connection.close().catch(() => undefined);
     });
