@@ -226,6 +226,31 @@ describe('the CLI, through a push consumer', () => {
   });
 });
 
+describe('a host, through the reply subject of its own request', () => {
+  // Open (docs/security.md): a reply subject is not checked against the requester's permissions,
+  // so the server delivers the answer (here the host's own last audit message, whatever it wrote
+  // there) wherever the host says. The test fails while the hole is open; `it.fails` marks that.
+  it.fails("cannot have a message of its own delivered on another host's cancel subject", async () => {
+    const [forger, victim] = [uniqueHostId('reply-a'), uniqueHostId('reply-b')];
+    const asForger = await stack.connectAsHost(forger);
+    const asVictim = await stack.connectAsHost(victim);
+    const cancels = asVictim.subscribe(SUBJECTS.cancel(victim), { max: 1 });
+    await asVictim.flush();
+    await jetstream(asForger).publish(SUBJECTS.auditHost(forger), JSON.stringify({ commandId: 'x', reason: 'forged' }));
+    asForger.publish(`$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(forger)}`, '', {
+      reply: SUBJECTS.cancel(victim),
+    });
+    const received = await within(
+      (async () => {
+        for await (const m of cancels) return m.string();
+      })(),
+      3_000,
+      'nothing',
+    ).catch(() => undefined);
+    expect(received).toBeUndefined();
+  });
+});
+
 describe('a host cannot erase what other hosts wrote', () => {
   it("cannot wipe every host's presence with a roll-up on its own presence key", async () => {
     const [other, third] = [uniqueHostId('wipe-b'), uniqueHostId('wipe-c')];
