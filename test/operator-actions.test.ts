@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
@@ -15,15 +14,14 @@ import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, WORKFLOWS_PATH, type ControllerWorker } from '../workers/controller.js';
 import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
 import {
-  CLI,
-  cliEnv,
   plan,
   quietLog,
+  rolloutReaches,
+  runCli,
   tempDir,
   temporalClient,
   testConfig,
   waitForOnline,
-  type CliResult,
 } from './helpers/controller.js';
 import { testStack } from './helpers/stack.js';
 
@@ -63,30 +61,10 @@ async function start(targets: string[], extra: string, taskQueue = config.taskQu
 const status = (id: string) => client.workflow.getHandle(id).query(rolloutStatusQuery);
 const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
 
-async function until(id: string, what: string, ok: (s: RolloutStatus) => boolean): Promise<RolloutStatus> {
-  for (let i = 0; i < 600; i++) {
-    const s = await status(id);
-    if (ok(s)) return s;
-    await sleep(100);
-  }
-  throw new Error(`rollout ${id} never reached: ${what}; last: ${JSON.stringify(await status(id))}`);
-}
+const until = (id: string, what: string, ok: (s: RolloutStatus) => boolean) => rolloutReaches(client, id, what, ok);
 
 /** The built `refit` against the test stack, as the operator named `operator` (REFIT_OPERATOR). */
-function refitAs(operator: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...cliEnv(config), REFIT_OPERATOR: operator },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const refitAs = (operator: string, args: string[]) => runCli(config, args, { REFIT_OPERATOR: operator });
 
 interface TrailEvent {
   seq: number;

@@ -11,7 +11,16 @@ import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/m
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { testStack } from './helpers/stack.js';
-import { plan, quietLog, runCli, tempDir, temporalClient, testConfig, waitForOnline } from './helpers/controller.js';
+import {
+  plan,
+  quietLog,
+  rolloutReaches,
+  runCli,
+  tempDir,
+  temporalClient,
+  testConfig,
+  waitForOnline,
+} from './helpers/controller.js';
 
 const stack = testStack();
 const config = testConfig(stack);
@@ -43,14 +52,7 @@ async function start(targets: string[], extra: string, opts: { historyLimit?: nu
 const status = (id: string) => client.workflow.getHandle(id).query(rolloutStatusQuery);
 const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
 
-async function until(id: string, what: string, ok: (s: RolloutStatus) => boolean): Promise<RolloutStatus> {
-  for (let i = 0; i < 600; i++) {
-    const s = await status(id);
-    if (ok(s)) return s;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`rollout ${id} never reached: ${what}; last: ${JSON.stringify(await status(id))}`);
-}
+const until = (id: string, what: string, ok: (s: RolloutStatus) => boolean) => rolloutReaches(client, id, what, ok);
 
 /** When each host workflow of these hosts ran, from Temporal's own records. */
 async function spans(hostIds: string[]): Promise<{ hostId: string; start: number; end: number }[]> {

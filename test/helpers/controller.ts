@@ -10,6 +10,9 @@ import { loadConfig, type RefitConfig } from '../../workers/config.js';
 import { waitForHostsOnline } from '../../workers/control/inventory.js';
 import { withNats } from '../../workers/clients.js';
 import type { ProvidedStack } from '../setup/global-stack.js';
+import { until } from '../../activities/poll.js';
+import type { RolloutStatus } from '../../schemas/rollout.js';
+import { rolloutStatusQuery } from '../../workflows/messages.js';
 
 export const quietLog = pino({ level: process.env.REFIT_TEST_LOG_LEVEL ?? 'silent' });
 
@@ -88,10 +91,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run the built `refit` command against the test stack. */
-export function runCli(config: RefitConfig, args: string[]): Promise<CliResult> {
+/** Run the built `refit` command against the test stack, with `env` added to its environment. */
+export function runCli(config: RefitConfig, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(config), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...cliEnv(config), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -99,6 +105,27 @@ export function runCli(config: RefitConfig, args: string[]): Promise<CliResult> 
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** Query a rollout's status until `ok` holds; the timeout error says what was awaited and the last status. */
+export async function rolloutReaches(
+  client: Client,
+  id: string,
+  what: string,
+  ok: (s: RolloutStatus) => boolean,
+): Promise<RolloutStatus> {
+  let last: RolloutStatus | undefined;
+  return until(
+    async () => {
+      last = await client.workflow.getHandle(id).query(rolloutStatusQuery);
+      return ok(last) ? last : undefined;
+    },
+    {
+      what: () => `rollout ${id} to reach: ${what}; last: ${JSON.stringify(last)}`,
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    },
+  );
 }
 
 /** `refit worker` as its own process, to be killed for real. */
