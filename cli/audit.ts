@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { readStreamState, readTrail } from '../activities/audit/read.js';
 import { streamStateOf, verifyTrail, type StreamState } from '../activities/audit/verify.js';
 import { AUDIT_CHAINS, AuditRecord } from '../schemas/audit.js';
@@ -15,7 +15,7 @@ export const EXIT_AUDIT_BROKEN = 3;
 interface LogOptions {
   host?: string;
   rollout?: string;
-  since?: string;
+  since?: Date;
   step?: string;
   type?: string;
   json?: boolean;
@@ -24,11 +24,14 @@ interface LogOptions {
 function filterOf(opts: LogOptions): LogFilter {
   if (opts.host !== undefined && !HostId.safeParse(opts.host).success)
     throw new UsageError(`--host ${opts.host} is not a host id`);
-  const since = opts.since === undefined ? undefined : parseSince(opts.since);
-  if (opts.since !== undefined && since === undefined) {
-    throw new UsageError(`--since ${opts.since} is neither a time (2025-06-01T10:00Z) nor a duration (90m, 2d)`);
-  }
-  return { host: opts.host, rollout: opts.rollout, since, step: opts.step, type: opts.type };
+  return { host: opts.host, rollout: opts.rollout, since: opts.since, step: opts.step, type: opts.type };
+}
+
+function sinceTime(text: string): Date {
+  const since = parseSince(text);
+  if (since === undefined)
+    throw new InvalidArgumentError('Expected a time (2025-06-01T10:00Z) or a duration ago (90m, 2d).');
+  return since;
 }
 
 /** Read an export written by `refit audit export`; every bad line is named. */
@@ -69,7 +72,7 @@ export function registerAuditCommands(program: Command): void {
     .description('events, oldest first, filtered')
     .option('--host <host>', 'events of this host')
     .option('--rollout <rollout>', 'events of this rollout')
-    .option('--since <time>', 'from this time (2025-06-01T10:00Z) or this long ago (90m, 2d)')
+    .option('--since <time>', 'from this time (2025-06-01T10:00Z) or this long ago (90m, 2d)', sinceTime)
     .option('--step <step>', 'events of this step kind (ovs-convert, sriov-enable, …)')
     .option('--type <type>', 'events of this type or family (step.command, rollout)')
     .option('--json', 'print JSON: the events as stored')

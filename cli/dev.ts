@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { readStackFile, refitHome } from '../workers/config.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import {
@@ -10,6 +10,9 @@ import {
   type StackOptions,
 } from '../workers/dev/stack.js';
 import { tableLines } from './table.js';
+import { integerBetween } from './numeric-options.js';
+
+const parsePort = integerBetween(1, 65535, 'a port number');
 
 interface UpOptions {
   temporalPort: number;
@@ -97,11 +100,4 @@ export function registerDevCommands(program: Command): void {
 function cells(name: string, c: ComponentStatus, extra: string): string[] {
   const state = !c.alive ? 'not running' : c.answering ? 'answering' : 'running, not answering';
   return [name, c.address, `pid ${c.pid}`, state, extra];
-}
-
-function parsePort(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new InvalidArgumentError('must be a port number (1-65535)');
-  return port;
 }

@@ -17,6 +17,7 @@ import { createLinuxDriver } from '../activities/host/linux/driver.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
 import { problemText } from '../schemas/problems.js';
+import { positiveInteger, positiveNumber } from './numeric-options.js';
 
 interface HostCommandOptions {
   id: string;
@@ -24,16 +25,16 @@ interface HostCommandOptions {
   labels?: string;
   creds?: string;
   stateDir?: string;
-  presenceInterval?: string;
-  speed?: string;
+  presenceInterval: number;
+  speed?: number;
 }
 
 interface SimFleetCommandOptions {
-  hosts: string;
+  hosts: number;
   prefix: string;
   fail?: string;
-  speed?: string;
-  presenceInterval?: string;
+  speed?: number;
+  presenceInterval: number;
   stateDir?: string;
 }
 
@@ -53,8 +54,8 @@ export function registerHostCommands(program: Command): void {
       '--state-dir <dir>',
       'where the command journal and driver state live (default: <REFIT_HOME>/sim/<id> for sim, <REFIT_HOME>/hosts/<id> otherwise)',
     )
-    .option('--presence-interval <ms>', 'how often presence is published', String(PRESENCE_INTERVAL_MS))
-    .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast')
+    .option('--presence-interval <ms>', 'how often presence is published', positiveInteger, PRESENCE_INTERVAL_MS)
+    .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
     .action(async (opts: HostCommandOptions) => {
       const hostId = checked(HostId, opts.id, '--id');
       const driver = checked(Driver, opts.driver, '--driver');
@@ -65,7 +66,7 @@ export function registerHostCommands(program: Command): void {
         natsUrl: config.natsUrl,
         credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
         labels: withUsage(() => parseLabels(opts.labels ?? '')),
-        presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? PRESENCE_INTERVAL_MS,
+        presenceIntervalMs: opts.presenceInterval,
       };
       if (driver !== 'sim') {
         const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
@@ -87,7 +88,7 @@ export function registerHostCommands(program: Command): void {
         ...common,
         stateDir,
         log,
-        ...optional('speed', positive(opts.speed, '--speed')),
+        ...optional('speed', opts.speed),
       });
       process.stderr.write(
         `refit host ${hostId}: SIMULATED host (sim driver: nothing on this machine changes), NATS ${config.natsUrl}, state ${stateDir}\n`,
@@ -99,16 +100,13 @@ export function registerHostCommands(program: Command): void {
   program
     .command('sim-fleet')
     .description('run a SIMULATED fleet in this process: each host with its own NATS identity and host worker')
-    .requiredOption('--hosts <n>', 'how many hosts')
+    .requiredOption('--hosts <n>', 'how many hosts', positiveInteger)
     .option('--prefix <prefix>', 'host ids are <prefix>-001, <prefix>-002, …', 'sim')
     .option('--fail <host=step,...>', 'inject failures: host=step fails every time, host=step:once only the first')
-    .option('--speed <x>', '2 runs steps twice as fast, 0.5 half as fast')
-    .option('--presence-interval <ms>', 'how often each host publishes presence', String(PRESENCE_INTERVAL_MS))
+    .option('--speed <x>', '2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
+    .option('--presence-interval <ms>', 'how often each host publishes presence', positiveInteger, PRESENCE_INTERVAL_MS)
     .option('--state-dir <dir>', 'where the simulated hosts live (default: <REFIT_HOME>/sim)')
     .action(async (opts: SimFleetCommandOptions) => {
-      const count = positive(opts.hosts, '--hosts');
-      if (count === undefined || !Number.isInteger(count))
-        throw new UsageError('--hosts must be a whole number above 0');
       const fail: FailSpec = withUsage(() => parseFailSpec(opts.fail ?? ''));
       const config = loadConfig();
       const log = createLogger('refit-sim-fleet', { simulated: true });
@@ -120,13 +118,13 @@ export function registerHostCommands(program: Command): void {
         startSimFleet({
           home: config.home,
           natsUrl: config.natsUrl,
-          hosts: count,
+          hosts: opts.hosts,
           prefix: opts.prefix,
           fail,
           stateDir,
           log,
-          presenceIntervalMs: positive(opts.presenceInterval, '--presence-interval') ?? PRESENCE_INTERVAL_MS,
-          ...optional('speed', positive(opts.speed, '--speed')),
+          presenceIntervalMs: opts.presenceInterval,
+          ...optional('speed', opts.speed),
         }),
       );
       const ids = fleet.hostIds;
@@ -142,13 +140,6 @@ function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new UsageError(`${flag} "${value}": ${problemText(parsed.error, flag)}`);
   return parsed.data;
-}
-
-function positive(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a number above 0, not "${text}"`);
-  return n;
 }
 
 function optional<K extends string>(key: K, value: number | undefined): { [P in K]?: number } {

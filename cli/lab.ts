@@ -14,6 +14,7 @@ import { createLogger } from '../workers/log.js';
 import { UsageError } from '../schemas/errors.js';
 import { PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { tableLines } from './table.js';
+import { nonNegativeInteger, positiveInteger } from './numeric-options.js';
 
 /** The lab lives in <REFIT_HOME>/lab. */
 export const labDirOf = (home = refitHome()) => path.join(home, 'lab');
@@ -25,12 +26,6 @@ async function usage<T>(fn: () => Promise<T>): Promise<T> {
     if (err instanceof LabNotFoundError || err instanceof LabSetupError) throw new UsageError(err.message);
     throw err;
   }
-}
-
-function wholeNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, not "${text}"`);
-  return n;
 }
 
 export function renderLabStatus(s: LabStatus): string {
@@ -61,11 +56,11 @@ export function registerLabCommands(program: Command): void {
   lab
     .command('up')
     .description('build the lab: switch, hosts with vmbr0, their own Open vSwitch, /etc files and fake SR-IOV NIC, VMs')
-    .option('--hosts <n>', 'how many hosts', '3')
-    .option('--vms <m>', 'VMs per host', '1')
+    .option('--hosts <n>', 'how many hosts', positiveInteger, 3)
+    .option('--vms <m>', 'VMs per host', nonNegativeInteger, 1)
     .option('--prefix <prefix>', 'namespace name prefix', 'rf-')
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
-    .action(async (opts: { hosts: string; vms: string; prefix: string; withoutSriov?: string }) => {
+    .action(async (opts: { hosts: number; vms: number; prefix: string; withoutSriov?: string }) => {
       const prefix = LabPrefix.safeParse(opts.prefix);
       if (!prefix.success) throw new UsageError(`--prefix: ${prefix.error.issues[0]?.message}`);
       const noSriov = opts.withoutSriov !== undefined ? opts.withoutSriov.split(',').filter((h) => h !== '') : [];
@@ -73,8 +68,8 @@ export function registerLabCommands(program: Command): void {
         labUp(
           {
             labDir: labDirOf(),
-            hosts: wholeNumber(opts.hosts, '--hosts'),
-            vmsPerHost: wholeNumber(opts.vms, '--vms'),
+            hosts: opts.hosts,
+            vmsPerHost: opts.vms,
             prefix: prefix.data,
             noSriov,
           },
@@ -144,13 +139,13 @@ export function registerLabCommands(program: Command): void {
   lab
     .command('agents')
     .description('run a host worker (lab driver, own NATS identity) for every lab host, until Ctrl-C')
-    .option('--presence-interval <ms>', 'how often each host publishes presence', String(PRESENCE_INTERVAL_MS))
+    .option('--presence-interval <ms>', 'how often each host publishes presence', positiveInteger, PRESENCE_INTERVAL_MS)
     .option(
       '--confirm <mode>',
       'how ovs-convert is confirmed: probe (packets from the lab switch) or controller (its own word over NATS)',
       'probe',
     )
-    .action(async (opts: { presenceInterval: string; confirm: string }) => {
+    .action(async (opts: { presenceInterval: number; confirm: string }) => {
       if (opts.confirm !== 'probe' && opts.confirm !== 'controller')
         throw new UsageError('--confirm must be probe or controller');
       const state = await usage(() => loadLab(labDirOf()));
@@ -161,7 +156,7 @@ export function registerLabCommands(program: Command): void {
         home: config.home,
         natsUrl: config.natsUrl,
         log,
-        presenceIntervalMs: wholeNumber(opts.presenceInterval, '--presence-interval'),
+        presenceIntervalMs: opts.presenceInterval,
         confirm: opts.confirm,
       });
       process.stderr.write(

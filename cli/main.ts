@@ -37,11 +37,13 @@ for (const register of await Promise.all(load.map((loader) => loader()))) {
 }
 
 // The one place where errors become exit codes: 2 for what the operator must fix, 1 for the rest.
+// Commander has printed its own errors (unknown option or command, missing or invalid argument);
+// they are usage errors too. Its exit code 0 is --help or --version.
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode;
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else if (err instanceof UsageError) {
     process.stderr.write(`refit: ${err.message}\n`);
     process.exitCode = err.exitCode;

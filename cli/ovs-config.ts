@@ -3,20 +3,18 @@ import type { Command } from 'commander';
 import { InvalidStepParamsError } from '../activities/host/driver.js';
 import { InterfacesPlanError, planOvsConversion } from '../activities/host/linux/ovs-plan.js';
 import { UsageError } from '../schemas/errors.js';
+import { integerBetween } from './numeric-options.js';
 
 interface OvsConfigOptions {
   interfaces: string;
   bridge: string;
   uplink?: string;
-  hostVlan: string;
+  hostVlan: number;
   datapath?: string;
 }
 
 /** What `refit ovs-config` prints: the converted file. It never writes anything. */
 export async function renderOvsConfig(opts: OvsConfigOptions): Promise<string> {
-  const hostVlan = Number(opts.hostVlan);
-  if (!Number.isInteger(hostVlan) || hostVlan < 1 || hostVlan > 4094)
-    throw new UsageError(`--host-vlan must be 1-4094, not ${opts.hostVlan}`);
   if (opts.datapath !== undefined && opts.datapath !== 'netdev') throw new UsageError('--datapath can only be netdev');
   let text: string;
   try {
@@ -28,7 +26,7 @@ export async function renderOvsConfig(opts: OvsConfigOptions): Promise<string> {
     return planOvsConversion(text, {
       bridge: opts.bridge,
       uplink: opts.uplink,
-      hostVlan,
+      hostVlan: opts.hostVlan,
       datapathType: opts.datapath === 'netdev' ? 'netdev' : undefined,
     }).text;
   } catch (err) {
@@ -45,7 +43,12 @@ export function registerOvsConfigCommand(program: Command): void {
     .requiredOption('--interfaces <file>', 'the interfaces file to convert, e.g. /etc/network/interfaces')
     .option('--bridge <name>', 'the Linux bridge to convert', 'vmbr0')
     .option('--uplink <if>', "the physical uplink (default: the bridge's only port)")
-    .option('--host-vlan <tag>', "VLAN tag of the host's internal port; untagged uplink traffic maps to it", '1')
+    .option(
+      '--host-vlan <tag>',
+      "VLAN tag of the host's internal port; untagged uplink traffic maps to it",
+      integerBetween(1, 4094, 'a VLAN tag'),
+      1,
+    )
     .option('--datapath <type>', 'netdev for the userspace datapath (the lab); default: the kernel datapath')
     .action(async (opts: OvsConfigOptions) => {
       process.stdout.write(await renderOvsConfig(opts));

@@ -8,6 +8,7 @@ import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
 import { tableLines } from './table.js';
+import { positiveInteger } from './numeric-options.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
@@ -109,10 +110,10 @@ export function registerRolloutCommands(program: Command): void {
     .command('list')
     .description('list rollouts, newest first')
     .option('--json', 'print JSON')
-    .option('--limit <n>', 'at most this many', '50')
-    .action(async (opts: { json?: boolean; limit: string }) => {
+    .option('--limit <n>', 'at most this many rollouts', positiveInteger, 50)
+    .action(async (opts: { json?: boolean; limit: number }) => {
       await withTemporal(loadConfig(), async (client) => {
-        const rows = await listRollouts(client, Number(opts.limit));
+        const rows = await listRollouts(client, opts.limit);
         if (opts.json) {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;

@@ -11,7 +11,13 @@ const COMMANDS = ['dev', 'worker', 'host', 'sim-fleet', 'hosts', 'rollout', 'aud
 
 /** Run the built `refit` without a stack; `traceTemporal` reports every @temporalio module it loads. */
 function refit(args: string[], traceTemporal = false) {
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // Nothing listens there: a command that gets past its arguments fails fast instead of finding a stack.
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REFIT_HOME: dir,
+    REFIT_TEMPORAL_ADDRESS: '127.0.0.1:1',
+    REFIT_NATS_URL: 'nats://127.0.0.1:1',
+  };
   if (traceTemporal) {
     const hooks = path.join(dir, 'hooks.mjs');
     writeFileSync(
@@ -35,10 +41,68 @@ describe('refit command line', () => {
     for (const command of COMMANDS) expect(out.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
   });
 
-  it('suggests the command meant by a typo', () => {
+  it('suggests the command meant by a typo, and exits 2 as for any usage error', () => {
     const out = refit(['rollot']);
-    expect(out.status).toBe(1);
+    expect(out.status).toBe(2);
     expect(out.stderr).toContain('Did you mean rollout?');
+  });
+
+  it('exits 2 on an unknown option or a missing argument, and 0 on --help and --version', () => {
+    const unknown = refit(['rollout', 'list', '--lmit', '3']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("error: unknown option '--lmit'");
+    const missing = refit(['rollout', 'status']);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("error: missing required argument 'rolloutId'");
+    expect(refit(['rollout', 'list', '--help']).status).toBe(0);
+    expect(refit(['--version']).status).toBe(0);
+  });
+
+  it.each([
+    [
+      ['rollout', 'list', '--limit', 'abc'],
+      "option '--limit <n>' argument 'abc' is invalid. Expected a whole number above 0.",
+    ],
+    [
+      ['rollout', 'list', '--limit', '0'],
+      "option '--limit <n>' argument '0' is invalid. Expected a whole number above 0.",
+    ],
+    [
+      ['sim-fleet', '--hosts', '2.5'],
+      "option '--hosts <n>' argument '2.5' is invalid. Expected a whole number above 0.",
+    ],
+    [
+      ['host', '--id', 'h1', '--driver', 'sim', '--presence-interval', '1e3'],
+      "option '--presence-interval <ms>' argument '1e3' is invalid. Expected a whole number above 0.",
+    ],
+    [
+      ['host', '--id', 'h1', '--speed', '-2'],
+      "option '--speed <x>' argument '-2' is invalid. Expected a number above 0.",
+    ],
+    [
+      ['lab', 'up', '--vms', 'two'],
+      "option '--vms <m>' argument 'two' is invalid. Expected a whole number, 0 or more.",
+    ],
+    [
+      ['lab', 'agents', '--presence-interval', '0'],
+      "option '--presence-interval <ms>' argument '0' is invalid. Expected a whole number above 0.",
+    ],
+    [
+      ['dev', 'up', '--nats-port', '70000'],
+      "option '--nats-port <port>' argument '70000' is invalid. Expected a port number (1-65535).",
+    ],
+    [
+      ['ovs-config', '--interfaces', 'x', '--host-vlan', '5000'],
+      "option '--host-vlan <tag>' argument '5000' is invalid. Expected a VLAN tag (1-4094).",
+    ],
+    [
+      ['audit', 'log', '--since', 'yesterday'],
+      "option '--since <time>' argument 'yesterday' is invalid. Expected a time",
+    ],
+  ])('refuses a bad number before the command runs: refit %j', (args, message) => {
+    const out = refit(args);
+    expect(out.stderr).toContain(`error: ${message}`);
+    expect(out.status).toBe(2);
   });
 
   it('loads no Temporal module for the host worker, and does for the controller', () => {
