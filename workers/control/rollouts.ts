@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { WorkflowIdConflictPolicy } from '@temporalio/client';
 import { parsePlan, planProblemText, type Plan } from '../../schemas/plan.js';
 import type { RolloutInput } from '../../schemas/rollout.js';
@@ -57,10 +57,24 @@ export interface RolloutRow {
   closedAt: string | null;
 }
 
-/** Rollouts, newest first, at most `limit`; a closed one shows the phase it recorded. */
+/**
+ * Rollouts, newest first, at most `limit`: one row each, however many runs it continued as new into.
+ * A row has the newest run's state (a closed one shows the phase it recorded) and the first run's start.
+ */
 export async function listRollouts(client: Client, limit: number): Promise<RolloutRow[]> {
-  const rows: RolloutRow[] = [];
-  for await (const wf of client.workflow.list({ query: 'WorkflowType = "fleetRollout"' })) {
+  const newest = new Map<string, WorkflowExecutionInfo>();
+  // Visibility lags behind: for a moment a run that continued as new can still be listed as running
+  // next to its successor, so the later start wins.
+  const current = client.workflow.list({
+    query: 'WorkflowType = "fleetRollout" AND ExecutionStatus != "ContinuedAsNew"',
+  });
+  for await (const wf of current) {
+    const seen = newest.get(wf.workflowId);
+    if (seen === undefined && newest.size >= limit) break;
+    if (seen === undefined || wf.startTime > seen.startTime) newest.set(wf.workflowId, wf);
+  }
+  const firstStart = await firstStarts(client, [...newest.keys()]);
+  return [...newest.values()].map((wf) => {
     const phase = wf.typedSearchAttributes.get(phaseKey);
     const state =
       wf.status.name === 'RUNNING'
@@ -68,13 +82,24 @@ export async function listRollouts(client: Client, limit: number): Promise<Rollo
         : wf.status.name === 'CANCELLED'
           ? 'cancelled'
           : (phase ?? wf.status.name.toLowerCase());
-    rows.push({
+    const started = firstStart.get(wf.workflowId);
+    return {
       id: wf.workflowId,
       state,
-      startedAt: wf.startTime.toISOString(),
+      startedAt: (started !== undefined && started < wf.startTime ? started : wf.startTime).toISOString(),
       closedAt: wf.closeTime?.toISOString() ?? null,
-    });
-    if (rows.length >= limit) break;
+    };
+  });
+}
+
+/** When each of these rollouts started: the earliest of its runs that continued as new. */
+async function firstStarts(client: Client, ids: string[]): Promise<Map<string, Date>> {
+  const first = new Map<string, Date>();
+  if (ids.length === 0) return first;
+  const query = `WorkflowType = "fleetRollout" AND ExecutionStatus = "ContinuedAsNew" AND WorkflowId IN (${ids.map((id) => JSON.stringify(id)).join(', ')})`;
+  for await (const wf of client.workflow.list({ query })) {
+    const seen = first.get(wf.workflowId);
+    if (seen === undefined || wf.startTime < seen) first.set(wf.workflowId, wf.startTime);
   }
-  return rows;
+  return first;
 }
