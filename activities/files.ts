@@ -1,11 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import { RefitError } from '../schemas/errors.js';
+import { problemText } from '../schemas/problems.js';
 
 export class StateFileError extends RefitError {}
+
+/** A state file that could not be parsed or checked; it was moved aside to `movedTo` and never deleted. */
+export class CorruptStateFileError extends StateFileError {
+  constructor(
+    readonly file: string,
+    readonly movedTo: string,
+    problem: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file} is corrupt (${problem}); moved aside to ${movedTo}`, options);
+  }
+}
 
 export interface AtomicWriteOptions {
   /** Permission bits of a new file (default 0o600: refit's state is private). */
@@ -79,23 +92,69 @@ export async function writeJsonAtomic(file: string, value: unknown, opts: Atomic
   await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', opts);
 }
 
+/**
+ * Move a file aside to `<file>.corrupt-<timestamp>` in the same directory, so that the next reader
+ * starts afresh and an operator can still inspect what was there. Returns the new path.
+ */
+export async function quarantineFile(file: string, now = new Date()): Promise<string> {
+  const stamp = now.toISOString().replace(/[:.]/g, '-');
+  for (let n = 0; ; n++) {
+    const target = `${file}.corrupt-${stamp}${n === 0 ? '' : `-${n}`}`;
+    try {
+      await link(file, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw err;
+    }
+    await rm(file, { force: true });
+    return target;
+  }
+}
+
+/**
+ * Read and check a JSON state file; undefined when it does not exist. A file that is not JSON or
+ * does not match the schema is quarantined ({@link quarantineFile}) and reported as
+ * {@link CorruptStateFileError}, naming where it went.
+ */
+export async function readStateFile<T extends z.ZodType>(file: string, schema: T): Promise<z.output<T> | undefined> {
+  const text = await readTextIfAny(file);
+  if (text === undefined) return undefined;
+  const checked = checkJson(text, schema);
+  if (checked.ok) return checked.value;
+  const movedTo = await quarantineFile(file).catch((cause: unknown) => {
+    throw new StateFileError(`${file} is corrupt (${checked.problem}) and cannot be moved aside`, { cause });
+  });
+  throw new CorruptStateFileError(file, movedTo, checked.problem, { cause: checked.cause });
+}
+
 /** Read and check a JSON state file; undefined when it does not exist. */
 export async function readJsonFile<T extends z.ZodType>(file: string, schema: T): Promise<z.output<T> | undefined> {
-  let text: string;
+  const text = await readTextIfAny(file);
+  if (text === undefined) return undefined;
+  const checked = checkJson(text, schema);
+  if (checked.ok) return checked.value;
+  throw new StateFileError(`${file} is ${checked.problem}`, { cause: checked.cause });
+}
+
+async function readTextIfAny(file: string): Promise<string | undefined> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StateFileError(`cannot read ${file}`, { cause: err });
   }
+}
+
+type JsonCheck<T> = { ok: true; value: T } | { ok: false; problem: string; cause: unknown };
+
+function checkJson<T extends z.ZodType>(text: string, schema: T): JsonCheck<z.output<T>> {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (cause) {
-    throw new StateFileError(`${file} is not JSON`, { cause });
+    return { ok: false, problem: 'not JSON', cause };
   }
   const parsed = schema.safeParse(json);
-  if (!parsed.success)
-    throw new StateFileError(`${file} is not a valid state file: ${parsed.error.message}`, { cause: parsed.error });
-  return parsed.data;
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, problem: `not a valid state file: ${problemText(parsed.error, '(file)')}`, cause: parsed.error };
 }

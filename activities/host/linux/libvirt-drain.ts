@@ -5,7 +5,8 @@ import { z } from 'zod';
 import type { StepOutcome } from '../../../schemas/steps.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../driver.js';
 import type { CommandRunner } from './command.js';
-import { readText, writeTextAtomic } from './host-env.js';
+import { readStateFile } from '../../files.js';
+import { writeTextAtomic } from './host-env.js';
 import { parseVirshList, virshListArgv, virshMigrateLiveArgv } from './virsh.js';
 
 export interface LibvirtHost {
@@ -31,8 +32,7 @@ export async function runningDomains(h: LibvirtHost): Promise<string[]> {
 }
 
 async function drained(h: LibvirtHost): Promise<Record<string, string>> {
-  const text = await readText(drainedFile(h));
-  return text === undefined ? {} : Drained.parse(JSON.parse(text));
+  return (await readStateFile(drainedFile(h), Drained)) ?? {};
 }
 
 /** `virsh migrate --live` of every running domain to the host the controller chose for it, then cordon. */

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import type { StepOutcome } from '../../../../schemas/steps.js';
+import { readStateFile } from '../../../files.js';
 import type { StepContext } from '../../driver.js';
 import { readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 
@@ -17,8 +18,7 @@ export async function readBootId(env: HostEnv): Promise<string> {
  */
 export async function applyReboot(env: HostEnv, ctx: StepContext, commandId: string): Promise<StepOutcome> {
   const bootId = await readBootId(env);
-  const text = await readText(pendingFile(env));
-  const pending = text === undefined ? undefined : PendingReboot.safeParse(JSON.parse(text)).data;
+  const pending = await readStateFile(pendingFile(env), PendingReboot);
   if (pending?.commandId === commandId) {
     const done = pending.bootIdBefore !== bootId;
     return {
@@ -45,7 +45,6 @@ export async function applyReboot(env: HostEnv, ctx: StepContext, commandId: str
 
 /** Is a reboot owed, i.e. recorded by this boot and not done yet? */
 export async function rebootOwed(env: HostEnv): Promise<boolean> {
-  const text = await readText(pendingFile(env));
-  const pending = text === undefined ? undefined : PendingReboot.safeParse(JSON.parse(text)).data;
+  const pending = await readStateFile(pendingFile(env), PendingReboot);
   return pending !== undefined && pending.bootIdBefore === (await readBootId(env));
 }

@@ -5,6 +5,7 @@ import { InvalidStepParamsError, StepFailedError, throwIfAborted, type StepConte
 import { cmdlineHasIommu } from '../grub.js';
 import { hpingArgv, parseHpingStats } from '../hping.js';
 import { readText, writeTextAtomic, type HostEnv } from '../host-env.js';
+import { readStateFile } from '../../../files.js';
 import { optionValue, parseInterfaces } from '../interfaces-file.js';
 import { ifName } from '../names.js';
 import { parseSriovRules } from '../sriov.js';
@@ -21,9 +22,7 @@ type Baselines = z.infer<typeof Baselines>;
 const baselineFile = (env: HostEnv) => path.join(env.paths.stateDir, 'traffic-baselines.json');
 
 async function loadBaselines(env: HostEnv): Promise<Baselines> {
-  const text = await readText(baselineFile(env));
-  const parsed = Baselines.safeParse(text === undefined ? {} : JSON.parse(text));
-  return parsed.success ? parsed.data : {};
+  return (await readStateFile(baselineFile(env), Baselines)) ?? {};
 }
 
 async function saveBaseline(env: HostEnv, rolloutId: string, key: string, stats: TrafficStats): Promise<void> {
