@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,6 +13,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { pino } from 'pino';
+import { z } from 'zod';
+import { readStateFile } from '../activities/files.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimDriver, type SimDriverOptions } from '../activities/host/sim/driver.js';
 import { StepFailedError, WorkerStoppingError, type HostDriver, type StepContext } from '../activities/host/driver.js';
@@ -19,6 +22,7 @@ import { controllerConfirmation } from '../activities/host/linux/confirm.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { createDispatchStep } from '../activities/controller/dispatch.js';
 import { loadSimState } from '../activities/host/sim/state.js';
+import { readTrail } from '../activities/audit/read.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { CommandStatus, resultKey, type ReceivedCommand, type StepCommand } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
@@ -27,7 +31,7 @@ import type { DispatchRequest } from '../schemas/activities.js';
 import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
-import { startHostWorker, type HostWorkerHandle } from '../workers/host/worker.js';
+import { startHostWorker, type HostWorkerHandle, type HostWorkerOptions } from '../workers/host/worker.js';
 import { startHost } from '../workers/host/host-process.js';
 import { stackStatus } from '../workers/dev/stack.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
@@ -99,6 +103,9 @@ async function startWorker(
   hostId: string,
   sim: Partial<SimDriverOptions> = {},
   confirming: 'no' | 'yes' | 'leaving once' = 'no',
+  options: Pick<HostWorkerOptions, 'commandAttempts' | 'commandRetryDelayMs'> & {
+    wrap?: (driver: HostDriver) => HostDriver;
+  } = {},
 ) {
   const nc = await stack.connectAsHost(hostId);
   const stateDir = path.join(tmp, hostId);
@@ -107,11 +114,15 @@ async function startWorker(
   const worker = await startHostWorker({
     hostId,
     nc,
-    driver: confirming === 'no' ? driver : new ConfirmingDriver(driver, confirming === 'leaving once'),
+    driver: (options.wrap ?? ((d) => d))(
+      confirming === 'no' ? driver : new ConfirmingDriver(driver, confirming === 'leaving once'),
+    ),
     labels: { role: 'test' },
     stateDir,
     log,
     presenceIntervalMs: 300,
+    ...(options.commandAttempts !== undefined ? { commandAttempts: options.commandAttempts } : {}),
+    ...(options.commandRetryDelayMs !== undefined ? { commandRetryDelayMs: options.commandRetryDelayMs } : {}),
   });
   workers.push(worker);
   return { driver, lines };
@@ -270,6 +281,116 @@ describe('the host worker', () => {
     expect((await driver.facts()).bridge.type).toBe('linux');
     expect(driver.snapshot().effects).toEqual({});
     expect(lines.some((l) => l.msg === 'rejected a cancel request')).toBe(true);
+  });
+});
+
+describe('a command the host cannot process', () => {
+  /** Where the host worker journals a command (workers/host/journal.ts: the sha256 of its id). */
+  const journalFile = (hostId: string, commandId: string) =>
+    path.join(tmp, hostId, 'journal', `${createHash('sha256').update(commandId).digest('hex')}.json`);
+  /** The error of the command's step.failed event on the audit chain. */
+  const auditedError = (commandId: string) =>
+    until(`the audit event of ${commandId}`, async () => {
+      const events = (await readTrail(controller, { since: new Date(Date.now() - 60_000) })).map(
+        (r) => r.event as { type?: string; commandId?: string; data?: { error?: unknown } } | undefined,
+      );
+      return events.find((e) => e?.type === 'step.failed' && e.commandId === commandId)?.data?.error;
+    });
+  const quarantined = async (file: string) =>
+    (await readdir(path.dirname(file))).filter((n) => n.startsWith(`${path.basename(file)}.corrupt-`));
+
+  it('fails a command whose journal entry is corrupt, naming the file and where it went, and runs the next one', async () => {
+    const hostId = uniqueHostId('badjournal');
+    const { driver, lines } = await startWorker(hostId);
+    const cmd = command(hostId, 'drain');
+    const file = journalFile(hostId, cmd.commandId);
+    await writeFile(file, '{"commandId": "refit-host-');
+    await send(hostId, cmd);
+    const next = command(hostId, 'ovs-convert');
+    const seq = await send(hostId, next);
+
+    const failed = await statusIs(hostId, cmd.commandId, 'failed');
+    const [aside] = await quarantined(file);
+    expect(aside).toBeDefined();
+    expect(failed.error).toMatchObject({
+      type: 'CorruptStateFileError',
+      message: `${file} is corrupt (not JSON); moved aside to ${path.join(path.dirname(file), aside ?? '')}`,
+    });
+    expect(await readFile(path.join(path.dirname(file), aside ?? ''), 'utf8')).toBe('{"commandId": "refit-host-');
+    expect(await auditedError(cmd.commandId)).toEqual(failed.error);
+    expect(await statusIs(hostId, next.commandId, 'succeeded')).toMatchObject({ outcome: { changed: true } });
+    await queueDrained(hostId, seq);
+    expect(driver.snapshot().effects).toEqual({ 'ovs-convert': 1 });
+    expect(lines.filter((l) => l.msg === 'cannot run the command; it will be redelivered')).toHaveLength(0);
+  });
+
+  it("fails a step whose own state file is corrupt with the file named, and the file's content kept aside", async () => {
+    const hostId = uniqueHostId('badstate');
+    const stateFile = path.join(tmp, hostId, 'traffic-baselines.json');
+    const readsState = (inner: HostDriver): HostDriver => ({
+      kind: inner.kind,
+      facts: () => inner.facts(),
+      async runStep(step, ctx) {
+        if (step.kind === 'verify') await readStateFile(stateFile, z.record(z.string(), z.unknown()));
+        return inner.runStep(step, ctx);
+      },
+    });
+    await startWorker(hostId, {}, 'no', { wrap: readsState });
+    await writeFile(stateFile, '[1, 2');
+    const cmd = command(hostId, 'verify', { targets: [{ address: '10.0.0.1' }] });
+    await send(hostId, cmd);
+    const next = command(hostId, 'drain');
+    await send(hostId, next);
+
+    const failed = await statusIs(hostId, cmd.commandId, 'failed');
+    const [aside] = await quarantined(stateFile);
+    expect(failed.error).toMatchObject({
+      type: 'CorruptStateFileError',
+      message: `${stateFile} is corrupt (not JSON); moved aside to ${path.join(tmp, hostId, aside ?? '')}`,
+    });
+    expect(await readFile(path.join(tmp, hostId, aside ?? ''), 'utf8')).toBe('[1, 2');
+    expect(await auditedError(cmd.commandId)).toEqual(failed.error);
+    await statusIs(hostId, next.commandId, 'succeeded');
+  });
+
+  it('retries a command whose processing fails every time up to the bound, then answers it failed and runs the next one', async () => {
+    const hostId = uniqueHostId('poison');
+    const { driver, lines } = await startWorker(hostId, {}, 'no', { commandAttempts: 3, commandRetryDelayMs: 100 });
+    const cmd = command(hostId, 'drain');
+    // The journal cannot read or write this command's entry: a directory stands where its file goes.
+    await mkdir(journalFile(hostId, cmd.commandId), { recursive: true });
+    await send(hostId, cmd);
+    const next = command(hostId, 'ovs-convert');
+    const seq = await send(hostId, next);
+
+    const failed = await statusIs(hostId, cmd.commandId, 'failed');
+    expect(failed.error).toMatchObject({
+      type: 'CommandNotProcessedError',
+      message: expect.stringMatching(/^the host could not process the command \(attempt 3 of 3\): cannot read /),
+    });
+    expect(await statusIs(hostId, next.commandId, 'succeeded')).toMatchObject({ outcome: { changed: true } });
+    await queueDrained(hostId, seq);
+    expect(lines.filter((l) => l.msg === 'cannot run the command; it will be redelivered')).toHaveLength(2);
+    expect(await auditedError(cmd.commandId)).toEqual(failed.error);
+    expect(driver.snapshot().effects).toEqual({ 'ovs-convert': 1 });
+  });
+
+  it('answers failed a message that names a command of this host but is no valid command, and drops it', async () => {
+    const hostId = uniqueHostId('invalid');
+    const { lines } = await startWorker(hostId);
+    const { rolloutId: _, ...incomplete } = command(hostId, 'drain');
+    await send(hostId, incomplete);
+    const next = command(hostId, 'drain');
+    const seq = await send(hostId, next);
+
+    const failed = await statusIs(hostId, incomplete.commandId, 'failed');
+    expect(failed.error).toMatchObject({
+      type: 'InvalidCommandError',
+      message: expect.stringMatching(/^rejected by the host: not a step command: .*rolloutId/),
+    });
+    await statusIs(hostId, next.commandId, 'succeeded');
+    await queueDrained(hostId, seq);
+    expect(lines.filter((l) => l.msg === 'rejected a command message')).toHaveLength(1);
   });
 });
 

@@ -78,6 +78,11 @@ export class CommandAuditTrail {
     });
   }
 
+  /** The host gave up on the command outside its step; its own event id, apart from any start's result. */
+  notProcessed(error: NonNullable<Terminal['error']>): void {
+    this.record('step.failed', 'not-processed', { mode: this.command.mode, error, durationMs: 0 });
+  }
+
   private record(type: AuditEventType, what: string, data: Record<string, unknown>): void {
     const c = this.command;
     const draft: AuditDraft = {

@@ -1,5 +1,6 @@
-import type { z } from 'zod';
-import { CancelRequest, ConfirmRequest, ReceivedCommand } from '../../schemas/command.js';
+import { z } from 'zod';
+import { CancelRequest, CommandId, ConfirmRequest, ReceivedCommand } from '../../schemas/command.js';
+import { StepKind, StepMode } from '../../schemas/steps.js';
 import { problemText } from '../../schemas/problems.js';
 
 export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -37,4 +38,17 @@ export function checkCancelMessage(data: Uint8Array): MessageCheck<CancelRequest
 
 export function checkConfirmMessage(data: Uint8Array): MessageCheck<ConfirmRequest> {
   return parseJson(data, ConfirmRequest, 'confirmation');
+}
+
+const NamedCommand = z.object({
+  commandId: CommandId,
+  hostId: z.string(),
+  kind: StepKind,
+  mode: StepMode.default('apply'),
+});
+
+/** What a rejected command message names, where that much is readable: enough to answer it. */
+export function commandNamedIn(data: Uint8Array): z.output<typeof NamedCommand> | undefined {
+  const checked = parseJson(data, NamedCommand, 'command');
+  return checked.ok ? checked.value : undefined;
 }

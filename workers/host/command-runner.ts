@@ -17,6 +17,7 @@ import type {
   StepCommand,
 } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
+import { RefitError } from '../../schemas/errors.js';
 import { StepOutcome } from '../../schemas/steps.js';
 import { AuditNotStoredError, type HostAuditLog } from './audit-spool.js';
 import { CommandAuditTrail } from './command-audit.js';
@@ -52,6 +53,10 @@ export class CommandRunner {
   private readonly stopping = new AbortController();
 
   constructor(private readonly o: CommandRunnerOptions) {}
+
+  bootId(): Promise<string> {
+    return this.o.bootId();
+  }
 
   busyWith(): HostPresence['busyWith'] {
     return this.current && { commandId: this.current.command.commandId, kind: this.current.command.kind };
@@ -91,6 +96,31 @@ export class CommandRunner {
   stop(): void {
     this.stopping.abort();
     this.current?.abort.abort(new WorkerStoppingError());
+  }
+
+  /**
+   * Answer a command the host cannot process with a failed status carrying `reason` (and a
+   * step.failed audit event), and journal it as finished where the journal still takes writes, so
+   * that a repeat of its id is answered instead of run. `left` when the worker stopped meanwhile.
+   */
+  async reject(command: ReceivedCommand, reason: Error): Promise<RunResult> {
+    const log = this.o.log.child({ commandId: command.commandId, kind: command.kind, mode: command.mode });
+    const starts = (await this.o.journal.read(command.commandId).catch(() => undefined))?.starts ?? 0;
+    const base = { ...pick(command), starts, bootId: await this.o.bootId() };
+    const error = toStepError(reason);
+    const terminal: Terminal = { state: 'failed', error };
+    new CommandAuditTrail(this.o.audit, command, starts, log).notProcessed(error);
+    try {
+      await this.o.audit.flush(this.stopping.signal);
+      const status = await new StatusReporter(this.o.js, base, log).finish(terminal, this.stopping.signal);
+      await this.o.journal.record(command, status).catch((err: unknown) => {
+        log.error({ err }, 'the failed command cannot be journalled; a repeat of its id would run it');
+      });
+      return { kind: 'finished', status, step: undefined, replayed: false };
+    } catch (err) {
+      if (err instanceof StatusNotStoredError || err instanceof AuditNotStoredError) return { kind: 'left' };
+      throw err;
+    }
   }
 
   async run(command: ReceivedCommand): Promise<RunResult> {
@@ -175,6 +205,9 @@ export class CommandRunner {
     }
   }
 }
+
+/** The host could not process a command outside its step (journal, audit, an unexpected exception). */
+export class CommandNotProcessedError extends RefitError {}
 
 function checkOutcome(outcome: unknown): StepOutcome {
   const parsed = StepOutcome.safeParse(outcome);

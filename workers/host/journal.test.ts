@@ -1,8 +1,9 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReceivedCommand, type CommandStatus } from '../../schemas/command.js';
+import { CorruptStateFileError } from '../../activities/files.js';
 import { CommandJournal, JournalError } from './journal.js';
 
 let dir: string;
@@ -84,5 +85,40 @@ describe('the command journal', () => {
     const journal = await CommandJournal.open(dir);
     await writeFile(journal.fileOf('c3'), '{"half":');
     await expect(journal.read('c3')).rejects.toThrow(/not JSON/);
+  });
+
+  it('moves a damaged entry aside, never deleting it, and names where it went', async () => {
+    const journal = await CommandJournal.open(dir);
+    const file = journal.fileOf('c4');
+    await writeFile(file, '{"half":');
+    const err = await journal.read('c4').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptStateFileError);
+    const { movedTo } = err as CorruptStateFileError;
+    expect(movedTo.startsWith(`${file}.corrupt-`)).toBe(true);
+    expect(await readFile(movedTo, 'utf8')).toBe('{"half":');
+    expect(await journal.read('c4')).toBeUndefined();
+  });
+
+  it('lists the unfinished commands past a damaged entry, which it leaves in place for its command', async () => {
+    const journal = await CommandJournal.open(dir);
+    await journal.start(command('c5'));
+    await writeFile(journal.fileOf('c6'), 'garbage');
+    const unreadable: unknown[] = [];
+    expect((await journal.unfinished((err) => unreadable.push(err))).map((e) => e.commandId)).toEqual(['c5']);
+    expect(unreadable).toEqual([expect.objectContaining({ message: expect.stringMatching(/not JSON/) })]);
+    expect(await readFile(journal.fileOf('c6'), 'utf8')).toBe('garbage');
+  });
+
+  it('records a command the host could not process as finished, so that a repeat is answered', async () => {
+    const journal = await CommandJournal.open(dir);
+    const { outcome: _, ...started } = succeeded('c7', 0);
+    const failed: CommandStatus = {
+      ...started,
+      state: 'failed',
+      error: { type: 'CommandNotProcessedError', message: 'no' },
+    };
+    await journal.record(command('c7'), failed);
+    expect(await journal.read('c7')).toMatchObject({ starts: 1, finished: { state: 'failed' } });
+    expect(await journal.unfinished()).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { CommandStatus, ReceivedCommand, TERMINAL_STATES } from '../../schemas/command.js';
-import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
+import { StateFileError, readJsonFile, readStateFile, writeJsonAtomic } from '../../activities/files.js';
 import { RefitError } from '../../schemas/errors.js';
 
 /** What the host remembers of one command, across restarts of its worker. */
@@ -37,7 +37,7 @@ export class CommandJournal {
   }
 
   async read(commandId: string): Promise<JournalEntry | undefined> {
-    const entry = await readJsonFile(this.fileOf(commandId), JournalEntry);
+    const entry = await readStateFile(this.fileOf(commandId), JournalEntry);
     if (entry !== undefined && entry.commandId !== commandId) {
       throw new JournalError(`journal file ${this.fileOf(commandId)} belongs to another command`);
     }
@@ -68,10 +68,35 @@ export class CommandJournal {
     return entry;
   }
 
-  /** Commands started and never finished: the worker stopped or died while running them. */
-  async unfinished(): Promise<JournalEntry[]> {
+  /** Journal a command as finished without a run of its own (the host could not process it). */
+  async record(command: ReceivedCommand, status: CommandStatus, now = new Date()): Promise<JournalEntry> {
+    const entry: JournalEntry = {
+      commandId: command.commandId,
+      command,
+      starts: Math.max(1, status.starts),
+      startedAt: now.toISOString(),
+      finished: status,
+    };
+    await writeJsonAtomic(this.fileOf(command.commandId), entry);
+    return entry;
+  }
+
+  /**
+   * Commands started and never finished: the worker stopped or died while running them. An entry
+   * that cannot be read is left where it is for its command (the run quarantines it and fails the
+   * command, whose message comes back) and handed to `unreadable`.
+   */
+  async unfinished(unreadable: (err: unknown) => void = () => undefined): Promise<JournalEntry[]> {
     const names = (await readdir(this.dir)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
-    const entries = await Promise.all(names.map((n) => readJsonFile(path.join(this.dir, n), JournalEntry)));
+    const entries = await Promise.all(
+      names.map((n) =>
+        readJsonFile(path.join(this.dir, n), JournalEntry).catch((err: unknown) => {
+          if (!(err instanceof StateFileError)) throw err;
+          unreadable(err);
+          return undefined;
+        }),
+      ),
+    );
     return entries
       .filter((e): e is JournalEntry => e !== undefined && e.finished === undefined)
       .sort((a, b) => a.startedAt.localeCompare(b.startedAt));

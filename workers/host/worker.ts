@@ -4,20 +4,30 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { CorruptStateFileError } from '../../activities/files.js';
 import type { HostDriver } from '../../activities/host/driver.js';
+import { CommandStatus, type ReceivedCommand } from '../../schemas/command.js';
 import type { Labels } from '../../schemas/common.js';
 import { PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
 import { HostAuditLog } from './audit-spool.js';
-import { CommandRunner, type RunResult } from './command-runner.js';
-import { checkCancelMessage, checkCommandMessage, checkConfirmMessage } from './command-message.js';
+import { CommandNotProcessedError, CommandRunner, type RunResult } from './command-runner.js';
+import { checkCancelMessage, checkCommandMessage, checkConfirmMessage, commandNamedIn } from './command-message.js';
+import { publishCommandStatus } from './report.js';
 import { CommandJournal } from './journal.js';
 import { startPresence } from './presence.js';
 
 /** Well inside the consumer's 30 s ack wait, so a long step is never redelivered while it runs. */
 export const DEFAULT_WORKING_INTERVAL_MS = 10_000;
 export const AGENT_VERSION = packageVersion();
+/**
+ * A command whose processing fails outside its step is delivered this many times, 2 s, 4 s, 8 s and
+ * 16 s apart (half a minute in all: a full disk freed, a NATS blip over), then answered failed and
+ * terminated, so that the queue, one message in flight per host, moves on.
+ */
+export const COMMAND_ATTEMPTS = 5;
+const COMMAND_RETRY_DELAY_MS = 2_000;
 
 export interface HostWorkerOptions {
   hostId: string;
@@ -31,6 +41,10 @@ export interface HostWorkerOptions {
   presenceIntervalMs?: number;
   agentVersion?: string;
   workingIntervalMs?: number;
+  /** Deliveries of a command the host cannot process before it answers it failed (default {@link COMMAND_ATTEMPTS}). */
+  commandAttempts?: number;
+  /** The wait before the first redelivery of such a command, doubled for each next one. */
+  commandRetryDelayMs?: number;
 }
 
 export interface HostWorkerHandle {
@@ -105,7 +119,8 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
 
   /** Commands the worker was running when it stopped or died: finish them now, not after the ack wait. */
   async function resumeUnfinished(): Promise<void> {
-    const unfinished = await journal.unfinished().catch((err: unknown) => {
+    const unreadable = (err: unknown) => log.error({ err }, 'a journal entry cannot be read; left for its command');
+    const unfinished = await journal.unfinished(unreadable).catch((err: unknown) => {
       log.error({ err }, 'cannot read the command journal');
       return [];
     });
@@ -120,13 +135,61 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     }
   }
 
-  async function handle(msg: JsMsg): Promise<void> {
-    const checked = checkCommandMessage(msg.data, o.hostId);
-    if (!checked.ok) {
-      log.warn({ subject: msg.subject, seq: msg.seq, reason: checked.reason }, 'rejected a command message');
-      msg.term();
+  /** A message that is no step command: answered failed where it names a command of this host, then dropped. */
+  async function refuse(msg: JsMsg, reason: string): Promise<void> {
+    log.warn({ subject: msg.subject, seq: msg.seq, reason }, 'rejected a command message');
+    const named = commandNamedIn(msg.data);
+    if (named?.hostId === o.hostId) {
+      const status = CommandStatus.parse({
+        ...named,
+        state: 'failed',
+        starts: 0,
+        bootId: await runner.bootId(),
+        error: { type: 'InvalidCommandError', message: `rejected by the host: ${reason}` },
+        updatedAt: new Date().toISOString(),
+      });
+      await publishCommandStatus(js, status).catch((err: unknown) =>
+        log.warn({ err, commandId: named.commandId }, 'cannot store the status of a rejected command'),
+      );
+    }
+    msg.term();
+  }
+
+  /** Bounded retries of a command the runner cannot process; a corrupt journal entry is not retried. */
+  async function processingFailed(msg: JsMsg, command: ReceivedCommand, err: unknown): Promise<void> {
+    const attempt = msg.info.deliveryCount;
+    const attempts = o.commandAttempts ?? COMMAND_ATTEMPTS;
+    if (!(err instanceof CorruptStateFileError) && attempt < attempts) {
+      const delay = (o.commandRetryDelayMs ?? COMMAND_RETRY_DELAY_MS) * 2 ** (attempt - 1);
+      log.error(
+        { err, commandId: command.commandId, attempt, attempts },
+        'cannot run the command; it will be redelivered',
+      );
+      msg.nak(delay);
       return;
     }
+    const reason =
+      err instanceof CorruptStateFileError
+        ? err
+        : new CommandNotProcessedError(
+            `the host could not process the command (attempt ${attempt} of ${attempts}): ${err instanceof Error ? err.message : String(err)}`,
+            { cause: err },
+          );
+    log.error(
+      { err, commandId: command.commandId, attempt, attempts },
+      'giving up on the command; answering it failed',
+    );
+    const result = await runner.reject(command, reason).catch((cause: unknown) => {
+      log.error({ err: cause, commandId: command.commandId }, 'cannot answer the command; it is dropped');
+      return undefined;
+    });
+    if (result?.kind === 'left') return msg.nak();
+    msg.term(reason.message);
+  }
+
+  async function handle(msg: JsMsg): Promise<void> {
+    const checked = checkCommandMessage(msg.data, o.hostId);
+    if (!checked.ok) return refuse(msg, checked.reason);
     const command = checked.value;
     log.info(
       { commandId: command.commandId, kind: command.kind, mode: command.mode, redelivered: msg.redelivered },
@@ -137,9 +200,8 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     try {
       result = await runner.run(command);
     } catch (err) {
-      log.error({ err, commandId: command.commandId }, 'cannot run the command; it will be redelivered');
-      msg.nak(5_000);
-      return;
+      // Awaited here so that the message is kept alive while the host answers it.
+      return await processingFailed(msg, command, err);
     } finally {
       clearInterval(keepAlive);
     }
