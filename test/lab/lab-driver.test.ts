@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -11,7 +11,7 @@ import {
   ovsListPortsJsonArgv,
   ovsShowArgv,
 } from '../../activities/host/linux/ovs-vsctl.js';
-import type { ReceivedCommand } from '../../schemas/command.js';
+import type { ReceivedCommand, StepCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 import { labDown } from '../../lab/down.js';
 import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
@@ -237,6 +237,112 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
     const back = await h3.runStep(prepareStep(command('h3', 'ovs-convert', {}, 'revert')), ctx());
     expect(back).toMatchObject({ changed: true, after: { bridge: { type: 'linux' } } });
+  });
+
+  describe('when the host worker dies while ovs-convert waits for its confirmation', () => {
+    const stateDir = path.join(stateRoot, 'h3-restart');
+    const params = { confirmWithin: 12_000 };
+    const pendingRecords = () => readdir(stateDir).then((files) => files.filter((f) => f.startsWith('ovs-convert')));
+
+    /** The first worker switches the bridge, then dies: no code of it runs again (no revert, no timer). */
+    async function dieAfterTheSwitch(step: StepCommand): Promise<number> {
+      let switched = () => {};
+      const atConfirmation = new Promise<void>((resolve) => (switched = resolve));
+      const dying = await createLabDriver({
+        hostId: 'h3',
+        labDir,
+        stateDir,
+        log,
+        confirm: () => {
+          switched();
+          return new Promise<boolean>(() => undefined);
+        },
+      });
+      const started = Date.now();
+      void dying.runStep(step, ctx());
+      await atConfirmation;
+      expect((await dying.facts()).bridge.type).toBe('ovs');
+      return started;
+    }
+    /** A restarted worker: a new driver on the same state dir, resuming the same command. */
+    const restarted = () => createLabDriver({ hostId: 'h3', labDir, stateDir, log, confirm: 'controller' });
+    const resuming = (over: Partial<StepContext> = {}): StepContext => ({ ...ctx(), recovering: true, ...over });
+
+    it('restores the Linux bridge when no confirmation comes by the deadline set before the restart', async () => {
+      const step = prepareStep(command('h3', 'ovs-convert', params));
+      const started = await dieAfterTheSwitch(step);
+      notes.length = 0;
+      const err = await (await restarted()).runStep(step, resuming()).catch((e: unknown) => e);
+      expect(toStepError(err)).toMatchObject({
+        type: 'StepFailedError',
+        message: expect.stringMatching(/did not confirm by .*; the host restored its Linux bridge/),
+      });
+      // It waited for the first start's deadline, not for a fresh one.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(params.confirmWithin - 500);
+      expect(Date.now() - started).toBeLessThan(params.confirmWithin + 15_000);
+      expect(notes.map((n) => n.type)).toContain('ovs.auto-reverted');
+      expect((await (await restarted()).facts()).bridge.type).toBe('linux');
+      expect(await readFile(hostPaths(host('h3')).interfaces, 'utf8')).toContain('\tbridge-ports ens6\n');
+      expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
+      expect(await pendingRecords()).toEqual([]);
+    });
+
+    it('restores the Linux bridge at once when the deadline passed while the worker was down', async () => {
+      const step = prepareStep(command('h3', 'ovs-convert', { confirmWithin: 2_000 }));
+      await dieAfterTheSwitch(step);
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      const resumed = Date.now();
+      const err = await (await restarted()).runStep(step, resuming()).catch((e: unknown) => e);
+      expect(toStepError(err)).toMatchObject({
+        type: 'StepFailedError',
+        message: expect.stringMatching(/did not confirm by .*; the host restored its Linux bridge/),
+      });
+      expect(Date.now() - resumed).toBeLessThan(10_000);
+      expect((await (await restarted()).facts()).bridge.type).toBe('linux');
+      expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
+      expect(await pendingRecords()).toEqual([]);
+    });
+
+    it('takes an unreadable record as no confirmation and restores the Linux bridge, saying so', async () => {
+      const step = prepareStep(command('h3', 'ovs-convert', params));
+      await dieAfterTheSwitch(step);
+      const [record] = await pendingRecords();
+      expect(record).toBeDefined();
+      await writeFile(path.join(stateDir, record as string), '{"bridge": "vmbr0", "dead');
+      const err = await (await restarted()).runStep(step, resuming()).catch((e: unknown) => e);
+      expect(toStepError(err)).toMatchObject({
+        type: 'StepFailedError',
+        message: expect.stringMatching(/confirmation record .* is unreadable.*; the host restored its Linux bridge/),
+      });
+      expect((await (await restarted()).facts()).bridge.type).toBe('linux');
+      expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
+      expect(await pendingRecords()).toEqual([]);
+    });
+
+    it('keeps Open vSwitch when the controller confirms the resumed step, and forgets the deadline', async () => {
+      const step = prepareStep(command('h3', 'ovs-convert', params));
+      await dieAfterTheSwitch(step);
+      let answer = () => {};
+      const confirmed = new Promise<void>((resolve) => (answer = resolve));
+      const heard = resuming({
+        confirmed,
+        progress: (_pct, _message, flags) => {
+          if (flags?.awaitingConfirmation === true) answer();
+        },
+      });
+      notes.length = 0;
+      const h3 = await restarted();
+      const outcome = await h3.runStep(step, heard);
+      expect(outcome).toMatchObject({ changed: true, after: { bridge: { type: 'ovs' } } });
+      expect(notes.map((n) => n.type)).toContain('ovs.confirmed');
+      expect(await pendingRecords()).toEqual([]);
+      expect(await reachableFromSwitch(lab, address('h3'))).toBe(true);
+      // Confirmed once: a later run is the usual "already on Open vSwitch", with no confirmation asked.
+      const again = await (await restarted()).runStep(prepareStep(command('h3', 'ovs-convert', params)), ctx());
+      expect(again).toMatchObject({ changed: false, after: { bridge: { type: 'ovs' } } });
+      const back = await h3.runStep(prepareStep(command('h3', 'ovs-convert', {}, 'revert')), ctx());
+      expect(back).toMatchObject({ changed: true, after: { bridge: { type: 'linux' } } });
+    });
   });
 
   it('reverts a conversion that cuts the host off, by itself, before the deadline', async () => {

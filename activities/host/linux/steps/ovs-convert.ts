@@ -5,6 +5,7 @@ import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from 
 import { ifName, type IfName } from '../names.js';
 import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
+import { clearPendingConfirmation, readEarlierConfirmation, recordPendingConfirmation } from '../confirm.js';
 import { recordGatewayBaseline } from './verify.js';
 
 type Params = StepParams<'ovs-convert'>;
@@ -35,9 +36,12 @@ const state = (file: string, running: BridgeObservation) => ({
 });
 
 /**
- * Linux bridge → Open vSwitch: observe, plan, back up /etc/network/interfaces, write the OVS stanzas,
- * switch the running bridge over with ifdown/ifup, then wait for the controller's confirmation. Without
- * it before `confirmWithin`, the host puts the old file and the Linux bridge back by itself and fails the step.
+ * Linux bridge → Open vSwitch: observe, plan, back up /etc/network/interfaces, record the confirmation
+ * deadline in the state dir, write the OVS stanzas, switch the running bridge over with ifdown/ifup,
+ * then wait for the controller's confirmation. Without it by the deadline, the host puts the old file
+ * and the Linux bridge back by itself and fails the step. The record outlives the worker: a start after
+ * a restart that finds it waits for a fresh confirmation until the same deadline, or reverts at once
+ * when it has passed (or the record is unreadable); only a confirmation clears it.
  */
 export async function applyOvsConvert(
   env: HostEnv,
@@ -50,7 +54,9 @@ export async function applyOvsConvert(
   const planned = plan(env, original, params);
   const running = await observeBridge(env, bridge);
   const before = state(original, running);
-  if (!planned.changed && running.type === 'ovs') {
+  const onOvs = !planned.changed && running.type === 'ovs';
+  const earlier = await readEarlierConfirmation(env.paths.stateDir, bridge, Date.now());
+  if (earlier.kind === 'none' && onOvs) {
     ctx.progress(100, `${bridge} is already Open vSwitch`);
     return {
       changed: false,
@@ -59,61 +65,88 @@ export async function applyOvsConvert(
       after: before,
     };
   }
-  throwIfAborted(ctx.signal);
-  ctx.progress(10, 'measuring a traffic baseline before the change');
-  await recordGatewayBaseline(env, original, rolloutId, ctx);
   // A re-run after a crash finds the file converted already: the backup it wrote then is the original.
   const restoreText = planned.changed
     ? original
     : ((await readText(backupPath(env, env.paths.interfaces, BACKUP_LABEL))) ?? original);
-  if (planned.changed) await backupFile(env, env.paths.interfaces, original, BACKUP_LABEL);
-  throwIfAborted(ctx.signal);
-  ctx.progress(30, `switching ${bridge} to Open vSwitch`);
-  // ifdown must read the definition the bridge was brought up with: after a crash mid-step that is the backup.
-  const upFrom = planned.changed ? undefined : backupPath(env, env.paths.interfaces, BACKUP_LABEL);
-  await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
-    ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
-  );
-  await writeTextAtomic(env.paths.interfaces, planned.text);
-  try {
-    await ifup(env.run, bridge);
-    await env.afterBridgeSwitch?.();
-  } catch (err) {
-    await restore(env, bridge, restoreText, ctx);
-    throw new StepFailedError(`ovs-convert: ifup ${bridge} failed; the Linux bridge is back: ${String(err)}`, {
-      cause: err,
-    });
+  if (earlier.kind === 'revert') {
+    ctx.log.warn(
+      { bridge, reason: earlier.reason },
+      'an earlier switch was never confirmed; restoring the Linux bridge',
+    );
+    await revertUnconfirmed(env, bridge, restoreText, ctx, earlier.reason);
+    throw new StepFailedError(
+      `ovs-convert: ${earlier.reason}; the host restored its Linux bridge and the old /etc/network/interfaces`,
+    );
+  }
+  let deadline: number;
+  if (earlier.kind === 'waiting' && onOvs) {
+    deadline = earlier.deadline;
+    ctx.log.warn({ bridge, deadline: earlier.record.deadline }, 'resuming an unconfirmed switch to Open vSwitch');
+  } else {
+    throwIfAborted(ctx.signal);
+    if (earlier.kind === 'none') {
+      ctx.progress(10, 'measuring a traffic baseline before the change');
+      await recordGatewayBaseline(env, original, rolloutId, ctx);
+    }
+    if (planned.changed) await backupFile(env, env.paths.interfaces, original, BACKUP_LABEL);
+    throwIfAborted(ctx.signal);
+    if (earlier.kind === 'waiting') deadline = earlier.deadline;
+    else {
+      const switchStarted = Date.now();
+      deadline = switchStarted + params.confirmWithin;
+      await recordPendingConfirmation(env.paths.stateDir, {
+        bridge,
+        deadline: new Date(deadline).toISOString(),
+        confirmWithinMs: params.confirmWithin,
+        switchStartedAt: new Date(switchStarted).toISOString(),
+      });
+    }
+    ctx.progress(30, `switching ${bridge} to Open vSwitch`);
+    // ifdown must read the definition the bridge was brought up with: after a crash mid-step that is the backup.
+    const upFrom = planned.changed ? undefined : backupPath(env, env.paths.interfaces, BACKUP_LABEL);
+    await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
+      ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
+    );
+    await writeTextAtomic(env.paths.interfaces, planned.text);
+    try {
+      await ifup(env.run, bridge);
+      await env.afterBridgeSwitch?.();
+    } catch (err) {
+      await restore(env, bridge, restoreText, ctx);
+      await clearPendingConfirmation(env.paths.stateDir, bridge);
+      throw new StepFailedError(`ovs-convert: ifup ${bridge} failed; the Linux bridge is back: ${String(err)}`, {
+        cause: err,
+      });
+    }
   }
   ctx.progress(
     60,
-    `waiting up to ${Math.round(params.confirmWithin / 1000)}s for the controller to confirm the host is reachable`,
+    `waiting up to ${Math.max(0, Math.round((deadline - Date.now()) / 1000))}s for the controller to confirm the host is reachable`,
     { awaitingConfirmation: true },
   );
   const waitStarted = Date.now();
-  const deadline = waitStarted + params.confirmWithin;
   const confirmed = await env.confirm({ confirmed: ctx.confirmed, deadline, signal: ctx.signal });
   if (!confirmed) {
+    const reason =
+      earlier.kind === 'waiting'
+        ? `the controller did not confirm by ${earlier.record.deadline}, the deadline set before the host worker stopped`
+        : `the controller did not confirm within ${Math.round(params.confirmWithin / 1000)}s`;
     ctx.log.warn({ bridge }, 'no confirmation before the deadline; restoring the Linux bridge');
-    await restore(env, bridge, restoreText, ctx);
-    ctx.audit?.({
-      type: 'ovs.auto-reverted',
-      data: {
-        bridge,
-        confirmWithinMs: params.confirmWithin,
-        restored: 'linux bridge and /etc/network/interfaces from the backup',
-      },
-    });
+    await revertUnconfirmed(env, bridge, restoreText, ctx, reason);
     throwIfAborted(ctx.signal);
     throw new StepFailedError(
-      `ovs-convert: the controller did not confirm within ${Math.round(params.confirmWithin / 1000)}s; the host restored its Linux bridge and the old /etc/network/interfaces`,
+      `ovs-convert: ${reason}; the host restored its Linux bridge and the old /etc/network/interfaces`,
     );
   }
+  await clearPendingConfirmation(env.paths.stateDir, bridge);
   ctx.audit?.({ type: 'ovs.confirmed', data: { bridge, waitedMs: Date.now() - waitStarted } });
   const afterRunning = await observeBridge(env, bridge);
   ctx.progress(100, `${bridge} runs on Open vSwitch`);
   return {
     changed: true,
-    summary: planned.summary,
+    summary:
+      earlier.kind === 'waiting' ? `${planned.summary} (confirmed after a host worker restart)` : planned.summary,
     before,
     after: {
       ...state(planned.text, afterRunning),
@@ -121,6 +154,22 @@ export async function applyOvsConvert(
       backup: backupPath(env, env.paths.interfaces, BACKUP_LABEL),
     },
   };
+}
+
+/** The dead-man revert: the old file and the Linux bridge back, the pending record gone, the audit told why. */
+async function revertUnconfirmed(
+  env: HostEnv,
+  bridge: IfName,
+  restoreText: string,
+  ctx: StepContext,
+  reason: string,
+): Promise<void> {
+  await restore(env, bridge, restoreText, ctx);
+  await clearPendingConfirmation(env.paths.stateDir, bridge);
+  ctx.audit?.({
+    type: 'ovs.auto-reverted',
+    data: { bridge, reason, restored: 'linux bridge and /etc/network/interfaces from the backup' },
+  });
 }
 
 /** Put a known file back and rebuild the bridge from it. */
@@ -148,6 +197,7 @@ export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepCo
     throw err;
   }
   if (!reverse.changed && running.type === 'linux') {
+    await clearPendingConfirmation(env.paths.stateDir, bridge);
     return { changed: false, summary: `${bridge} is already a Linux bridge`, before, after: before };
   }
   const backup = await readText(backupPath(env, env.paths.interfaces, BACKUP_LABEL));
@@ -155,6 +205,7 @@ export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepCo
   const target = !reverse.changed ? current : useBackup ? backup : reverse.text;
   ctx.progress(30, `switching ${bridge} back to a Linux bridge${useBackup ? ' from the backup' : ''}`);
   await restore(env, bridge, target, ctx);
+  await clearPendingConfirmation(env.paths.stateDir, bridge);
   const after = state(target, await observeBridge(env, bridge));
   return {
     changed: true,
