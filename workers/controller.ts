@@ -66,7 +66,7 @@ export async function startControllerWorker(
   const stops: (() => void)[] = [];
   let worker: Worker;
   try {
-    await ensureMessaging(nc, config.natsReplicas);
+    await ensureMessaging(nc, config.natsReplicas, log);
     const kvm = new Kvm(nc);
     const results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, { keepAll: false, log });
     stops.push(() => results.stop());
