@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
@@ -11,27 +11,15 @@ import { hostWorkflowId } from '../schemas/names.js';
 import type { OperatorAction, RolloutStatus } from '../schemas/rollout.js';
 import { operatorSignals, operatorUpdates, rolloutStatusQuery } from '../workflows/messages.js';
 import { startRollout } from '../workers/control/rollouts.js';
-import { startControllerWorker, WORKFLOWS_PATH, type ControllerWorker } from '../workers/controller.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
-import {
-  plan,
-  quietLog,
-  rolloutReaches,
-  runCli,
-  tempDir,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-} from './helpers/controller.js';
-import { testStack } from './helpers/stack.js';
+import { WORKFLOWS_PATH } from '../workers/controller.js';
+import { simHostIds } from '../workers/sim/fleet.js';
+import { plan, quietLog, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
+import { useSimFleet } from './helpers/fleet.js';
 
-const stack = testStack();
-const config = testConfig(stack);
 const hosts = simHostIds(4, `op${randomBytes(2).toString('hex')}`);
 const h = (i: number) => hosts[i] as string;
-let controller: ControllerWorker;
-let fleet: SimFleetHandle;
-let temporal: Awaited<ReturnType<typeof temporalClient>>;
+const suite = useSimFleet({ hosts, stateDir: tempDir('operator-sim'), speed: 4, presenceIntervalMs: 500 });
+const { stack, config } = suite;
 let client: Client;
 /** The workflows as they are in the source tree (the controller above runs the bundle in dist/). */
 let workflowBundle: { code: string };
@@ -118,27 +106,8 @@ async function expectReplays(id: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  controller = await startControllerWorker(config, quietLog);
-  fleet = await startSimFleet({
-    home: stack.home,
-    natsUrl: stack.natsUrl,
-    hosts,
-    stateDir: tempDir('operator-sim'),
-    speed: 4,
-    presenceIntervalMs: 500,
-    log: quietLog,
-  });
-  await waitForOnline(config, hosts);
-  temporal = await temporalClient(config);
-  client = temporal.client;
+  client = suite.controller.client;
   workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
-});
-
-afterAll(async () => {
-  await temporal?.close();
-  await fleet?.stop();
-  await controller?.shutdown();
-  await stack.closeAll();
 });
 
 describe('an approval without a valid operator name', () => {

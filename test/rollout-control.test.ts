@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -8,28 +8,24 @@ import { hostWorkflowId } from '../schemas/names.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/messages.js';
-import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
-import { startSimFleet, simHostIds, type SimFleetHandle } from '../workers/sim/fleet.js';
-import { testStack } from './helpers/stack.js';
-import {
-  plan,
-  quietLog,
-  rolloutReaches,
-  runCli,
-  tempDir,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-} from './helpers/controller.js';
+import { startSimFleet, simHostIds } from '../workers/sim/fleet.js';
+import { useSimFleet } from './helpers/fleet.js';
+import { plan, quietLog, rolloutReaches, runCli, tempDir, waitForOnline } from './helpers/controller.js';
 
-const stack = testStack();
-const config = testConfig(stack);
 const hosts = simHostIds(16, `rc${randomBytes(2).toString('hex')}`);
 const h = (i: number) => hosts[i] as string;
-let controller: ControllerWorker;
-let fleet: SimFleetHandle;
-let temporal: Awaited<ReturnType<typeof temporalClient>>;
+const suite = useSimFleet({
+  hosts,
+  stateDir: tempDir('control-sim'),
+  speed: 4,
+  presenceIntervalMs: 500,
+  fail: { [h(0)]: { verify: 'always' }, [h(1)]: { verify: 'always' }, [h(4)]: { verify: 'once' } },
+});
+const { stack, config } = suite;
 let client: Client;
+beforeAll(() => {
+  client = suite.controller.client;
+});
 
 const STEPS = `
 steps:
@@ -76,29 +72,6 @@ async function recordedRuns(id: string, expected: number): Promise<number> {
 }
 const mostAtOnce = (s: { start: number; end: number }[]) =>
   Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
-
-beforeAll(async () => {
-  controller = await startControllerWorker(config, quietLog);
-  fleet = await startSimFleet({
-    home: stack.home,
-    natsUrl: stack.natsUrl,
-    hosts,
-    stateDir: tempDir('control-sim'),
-    speed: 4,
-    presenceIntervalMs: 500,
-    fail: { [h(0)]: { verify: 'always' }, [h(1)]: { verify: 'always' }, [h(4)]: { verify: 'once' } },
-    log: quietLog,
-  });
-  await waitForOnline(config, hosts);
-  temporal = await temporalClient(config);
-  client = temporal.client;
-});
-
-afterAll(async () => {
-  await temporal?.close();
-  await fleet?.stop();
-  await controller?.shutdown();
-});
 
 describe('the failure budget', () => {
   it('pauses the rollout when spent, without aborting hosts in flight; resume continues; cancel ends it cleanly', async () => {
@@ -155,7 +128,7 @@ describe('hold, retry and approval', () => {
     const id = await start([h(4), h(6)], 'waves: { canary: 1, batchSize: 1 }\nonHostFailure: hold');
     const held = await until(id, 'canary held', (s) => s.state === 'paused');
     expect(held.hosts[0]).toMatchObject({ hostId: h(4), state: 'held' });
-    expect(fleet.hosts.get(h(4))?.snapshot()).toMatchObject({ cordoned: true, vms: [] });
+    expect(suite.fleet.hosts.get(h(4))?.snapshot()).toMatchObject({ cordoned: true, vms: [] });
 
     await client.workflow.getHandle(id).executeUpdate(hostUpdates.retryHost, { args: [{ by: 'carol', hostId: h(4) }] });
     await client.workflow.getHandle(id).executeUpdate(operatorUpdates.resume, { args: [{ by: 'carol' }] });
@@ -165,7 +138,7 @@ describe('hold, retry and approval', () => {
       [h(4), 'succeeded', 2],
       [h(6), 'succeeded', 1],
     ]);
-    expect(fleet.hosts.get(h(4))?.snapshot().cordoned).toBe(false);
+    expect(suite.fleet.hosts.get(h(4))?.snapshot().cordoned).toBe(false);
   });
 
   it('waits for approval after the canary and records who gave it', async () => {
