@@ -49,13 +49,25 @@ export async function writeFileAtomic(file: string, text: string, opts: AtomicWr
     await rm(tmp, { force: true });
     throw err;
   }
-  const dirHandle = await open(dir, 'r');
+  await syncDirectory(dir);
+}
+
+/** Remove a file, if it is there, so that the removal survives a power cut (the directory is flushed). */
+export async function removeFileDurably(file: string): Promise<void> {
+  await rm(file, { force: true });
+  // The file is gone either way; a directory that cannot be opened to flush it changes nothing.
+  await syncDirectory(path.dirname(file)).catch(() => undefined);
+}
+
+/** A rename or unlink is durable only once its directory is flushed. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
   try {
-    await dirHandle.sync();
+    await handle.sync();
   } catch {
-    // Some filesystems refuse fsync on a directory; the rename is still atomic there.
+    // Some filesystems refuse fsync on a directory; the rename or unlink is still atomic there.
   } finally {
-    await dirHandle.close();
+    await handle.close();
   }
 }
 

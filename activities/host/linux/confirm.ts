@@ -1,7 +1,7 @@
-import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { writeJsonAtomic } from '../../files.js';
+import { removeFileDurably, writeJsonAtomic } from '../../files.js';
+import { problemText } from '../../../schemas/problems.js';
 import { readText, type Confirmation } from './host-env.js';
 
 /**
@@ -67,8 +67,7 @@ export function judgeEarlierConfirmation(
     return unreadable('not JSON');
   }
   const parsed = PendingConfirmation.safeParse(json);
-  if (!parsed.success)
-    return unreadable(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  if (!parsed.success) return unreadable(problemText(parsed.error, '(record)'));
   const record = parsed.data;
   if (record.bridge !== bridge) return unreadable(`it names ${record.bridge}, not ${bridge}`);
   const deadline = Date.parse(record.deadline);
@@ -96,15 +95,7 @@ export async function recordPendingConfirmation(stateDir: string, record: Pendin
   await writeJsonAtomic(pendingConfirmationFile(stateDir, record.bridge), record);
 }
 
-/** Confirmed or reverted: nothing is pending any more. The unlink is atomic; the directory is flushed after it. */
+/** Confirmed or reverted: nothing is pending any more. */
 export async function clearPendingConfirmation(stateDir: string, bridge: string): Promise<void> {
-  await rm(pendingConfirmationFile(stateDir, bridge), { force: true });
-  const dir = await open(stateDir, 'r').catch(() => undefined);
-  try {
-    await dir?.sync();
-  } catch {
-    // Some filesystems refuse fsync on a directory; the unlink stands.
-  } finally {
-    await dir?.close();
-  }
+  await removeFileDurably(pendingConfirmationFile(stateDir, bridge));
 }
