@@ -1,4 +1,3 @@
-import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +13,7 @@ import {
 import { credsFile } from '../config.js';
 import { identityOfHost } from '../nats.js';
 import { writeFileAtomicSync } from '../../activities/files.js';
+import { publicKeyOfSeed } from '../../activities/nkey.js';
 
 export type IdentityKind = 'controller' | 'cli' | 'host';
 
@@ -78,68 +78,6 @@ function ensureSeed(file: string): string {
   const seed = new TextDecoder().decode(createUser().getSeed());
   writeFileSync(file, seed + '\n', { mode: 0o600, flag: 'wx' });
   return publicKeyOfSeed(seed);
-}
-
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const USER_PUBLIC_PREFIX = 20 << 3; // nkeys prefix byte of user public keys ("U...")
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/**
- * The public key ("U...") of an nkey user seed ("SU..."). nkeys derives it with pure-JS tweetnacl,
- * about 5 ms a key; node:crypto takes microseconds, which matters when enrolling thousands of hosts.
- */
-export function publicKeyOfSeed(seed: string): string {
-  const decoded = base32Decode(seed);
-  if (!seed.startsWith('SU') || decoded.length !== 36) throw new Error('not an nkey user seed');
-  const privateKey = createPrivateKey({
-    key: Buffer.concat([ED25519_PKCS8_PREFIX, decoded.subarray(2, 34)]),
-    format: 'der',
-    type: 'pkcs8',
-  });
-  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  const body = Buffer.concat([Buffer.from([USER_PUBLIC_PREFIX]), spki.subarray(-32)]);
-  const check = Buffer.alloc(2);
-  check.writeUInt16LE(crc16(body));
-  return base32Encode(Buffer.concat([body, check]));
-}
-
-function base32Encode(bytes: Uint8Array): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    for (; bits >= 5; bits -= 5) out += BASE32[(value >>> (bits - 5)) & 31];
-  }
-  return bits > 0 ? out + BASE32[(value << (5 - bits)) & 31] : out;
-}
-
-function base32Decode(text: string): Buffer {
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const char of text) {
-    const digit = BASE32.indexOf(char);
-    if (digit < 0) throw new Error('not base32');
-    value = ((value << 5) | digit) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((value >>> bits) & 0xff);
-    }
-  }
-  return Buffer.from(out);
-}
-
-/** CRC-16/XMODEM, the checksum nkeys appends. */
-function crc16(bytes: Uint8Array): number {
-  let crc = 0;
-  for (const byte of bytes) {
-    crc ^= byte << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc;
 }
 
 function saveIfChanged(home: string, registry: IdentityRegistry, before: string): boolean {
