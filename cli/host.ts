@@ -5,22 +5,15 @@ import { HostId } from '../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
-import {
-  InvalidLabelsError,
-  parseLabels,
-  startHost,
-  startSimHost,
-  untilStopSignal,
-} from '../workers/host/host-process.js';
-import { createLabDriver } from '../activities/host/lab/driver.js';
-import { createLinuxDriver } from '../activities/host/linux/driver.js';
+import { InvalidLabelsError, parseLabels, startHost, untilStopSignal } from '../workers/host/host-process.js';
+import { createDriver, defaultHostId, defaultStateDir, startLine } from '../workers/host/agent.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
 import { problemText } from '../schemas/problems.js';
 import { positiveInteger, positiveNumber } from './numeric-options.js';
 
 interface HostCommandOptions {
-  id: string;
+  id?: string;
   driver: string;
   labels?: string;
   creds?: string;
@@ -42,7 +35,7 @@ export function registerHostCommands(program: Command): void {
   program
     .command('host')
     .description('run the host worker (agent) of one host: presence, its command queue, its steps')
-    .requiredOption('--id <hostId>', 'this host id (a DNS label)')
+    .option('--id <hostId>', 'this host id (a DNS label; default: the short hostname)')
     .option(
       '--driver <driver>',
       'where steps run: linux (this machine, as root), lab (a lab host) or sim (simulated)',
@@ -52,47 +45,32 @@ export function registerHostCommands(program: Command): void {
     .option('--creds <file>', "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev` made)")
     .option(
       '--state-dir <dir>',
-      'where the command journal and driver state live (default: <REFIT_HOME>/sim/<id> for sim, <REFIT_HOME>/hosts/<id> otherwise)',
+      'where the command journal and driver state live (default: linux /var/lib/refit as root, else $XDG_STATE_HOME/refit or ~/.local/state/refit; lab <REFIT_HOME>/lab/agents/<id>; sim <REFIT_HOME>/sim/<id>)',
     )
     .option('--presence-interval <ms>', 'how often presence is published', positiveInteger, PRESENCE_INTERVAL_MS)
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
     .action(async (opts: HostCommandOptions) => {
-      const hostId = checked(HostId, opts.id, '--id');
+      const hostId = checked(
+        HostId,
+        opts.id ?? defaultHostId(),
+        opts.id === undefined ? 'the short hostname (give --id)' : '--id',
+      );
       const driver = checked(Driver, opts.driver, '--driver');
       const config = loadConfig();
-      // What every host process needs, whatever its driver.
-      const common = {
+      const labDir = path.join(config.home, 'lab');
+      const stateDir = path.resolve(opts.stateDir ?? defaultStateDir(driver, hostId, { home: config.home, labDir }));
+      const log = createLogger('refit-host', driver === 'sim' ? { hostId, simulated: true } : { hostId, driver });
+      const host = await startHost({
         hostId,
         natsUrl: config.natsUrl,
         credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
         labels: withUsage(() => parseLabels(opts.labels ?? '')),
         presenceIntervalMs: opts.presenceInterval,
-      };
-      if (driver !== 'sim') {
-        const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'hosts', hostId));
-        const log = createLogger('refit-host', { hostId, driver });
-        const real =
-          driver === 'lab'
-            ? await createLabDriver({ hostId, labDir: path.join(config.home, 'lab'), stateDir, log })
-            : createLinuxDriver({ hostId, stateDir, log });
-        const host = await startHost({ ...common, stateDir, log, driver: real });
-        process.stderr.write(`refit host ${hostId}: ${driver} driver, NATS ${config.natsUrl}, state ${stateDir}\n`);
-        await untilStopSignal();
-        await host.stop();
-        return;
-      }
-      // The same place `refit sim-fleet` keeps it: either way, sim-007 is the same simulated host.
-      const stateDir = path.resolve(opts.stateDir ?? path.join(config.home, 'sim', hostId));
-      const log = createLogger('refit-host', { hostId, simulated: true });
-      const host = await startSimHost({
-        ...common,
         stateDir,
         log,
-        ...optional('speed', opts.speed),
+        driver: await createDriver({ driver, hostId, stateDir, labDir, log, ...optional('speed', opts.speed) }),
       });
-      process.stderr.write(
-        `refit host ${hostId}: SIMULATED host (sim driver: nothing on this machine changes), NATS ${config.natsUrl}, state ${stateDir}\n`,
-      );
+      process.stderr.write(startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir }));
       await untilStopSignal();
       await host.stop();
     });

@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createUser } from '@nats-io/nkeys';
 import { HostId } from '../../schemas/common.js';
 import { IDENTITIES } from '../../schemas/names.js';
 import {
@@ -13,7 +12,7 @@ import {
 import { credsFile } from '../config.js';
 import { identityOfHost } from '../nats.js';
 import { writeFileAtomicSync } from '../../activities/files.js';
-import { publicKeyOfSeed } from '../../activities/nkey.js';
+import { ensureSeed } from '../nkey.js';
 
 export type IdentityKind = 'controller' | 'cli' | 'host';
 
@@ -70,14 +69,6 @@ export function ensureHostIdentities(home: string, hostIds: readonly string[]): 
   }
   saveIfChanged(home, registry, before);
   return added;
-}
-
-function ensureSeed(file: string): string {
-  if (existsSync(file)) return publicKeyOfSeed(readFileSync(file, 'utf8').trim());
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const seed = new TextDecoder().decode(createUser().getSeed());
-  writeFileSync(file, seed + '\n', { mode: 0o600, flag: 'wx' });
-  return publicKeyOfSeed(seed);
 }
 
 function saveIfChanged(home: string, registry: IdentityRegistry, before: string): boolean {
