@@ -81,6 +81,18 @@ export function verifySignature(publicKey: string | KeyObject, data: string | Ui
   }
 }
 
+/** Signs with one nkey seed; says which public key verifies it. */
+export interface Signer {
+  publicKey: string;
+  /** An ed25519 signature of `data`, base64url. */
+  sign(data: string): string;
+}
+
+export function signerOfSeed(seed: string): Signer {
+  const key = privateKeyOfSeed(seed);
+  return { publicKey: publicKeyOfSeed(seed), sign: (data) => signWithSeed(key, data) };
+}
+
 /** The nkey user seed in a credentials file's text: the seed itself, or the seed block of a NATS `.creds` file. */
 export function seedOfCredentials(text: string): string {
   const block = /-----BEGIN USER NKEY SEED-----\s*(SU[A-Z2-7]+)\s*------END USER NKEY SEED------/.exec(text);

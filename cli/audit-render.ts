@@ -141,7 +141,16 @@ export function renderEvent({ event: e, record }: TrailEvent): string {
 
 /** `refit audit verify`: a verdict, then each chain's first broken link, then every problem. */
 export function renderReport(report: VerifyReport, source: string): string {
-  const head = `${source}: ${report.chains.length} chains, ${report.events} events — ${report.ok ? 'intact' : `${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}`}`;
+  const verdict = `${source}: ${report.chains.length} chains, ${report.events} events — ${report.ok ? 'intact' : `${report.problems.length} problem${report.problems.length === 1 ? '' : 's'}`}`;
+  const { signatures: sig } = report;
+  const unsigned =
+    sig.unsigned > 0
+      ? `; ${sig.unsigned} host event${sig.unsigned === 1 ? '' : 's'} unsigned (written before hosts signed)`
+      : '';
+  const head = sig.checked
+    ? `${verdict}
+host signatures: ${sig.verified} verified${unsigned}`
+    : verdict;
   if (report.ok) return head;
   const broken = report.chains.flatMap((c) => {
     const p = c.firstProblem;

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, type Command } from 'commander';
 import { readStreamState, readTrail } from '../activities/audit/read.js';
@@ -6,7 +6,9 @@ import { streamStateOf, verifyTrail, type StreamState } from '../activities/audi
 import { AUDIT_CHAINS, AuditRecord } from '../schemas/audit.js';
 import { HostId } from '../schemas/common.js';
 import { loadConfig, withNats } from '../workers/clients.js';
+import { IdentityRegistryFile, hostKeysOf, registryFile } from '../workers/dev/credentials.js';
 import { UsageError } from '../schemas/errors.js';
+import { problemText } from '../schemas/problems.js';
 import { eventsOf, matches, parseSince, renderEvent, renderLog, renderReport, type LogFilter } from './audit-render.js';
 
 /** `refit audit verify` found a broken, missing or reordered link. */
@@ -60,6 +62,37 @@ async function readExport(file: string): Promise<AuditRecord[]> {
   if (problems.length > 0)
     throw new UsageError(`${file} is not an audit export:\n  ${problems.slice(0, 20).join('\n  ')}`);
   return records;
+}
+
+interface VerifyOptions {
+  file?: string;
+  host?: string;
+  rollout?: string;
+  keys?: string;
+  requireSignatures?: boolean;
+  json?: boolean;
+}
+
+/** The hosts' enrolled keys: from --keys, else from REFIT_HOME's registry if there is one; why not, if none. */
+function hostKeys(file: string | undefined): { keys?: Record<string, string>; why?: string } {
+  const path = file ?? registryFile(loadConfig().home);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    if (file !== undefined) throw new UsageError(`cannot read --keys ${file}: ${(cause as Error).message}`);
+    return { why: `no enrolment registry at ${path}; give --keys` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${path} is not an enrolment registry: not JSON`);
+  }
+  const parsed = IdentityRegistryFile.safeParse(json);
+  if (!parsed.success)
+    throw new UsageError(`${path} is not an enrolment registry: ${problemText(parsed.error, '(registry)')}`);
+  return { keys: hostKeysOf(parsed.data) };
 }
 
 export function registerAuditCommands(program: Command): void {
@@ -140,8 +173,13 @@ export function registerAuditCommands(program: Command): void {
     .option('--file <export.jsonl>', 'verify an export offline instead of the live stream')
     .option('--host <host>', "only this host's chain (and links into it)")
     .option('--rollout <rollout>', "only this rollout's chain")
+    .option(
+      '--keys <identities.json>',
+      "the hosts' enrolled public keys (default: the enrolment registry of REFIT_HOME)",
+    )
+    .option('--require-signatures', 'an unsigned host event is a problem (once every host signs its events)')
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { file?: string; host?: string; rollout?: string; json?: boolean }) => {
+    .action(async (opts: VerifyOptions) => {
       if (opts.host !== undefined && !HostId.safeParse(opts.host).success)
         throw new UsageError(`--host ${opts.host} is not a host id`);
       const chosen = [
@@ -160,9 +198,18 @@ export function registerAuditCommands(program: Command): void {
           return [await readTrail(nc), state] as const;
         });
       }
-      const report = verifyTrail(records, { stream, select });
+      const keys = hostKeys(opts.keys);
+      const report = verifyTrail(records, {
+        stream,
+        select,
+        hostKeys: keys.keys,
+        requireSignatures: opts.requireSignatures === true,
+      });
+      const notChecked = keys.keys === undefined ? `\nhost signatures: not checked (${keys.why})` : '';
       process.stdout.write(
-        opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderReport(report, opts.file ?? 'audit trail')}\n`,
+        opts.json
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : `${renderReport(report, opts.file ?? 'audit trail')}${notChecked}\n`,
       );
       if (!report.ok)
         throw new UsageError(`the audit trail is not intact: ${report.problems.length} problem(s)`, EXIT_AUDIT_BROKEN);

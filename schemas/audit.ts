@@ -91,6 +91,17 @@ const eventFields = {
 export const AuditDraft = z.strictObject(eventFields);
 export type AuditDraft = z.infer<typeof AuditDraft>;
 
+/**
+ * A host's ed25519 signature of its event: `sig` signs the canonical JSON of the sealed event
+ * without `hash` and `signature` (so it covers the chain position and the link to the event before),
+ * `key` names the nkey public key that made it. The hash covers the signature.
+ */
+export const AuditSignature = z.strictObject({
+  key: z.string().regex(/^U[A-Z2-7]{55}$/, 'must be an nkey user public key'),
+  sig: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'must be an ed25519 signature in base64url'),
+});
+export type AuditSignature = z.infer<typeof AuditSignature>;
+
 const chainFields = {
   /** The subject the event is chained on. */
   chain: z.string().min(1),
@@ -100,6 +111,8 @@ const chainFields = {
   prevHash: Sha256.nullable(),
   /** sha256 of the canonical JSON of the event without this field. */
   hash: Sha256,
+  /** On host chains: the host's signature (absent on events written before hosts signed). */
+  signature: AuditSignature.optional(),
 };
 
 /** An event as stored: a draft sealed onto its chain. */

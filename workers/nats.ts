@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { inboxPrefix } from '../schemas/names.js';
 import { RefitError } from '../schemas/errors.js';
+import { seedOfCredentials, signerOfSeed, type Signer } from '../activities/nkey.js';
 import { connectWithRetry, type RetryOptions } from './connect-retry.js';
 import type { Logger } from './log.js';
 
@@ -19,6 +20,15 @@ export function authenticatorFromFile(file: string) {
   const seed = text.trim();
   if (!seed.startsWith('SU')) throw new CredentialsError(`${file} holds neither an nkey user seed nor a .creds file`);
   return nkeyAuthenticator(new TextEncoder().encode(seed));
+}
+
+/** A signer with the nkey seed of a credentials file (a bare seed or a `.creds` file): a host signs its audit events with it. */
+export function signerFromFile(file: string): Signer {
+  try {
+    return signerOfSeed(seedOfCredentials(readFileSync(file, 'utf8')));
+  } catch (cause) {
+    throw new CredentialsError(`cannot sign with the nkey seed of ${file}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 export interface NatsIdentity {

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { createUser } from '@nats-io/nkeys';
+import { signerOfSeed } from '../nkey.js';
 import { AUDIT_CHAINS, type AuditDraft } from '../../schemas/audit.js';
 import { canonicalJson, eventHash, sealEvent } from './hash.js';
 import { MemoryChainStore } from './memory-store.js';
@@ -160,5 +162,103 @@ describe('verifying a trail', () => {
   it('encodes a rollout id that is not a subject token', () => {
     expect(AUDIT_CHAINS.rollout('nightly-2025')).toBe('refit.audit.rollout.nightly-2025');
     expect(AUDIT_CHAINS.rollout('a.b c')).toMatch(/^refit\.audit\.rollout\._b64_[A-Za-z0-9_-]+$/);
+  });
+});
+
+const seed = () => new TextDecoder().decode(createUser().getSeed());
+const host = signerOfSeed(seed());
+const controller = signerOfSeed(seed());
+const keys = { h1: host.publicKey };
+async function appendSigned(store: MemoryChainStore, n: number, signer = host): Promise<void> {
+  await appendToChain(store, chain, draft(n), { signer });
+}
+
+describe("a host's signed audit events", () => {
+  it('verify against its enrolled key, and the hash still covers everything but itself', async () => {
+    const store = new MemoryChainStore();
+    for (let i = 1; i <= 3; i++) await appendSigned(store, i);
+    const event = store.records[0]?.event as { signature: { key: string }; hash: string };
+    expect(event.signature.key).toBe(host.publicKey);
+    expect(eventHash(event)).toBe(event.hash);
+    const report = verifyTrail(store.records, { hostKeys: keys });
+    expect(report).toMatchObject({ ok: true, problems: [], signatures: { checked: true, verified: 3, unsigned: 0 } });
+  });
+
+  it('an event forged in the host name with the controller credentials fails verify as forged', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1);
+    await appendSigned(store, 2, controller);
+    const report = verifyTrail(store.records, { hostKeys: keys });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([
+      expect.objectContaining({
+        kind: 'forged',
+        chain,
+        seq: 2,
+        message: expect.stringMatching(/not host h1's enrolled key/),
+      }),
+    ]);
+  });
+
+  it('an event signed with the right key claim but a false signature fails verify as forged', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1, { publicKey: host.publicKey, sign: (data) => controller.sign(data) });
+    const report = verifyTrail(store.records, { hostKeys: keys });
+    expect(report.problems).toEqual([
+      expect.objectContaining({ kind: 'forged', seq: 1, message: expect.stringMatching(/signature does not verify/) }),
+    ]);
+  });
+
+  it('a signed event whose content was changed, its hash recomputed, fails as forged (not only as edited)', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1);
+    const record = store.records[0] as { event: Record<string, unknown> };
+    const edited = { ...record.event, data: { argv: ['rm', '-rf', '/'], exitCode: 0, durationMs: 1 } };
+    record.event = { ...edited, hash: eventHash(edited) };
+    const report = verifyTrail(store.records, { hostKeys: keys });
+    expect(report.problems.map((p) => p.kind)).toEqual(['forged']);
+  });
+
+  it('old unsigned events are counted as unsigned, not as problems; an unsigned one after signed ones is a problem', async () => {
+    const store = new MemoryChainStore();
+    await appendToChain(store, chain, draft(1));
+    await appendToChain(store, chain, draft(2));
+    await appendSigned(store, 3);
+    expect(verifyTrail(store.records, { hostKeys: keys })).toMatchObject({
+      ok: true,
+      signatures: { checked: true, verified: 1, unsigned: 2 },
+      chains: [{ chain, unsigned: 2 }],
+    });
+    await appendToChain(store, chain, draft(4));
+    const report = verifyTrail(store.records, { hostKeys: keys });
+    expect(report.problems).toEqual([
+      expect.objectContaining({ kind: 'unsigned', seq: 4, message: expect.stringMatching(/after signed events/) }),
+    ]);
+    expect(verifyTrail(store.records.slice(0, 2), { hostKeys: keys, requireSignatures: true }).problems).toEqual([
+      expect.objectContaining({ kind: 'unsigned', seq: 1 }),
+      expect.objectContaining({ kind: 'unsigned', seq: 2 }),
+    ]);
+  });
+
+  it('a signed event of a host with no enrolled key cannot be verified, and says so', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1);
+    expect(verifyTrail(store.records, { hostKeys: {} }).problems).toEqual([
+      expect.objectContaining({ kind: 'unverifiable', message: expect.stringMatching(/no enrolled key/) }),
+    ]);
+  });
+
+  it('without enrolled keys nothing is checked, and the report says so', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1, controller);
+    expect(verifyTrail(store.records)).toMatchObject({ ok: true, signatures: { checked: false } });
+  });
+
+  it('an older verifier (hash over every member but hash) still finds a signed event intact', async () => {
+    const store = new MemoryChainStore();
+    await appendSigned(store, 1);
+    const { hash, ...rest } = store.records[0]?.event as Record<string, unknown>;
+    expect(hash).toBe(eventHash(rest));
+    expect(canonicalJson(rest)).toContain('"signature"');
   });
 });

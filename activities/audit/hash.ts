@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { AuditEvent, type AuditDraft, type AuditRecord } from '../../schemas/audit.js';
+import type { Signer } from '../nkey.js';
 
 /**
  * JSON with object keys sorted at every level and no whitespace: the same value always gives the
@@ -37,10 +38,22 @@ export interface ChainTail {
   eventId?: string;
 }
 
-/** Put a draft on a chain after `tail` (none: the chain is empty). Throws when the result is not a valid event. */
-export function sealEvent(draft: AuditDraft, chain: string, tail: ChainTail | undefined): AuditEvent {
+/** What a host's signature signs: the canonical JSON of the event without `hash` and `signature`. */
+export function signedContent(event: object): string {
+  const { hash: _hash, signature: _signature, ...rest } = event as Record<string, unknown>;
+  return canonicalJson(rest);
+}
+
+/**
+ * Put a draft on a chain after `tail` (none: the chain is empty), signed by `signer` if given.
+ * Throws when the result is not a valid event.
+ */
+export function sealEvent(draft: AuditDraft, chain: string, tail: ChainTail | undefined, signer?: Signer): AuditEvent {
   const unsealed = { ...draft, chain, seq: (tail?.seq ?? 0) + 1, prevHash: tail?.hash ?? null };
-  return AuditEvent.parse({ ...unsealed, hash: eventHash(unsealed) });
+  const signed = signer
+    ? { ...unsealed, signature: { key: signer.publicKey, sig: signer.sign(signedContent(unsealed)) } }
+    : unsealed;
+  return AuditEvent.parse({ ...signed, hash: eventHash(signed) });
 }
 
 /**

@@ -4,7 +4,9 @@ import {
   type AuditRecord,
   type StoredAuditEvent as Event,
 } from '../../schemas/audit.js';
-import { eventHash, linkOf } from './hash.js';
+import type { KeyObject } from 'node:crypto';
+import { publicKeyObject, verifySignature } from '../nkey.js';
+import { eventHash, linkOf, signedContent } from './hash.js';
 
 export const PROBLEM_KINDS = {
   /** A message on an audit subject that is not an audit event. */
@@ -27,6 +29,12 @@ export const PROBLEM_KINDS = {
   badLink: 'bad-link',
   /** Messages were removed from the stream (it never deletes by itself). */
   deleted: 'deleted',
+  /** A host chain's event whose signature is not its host's: written by someone else in its name. */
+  forged: 'forged',
+  /** A host chain's event without a signature after signed ones (or anywhere, when signatures are required). */
+  unsigned: 'unsigned',
+  /** A signed host event whose host has no enrolled key to check it against. */
+  unverifiable: 'unverifiable',
 } as const;
 export type ProblemKind = (typeof PROBLEM_KINDS)[keyof typeof PROBLEM_KINDS];
 
@@ -49,6 +57,8 @@ export interface ChainSummary {
   hostId?: string;
   events: number;
   head?: { seq: number; hash: string };
+  /** Host chains: events written before the host signed its events (not a problem unless required). */
+  unsigned?: number;
   /** The first problem of this chain: where it stops being trustworthy. */
   firstProblem?: AuditProblem;
 }
@@ -58,6 +68,8 @@ export interface VerifyReport {
   events: number;
   chains: ChainSummary[];
   problems: AuditProblem[];
+  /** Host signatures: whether they were checked (enrolled keys given), how many verified, how many events had none. */
+  signatures: { checked: boolean; verified: number; unsigned: number };
 }
 
 /** The stream's own bookkeeping of sequences: a gap means a message was deleted. */
@@ -81,6 +93,10 @@ interface Options {
   stream?: StreamState | undefined;
   /** Only report on these chains (and on links into them); stream-wide problems are then left out. */
   select?: ((chain: string) => boolean) | undefined;
+  /** Each host's enrolled nkey public key: host events' signatures are checked against them. */
+  hostKeys?: Readonly<Record<string, string>> | undefined;
+  /** Every host event must be signed (a fleet whose hosts all sign): an unsigned one is a problem. */
+  requireSignatures?: boolean | undefined;
 }
 
 /**
@@ -97,6 +113,7 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
   const seenIds = new Map<string, string>();
   const linking: { chain: string; event: Event; streamSeq: number }[] = [];
   const chains: ChainSummary[] = [];
+  const signatures = signatureChecker(opts);
 
   for (const [chain, chainRecords] of byChain) {
     const hostId = hostOfChain(chain);
@@ -104,6 +121,7 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
     const problem = (p: Omit<AuditProblem, 'chain' | 'hostId'>) =>
       problems.push({ chain, ...(hostId !== undefined ? { hostId } : {}), ...p });
     let prev: { seq: number; hash: string } | undefined;
+    const signing = { seen: false, unsigned: 0 };
     for (const [index, record] of chainRecords.entries()) {
       const parsed = StoredAuditEvent.safeParse(record.event);
       if (!parsed.success) {
@@ -165,6 +183,10 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
           message: `written as ${event.actor} on host ${hostId}'s own chain`,
         });
       }
+      if (hostId !== undefined) {
+        const found = signatures.check(hostId, event, record.event as object, signing);
+        if (found !== undefined) problem({ ...where, ...found });
+      }
       if (event.links !== undefined) linking.push({ chain, event, streamSeq: record.streamSeq });
       prev = { seq: event.seq, hash: event.hash };
       at.set(event.seq, event.hash);
@@ -174,6 +196,7 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
       ...(hostId !== undefined ? { hostId } : {}),
       events: chainRecords.length,
       ...(prev ? { head: prev } : {}),
+      ...(signing.unsigned > 0 ? { unsigned: signing.unsigned } : {}),
     });
   }
 
@@ -216,7 +239,80 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
     events: keptChains.reduce((n, c) => n + c.events, 0),
     chains: keptChains.sort((a, b) => a.chain.localeCompare(b.chain)),
     problems: kept,
+    signatures: {
+      checked: opts.hostKeys !== undefined,
+      verified: signatures.verified,
+      unsigned: keptChains.reduce((n, c) => n + (c.unsigned ?? 0), 0),
+    },
   };
+}
+
+const shortKey = (key: string) => `${key.slice(0, 8)}…`;
+
+/**
+ * Checks each host event's signature against its host's enrolled key. Unsigned events before a
+ * chain's first signed one were written before hosts signed (counted, not a problem, unless
+ * signatures are required); a host that signs never stops, so an unsigned one after is a problem.
+ */
+function signatureChecker(opts: Options) {
+  const keys = new Map<string, KeyObject | undefined>();
+  const keyOf = (hostId: string) => {
+    if (!keys.has(hostId)) {
+      const text = opts.hostKeys?.[hostId];
+      let key: KeyObject | undefined;
+      try {
+        key = text === undefined ? undefined : publicKeyObject(text);
+      } catch {
+        key = undefined;
+      }
+      keys.set(hostId, key);
+    }
+    return keys.get(hostId);
+  };
+  const checker = {
+    verified: 0,
+    check(
+      hostId: string,
+      event: Event,
+      stored: object,
+      chain: { seen: boolean; unsigned: number },
+    ): Pick<AuditProblem, 'kind' | 'message'> | undefined {
+      const what = `${event.type} at seq ${event.seq}`;
+      if (event.signature === undefined) {
+        if (chain.seen)
+          return {
+            kind: 'unsigned',
+            message: `${what} is not signed, after signed events of this chain: not written by host ${hostId}'s worker`,
+          };
+        if (opts.requireSignatures)
+          return { kind: 'unsigned', message: `${what} is not signed, and signatures are required` };
+        chain.unsigned++;
+        return undefined;
+      }
+      chain.seen = true;
+      if (opts.hostKeys === undefined) return undefined;
+      const enrolled = opts.hostKeys[hostId];
+      const key = keyOf(hostId);
+      if (enrolled === undefined || key === undefined)
+        return {
+          kind: 'unverifiable',
+          message: `${what} is signed by ${shortKey(event.signature.key)}, but host ${hostId} has no enrolled key to check it against`,
+        };
+      if (event.signature.key !== enrolled)
+        return {
+          kind: 'forged',
+          message: `${what} is signed by ${shortKey(event.signature.key)}, not host ${hostId}'s enrolled key ${shortKey(enrolled)}: written by someone else in its name`,
+        };
+      if (!verifySignature(key, signedContent(stored), event.signature.sig))
+        return {
+          kind: 'forged',
+          message: `${what}: the signature does not verify against host ${hostId}'s key: its content is not what the host signed`,
+        };
+      checker.verified++;
+      return undefined;
+    },
+  };
+  return checker;
 }
 
 function streamProblems(stream: StreamState): AuditProblem[] {

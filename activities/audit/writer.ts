@@ -4,6 +4,7 @@ import { canonicalJson, linkOf, sealEvent, type ChainTail } from './hash.js';
 import { fitDraft } from './draft.js';
 import { WrongLastSequenceError, type ChainStore } from './store.js';
 import { RefitError } from '../../schemas/errors.js';
+import type { Signer } from '../nkey.js';
 
 /** Others kept appending to the chain faster than this writer could. */
 export class ChainContentionError extends RefitError {}
@@ -37,6 +38,8 @@ export async function appendToChain(
   opts: {
     tail?: ChainTail | null | undefined;
     maxConflicts?: number;
+    /** Signs each sealed event (a host signs its own chain). */
+    signer?: Signer | undefined;
     /** Told when the chain's end was not where the writer believed, after reading it again. */
     onMoved?: (believed: ChainTail | undefined, found: ChainTail | undefined) => void;
   } = {},
@@ -47,7 +50,7 @@ export async function appendToChain(
   for (let conflicts = 0; ; conflicts++) {
     // The last attempt was stored but its acknowledgement was lost.
     if (tail?.eventId === fitted.eventId) return { tail, duplicate: true, streamSeq: tail.streamSeq };
-    const event = sealEvent(fitted, chain, tail);
+    const event = sealEvent(fitted, chain, tail, opts.signer);
     try {
       const ack = await store.append(chain, canonicalJson(event), fitted.eventId, tail?.streamSeq ?? 0);
       // Stored before under this id (JetStream's duplicate window): the chain did not move.

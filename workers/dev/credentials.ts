@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
 import { HostId } from '../../schemas/common.js';
 import { IDENTITIES } from '../../schemas/names.js';
 import {
@@ -25,8 +26,16 @@ export interface IdentityRecord {
 /** identity ("controller", "cli", "host_<hostId>") -> its nkey public key. */
 export type IdentityRegistry = Record<string, IdentityRecord>;
 
+/** The registry file as read by others (`refit audit verify --keys`): checked, other kinds of identity kept. */
+export const IdentityRegistryFile = z.record(
+  z.string(),
+  z.looseObject({ publicKey: z.string(), kind: z.string(), hostId: z.string().optional() }),
+);
+export type IdentityRegistryFile = z.infer<typeof IdentityRegistryFile>;
+
 export const natsDir = (home: string) => path.join(home, 'nats');
-const registryFile = (home: string) => path.join(natsDir(home), 'identities.json');
+/** The enrolment registry: every identity's public key. */
+export const registryFile = (home: string) => path.join(natsDir(home), 'identities.json');
 export const natsConfigFile = (home: string) => path.join(natsDir(home), 'nats.conf');
 const usersConfigFile = (home: string) => path.join(natsDir(home), 'users.conf');
 
@@ -34,6 +43,15 @@ export function readIdentities(home: string): IdentityRegistry {
   const file = registryFile(home);
   if (!existsSync(file)) return {};
   return JSON.parse(readFileSync(file, 'utf8')) as IdentityRegistry;
+}
+
+/** Each enrolled host's nkey public key, by host id: what its signed audit events verify against. */
+export function hostKeysOf(registry: IdentityRegistryFile): Record<string, string> {
+  return Object.fromEntries(
+    Object.values(registry).flatMap((r) =>
+      r.kind === 'host' && r.hostId !== undefined ? [[r.hostId, r.publicKey]] : [],
+    ),
+  );
 }
 
 /** Host ids that have credentials, in enrollment order. */

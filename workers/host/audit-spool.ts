@@ -9,6 +9,7 @@ import type { ChainTail } from '../../activities/audit/hash.js';
 import type { ChainStore } from '../../activities/audit/store.js';
 import { appendToChain } from '../../activities/audit/writer.js';
 import { RefitError } from '../../schemas/errors.js';
+import type { Signer } from '../../activities/nkey.js';
 
 /** The worker is stopping before its audit events were stored; they stay spooled for the next start. */
 export class AuditNotStoredError extends RefitError {}
@@ -32,6 +33,8 @@ export interface HostAuditLogOptions {
   dir: string;
   store: ChainStore;
   log: Logger;
+  /** The host's own nkey: every event is signed with it as it is sealed onto the chain. */
+  signer?: Signer | undefined;
 }
 
 /**
@@ -187,6 +190,7 @@ export class HostAuditLog {
       const done = await appendToChain(this.o.store, this.chain, parsed, {
         tail: this.tail ?? null,
         maxConflicts: MAX_CONFLICTS,
+        signer: this.o.signer,
         onMoved: (believed, found) => this.moved(believed, found, parsed.eventId),
       });
       if (done.tail !== undefined && done.tail.streamSeq !== this.tail?.streamSeq) {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import { SimDriver, type SimFailures } from '../../activities/host/sim/driver.js';
 import { Labels } from '../../schemas/common.js';
-import { connectNatsWithRetry, identityOfHost } from '../nats.js';
+import { connectNatsWithRetry, identityOfHost, signerFromFile } from '../nats.js';
 import { connectPolicy, type ConnectPolicy } from '../connect-retry.js';
 import { startHostWorker } from './worker.js';
 import { problemText } from '../../schemas/problems.js';
@@ -68,6 +68,8 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     const worker = await startHostWorker({
       hostId: o.hostId,
       nc,
+      // The host signs its audit events with the key it connects with: its enrolled public key verifies them.
+      signer: signerFromFile(o.credsFile),
       driver: o.driver,
       labels: o.labels,
       stateDir: o.stateDir,

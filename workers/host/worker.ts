@@ -11,6 +11,7 @@ import type { Labels } from '../../schemas/common.js';
 import { PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
+import type { Signer } from '../../activities/nkey.js';
 import { HostAuditLog } from './audit-spool.js';
 import { CommandNotProcessedError, CommandRunner, type RunResult } from './command-runner.js';
 import { checkCancelMessage, checkCommandMessage, checkConfirmMessage, commandNamedIn } from './command-message.js';
@@ -35,6 +36,8 @@ export interface HostWorkerOptions {
   nc: NatsConnection;
   driver: HostDriver;
   labels: Labels;
+  /** Signs this host's audit events: its own nkey (the seed it connects with). */
+  signer?: Signer;
   /** Holds the command journal, the audit spool (and, for the sim, the simulated host). */
   stateDir: string;
   log: Logger;
@@ -66,6 +69,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     dir: path.join(o.stateDir, 'audit'),
     store: hostChainStore(o.nc),
     log,
+    signer: o.signer,
   });
   audit.start();
   const stopping = new AbortController();
