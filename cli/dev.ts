@@ -1,7 +1,9 @@
-import type { Command } from 'commander';
-import { readStackFile, refitHome } from '../workers/config.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import { natsNodes, readStackFile, refitHome } from '../workers/config.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import {
+  CLUSTER_REPLICAS,
+  CLUSTER_SIZES,
   DEFAULT_PORTS,
   startStack,
   stackStatus,
@@ -19,6 +21,15 @@ interface UpOptions {
   temporalUiPort: number;
   natsPort: number;
   natsMonitorPort: number;
+  natsRoutePort: number;
+  natsCluster?: number;
+}
+
+function clusterSize(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !(CLUSTER_SIZES as readonly number[]).includes(n))
+    throw new InvalidArgumentError(`Expected ${CLUSTER_SIZES.join(' or ')} nodes.`);
+  return n;
 }
 
 /** `refit dev up|status|down|enroll`: the embedded Temporal and NATS stack on this machine. */
@@ -32,6 +43,12 @@ export function registerDevCommands(program: Command): void {
     .option('--temporal-ui-port <port>', 'Temporal web UI port', parsePort, DEFAULT_PORTS.temporalUi)
     .option('--nats-port <port>', 'NATS client port', parsePort, DEFAULT_PORTS.nats)
     .option('--nats-monitor-port <port>', 'NATS monitoring port', parsePort, DEFAULT_PORTS.natsMonitor)
+    .option(
+      '--nats-cluster <nodes>',
+      `run a NATS cluster of ${CLUSTER_SIZES.join(' or ')} nodes, streams and buckets at ${CLUSTER_REPLICAS} replicas; node n takes the ports after the first node's`,
+      clusterSize,
+    )
+    .option('--nats-route-port <port>', "the first cluster node's route port", parsePort, DEFAULT_PORTS.natsRoute)
     .action(async (opts: UpOptions) => {
       const home = refitHome();
       const before = readStackFile(home);
@@ -41,13 +58,22 @@ export function registerDevCommands(program: Command): void {
         temporalUiPort: opts.temporalUiPort,
         natsPort: opts.natsPort,
         natsMonitorPort: opts.natsMonitorPort,
+        natsRoutePort: opts.natsRoutePort,
+        natsCluster: opts.natsCluster,
       };
       const stack = await startStack(options);
       const already = before?.startedAt === stack.startedAt;
       console.log(already ? `refit dev stack already running (since ${stack.startedAt})` : 'refit dev stack is up');
       console.log(`  Temporal      ${stack.temporal.address}`);
       console.log(`  Temporal UI   ${stack.temporal.uiAddress}`);
-      console.log(`  NATS          ${stack.nats.url}`);
+      const nodes = natsNodes(stack);
+      if (nodes.length === 1) console.log(`  NATS          ${stack.nats.url}`);
+      else {
+        console.log(
+          `  NATS cluster  ${nodes.length} nodes, streams and buckets at ${stack.nats.replicas ?? 1} replicas`,
+        );
+        for (const n of nodes) console.log(`    ${n.name.padEnd(11)} ${n.url} (monitor ${n.monitorUrl})`);
+      }
       console.log(`  state         ${home} (logs/, creds/, stack.json)`);
     });
 
@@ -68,7 +94,9 @@ export function registerDevCommands(program: Command): void {
       console.log(`${status.healthy ? 'healthy' : 'NOT healthy'} — state in ${status.home}`);
       const rows = [
         ...(status.temporal !== undefined ? [cells('Temporal', status.temporal, `UI ${status.temporal.uiUrl}`)] : []),
-        ...(status.nats !== undefined ? [cells('NATS', status.nats, `monitor ${status.nats.monitorUrl}`)] : []),
+        ...(status.nats?.nodes ?? []).map((n) =>
+          cells(status.nats?.nodes.length === 1 ? 'NATS' : `NATS ${n.name}`, n, `monitor ${n.monitorUrl}`),
+        ),
       ];
       for (const line of tableLines(rows, { indent: '  ' })) console.log(line);
     });

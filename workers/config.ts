@@ -20,9 +20,22 @@ export interface RefitConfig {
   natsCreds?: string;
 }
 
+/** One nats-server of the stack. */
+export interface NatsNode {
+  name: string;
+  url: string;
+  monitorUrl: string;
+  pid: number;
+}
+
 export interface StackFile {
   temporal: { address: string; uiAddress: string; pid: number };
-  nats: { url: string; monitorUrl: string; pid: number };
+  /**
+   * `url` lists every node's client URL, comma-separated; `monitorUrl` and `pid` are the first node's.
+   * `nodes` (each server) and `replicas` (of streams and buckets) are absent from a single-server
+   * stack.json written before clusters.
+   */
+  nats: { url: string; monitorUrl: string; pid: number; nodes?: NatsNode[]; replicas?: number };
   home: string;
   startedAt: string;
 }
@@ -51,7 +64,9 @@ export function loadConfig(overrides: Partial<RefitConfig> = {}, env: NodeJS.Pro
     temporalNamespace: overrides.temporalNamespace ?? env.REFIT_TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: overrides.taskQueue ?? env.REFIT_TASK_QUEUE ?? TASK_QUEUE,
     natsUrl: overrides.natsUrl ?? env.REFIT_NATS_URL ?? stack?.nats.url ?? 'nats://127.0.0.1:4222',
-    natsReplicas: overrides.natsReplicas ?? positiveInt('REFIT_NATS_REPLICAS', env.REFIT_NATS_REPLICAS ?? '1'),
+    natsReplicas:
+      overrides.natsReplicas ??
+      positiveInt('REFIT_NATS_REPLICAS', env.REFIT_NATS_REPLICAS ?? String(stack?.nats.replicas ?? 1)),
     ...(creds !== undefined ? { natsCreds: creds } : {}),
   };
 }
@@ -67,6 +82,13 @@ export function credsFile(home: string, identity: { host: string } | 'controller
   return typeof identity === 'string'
     ? path.join(home, 'creds', `${identity}.nk`)
     : path.join(home, 'creds', 'hosts', `${identity.host}.nk`);
+}
+
+/** Every nats-server of a stack, also of a stack.json that predates clusters. */
+export function natsNodes(stack: StackFile): NatsNode[] {
+  return (
+    stack.nats.nodes ?? [{ name: 'nats', url: stack.nats.url, monitorUrl: stack.nats.monitorUrl, pid: stack.nats.pid }]
+  );
 }
 
 export function writeStackFile(home: string, stack: StackFile): void {

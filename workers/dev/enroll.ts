@@ -2,7 +2,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 import { inboxPrefix } from '../../schemas/names.js';
-import { credsFile, readStackFile, type StackFile } from '../config.js';
+import { credsFile, natsNodes, readStackFile, type NatsNode } from '../config.js';
 import { authenticatorFromFile, connectNats, identityOfHost } from '../nats.js';
 import { ensureHostIdentities, withIdentityLock, writeUsersConfig } from './credentials.js';
 import { StackError, controllerIdentity, ensureHostConsumers, isStackProcess, logFile, logTail } from './stack.js';
@@ -26,12 +26,16 @@ export async function enrollHosts(home: string, hostIds: string[]): Promise<Enro
     const added = ensureHostIdentities(home, hostIds);
     if (added.length > 0) writeUsersConfig(home);
     const stack = readStackFile(home);
-    if (stack === undefined || !isStackProcess(stack.nats.pid, home)) return { added, live: false };
+    // Every node of a cluster includes the same users.conf; each one that runs is reloaded.
+    const running = stack === undefined ? [] : natsNodes(stack).filter((n) => isStackProcess(n.pid, home));
+    if (stack === undefined || running.length === 0) return { added, live: false };
     const probe = added[0] ?? hostIds[0];
-    if (probe !== undefined && (added.length > 0 || !(await hostCanConnect(home, stack, probe)))) {
+    const refused = async () =>
+      probe !== undefined && (await Promise.all(running.map((n) => hostCanConnect(home, n, probe)))).includes(false);
+    if (probe !== undefined && (added.length > 0 || (await refused()))) {
       if (added.length === 0) writeUsersConfig(home);
-      process.kill(stack.nats.pid, 'SIGHUP');
-      await waitUntilHostCanConnect(home, stack, probe);
+      for (const node of running) process.kill(node.pid, 'SIGHUP');
+      await Promise.all(running.map((node) => waitUntilHostCanConnect(home, node, probe)));
     }
     const nc = await connectNats(controllerIdentity(home, stack.nats.url));
     try {
@@ -43,23 +47,23 @@ export async function enrollHosts(home: string, hostIds: string[]): Promise<Enro
   });
 }
 
-async function waitUntilHostCanConnect(home: string, stack: StackFile, hostId: string): Promise<void> {
+async function waitUntilHostCanConnect(home: string, node: NatsNode, hostId: string): Promise<void> {
   const deadline = Date.now() + RELOAD_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (await hostCanConnect(home, stack, hostId)) return;
+    if (await hostCanConnect(home, node, hostId)) return;
     await sleep(100);
   }
-  const log = logFile(home, 'nats');
+  const log = logFile(home, node.name);
   throw new StackError(
-    `host ${hostId} still cannot connect ${RELOAD_TIMEOUT_MS / 1000} s after reloading nats-server (pid ${stack.nats.pid}); the end of ${log}:\n${logTail(log)}`,
+    `host ${hostId} still cannot connect to ${node.url} ${RELOAD_TIMEOUT_MS / 1000} s after reloading nats-server (pid ${node.pid}); the end of ${log}:\n${logTail(log)}`,
   );
 }
 
 /** One short attempt: a connection caught mid-reload can otherwise hang for the full 20 s connect timeout. */
-async function hostCanConnect(home: string, stack: StackFile, hostId: string): Promise<boolean> {
+async function hostCanConnect(home: string, node: NatsNode, hostId: string): Promise<boolean> {
   try {
     const nc = await connect({
-      servers: stack.nats.url,
+      servers: node.url,
       authenticator: authenticatorFromFile(credsFile(home, { host: hostId })),
       inboxPrefix: inboxPrefix(identityOfHost(hostId)),
       timeout: 2_000,

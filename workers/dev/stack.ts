@@ -7,16 +7,26 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { SEARCH_ATTRIBUTE_TYPES } from '../../schemas/names.js';
-import { credsFile, readStackFile, stackFilePath, writeStackFile, type StackFile } from '../config.js';
+import {
+  credsFile,
+  natsNodes,
+  readStackFile,
+  stackFilePath,
+  writeStackFile,
+  type NatsNode,
+  type StackFile,
+} from '../config.js';
 import { ensureHostConsumer, ensureMessaging } from '../messaging.js';
 import { connectNats, type NatsIdentity } from '../nats.js';
 import {
+  clusterNodeName,
   enrolledHostIds,
   ensureCoreIdentities,
   natsConfigFile,
   withIdentityLock,
   writeNatsConfig,
   writeUsersConfig,
+  type NatsNodePorts,
 } from './credentials.js';
 import { findTool } from './tools.js';
 import { RefitError } from '../../schemas/errors.js';
@@ -27,6 +37,16 @@ export interface StackOptions {
   temporalUiPort?: number | undefined;
   natsPort?: number | undefined;
   natsMonitorPort?: number | undefined;
+  /**
+   * Run this many clustered nats-servers on loopback instead of one (`refit dev up --nats-cluster 3`),
+   * with streams and buckets at CLUSTER_REPLICAS replicas. Node n takes the client, monitoring and
+   * route ports that follow the first node's by n-1, unless `natsNodePorts` names them.
+   */
+  natsCluster?: number | undefined;
+  /** The first cluster node's route port (default 6222). */
+  natsRoutePort?: number | undefined;
+  /** Each cluster node's ports (tests pick free ones); overrides natsPort, natsMonitorPort, natsRoutePort. */
+  natsNodePorts?: readonly NatsNodePorts[] | undefined;
 }
 
 export interface ComponentStatus {
@@ -44,18 +64,33 @@ export interface StackStatus {
   /** Both servers alive and answering. */
   healthy: boolean;
   temporal?: ComponentStatus & { uiUrl: string };
-  nats?: ComponentStatus & { monitorUrl: string };
+  /** NATS as a whole: alive and answering when every node is; address lists every node's URL. */
+  nats?: ComponentStatus & { monitorUrl: string; nodes: NatsNodeStatus[] };
 }
+
+export type NatsNodeStatus = ComponentStatus & { name: string; monitorUrl: string };
 
 export class StackError extends RefitError {}
 
-export const DEFAULT_PORTS = { temporal: 7233, temporalUi: 8233, nats: 4222, natsMonitor: 8222 } as const;
+export const DEFAULT_PORTS = {
+  temporal: 7233,
+  temporalUi: 8233,
+  nats: 4222,
+  natsMonitor: 8222,
+  natsRoute: 6222,
+} as const;
+
+/** Replicas of every stream and bucket on a dev cluster, as REFIT_NATS_REPLICAS=3 in docker-compose.yml. */
+export const CLUSTER_REPLICAS = 3;
+/** Cluster sizes `refit dev up --nats-cluster` takes: an odd number, so that a majority survives a node. */
+export const CLUSTER_SIZES = [3, 5] as const;
 
 const TEMPORAL_START_TIMEOUT_MS = 90_000;
 const NATS_START_TIMEOUT_MS = 30_000;
 const STOP_SIGNALS = [['SIGTERM', 15_000] as const, ['SIGKILL', 5_000] as const];
 
-export const logFile = (home: string, name: 'temporal' | 'nats') => path.join(home, 'logs', `${name}.log`);
+/** A server's log: `temporal`, `nats` (the single server) or a cluster node's name (`nats-2`). */
+export const logFile = (home: string, name: string) => path.join(home, 'logs', `${name}.log`);
 
 /** The controller's NATS identity in a `refit dev` home. */
 export function controllerIdentity(home: string, url: string): NatsIdentity {
@@ -74,45 +109,74 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
     if (status.healthy) return existing;
     if (status.temporal?.alive === true && status.nats?.alive === true) {
       throw new StackError(
-        `the stack in ${home} runs (pids ${existing.temporal.pid}, ${existing.nats.pid}) but does not answer; see ${path.join(home, 'logs')} or restart it with \`refit dev down\``,
+        `the stack in ${home} runs (pids ${[existing.temporal, ...natsNodes(existing)].map((p) => p.pid).join(', ')}) but does not answer; see ${path.join(home, 'logs')} or restart it with \`refit dev down\``,
       );
     }
-    await stopStack(home); // one server died: clear away the other and start afresh
+    await stopStack(home); // a server died: clear away the others and start afresh
   }
   const ports = {
     temporal: opts.temporalPort ?? DEFAULT_PORTS.temporal,
     temporalUi: opts.temporalUiPort ?? DEFAULT_PORTS.temporalUi,
-    nats: opts.natsPort ?? DEFAULT_PORTS.nats,
-    natsMonitor: opts.natsMonitorPort ?? DEFAULT_PORTS.natsMonitor,
   };
-  await assertPortsFree(ports);
+  const nodes = natsNodePlan(opts);
+  await assertPortsFree([
+    [ports.temporal, PORT_FLAGS.temporal],
+    [ports.temporalUi, PORT_FLAGS.temporalUi],
+    ...nodes.flatMap(({ ports: p }) => [
+      [p.nats, PORT_FLAGS.nats] as const,
+      [p.monitor, PORT_FLAGS.natsMonitor] as const,
+      ...(p.route === undefined ? [] : [[p.route, PORT_FLAGS.natsRoute] as const]),
+    ]),
+  ]);
   for (const dir of ['temporal', 'logs', 'nats']) mkdirSync(path.join(home, dir), { recursive: true, mode: 0o700 });
   await withIdentityLock(home, async () => {
     ensureCoreIdentities(home);
     writeUsersConfig(home);
   });
-  writeNatsConfig(home, { nats: ports.nats, monitor: ports.natsMonitor });
+  const clustered = nodes.length > 1;
+  const routes = nodes.flatMap((n) => (n.ports.route === undefined ? [] : [n.ports.route]));
+  nodes.forEach((n, i) => writeNatsConfig(home, n.ports, clustered ? { node: i + 1, routes } : undefined));
 
   const temporalAddress = `127.0.0.1:${ports.temporal}`;
-  const natsUrl = `nats://127.0.0.1:${ports.nats}`;
+  const natsUrl = nodes.map((n) => n.url).join(',');
+  const replicas = clustered ? CLUSTER_REPLICAS : 1;
   const tools = { temporal: findTool('temporal'), nats: findTool('nats-server') };
   const children: ChildProcess[] = [];
   try {
     const temporal = launch(tools.temporal, temporalArgs(home, ports), logFile(home, 'temporal'));
     children.push(temporal);
-    const nats = launch(tools.nats, ['-c', natsConfigFile(home)], logFile(home, 'nats'));
-    children.push(nats);
+    const servers = nodes.map((n, i) => {
+      const child = launch(tools.nats, ['-c', natsConfigFile(home, clustered ? i + 1 : undefined)], n.log);
+      children.push(child);
+      return child;
+    });
+    const natsReady = clustered
+      ? Promise.all(
+          nodes.map((n, i) =>
+            waitUntilAnswering(`nats-server ${n.name}`, servers[i] as ChildProcess, n.log, NATS_START_TIMEOUT_MS, () =>
+              natsHealthy(n.monitorUrl).then((ok) => ok || undefined),
+            ),
+          ),
+        ).then(() => prepareClusterMessaging(home, natsUrl, replicas))
+      : waitUntilAnswering('nats-server', servers[0] as ChildProcess, nodes[0]?.log ?? '', NATS_START_TIMEOUT_MS, () =>
+          connectNats(controllerIdentity(home, natsUrl)).catch(() => undefined),
+        ).then(prepareMessaging(home, replicas));
     await Promise.all([
       waitUntilAnswering('Temporal', temporal, logFile(home, 'temporal'), TEMPORAL_START_TIMEOUT_MS, () =>
         temporalAnswers(temporalAddress, 5_000),
       ),
-      waitUntilAnswering('nats-server', nats, logFile(home, 'nats'), NATS_START_TIMEOUT_MS, () =>
-        connectNats(controllerIdentity(home, natsUrl)).catch(() => undefined),
-      ).then(prepareMessaging(home)),
+      natsReady,
     ]);
+    const recorded: NatsNode[] = nodes.map((n, i) => ({
+      name: n.name,
+      url: n.url,
+      monitorUrl: n.monitorUrl,
+      pid: pidOf(servers[i] as ChildProcess),
+    }));
+    const first = recorded[0] as NatsNode;
     const stack: StackFile = {
       temporal: { address: temporalAddress, uiAddress: `http://127.0.0.1:${ports.temporalUi}`, pid: pidOf(temporal) },
-      nats: { url: natsUrl, monitorUrl: `http://127.0.0.1:${ports.natsMonitor}`, pid: pidOf(nats) },
+      nats: { url: natsUrl, monitorUrl: first.monitorUrl, pid: first.pid, nodes: recorded, replicas },
       home,
       startedAt: new Date().toISOString(),
     };
@@ -122,6 +186,50 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
     await Promise.all(children.flatMap((c) => (c.pid === undefined ? [] : [stopProcess(c.pid, home)])));
     throw cause;
   }
+}
+
+interface PlannedNode {
+  name: string;
+  ports: NatsNodePorts;
+  url: string;
+  monitorUrl: string;
+  log: string;
+}
+
+/** The nats-servers to start: one, or a cluster's nodes with their ports. */
+function natsNodePlan(opts: StackOptions): PlannedNode[] {
+  const size = opts.natsCluster ?? 1;
+  const home = path.resolve(opts.home);
+  if (size === 1) {
+    const ports = {
+      nats: opts.natsPort ?? DEFAULT_PORTS.nats,
+      monitor: opts.natsMonitorPort ?? DEFAULT_PORTS.natsMonitor,
+    };
+    return [planned('nats', ports, home)];
+  }
+  if (!(CLUSTER_SIZES as readonly number[]).includes(size))
+    throw new StackError(`a NATS cluster has ${CLUSTER_SIZES.join(' or ')} nodes, not ${size}`);
+  const given = opts.natsNodePorts;
+  if (given !== undefined && given.length !== size)
+    throw new StackError(`${size} cluster nodes need ${size} sets of ports, not ${given.length}`);
+  return Array.from({ length: size }, (_, i) => {
+    const ports = given?.[i] ?? {
+      nats: (opts.natsPort ?? DEFAULT_PORTS.nats) + i,
+      monitor: (opts.natsMonitorPort ?? DEFAULT_PORTS.natsMonitor) + i,
+      route: (opts.natsRoutePort ?? DEFAULT_PORTS.natsRoute) + i,
+    };
+    return planned(clusterNodeName(i + 1), ports, home);
+  });
+}
+
+function planned(name: string, ports: NatsNodePorts, home: string): PlannedNode {
+  return {
+    name,
+    ports,
+    url: `nats://127.0.0.1:${ports.nats}`,
+    monitorUrl: `http://127.0.0.1:${ports.monitor}`,
+    log: logFile(home, name),
+  };
 }
 
 function temporalArgs(home: string, ports: { temporal: number; temporalUi: number }): string[] {
@@ -139,15 +247,36 @@ function temporalArgs(home: string, ports: { temporal: number; temporalUi: numbe
   return ['server', 'start-dev', ...Object.entries(flags).flat(), ...attributes.flat()];
 }
 
-function prepareMessaging(home: string) {
+function prepareMessaging(home: string, replicas: number) {
   return async (nc: NatsConnection) => {
     try {
-      await ensureMessaging(nc);
+      await ensureMessaging(nc, replicas);
       await ensureHostConsumers(nc, enrolledHostIds(home));
     } finally {
       await nc.close();
     }
   };
+}
+
+/**
+ * A cluster answers health checks before its JetStream meta group has a leader that knows every
+ * peer; until then creating a replicated stream fails. Retried until it succeeds or the start times out.
+ */
+async function prepareClusterMessaging(home: string, url: string, replicas: number): Promise<void> {
+  const deadline = Date.now() + NATS_START_TIMEOUT_MS;
+  for (;;) {
+    try {
+      const nc = await connectNats(controllerIdentity(home, url));
+      await prepareMessaging(home, replicas)(nc);
+      return;
+    } catch (cause) {
+      if (Date.now() > deadline)
+        throw new StackError(`the NATS cluster did not take its streams within ${NATS_START_TIMEOUT_MS / 1000} s`, {
+          cause,
+        });
+      await sleep(500);
+    }
+  }
 }
 
 /** Create the command consumers of many hosts, a bounded number of requests at a time. */
@@ -164,7 +293,7 @@ export async function stopStack(home: string): Promise<void> {
   home = path.resolve(home);
   const stack = readStackFile(home);
   if (stack === undefined) return;
-  await Promise.all([stopProcess(stack.temporal.pid, home), stopProcess(stack.nats.pid, home)]);
+  await Promise.all([stack.temporal.pid, ...natsNodes(stack).map((n) => n.pid)].map((pid) => stopProcess(pid, home)));
   rmSync(stackFilePath(home), { force: true });
 }
 
@@ -173,11 +302,18 @@ export async function stackStatus(home: string): Promise<StackStatus> {
   const stack = readStackFile(home);
   if (stack === undefined) return { home, started: false, healthy: false };
   const temporalAlive = isStackProcess(stack.temporal.pid, home);
-  const natsAlive = isStackProcess(stack.nats.pid, home);
-  const [temporalAnswering, natsAnswering] = await Promise.all([
+  const [temporalAnswering, nodes] = await Promise.all([
     temporalAlive && temporalAnswers(stack.temporal.address, 3_000).then((ok) => ok === true),
-    natsAlive && natsHealthy(stack.nats.monitorUrl),
+    Promise.all(
+      natsNodes(stack).map(async (n): Promise<NatsNodeStatus> => {
+        const alive = isStackProcess(n.pid, home);
+        const answering = alive && (await natsHealthy(n.monitorUrl));
+        return { name: n.name, pid: n.pid, alive, answering, address: n.url, monitorUrl: n.monitorUrl };
+      }),
+    ),
   ]);
+  const natsAlive = nodes.every((n) => n.alive);
+  const natsAnswering = nodes.every((n) => n.answering);
   return {
     home,
     started: true,
@@ -195,6 +331,7 @@ export async function stackStatus(home: string): Promise<StackStatus> {
       answering: natsAnswering,
       address: stack.nats.url,
       monitorUrl: stack.nats.monitorUrl,
+      nodes,
     },
   };
 }
@@ -226,21 +363,24 @@ const PORT_FLAGS = {
   temporalUi: '--temporal-ui-port',
   nats: '--nats-port',
   natsMonitor: '--nats-monitor-port',
-};
+  natsRoute: '--nats-route-port',
+} as const;
 
-async function assertPortsFree(ports: Record<keyof typeof PORT_FLAGS, number>): Promise<void> {
+async function assertPortsFree(ports: readonly (readonly [number, string])[]): Promise<void> {
   const seen = new Map<number, string>();
-  for (const [name, port] of Object.entries(ports) as [keyof typeof PORT_FLAGS, number][]) {
+  for (const [port, flag] of ports) {
     const other = seen.get(port);
-    if (other !== undefined) throw new StackError(`port ${port} is given both to ${other} and ${PORT_FLAGS[name]}`);
-    seen.set(port, PORT_FLAGS[name]);
+    if (other !== undefined) throw new StackError(`port ${port} is given both to ${other} and ${flag}`);
+    seen.set(port, flag);
     try {
       const server = await listen(port);
       await new Promise((resolve) => server.close(resolve));
     } catch (cause) {
       throw new StackError(
-        `port ${port} on 127.0.0.1 is already in use by another program; pick another with ${PORT_FLAGS[name]}`,
-        { cause },
+        `port ${port} on 127.0.0.1 is already in use by another program; pick another with ${flag}`,
+        {
+          cause,
+        },
       );
     }
   }
