@@ -11,8 +11,11 @@ const PARAMS: Record<StepKind, Record<string, unknown>> = {
   verify: { targets: [{ address: '10.77.0.1' }], count: 10 },
 };
 
-/** The five steps of the throughput runs: each runs one real process on the host, like a command task. */
-export const FIVE_STEPS: readonly StepKind[] = ['drain', 'ovs-convert', 'sriov-enable', 'verify', 'undrain'];
+/**
+ * The five steps of the throughput runs: each runs one real process on the host, like a command task.
+ * A valid order (schemas/step-order.ts): a baseline check, the change, the check after it.
+ */
+export const FIVE_STEPS: readonly StepKind[] = ['drain', 'verify', 'ovs-convert', 'verify', 'undrain'];
 /** The whole campaign, for the modelled run. */
 export const CAMPAIGN_STEPS: readonly StepKind[] = [
   'drain',

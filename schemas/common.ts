@@ -43,6 +43,27 @@ export function notADuration(input: unknown): string {
   return `must be a duration: ${DURATION_HELP}`;
 }
 
+/** No duration refit takes is longer than a year: beyond, a number is a typo (or an attack on a timer). */
+export const MAX_DURATION_MS = 366 * 86_400_000;
+
+/** `90000` ms as an operator writes it: `1m30s`; `1d`; `250ms`. */
+export function formatDuration(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.round(ms);
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+    ['ms', 1],
+  ] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) parts.push(`${n}${unit}`);
+    rest -= n * size;
+  }
+  return parts.join('') || '0s';
+}
+
 /**
  * A duration in a plan file, always with a unit ("90s", "10m", "1h30m"); parsed to milliseconds.
  * A bare number is refused: `timeout: 600` would otherwise be read in some unit the author did not mean.
@@ -51,13 +72,30 @@ export const Duration = z
   .string({ error: (issue) => (issue.input === undefined ? undefined : notADuration(issue.input)) })
   .regex(DURATION, { error: (issue) => notADuration(issue.input) })
   .meta({ description: `A duration: ${DURATION_HELP}.`, examples: ['30s', '10m', '1h30m'] })
-  .transform(millisOf);
+  .transform(millisOf)
+  .refine((ms) => ms <= MAX_DURATION_MS, { message: `must be at most ${MAX_DURATION_MS / 86_400_000}d`, abort: true });
+
+/** A `Duration` (with a unit, in milliseconds after parsing) from `min` to `max` milliseconds, both included. */
+export function durationWithin(min: number, max: number) {
+  return Duration.refine((ms) => ms >= min, { message: `must be at least ${formatDuration(min)}`, abort: true }).refine(
+    (ms) => ms <= max,
+    `must be at most ${formatDuration(max)}`,
+  );
+}
 
 /**
  * A duration one refit process hands another (a step command's params): milliseconds, as a loaded
  * plan holds them, or text with a unit.
  */
-export const Millis = z.union([z.number().int().nonnegative(), Duration]);
+export const Millis = z.union([z.number().int().nonnegative().max(MAX_DURATION_MS), Duration]);
+
+/** `Millis` from `min` to `max` milliseconds, both included: what a host takes in a step command. */
+export function millisWithin(min: number, max: number) {
+  return Millis.refine((ms) => ms >= min, { message: `must be at least ${formatDuration(min)}`, abort: true }).refine(
+    (ms) => ms <= max,
+    `must be at most ${formatDuration(max)}`,
+  );
+}
 
 export const IPv4 = z.ipv4();
 /** A target of a traffic check: an IPv4 address, optionally with a TCP port. */

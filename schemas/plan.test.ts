@@ -21,6 +21,9 @@ const numbered = [
   '      vfs: 7', // 11
   '  - kind: reboot', // 12
   '    params: { timeout: 10m }', // 13
+  '  - kind: verify', // 14
+  '    params: { targets: [{ address: 10.0.0.1 }] }', // 15
+  '  - kind: undrain', // 16
   '',
 ].join('\n');
 
@@ -121,7 +124,7 @@ describe('parsePlan', () => {
     expect(problemsOf(parsed)).toEqual([
       expect.objectContaining({
         path: 'windows[0].open',
-        line: 14,
+        line: 17,
         column: 30,
         message: expect.stringMatching(/^a duration needs a unit/),
       }),

@@ -1,22 +1,36 @@
 import { z } from 'zod';
 import { isNode, isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
-import { Duration, HostId, LabelKey, Labels, notADuration } from './common.js';
+import { Duration, durationWithin, HostId, LabelKey, Labels, notADuration } from './common.js';
 import { PlanStep } from './steps.js';
+import { stepOrderProblems } from './step-order.js';
 import { longestWindowMs } from './windows.js';
 import { formatPath, type Problem } from './problems.js';
 
+/**
+ * The most hosts one plan may name or count: ten times the largest fleet refit is measured with
+ * (docs/BENCHMARKS.md). A larger number is a typo, and a status holding it would not fit Temporal.
+ */
+export const MAX_HOSTS = 100_000;
+const DAY = 86_400_000;
+/** The longest a rollout waits between waves, or a host may take: a week. */
+const MAX_WAIT_MS = 7 * DAY;
+/** Hosts, as a count in a plan; a number far beyond is named too big, not also not whole. */
+const HostCount = z.number().max(MAX_HOSTS, { abort: true }).int();
+/** The same inside a union, where an aborted alternative would hide its reason behind the union's. */
+const HostCountInUnion = z.number().int().max(MAX_HOSTS);
+
 const COUNT_OR_PERCENT = 'must be a whole number or a percentage from 1% to 100%';
 /** "25%" or a whole number of hosts. */
-const CountOrPercent = z.union([z.number().int().min(1), z.string().regex(/^(100|[1-9][0-9]?)%$/, COUNT_OR_PERCENT)], {
+const CountOrPercent = z.union([HostCountInUnion.min(1), z.string().regex(/^(100|[1-9][0-9]?)%$/, COUNT_OR_PERCENT)], {
   error: COUNT_OR_PERCENT,
 });
 
 export const Targets = z
   .strictObject({
     /** Named hosts. Absent ones are reported, never dropped silently. */
-    hosts: z.array(HostId).optional(),
+    hosts: z.array(HostId).max(MAX_HOSTS).optional(),
     /** Every present host carrying all these labels. */
-    selector: Labels.optional(),
+    selector: Labels.refine((l) => Object.keys(l).length <= 64, 'at most 64 labels').optional(),
     /** Only hosts whose facts match, e.g. those still on a Linux bridge. Applies to named hosts too. */
     facts: z
       .strictObject({
@@ -33,14 +47,14 @@ export const Targets = z
 
 export const Waves = z.strictObject({
   /** Hosts in the first wave, alone, before any other. */
-  canary: z.number().int().min(0).default(1),
+  canary: HostCount.min(0).default(1),
   /** Hosts per following wave. */
   batchSize: CountOrPercent.default('25%'),
   /** At most this many hosts under maintenance at once in this rollout. */
   maxInFlight: z.number().int().min(1).max(10_000).default(4),
   /** Between waves: wait this long, or wait for an operator's approval. */
   pauseBetweenWaves: z
-    .union([z.literal('approval'), Duration], {
+    .union([z.literal('approval'), durationWithin(0, MAX_WAIT_MS)], {
       error: (issue) => (issue.input === undefined ? undefined : `${notADuration(issue.input)}, or "approval"`),
     })
     .optional(),
@@ -61,7 +75,7 @@ function isTimeZone(tz: string): boolean {
 export const MaintenanceWindowSpec = z.union(
   [
     z.strictObject({
-      days: z.array(WEEKDAY).min(1),
+      days: z.array(WEEKDAY).min(1).max(7),
       start: HHMM,
       end: HHMM,
       timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Berlin').default('UTC'),
@@ -92,7 +106,7 @@ export const Plan = z
     description: z.string().max(2000).optional(),
     targets: Targets,
     waves: Waves.prefault({}),
-    steps: z.array(PlanStep).min(1),
+    steps: z.array(PlanStep).min(1).max(50),
     /** rollback undoes a failed host's completed steps in reverse; hold leaves it drained for a person. */
     onHostFailure: z.enum(['rollback', 'hold']).default('rollback'),
     /** On cancel no host starts; hosts in flight finish their steps, or undo them. */
@@ -109,20 +123,23 @@ export const Plan = z
     limits: z
       .strictObject({
         /** At most this many hosts in flight per value of each label, e.g. { rack: 1 }. */
-        perLabel: z.record(LabelKey, z.number().int().min(1)).default({}),
+        perLabel: z
+          .record(LabelKey, HostCount.min(1))
+          .refine((l) => Object.keys(l).length <= 16, 'at most 16 labels')
+          .default({}),
         /** At most this many hosts under maintenance across all running rollouts together. */
-        fleetWide: z.number().int().min(1).optional(),
+        fleetWide: HostCount.min(1).optional(),
       })
       .prefault({}),
     /** Hosts start only inside these windows; none means any time. */
-    windows: z.array(MaintenanceWindowSpec).default([]),
+    windows: z.array(MaintenanceWindowSpec).max(100).default([]),
     /** How long one host takes; a host starts only if this fits before its window closes. */
-    hostDuration: Duration.default(0),
+    hostDuration: durationWithin(0, MAX_WAIT_MS).default(0),
     /** More failed hosts than this stops the rollout; 0 stops it at the first failure. */
     failureBudget: z
       .strictObject({
         maxFailedHosts: z
-          .union([z.number().int().min(0), z.string().regex(/^(100|[1-9]?[0-9])%$/, BUDGET)], { error: BUDGET })
+          .union([HostCountInUnion.min(0), z.string().regex(/^(100|[1-9]?[0-9])%$/, BUDGET)], { error: BUDGET })
           .default(1),
       })
       .prefault({}),
@@ -133,6 +150,7 @@ export const Plan = z
       zonesValid &&
       plan.windows.length > 0 &&
       plan.hostDuration > 0 &&
+      plan.hostDuration <= MAX_WAIT_MS &&
       longestWindowMs(plan.windows) < plan.hostDuration
     ) {
       ctx.addIssue({
@@ -141,11 +159,8 @@ export const Plan = z
         message: 'longer than every maintenance window: no host could ever start',
       });
     }
-    plan.steps.forEach((step, i) => {
-      if (step.kind === 'reboot' && i === 0) {
-        ctx.addIssue({ code: 'custom', path: ['steps', i], message: 'a reboot cannot be the first step: drain first' });
-      }
-    });
+    for (const { index, message } of stepOrderProblems(plan.steps.map((s) => s.kind)))
+      ctx.addIssue({ code: 'custom', path: ['steps', index], message });
   })
   .meta({
     title: 'refit plan',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { Duration, InterfaceName, Millis, TrafficTarget, VmName, HostId } from './common.js';
+import { durationWithin, InterfaceName, millisWithin, TrafficTarget, VmName, HostId } from './common.js';
+import { MAX_VMS_PER_HOST } from './host.js';
 
 /** The step catalogue. Each kind has parameters (in the plan) and a result (from the host). */
 export const STEP_KINDS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'] as const;
@@ -10,9 +11,27 @@ export type StepKind = z.infer<typeof StepKind>;
 export const StepMode = z.enum(['apply', 'revert']);
 export type StepMode = z.infer<typeof StepMode>;
 
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+
+/**
+ * How long a host waits for the controller's confirmation after switching to OVS. Below a few
+ * seconds the controller cannot hear it in time; beyond a quarter of an hour a host cut off by its
+ * new network stays cut off that long.
+ */
+export const CONFIRM_WITHIN = { min: 5 * SECOND, max: 15 * MINUTE } as const;
+/** How long the controller waits for a rebooted host to come back. */
+export const REBOOT_TIMEOUT = { min: 10 * SECOND, max: 2 * HOUR } as const;
+/** How long one step may take on its host before the controller gives up on it. */
+export const STEP_TIMEOUT = { min: SECOND, max: 24 * HOUR } as const;
+
 export const DrainParams = z.strictObject({
   /** Where each VM goes; chosen by the controller. A VM without a destination goes wherever the driver picks. */
-  destinations: z.record(VmName, HostId).default({}),
+  destinations: z
+    .record(VmName, HostId)
+    .refine((d) => Object.keys(d).length <= MAX_VMS_PER_HOST, `at most ${MAX_VMS_PER_HOST} VMs`)
+    .default({}),
 });
 export const UndrainParams = z.strictObject({});
 export const OvsConvertParams = z.strictObject({
@@ -22,7 +41,7 @@ export const OvsConvertParams = z.strictObject({
   /** VLAN tag of the host's internal port; untagged traffic on the uplink is mapped to it (native-untagged). */
   hostVlan: z.number().int().min(1).max(4094).default(1),
   /** How long the host waits for the controller to confirm it can still reach it before it reverts by itself. */
-  confirmWithin: Duration.default(60_000),
+  confirmWithin: durationWithin(CONFIRM_WITHIN.min, CONFIRM_WITHIN.max).default(60_000),
 });
 export const SriovEnableParams = z.strictObject({
   nic: InterfaceName,
@@ -33,29 +52,30 @@ export const SriovEnableParams = z.strictObject({
 });
 export const RebootParams = z.strictObject({
   /** How long the controller waits for a new boot id and a passing health check. */
-  timeout: Duration.default(600_000),
+  timeout: durationWithin(REBOOT_TIMEOUT.min, REBOOT_TIMEOUT.max).default(600_000),
 });
 export const VerifyParams = z.strictObject({
-  targets: z.array(TrafficTarget).min(1),
+  targets: z.array(TrafficTarget).min(1).max(100),
   /** Packets per target. */
   count: z.number().int().min(1).max(100_000).default(100),
   /** Send from this VM's namespace instead of the host (lab). */
   fromVm: VmName.optional(),
   maxLossPct: z.number().min(0).max(100).default(1),
-  maxRttMs: z.number().positive().optional(),
+  maxRttMs: z.number().positive().max(60_000).optional(),
   /** Fail when loss or average latency is worse than the baseline by more than this factor. */
-  maxRegression: z.number().min(1).default(1.5),
+  maxRegression: z.number().min(1).max(1_000).default(1.5),
   /** Latency within this many ms of the baseline is never a regression (jitter, busy hosts). */
-  rttToleranceMs: z.number().nonnegative().default(5),
+  rttToleranceMs: z.number().nonnegative().max(60_000).default(5),
 });
 
 /** Params as a step command carries them: a loaded plan's, its durations already in milliseconds. */
 export const STEP_PARAMS = {
   drain: DrainParams,
   undrain: UndrainParams,
-  'ovs-convert': OvsConvertParams.extend({ confirmWithin: Millis.default(60_000) }),
+  // A host takes shorter confirmation waits than a plan (its tests use a second or two), never longer ones.
+  'ovs-convert': OvsConvertParams.extend({ confirmWithin: millisWithin(1, CONFIRM_WITHIN.max).default(60_000) }),
   'sriov-enable': SriovEnableParams,
-  reboot: RebootParams.extend({ timeout: Millis.default(600_000) }),
+  reboot: RebootParams.extend({ timeout: millisWithin(1, REBOOT_TIMEOUT.max).default(600_000) }),
   verify: VerifyParams,
 } as const satisfies Record<StepKind, z.ZodType>;
 
@@ -67,18 +87,20 @@ export type StepParams<K extends StepKind> = z.output<(typeof STEP_PARAMS)[K]>;
  */
 export type StepCall = { [K in StepKind]: { kind: K; params: StepParams<K> } }[StepKind];
 
+const StepTimeout = durationWithin(STEP_TIMEOUT.min, STEP_TIMEOUT.max);
+
 /** One step of a plan: `{ kind, params, timeout }`, with parameters checked for that kind. */
 export const PlanStep = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('drain'), params: DrainParams.prefault({}), timeout: Duration.optional() }),
-  z.strictObject({ kind: z.literal('undrain'), params: UndrainParams.prefault({}), timeout: Duration.optional() }),
+  z.strictObject({ kind: z.literal('drain'), params: DrainParams.prefault({}), timeout: StepTimeout.optional() }),
+  z.strictObject({ kind: z.literal('undrain'), params: UndrainParams.prefault({}), timeout: StepTimeout.optional() }),
   z.strictObject({
     kind: z.literal('ovs-convert'),
     params: OvsConvertParams.prefault({}),
-    timeout: Duration.optional(),
+    timeout: StepTimeout.optional(),
   }),
-  z.strictObject({ kind: z.literal('sriov-enable'), params: SriovEnableParams, timeout: Duration.optional() }),
-  z.strictObject({ kind: z.literal('reboot'), params: RebootParams.prefault({}), timeout: Duration.optional() }),
-  z.strictObject({ kind: z.literal('verify'), params: VerifyParams, timeout: Duration.optional() }),
+  z.strictObject({ kind: z.literal('sriov-enable'), params: SriovEnableParams, timeout: StepTimeout.optional() }),
+  z.strictObject({ kind: z.literal('reboot'), params: RebootParams.prefault({}), timeout: StepTimeout.optional() }),
+  z.strictObject({ kind: z.literal('verify'), params: VerifyParams, timeout: StepTimeout.optional() }),
 ]);
 export type PlanStep = z.output<typeof PlanStep>;
 

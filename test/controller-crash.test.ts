@@ -68,6 +68,8 @@ steps:
   - kind: ovs-convert
   - kind: reboot
     params: { timeout: 2m }
+  - kind: verify
+    params: { targets: [{ address: 10.77.0.1 }], count: 3 }
   - kind: undrain
 `),
         id,
@@ -84,7 +86,13 @@ steps:
       for (const hostId of hosts) {
         const commands = await commandsOf(hostId);
         // One command per step, each started once on the host: no step was sent or run twice.
-        expect(commands.map((c) => c.kind).sort(), hostId).toEqual(['drain', 'ovs-convert', 'reboot', 'undrain']);
+        expect(commands.map((c) => c.kind).sort(), hostId).toEqual([
+          'drain',
+          'ovs-convert',
+          'reboot',
+          'undrain',
+          'verify',
+        ]);
         for (const c of commands) expect(c.starts, `${hostId} ${c.kind}`).toBe(1);
         const effects = suite.fleet.hosts.get(hostId)?.snapshot().effects ?? {};
         expect(effects.drain).toBe(1);
