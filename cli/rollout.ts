@@ -2,12 +2,17 @@ import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { listRollouts, loadPlan, newRolloutId, startRollout } from '../workers/control/rollouts.js';
-import { loadConfig, withTemporal } from '../workers/clients.js';
+import { loadConfig, withNats, withTemporal } from '../workers/clients.js';
+import type { RefitConfig } from '../workers/config.js';
+import { readInventory } from '../workers/control/inventory.js';
+import { unknownDestinations } from '../activities/controller/inventory.js';
+import type { Plan } from '../schemas/plan.js';
 import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
 import { tableLines } from './table.js';
+import { terminalSafe } from './terminal-text.js';
 import { positiveInteger } from './numeric-options.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -36,7 +41,7 @@ export async function watchRollout(
       unreadableSince ??= Date.now();
       if (Date.now() - unreadableSince > 120_000) throw err;
       process.stderr.write(
-        `refit: cannot read the rollout's status yet (${(err as Error).message}); is \`refit worker\` running? retrying\n`,
+        `refit: cannot read the rollout's status yet (${terminalSafe((err as Error).message)}); is \`refit worker\` running? retrying\n`,
       );
       await new Promise((r) => setTimeout(r, 2_000));
       continue;
@@ -58,6 +63,19 @@ export async function watchRollout(
   }
 }
 
+/**
+ * Refuse a plan whose drains send VMs to hosts the live inventory does not know, before anything
+ * starts; each is named by its place in the plan.
+ */
+async function checkDestinations(config: RefitConfig, file: string, plan: Plan): Promise<void> {
+  if (!plan.steps.some((s) => s.kind === 'drain' && Object.keys(s.params.destinations).length > 0)) return;
+  const { hosts } = await withNats(config, readInventory);
+  const unknown = unknownDestinations(plan.steps, new Set(hosts.map((h) => h.hostId)));
+  if (unknown.length === 0) return;
+  const lines = unknown.map((u) => `  ${u.path}: ${u.destination} is not a host of the inventory`);
+  throw new UsageError(`plan ${file} drains VMs to unknown hosts; nothing was started:\n${lines.join('\n')}`);
+}
+
 export function registerRolloutCommands(program: Command): void {
   const rollout = program.command('rollout').description('start, follow and inspect maintenance campaigns');
 
@@ -69,6 +87,7 @@ export function registerRolloutCommands(program: Command): void {
     .action(async (file: string, opts: { watch?: boolean; id?: string }) => {
       const plan = await loadPlan(file);
       const config = loadConfig();
+      await checkDestinations(config, file, plan);
       const id = opts.id ?? newRolloutId(plan.name);
       await withTemporal(config, async (client) => {
         await startRollout(client, config.taskQueue, plan, id);

@@ -6,7 +6,7 @@ import { SUBJECTS } from '../../schemas/names.js';
 import { TERMINAL_STATES, resultKey, type CommandStatus, type StepCommand } from '../../schemas/command.js';
 import type { StepCall, StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
-import { chooseDestinations, NoDestinationError } from './inventory.js';
+import { chooseDestinations, NoDestinationError, unknownDestinations } from './inventory.js';
 import type { Logger } from 'pino';
 import type { BucketFollower } from './bucket-follower.js';
 import type { DispatchRequest } from '../../schemas/activities.js';
@@ -110,7 +110,18 @@ function withDestinations(
   hostId: string,
   avoid: string[],
 ): DrainCall {
-  if (Object.keys(drain.params.destinations).length > 0) return drain;
+  if (Object.keys(drain.params.destinations).length > 0) {
+    // Checked again here: a plan started without `refit rollout start` (the temporal CLI) was not.
+    const unknown = unknownDestinations([drain], new Set(fleet.map((p) => p.hostId)), hostId);
+    if (unknown.length > 0)
+      throw ApplicationFailure.nonRetryable(
+        `drain of ${hostId}: the plan sends VMs to hosts that are not in the inventory: ${unknown
+          .map((u) => `${u.vm} → ${u.destination}`)
+          .join(', ')}`,
+        'StepFailed',
+      );
+    return drain;
+  }
   try {
     return { ...drain, params: { destinations: chooseDestinations(fleet, hostId, avoid) } };
   } catch (err) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ReceivedPresence } from '../../schemas/host.js';
-import { chooseDestinations, selectTargets } from './inventory.js';
+import { chooseDestinations, selectTargets, unknownDestinations } from './inventory.js';
 
 const now = Date.parse('2026-11-22T03:00:00Z');
 
@@ -117,5 +117,27 @@ describe('chooseDestinations', () => {
   it('refuses to live-migrate VMs with SR-IOV functions', () => {
     const pinned = [withVms(host('h1', {}), ['a'], 8, true), ...fleet.slice(1)];
     expect(() => chooseDestinations(pinned, 'h1', [], now)).toThrow(/SR-IOV functions cannot be live-migrated: a/);
+  });
+});
+
+describe('unknownDestinations', () => {
+  const drain = (destinations: Record<string, string>) => ({ kind: 'drain' as const, params: { destinations } });
+  const known = new Set(['h1', 'h2']);
+
+  it('names every VM a plan sends to a host the inventory does not know, by its path', () => {
+    expect(
+      unknownDestinations(
+        [drain({ web: 'h2', db: 'h9' }), { kind: 'undrain', params: {} }, drain({ mail: 'pve-old' })],
+        known,
+      ),
+    ).toEqual([
+      { path: 'steps[0].params.destinations.db', vm: 'db', destination: 'h9' },
+      { path: 'steps[2].params.destinations.mail', vm: 'mail', destination: 'pve-old' },
+    ]);
+  });
+
+  it('refuses the drained host itself as a destination', () => {
+    expect(unknownDestinations([drain({ web: 'h1' })], known, 'h1').map((u) => u.destination)).toEqual(['h1']);
+    expect(unknownDestinations([drain({ web: 'h1' })], known)).toEqual([]);
   });
 });

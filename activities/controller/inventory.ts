@@ -1,5 +1,6 @@
 import { isOnline, type HostPresence, type ReceivedPresence } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
+import type { PlanStep } from '../../schemas/steps.js';
 import type { TargetResolution } from '../../schemas/activities.js';
 import { RefitError } from '../../schemas/errors.js';
 
@@ -92,4 +93,31 @@ export function chooseDestinations(
     if (best[1] - 1 === 0) free.delete(best[0]);
   }
   return destinations;
+}
+
+/** A drain destination a plan names that is no host of the inventory (or is the drained host itself). */
+export interface UnknownDestination {
+  /** Where in the plan: `steps[0].params.destinations.web-1`. */
+  path: string;
+  vm: string;
+  destination: string;
+}
+
+/**
+ * The drain destinations of `steps` that name no host of the inventory: a VM sent there would go
+ * to a host refit does not know (a typo, a decommissioned host, one not enrolled). `drained` is the
+ * host being drained, when known: its own VMs cannot go to itself.
+ */
+export function unknownDestinations(
+  steps: readonly PlanStep[],
+  inventory: ReadonlySet<string>,
+  drained?: string,
+): UnknownDestination[] {
+  return steps.flatMap((step, i) =>
+    step.kind !== 'drain'
+      ? []
+      : Object.entries(step.params.destinations)
+          .filter(([, destination]) => !inventory.has(destination) || destination === drained)
+          .map(([vm, destination]) => ({ path: `steps[${i}].params.destinations.${vm}`, vm, destination })),
+  );
 }
