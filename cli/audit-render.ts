@@ -4,6 +4,7 @@ import { StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
 import { parseDuration } from '../schemas/common.js';
 import { z } from 'zod';
 import { tableLines } from './table.js';
+import { safeLines } from './terminal-text.js';
 
 /** A stored event with where it sits in the stream. */
 export interface TrailEvent {
@@ -136,7 +137,7 @@ export function renderEvent({ event: e, record }: TrailEvent): string {
   const changes = changesOf(e);
   if (changes.length > 0) out.push('', 'changes:', ...renderChanges(changes).map((l) => `    ${l}`));
   else if (e.data.before !== undefined) out.push('', 'changes: none (the host was already as asked)');
-  return out.join('\n');
+  return safeLines(out);
 }
 
 /** `refit audit verify`: a verdict, then each chain's first broken link, then every problem. */
@@ -147,11 +148,8 @@ export function renderReport(report: VerifyReport, source: string): string {
     sig.unsigned > 0
       ? `; ${sig.unsigned} host event${sig.unsigned === 1 ? '' : 's'} unsigned (written before hosts signed)`
       : '';
-  const head = sig.checked
-    ? `${verdict}
-host signatures: ${sig.verified} verified${unsigned}`
-    : verdict;
-  if (report.ok) return head;
+  const head = sig.checked ? [verdict, `host signatures: ${sig.verified} verified${unsigned}`] : [verdict];
+  if (report.ok) return safeLines(head);
   const broken = report.chains.flatMap((c) => {
     const p = c.firstProblem;
     if (p === undefined) return [];
@@ -167,5 +165,5 @@ host signatures: ${sig.verified} verified${unsigned}`
     ]),
     { indent: '  ' },
   );
-  return [head, ...broken, 'problems:', ...all].join('\n');
+  return safeLines([...head, ...broken, 'problems:', ...all]);
 }

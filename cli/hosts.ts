@@ -2,10 +2,12 @@ import type { Command } from 'commander';
 import { readInventory, type InventoryRow } from '../workers/control/inventory.js';
 import { loadConfig, withNats } from '../workers/clients.js';
 import { tableLines } from './table.js';
+import { terminalSafe } from './terminal-text.js';
 
 const HEADER = ['HOST', 'STATE', 'DRIVER', 'BOOT', 'BRIDGE', 'VFS', 'VMS', 'CORDONED', 'BUSY', 'LABELS'];
 
-function cells(row: InventoryRow): string[] {
+/** One row of `refit hosts`; `tableLines` makes each cell terminal-safe. */
+export function cells(row: InventoryRow): string[] {
   const f = row.presence.facts;
   const labels = Object.entries(row.presence.labels)
     .map(([k, v]) => `${k}=${v}`)
@@ -50,7 +52,7 @@ export function registerHostsCommand(program: Command): void {
         if (hosts.length > 0) process.stdout.write(`${tableLines(hosts.map(cells), { header: HEADER }).join('\n')}\n`);
         if (invalid.length > 0)
           process.stderr.write(
-            `skipped ${invalid.length} presence entries that fail the schema: ${invalid.join(', ')}\n`,
+            `skipped ${invalid.length} presence entries that fail the schema: ${terminalSafe(invalid.join(', '))}\n`,
           );
       });
     });

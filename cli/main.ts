@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../schemas/errors.js';
+import { terminalSafe } from './terminal-text.js';
 
 type Register = (program: Command) => void;
 /**
@@ -36,6 +37,11 @@ for (const register of await Promise.all(load.map((loader) => loader()))) {
   register(program);
 }
 
+/** An error's text, each of its lines made terminal-safe: it may quote a plan, a host or a server. */
+function errorText(message: string): string {
+  return message.split('\n').map(terminalSafe).join('\n');
+}
+
 // The one place where errors become exit codes: 2 for what the operator must fix, 1 for the rest.
 // Commander has printed its own errors (unknown option or command, missing or invalid argument);
 // they are usage errors too. Its exit code 0 is --help or --version.
@@ -45,10 +51,10 @@ try {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else if (err instanceof UsageError) {
-    process.stderr.write(`refit: ${err.message}\n`);
+    process.stderr.write(`refit: ${errorText(err.message)}\n`);
     process.exitCode = err.exitCode;
   } else {
-    process.stderr.write(`refit: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(`refit: ${errorText(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
     process.exitCode = 1;
   }
 }

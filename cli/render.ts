@@ -1,5 +1,6 @@
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { tableLines } from './table.js';
+import { safeLines, terminalSafe } from './terminal-text.js';
 
 const DONE = new Set(['succeeded', 'failed', 'rolled-back', 'held', 'skipped']);
 
@@ -47,12 +48,12 @@ export function renderStatus(s: RolloutStatus): string {
   });
   lines.push(...tableLines(rows, { indent: '  ' }));
   if (s.message) lines.push(s.message);
-  return lines.join('\n');
+  return safeLines(lines);
 }
 
 /** The last line of a finished rollout, as the demo and scripts read it. */
 export function summaryLine(s: RolloutStatus): string {
   const ok = s.counts.succeeded;
   const total = s.hosts.length + s.missingHosts.length;
-  return `rollout ${s.id} ${s.state}: ${ok}/${total} hosts succeeded`;
+  return terminalSafe(`rollout ${s.id} ${s.state}: ${ok}/${total} hosts succeeded`);
 }

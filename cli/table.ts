@@ -1,3 +1,5 @@
+import { terminalSafe } from './terminal-text.js';
+
 export interface TableOptions {
   /** Column titles, printed as the first line. */
   header?: readonly string[];
@@ -9,11 +11,12 @@ export interface TableOptions {
 
 /**
  * A plain-text table: each column as wide as its widest cell (the header's included), columns `gap`
- * spaces apart; the last column is not padded and no line ends in spaces.
+ * spaces apart; the last column is not padded and no line ends in spaces. Every cell is made
+ * terminal-safe first (`terminalSafe`): a cell is one line, whatever it holds.
  */
 export function tableLines(rows: readonly (readonly string[])[], options: TableOptions = {}): string[] {
   const { header, indent = '', gap = 2 } = options;
-  const all = header === undefined ? rows : [header, ...rows];
+  const all = (header === undefined ? rows : [header, ...rows]).map((row) => row.map(terminalSafe));
   const widths: number[] = [];
   for (const row of all) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   const separator = ' '.repeat(gap);
