@@ -35,25 +35,28 @@ export function controllerPermissions(): NatsPermissions {
   return { publish: { allow: ['>'] }, subscribe: { allow: ['>'] } };
 }
 
-/** The CLI reads inventory, results and audit; it cannot send commands or alter streams. */
+/** The streams the CLI reads: hosts' presence and the audit trail. Not the commands, not results. */
+export const CLI_READS = [`KV_${BUCKETS.hosts}`, STREAMS.audit] as const;
+
+/**
+ * The CLI reads inventory and the audit trail: stream info and direct gets on those two streams,
+ * nothing else. An allow list of single API subjects, not `$JS.API.>` with a deny list, so that an
+ * API nats-server adds later is not granted by default. It creates no consumer at all: nats-server
+ * (2.12) does not check a push consumer's delivery subject against its creator's permissions
+ * (nats-io/nats-server#8274), and whether a consumer is push or pull is in the request body, which
+ * permissions cannot see; so no consumer, no pause, no change, and no read of REFIT_CMD. It
+ * publishes nothing but API requests, so it cannot write where a host listens.
+ */
 export function cliPermissions(identity: string): NatsPermissions {
   return {
     publish: {
-      allow: ['$JS.API.>', SUBJECTS.auditController],
-      deny: [
-        '$JS.API.STREAM.CREATE.>',
-        '$JS.API.STREAM.UPDATE.>',
-        '$JS.API.STREAM.DELETE.>',
-        '$JS.API.STREAM.PURGE.>',
-        '$JS.API.STREAM.MSG.DELETE.>',
-        '$JS.API.CONSUMER.DELETE.>',
-        '$JS.API.STREAM.RESTORE.>',
-        // Creating or changing a consumer on the command stream would let it read or re-route commands.
-        `$JS.API.CONSUMER.CREATE.${STREAMS.commands}.>`,
-        `$JS.API.CONSUMER.CREATE.${STREAMS.commands}`,
-        `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.commands}.>`,
-        `$JS.API.CONSUMER.MSG.NEXT.${STREAMS.commands}.>`,
-        SUBJECTS.commandsAll,
+      allow: [
+        '$JS.API.INFO',
+        ...CLI_READS.flatMap((stream) => [
+          `$JS.API.STREAM.INFO.${stream}`,
+          `$JS.API.DIRECT.GET.${stream}`,
+          `$JS.API.DIRECT.GET.${stream}.>`,
+        ]),
       ],
     },
     subscribe: { allow: [`${inboxPrefix(identity)}.>`] },

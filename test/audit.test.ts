@@ -96,9 +96,11 @@ async function writeHostChain(hostId: string, n: number): Promise<void> {
     tail = (await appendToChain(store, AUDIT_CHAINS.host(hostId), commandDraft(hostId, i), { tail })).tail ?? null;
 }
 
-/** Replace a host's chain in the stream by these events, as someone with the controller's rights could. */
-async function rewriteChain(hostId: string, events: unknown[]): Promise<void> {
-  await jsm.streams.purge(STREAMS.audit, { filter: AUDIT_CHAINS.host(hostId) });
+/**
+ * Append these events to a host's chain as someone with the controller's rights can. Appending is
+ * all such a writer has: REFIT_AUDIT refuses purges and message deletes (workers/messaging.ts).
+ */
+async function appendToHostSubject(hostId: string, events: unknown[]): Promise<void> {
   for (const e of events) await jetstream(nc).publish(AUDIT_CHAINS.host(hostId), canonicalJson(e));
 }
 
@@ -408,11 +410,9 @@ describe('tampering with the stream', () => {
   });
 
   it('is found where an event was edited', async () => {
-    const chain = await hostChain(edited);
-    await rewriteChain(
-      edited,
-      chain.map((e) => (e.seq === 3 ? { ...e, data: { ...e.data, argv: ['true'] } } : e)),
-    );
+    // Stored again, changed, behind the original, which can no longer be removed.
+    const third = (await hostChain(edited)).find((e) => e.seq === 3) as StoredAuditEvent;
+    await appendToHostSubject(edited, [{ ...third, data: { ...third.data, argv: ['true'] } }]);
     const { code, report } = await verifyJson(['--host', edited]);
     expect(code).toBe(3);
     expect(report.chains[0]?.firstProblem).toMatchObject({ kind: 'edited', seq: 3, hostId: edited });
@@ -422,26 +422,28 @@ describe('tampering with the stream', () => {
     expect(text.stdout).toContain(`BROKEN ${AUDIT_CHAINS.host(edited)} (host ${edited}): first broken link at seq 3`);
   });
 
-  it('is found where an event was deleted, and in the stream', async () => {
+  it("cannot be made by deleting or purging, even with the controller's rights", async () => {
     const seqs = (await trailEvents(nc)).filter((e) => e.record.subject === AUDIT_CHAINS.host(deleted));
     const victim = seqs.find((e) => e.event.seq === 2)?.record.streamSeq as number;
-    await jsm.streams.deleteMessage(STREAMS.audit, victim);
-    const { code, report } = await verifyJson(['--host', deleted]);
-    expect(code).toBe(3);
-    expect(report.chains[0]?.firstProblem).toMatchObject({ kind: 'missing', seq: 3 });
-    const whole = await verifyJson([]);
-    expect(whole.report.problems).toContainEqual(
-      expect.objectContaining({ kind: 'deleted', message: expect.stringContaining(String(victim)) }),
+    await expect(jsm.streams.deleteMessage(STREAMS.audit, victim)).rejects.toThrow(/not permitted/);
+    await expect(jsm.streams.purge(STREAMS.audit, { filter: AUDIT_CHAINS.host(deleted) })).rejects.toThrow(
+      /not permitted/,
     );
+    const { config: stream } = await jsm.streams.info(STREAMS.audit);
+    expect({ deny_delete: stream.deny_delete, deny_purge: stream.deny_purge }).toEqual({
+      deny_delete: true,
+      deny_purge: true,
+    });
+    const { code, report } = await verifyJson(['--host', deleted]);
+    expect(code, JSON.stringify(report.problems)).toBe(0);
   });
 
-  it('is found where events were put back in another order', async () => {
+  it('is found where events were stored again in another order', async () => {
     const chain = await hostChain(reordered);
-    const [one, two, three, four, five] = chain;
-    await rewriteChain(reordered, [one, two, four, three, five]);
+    await appendToHostSubject(reordered, [chain[2]]);
     const { code, report } = await verifyJson(['--host', reordered]);
     expect(code).toBe(3);
-    expect(report.chains[0]?.firstProblem).toMatchObject({ kind: 'reordered', seq: 4 });
+    expect(report.chains[0]?.firstProblem).toMatchObject({ kind: 'reordered', seq: 3 });
   });
 
   it('is found where a well-linked event was appended by someone else', async () => {
@@ -472,13 +474,30 @@ describe('tampering with the stream', () => {
     expect(intact.report.events).toBe((await hostChain(hostA)).length);
     for (const [host, kind, seq] of [
       [edited, 'edited', 3],
-      [deleted, 'missing', 3],
-      [reordered, 'reordered', 4],
+      [reordered, 'reordered', 3],
     ] as const) {
       const offline = await verifyJson(['--file', exportFile, '--host', host]);
       expect(offline.code).toBe(3);
       expect(offline.report.chains[0]?.firstProblem).toMatchObject({ kind, seq });
     }
+  });
+
+  it('finds an event taken out of the export file, in its chain and in the stream sequence', async () => {
+    const lines = (await readFile(exportFile, 'utf8')).trim().split('\n');
+    const target = lines.findIndex((l) => {
+      const r = AuditRecord.parse(JSON.parse(l));
+      return r.subject === AUDIT_CHAINS.host(deleted) && (r.event as { seq?: number }).seq === 2;
+    });
+    const removed = AuditRecord.parse(JSON.parse(lines[target] as string));
+    const file = path.join(tempDir('audit-cut'), 'cut.jsonl');
+    await writeFile(file, `${lines.filter((_, i) => i !== target).join('\n')}\n`);
+    const chain = await verifyJson(['--file', file, '--host', deleted]);
+    expect(chain.code).toBe(3);
+    expect(chain.report.chains[0]?.firstProblem).toMatchObject({ kind: 'missing', seq: 3 });
+    const whole = await verifyJson(['--file', file]);
+    expect(whole.report.problems).toContainEqual(
+      expect.objectContaining({ kind: 'deleted', message: expect.stringContaining(String(removed.streamSeq)) }),
+    );
   });
 
   it('finds an edit made to the export file itself', async () => {

@@ -13,7 +13,7 @@ import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUCKETS, STREAMS, SUBJECTS } from '../schemas/names.js';
-import { ensureMessaging } from '../workers/messaging.js';
+import { RESULTS_MAX_BYTES, ensureMessaging } from '../workers/messaging.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { freePorts } from '../workers/dev/stack.js';
 import { findTool } from '../workers/dev/tools.js';
@@ -177,7 +177,7 @@ describe('ensureMessaging on a server whose streams an earlier refit made', () =
     await ensureMessaging(nc, 1, pino({ level: 'info' }, { write: (l: string) => lines.push(l) }));
 
     const m = await jetstreamManager(nc);
-    for (const name of [`KV_${BUCKETS.hosts}`, `KV_${BUCKETS.results}`, `KV_${BUCKETS.leases}`]) {
+    for (const name of [`KV_${BUCKETS.hosts}`, `KV_${BUCKETS.results}`, `KV_${BUCKETS.leases}`, STREAMS.audit]) {
       const { config } = await m.streams.info(name);
       expect(security(config), name).toEqual({ allow_rollup_hdrs: false, deny_delete: true, deny_purge: true });
     }
@@ -191,7 +191,13 @@ describe('ensureMessaging on a server whose streams an earlier refit made', () =
       expect((await m.streams.info(name)).config.max_msg_size, name).toBeGreaterThan(0);
       expect(lines.join('\n'), name).toContain(`stream ${name} brought to refit's settings`);
     }
-    expect((await m.streams.info(`KV_${BUCKETS.results}`)).config.max_bytes).toBeGreaterThan(0);
+    expect((await m.streams.info(`KV_${BUCKETS.results}`)).config).toMatchObject({
+      max_bytes: RESULTS_MAX_BYTES,
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+    });
+    expect((await m.streams.info(`KV_${BUCKETS.hosts}`)).config.allow_direct).toBe(true);
+    await expect(m.streams.purge(STREAMS.audit)).rejects.toThrow(/not permitted/);
 
     const h = headers();
     h.set('Nats-Rollup', 'all');

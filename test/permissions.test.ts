@@ -1,6 +1,13 @@
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { PermissionViolationError, headers, type NatsConnection } from '@nats-io/transport-node';
+import { PermissionViolationError, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollHosts } from '../workers/dev/enroll.js';
@@ -9,6 +16,9 @@ import { HostPresence } from '../schemas/host.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { chooseDestinations, selectTargets } from '../activities/controller/inventory.js';
 import { identityOfHost } from '../workers/nats.js';
+import { ensureHostConsumer } from '../workers/messaging.js';
+import { readInventory } from '../workers/control/inventory.js';
+import { checkCancelMessage, checkCommandMessage, checkConfirmMessage } from '../workers/host/command-message.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
 
 const stack = testStack();
@@ -149,9 +159,7 @@ describe('a host', () => {
 describe('the CLI', () => {
   it("cannot send commands or take them from a host's queue", async () => {
     const cli = await stack.connectAsCli();
-    expect((await jetstreamManager(cli).then((m) => m.streams.info(STREAMS.commands))).config.name).toBe(
-      STREAMS.commands,
-    );
+    expect((await jetstreamManager(cli).then((m) => m.streams.info(STREAMS.audit))).config.name).toBe(STREAMS.audit);
     const hostC = uniqueHostId('perm-c');
     await enrollHosts(stack.home, [hostC]);
 
@@ -195,61 +203,213 @@ function rollup(kind: 'all' | 'sub') {
   return h;
 }
 
-describe('the CLI, through a push consumer', () => {
-  // Open (docs/security.md): nats-server does not check a consumer's delivery subject against the
-  // permissions of whoever creates it. The test fails while the hole is open; `it.fails` marks that.
-  it.fails("cannot deliver a message of its own onto a host's cancel subject", async () => {
+describe('the CLI, beyond reading', () => {
+  it('cannot read pending commands: no info, message get or direct get on the command stream', async () => {
+    const cli = await stack.connectAsCli();
+    const hostE = uniqueHostId('perm-e');
+    await ensureHostConsumer(controller, hostE);
+    await jetstream(controller).publish(SUBJECTS.command(hostE), JSON.stringify({ secret: 'pending' }));
+    const cliJsm = await jetstreamManager(cli);
+    await refused(cliJsm.streams.info(STREAMS.commands));
+    await refused(cliJsm.streams.getMessage(STREAMS.commands, { last_by_subj: SUBJECTS.command(hostE) }));
+    await refused(cliJsm.direct.getMessage(STREAMS.commands, { last_by_subj: SUBJECTS.command(hostE) }));
+    await refused(cliJsm.consumers.info(STREAMS.commands, commandConsumer(hostE)));
+    expect(await pendingFor(hostE)).toBe(1);
+  });
+
+  it('creates no consumer of any kind, on any stream, so it cannot choose where JetStream delivers', async () => {
+    const cli = await stack.connectAsCli();
+    const cliJsm = await jetstreamManager(cli);
+    for (const stream of [STREAMS.audit, `KV_${BUCKETS.hosts}`, `KV_${BUCKETS.results}`]) {
+      await refused(cliJsm.consumers.add(stream, { ack_policy: AckPolicy.Explicit }));
+      await refused(cliJsm.consumers.add(stream, { durable_name: 'cli-pull', ack_policy: AckPolicy.Explicit }));
+      await refused(
+        cliJsm.consumers.add(stream, {
+          name: 'cli-push',
+          deliver_subject: SUBJECTS.cancel('x'),
+          ack_policy: AckPolicy.None,
+        }),
+      );
+    }
+    expect((await jsm.consumers.list(STREAMS.audit).next()).map((c) => c.name)).not.toContain('cli-push');
+  });
+
+  it("cannot pause, change, reset or delete a host's consumer", async () => {
+    const cli = await stack.connectAsCli();
+    const hostF = uniqueHostId('perm-f');
+    await ensureHostConsumer(controller, hostF);
+    const cliJsm = await jetstreamManager(cli);
+    const consumer = commandConsumer(hostF);
+    await refused(cliJsm.consumers.pause(STREAMS.commands, consumer, new Date(Date.now() + 3_600_000)));
+    await refused(cliJsm.consumers.update(STREAMS.commands, consumer, { max_ack_pending: 100 }));
+    await refused(cliJsm.consumers.delete(STREAMS.commands, consumer));
+    await refused(cli.request(`$JS.API.CONSUMER.RESET.${STREAMS.commands}.${consumer}`, '{}', { timeout: 5_000 }));
+    const info = await jsm.consumers.info(STREAMS.commands, consumer);
+    expect({ paused: info.paused ?? false, maxAckPending: info.config.max_ack_pending }).toEqual({
+      paused: false,
+      maxAckPending: 1,
+    });
+  });
+
+  it('publishes nothing a host listens to, nor to the audit stream', async () => {
+    const cli = await stack.connectAsCli();
+    const victim = uniqueHostId('cli-pub');
+    for (const subject of [
+      SUBJECTS.cancel(victim),
+      SUBJECTS.confirm(victim),
+      SUBJECTS.command(victim),
+      `${inboxPrefix(identityOfHost(victim))}.x`,
+      SUBJECTS.auditController,
+      SUBJECTS.auditHost(victim),
+    ])
+      expect((await publishRefused(cli, subject)).subject).toBe(subject);
+  });
+
+  it("cannot get a message of its choosing taken as the controller's on a host's cancel or confirm subject", async () => {
+    // The attack of issue 13: append a forged request, then have JetStream deliver it to the host.
     const victim = uniqueHostId('cli-push');
     const asVictim = await stack.connectAsHost(victim);
-    const cancels = asVictim.subscribe(SUBJECTS.cancel(victim), { max: 1 });
+    const arrived = collect(asVictim, [SUBJECTS.cancel(victim), SUBJECTS.confirm(victim)]);
     await asVictim.flush();
     const cli = await stack.connectAsCli();
-    await jetstream(cli).publish(SUBJECTS.auditController, JSON.stringify({ commandId: 'x', reason: 'forged' }));
-    await (
-      await jetstreamManager(cli)
-    ).consumers
-      .add(STREAMS.audit, {
-        deliver_subject: SUBJECTS.cancel(victim),
-        filter_subject: SUBJECTS.auditController,
-        deliver_policy: DeliverPolicy.Last,
-        ack_policy: AckPolicy.None,
-      })
-      .catch(() => undefined);
-    const received = await within(
-      (async () => {
-        for await (const m of cancels) return m.string();
-      })(),
-      3_000,
-      'nothing',
-    ).catch(() => undefined);
-    expect(received).toBeUndefined();
+    const forged = JSON.stringify({ commandId: 'wf/run/1', reason: 'forged' });
+    await refused(jetstream(cli).publish(SUBJECTS.auditController, forged));
+    const cliJsm = await jetstreamManager(cli);
+    for (const deliver of [SUBJECTS.cancel(victim), SUBJECTS.confirm(victim)])
+      await refused(
+        cliJsm.consumers.add(STREAMS.audit, {
+          deliver_subject: deliver,
+          deliver_policy: DeliverPolicy.Last,
+          ack_policy: AckPolicy.None,
+        }),
+      );
+    // What it can still do: have a stored message (here a host's presence) answered onto the subject.
+    await jetstream(asVictim).publish(`$KV.${BUCKETS.hosts}.${victim}`, forged);
+    for (const subject of [SUBJECTS.cancel(victim), SUBJECTS.confirm(victim)])
+      cli.publish(`$JS.API.DIRECT.GET.KV_${BUCKETS.hosts}.$KV.${BUCKETS.hosts}.${victim}`, '', { reply: subject });
+    await cli.flush();
+
+    const messages = await arrived.after(2, 5_000);
+    expect(messages.map(hostsVerdict)).toEqual([
+      expect.stringMatching(/^refused: not from the controller: it carries the Nats-Stream header/),
+      expect.stringMatching(/^refused: not from the controller: it carries the Nats-Stream header/),
+    ]);
   });
 });
 
+/** What the host worker makes of a message on its cancel or confirm subject (workers/host/command-message.ts). */
+function hostsVerdict(m: Msg): string {
+  const checked = m.subject.startsWith('refit.cancel.') ? checkCancelMessage(m) : checkConfirmMessage(m);
+  return checked.ok ? 'taken' : `refused: ${checked.reason}`;
+}
+
+/** Every message arriving on `subjects`, read once at least `count` arrived or `ms` passed. */
+function collect(nc: NatsConnection, subjects: string[]) {
+  const got: Msg[] = [];
+  for (const subject of subjects) nc.subscribe(subject, { callback: (_err, m) => void got.push(m) });
+  return {
+    async after(count: number, ms: number): Promise<Msg[]> {
+      const deadline = Date.now() + ms;
+      while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      return [...got];
+    },
+  };
+}
+
 describe('a host, through the reply subject of its own request', () => {
-  // Open (docs/security.md): a reply subject is not checked against the requester's permissions,
-  // so the server delivers the answer (here the host's own last audit message, whatever it wrote
-  // there) wherever the host says. The test fails while the hole is open; `it.fails` marks that.
-  it.fails("cannot have a message of its own delivered on another host's cancel subject", async () => {
+  // nats-server answers a request on whatever reply subject the requester names, without checking
+  // it against the requester's permissions, and JetStream stores such an answer when the subject is
+  // a stream's. A host can so have JetStream put a message of its own on another host's subjects;
+  // the readers refuse what JetStream handed on (activities/origin.ts).
+  it("cannot have a message of its own taken as the controller's on another host's cancel or confirm subject", async () => {
     const [forger, victim] = [uniqueHostId('reply-a'), uniqueHostId('reply-b')];
     const asForger = await stack.connectAsHost(forger);
+    await ensureHostConsumer(controller, forger);
     const asVictim = await stack.connectAsHost(victim);
-    const cancels = asVictim.subscribe(SUBJECTS.cancel(victim), { max: 1 });
+    const arrived = collect(asVictim, [SUBJECTS.cancel(victim), SUBJECTS.confirm(victim)]);
     await asVictim.flush();
-    await jetstream(asForger).publish(SUBJECTS.auditHost(forger), JSON.stringify({ commandId: 'x', reason: 'forged' }));
-    asForger.publish(`$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(forger)}`, '', {
-      reply: SUBJECTS.cancel(victim),
+    const forged = JSON.stringify({ commandId: 'wf/run/1' });
+    await jetstream(asForger).publish(SUBJECTS.auditHost(forger), forged);
+    await jetstream(controller).publish(SUBJECTS.command(forger), forged);
+    const directGet = `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(forger)}`;
+    asForger.publish(directGet, '', { reply: SUBJECTS.cancel(victim) });
+    asForger.publish(directGet, '', { reply: SUBJECTS.confirm(victim) });
+    // Its own next command, delivered on the other host's confirm subject.
+    asForger.publish(nextSubject(forger), JSON.stringify({ batch: 1, no_wait: true }), {
+      reply: SUBJECTS.confirm(victim),
     });
-    const received = await within(
-      (async () => {
-        for await (const m of cancels) return m.string();
-      })(),
-      3_000,
-      'nothing',
-    ).catch(() => undefined);
-    expect(received).toBeUndefined();
+    // A publish ack, and the answer to an API request.
+    asForger.publish(SUBJECTS.auditHost(forger), forged, { reply: SUBJECTS.confirm(victim) });
+    asForger.publish('$JS.API.INFO', '', { reply: SUBJECTS.cancel(victim) });
+    await asForger.flush();
+
+    const messages = await arrived.after(5, 5_000);
+    expect(messages).toHaveLength(5);
+    expect(messages.map(hostsVerdict).filter((v) => v === 'taken')).toEqual([]);
+    // The controller's own confirmation is taken, so the check can tell them apart.
+    controller.publish(SUBJECTS.confirm(victim), forged);
+    expect((await arrived.after(6, 5_000)).slice(5).map(hostsVerdict)).toEqual(['taken']);
+  });
+
+  it("cannot put a command of its own into another host's queue", async () => {
+    const [forger, victim] = [uniqueHostId('cmd-a'), uniqueHostId('cmd-b')];
+    const asForger = await stack.connectAsHost(forger);
+    await ensureHostConsumer(controller, victim);
+    const command = { commandId: 'wf/run/9', hostId: victim, kind: 'verify', mode: 'apply' };
+    await jetstream(asForger).publish(SUBJECTS.auditHost(forger), JSON.stringify(command));
+    asForger.publish(`$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(forger)}`, '', {
+      reply: SUBJECTS.command(victim),
+    });
+    await asForger.flush();
+    await until(async () => (await pendingFor(victim)) === 1, 5_000);
+    const own = await jetstream(await stack.connectAsHost(victim)).consumers.get(
+      STREAMS.commands,
+      commandConsumer(victim),
+    );
+    const delivered = await own.next({ expires: 5_000 });
+    expect(delivered).not.toBeNull();
+    const checked = checkCommandMessage(delivered as JsMsg, victim);
+    expect(checked).toMatchObject({ ok: false, forwarded: true, reason: expect.stringMatching(/Nats-Stream/) });
+    delivered?.term();
+  });
+
+  it("cannot have a presence of its own taken as another host's", async () => {
+    const [forger, victim] = [uniqueHostId('pres-a'), uniqueHostId('pres-b')];
+    const asForger = await stack.connectAsHost(forger);
+    await jetstream(asForger).publish(SUBJECTS.auditHost(forger), JSON.stringify(presenceOf(victim)));
+    asForger.publish(`$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(forger)}`, '', {
+      reply: `$KV.${BUCKETS.hosts}.${victim}`,
+    });
+    await asForger.flush();
+    // JetStream stored it under the victim's key ...
+    await until(async () => (await presence.get(victim)) !== null, 5_000);
+    // ... and neither the controller nor `refit hosts` takes it.
+    const warnings: string[] = [];
+    const follower = await BucketFollower.start(presence, HostPresence, {
+      keepAll: true,
+      log: pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) }),
+    });
+    try {
+      expect(follower.get(victim)).toBeUndefined();
+      expect(await follower.fetch(victim)).toBeUndefined();
+      expect(warnings.join('\n')).toMatch(/handed on from elsewhere/);
+    } finally {
+      follower.stop();
+    }
+    const inventory = await readInventory(await stack.connectAsCli());
+    expect(inventory.hosts.map((h) => h.hostId)).not.toContain(victim);
+    expect(inventory.invalid).toContain(victim);
   });
 });
+
+async function until(check: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('a host cannot erase what other hosts wrote', () => {
   it("cannot wipe every host's presence with a roll-up on its own presence key", async () => {
@@ -313,21 +473,58 @@ describe('between any two of five hosts', () => {
     for (const h of fleet) connections.set(h, await stack.connectAsHost(h));
   });
 
-  /** Everything one host could try on another's subjects; each must be refused by the server. */
-  const publishes = (victim: string) => [
-    SUBJECTS.command(victim),
+  /** Every write one identity could try on a host's subjects and queue; each must be refused by the server. */
+  const writes = (victim: string) => {
+    const consumer = commandConsumer(victim);
+    return [
+      SUBJECTS.command(victim),
+      `$JS.ACK.${STREAMS.commands}.${consumer}.1.1.1.1.0`,
+      `$KV.${BUCKETS.results}.${victim}.forged`,
+      `$KV.${BUCKETS.hosts}.${victim}`,
+      SUBJECTS.auditHost(victim),
+      SUBJECTS.cancel(victim),
+      SUBJECTS.confirm(victim),
+      `${inboxPrefix(identityOfHost(victim))}.forged`,
+      // The JetStream API paths that change a host's consumer or make one beside it.
+      `$JS.API.CONSUMER.PAUSE.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.DELETE.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.RESET.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.UNPIN.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.CREATE.${STREAMS.commands}.${consumer}`,
+      `$JS.API.CONSUMER.CREATE.${STREAMS.commands}.spy.${SUBJECTS.command(victim)}`,
+      `$JS.API.CONSUMER.CREATE.${STREAMS.audit}.spy.${SUBJECTS.auditHost(victim)}`,
+      `$JS.API.CONSUMER.CREATE.KV_${BUCKETS.results}.spy.$KV.${BUCKETS.results}.${victim}.>`,
+      `$JS.API.CONSUMER.CREATE.KV_${BUCKETS.hosts}.spy.$KV.${BUCKETS.hosts}.${victim}`,
+    ];
+  };
+  /** Every read of a host's commands and results, through core NATS and the JetStream API. */
+  const commandAndResultReads = (victim: string) => [
     `$JS.API.CONSUMER.MSG.NEXT.${STREAMS.commands}.${commandConsumer(victim)}`,
     `$JS.API.CONSUMER.INFO.${STREAMS.commands}.${commandConsumer(victim)}`,
-    `$JS.ACK.${STREAMS.commands}.${commandConsumer(victim)}.1.1.1.1.0`,
-    `$KV.${BUCKETS.results}.${victim}.forged`,
-    `$KV.${BUCKETS.hosts}.${victim}`,
     `$JS.API.DIRECT.GET.KV_${BUCKETS.results}.$KV.${BUCKETS.results}.${victim}.forged`,
+  ];
+  /** Reads of a host's presence and audit events: another host's business, the CLI's to show. */
+  const presenceAndAuditReads = (victim: string) => [
     `$JS.API.DIRECT.GET.KV_${BUCKETS.hosts}.$KV.${BUCKETS.hosts}.${victim}`,
-    SUBJECTS.auditHost(victim),
     `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(victim)}`,
-    SUBJECTS.cancel(victim),
-    SUBJECTS.confirm(victim),
-    `${inboxPrefix(identityOfHost(victim))}.forged`,
+  ];
+  /** API subjects that read every host at once (the request body chooses which): no host may use them. */
+  const wholeStreamReads = [
+    `$JS.API.STREAM.INFO.${STREAMS.commands}`,
+    `$JS.API.STREAM.INFO.${STREAMS.audit}`,
+    `$JS.API.STREAM.MSG.GET.${STREAMS.commands}`,
+    `$JS.API.STREAM.MSG.GET.${STREAMS.audit}`,
+    `$JS.API.STREAM.MSG.GET.KV_${BUCKETS.results}`,
+    `$JS.API.STREAM.MSG.GET.KV_${BUCKETS.hosts}`,
+    `$JS.API.DIRECT.GET.${STREAMS.commands}`,
+    `$JS.API.DIRECT.GET.${STREAMS.audit}`,
+    `$JS.API.DIRECT.GET.KV_${BUCKETS.results}`,
+    `$JS.API.DIRECT.GET.KV_${BUCKETS.hosts}`,
+    `$JS.API.CONSUMER.LIST.${STREAMS.commands}`,
+    `$JS.API.CONSUMER.CREATE.${STREAMS.audit}`,
+    `$JS.API.STREAM.PURGE.${STREAMS.audit}`,
+    `$JS.API.STREAM.MSG.DELETE.${STREAMS.audit}`,
   ];
   const subscriptions = (victim: string) => [
     SUBJECTS.command(victim),
@@ -339,27 +536,58 @@ describe('between any two of five hosts', () => {
     `${inboxPrefix(identityOfHost(victim))}.>`,
   ];
 
-  it("is refused every read and write of the other's consumer, keys, audit, cancel and confirm subjects", async () => {
+  /** Each publish and subscription the server did not refuse, as "<actor> <op> <subject>". */
+  async function allowedOf(actor: string, nc: NatsConnection, pubs: string[], subs: string[]): Promise<string[]> {
     const allowed: string[] = [];
-    await Promise.all(
-      fleet.map(async (actor) => {
-        const nc = connections.get(actor) as NatsConnection;
-        for (const victim of fleet.filter((h) => h !== actor)) {
-          await Promise.all([
-            ...publishes(victim).map(async (subject) => {
-              const refusal = await publishRefused(nc, subject).catch(() => undefined);
-              if (refusal === undefined) allowed.push(`${actor} publish ${subject}`);
-            }),
-            ...subscriptions(victim).map(async (subject) => {
-              const refusal = await subscriptionRefusal(nc, subject).catch(() => undefined);
-              if (!(refusal instanceof PermissionViolationError)) allowed.push(`${actor} subscribe ${subject}`);
-            }),
-          ]);
-        }
+    await Promise.all([
+      ...pubs.map(async (subject) => {
+        const refusal = await publishRefused(nc, subject).catch(() => undefined);
+        if (refusal === undefined) allowed.push(`${actor} publish ${subject}`);
       }),
-    );
+      ...subs.map(async (subject) => {
+        const refusal = await subscriptionRefusal(nc, subject).catch(() => undefined);
+        if (!(refusal instanceof PermissionViolationError)) allowed.push(`${actor} subscribe ${subject}`);
+      }),
+    ]);
+    return allowed;
+  }
+
+  it("is refused every read and write of the other's consumer, keys, audit, cancel and confirm subjects", async () => {
+    const allowed = (
+      await Promise.all(
+        fleet.map(async (actor) => {
+          const nc = connections.get(actor) as NatsConnection;
+          const found = await allowedOf(actor, nc, wholeStreamReads, []);
+          for (const victim of fleet.filter((h) => h !== actor)) {
+            const pubs = [...writes(victim), ...commandAndResultReads(victim), ...presenceAndAuditReads(victim)];
+            found.push(...(await allowedOf(actor, nc, pubs, subscriptions(victim))));
+          }
+          return found;
+        }),
+      )
+    ).flat();
     expect(allowed).toEqual([]);
     expect(fleet.filter((h) => connections.get(h)?.isClosed())).toEqual([]);
+  });
+
+  it('leaves the CLI no write on any host, no read of commands or results, and nothing to subscribe to', async () => {
+    const cli = await stack.connectAsCli();
+    const reads = [
+      `$JS.API.STREAM.INFO.${STREAMS.commands}`,
+      `$JS.API.STREAM.MSG.GET.${STREAMS.commands}`,
+      `$JS.API.DIRECT.GET.${STREAMS.commands}`,
+      `$JS.API.STREAM.INFO.KV_${BUCKETS.results}`,
+      `$JS.API.DIRECT.GET.KV_${BUCKETS.results}`,
+      `$JS.API.CONSUMER.CREATE.${STREAMS.audit}`,
+      `$JS.API.CONSUMER.CREATE.KV_${BUCKETS.hosts}`,
+    ];
+    const found = await allowedOf('cli', cli, reads, []);
+    for (const victim of fleet)
+      found.push(
+        ...(await allowedOf('cli', cli, [...writes(victim), ...commandAndResultReads(victim)], subscriptions(victim))),
+      );
+    expect(found).toEqual([]);
+    expect(cli.isClosed()).toBe(false);
   });
 });
 

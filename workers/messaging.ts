@@ -52,7 +52,16 @@ export const RESULTS_MAX_BYTES = 1024 * 1024 * 1024;
 const NO_ERASING = { allow_rollup_hdrs: false, deny_delete: true, deny_purge: true } as const;
 
 type Settings = Partial<
-  Pick<StreamConfig, 'allow_rollup_hdrs' | 'deny_delete' | 'deny_purge' | 'max_msg_size' | 'max_bytes'>
+  Pick<
+    StreamConfig,
+    | 'allow_rollup_hdrs'
+    | 'deny_delete'
+    | 'deny_purge'
+    | 'max_msg_size'
+    | 'max_bytes'
+    | 'max_msgs_per_subject'
+    | 'allow_direct'
+  >
 >;
 
 /**
@@ -95,8 +104,8 @@ export async function ensureMessaging(
       allow_direct: true,
       num_replicas: replicas,
     },
-    // Not yet deny_delete and deny_purge: test/audit.test.ts still forges tampering by purge (docs/security.md).
-    { allow_rollup_hdrs: false, max_msg_size: MAX_MESSAGE_BYTES.audit },
+    // No one, the controller included, removes an event: tampering can only add, and the chains show it.
+    { ...NO_ERASING, max_msg_size: MAX_MESSAGE_BYTES.audit },
     log,
   );
   const kvm = new Kvm(nc);
@@ -106,15 +115,17 @@ export async function ensureMessaging(
     [
       BUCKETS.results,
       { ttl: 90 * 24 * 3_600_000 },
-      { max_msg_size: MAX_MESSAGE_BYTES.results, max_bytes: RESULTS_MAX_BYTES },
+      // One message per key (history 1): a host rewriting its own result key replaces, never piles up.
+      { max_msg_size: MAX_MESSAGE_BYTES.results, max_bytes: RESULTS_MAX_BYTES, max_msgs_per_subject: 1 },
     ],
   ] as const;
   for (const [bucket, options, limits] of buckets) {
     const stream = `KV_${bucket}`;
     const existed = await streamExists(jsm, stream);
     await kvm.create(bucket, { history: 1, storage: StorageType.File, replicas, ...options });
-    // nats.js makes every bucket with roll-ups allowed; they are turned off at once.
-    await bringTo(jsm, stream, { ...NO_ERASING, ...limits }, log, existed);
+    // nats.js makes every bucket with roll-ups allowed; they are turned off at once. Direct get is
+    // how the CLI reads a bucket: it may create no consumer (schemas/permissions.ts).
+    await bringTo(jsm, stream, { ...NO_ERASING, allow_direct: true, ...limits }, log, existed);
   }
 }
 

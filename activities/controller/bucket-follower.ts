@@ -1,8 +1,10 @@
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
+import type { MsgHdrs } from '@nats-io/transport-node';
 import { KvWatchInclude } from '@nats-io/kv';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { RefitError } from '../../schemas/errors.js';
+import { forwardedBy } from '../origin.js';
 
 type Listener<T> = (value: T) => void;
 
@@ -54,7 +56,7 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     follower.iterator = iter;
     void (async () => {
       for await (const entry of iter) {
-        follower.accept(entry.key, entry.value, entry.created);
+        follower.accept(entry.key, entry.value, entry.created, entryForwardedBy(entry));
         if (entry.delta === 0) caughtUp();
       }
     })().catch((err: unknown) => {
@@ -64,7 +66,20 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     return follower;
   }
 
-  private parse(key: string, bytes: Uint8Array, stored: Date): Received<z.output<S>> | undefined {
+  private parse(
+    key: string,
+    bytes: Uint8Array,
+    stored: Date,
+    forwarded: string | undefined,
+  ): Received<z.output<S>> | undefined {
+    if (forwarded !== undefined) {
+      // Another identity had JetStream answer a request of its own onto this key (activities/origin.ts).
+      this.log.warn(
+        { key, header: forwarded },
+        'ignored an entry JetStream handed on from elsewhere, not written by its host',
+      );
+      return undefined;
+    }
     let json: unknown;
     try {
       json = JSON.parse(new TextDecoder().decode(bytes));
@@ -85,9 +100,9 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     return { ...value, receivedAt: stored.toISOString() };
   }
 
-  private accept(key: string, bytes: Uint8Array, stored: Date): void {
+  private accept(key: string, bytes: Uint8Array, stored: Date, forwarded: string | undefined): void {
     if (bytes.length === 0) return;
-    const value = this.parse(key, bytes, stored);
+    const value = this.parse(key, bytes, stored, forwarded);
     if (value === undefined) return;
     if (this.keepAll) this.latest.set(key, value);
     for (const fn of this.listeners.get(key) ?? []) fn(value);
@@ -106,7 +121,7 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
   async fetch(key: string): Promise<Received<z.output<S>> | undefined> {
     const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    return this.parse(key, entry.value, entry.created);
+    return this.parse(key, entry.value, entry.created, entryForwardedBy(entry));
   }
 
   /**
@@ -160,4 +175,25 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     this.stopped = true;
     this.iterator?.stop();
   }
+}
+
+/**
+ * The headers of a KV entry, and how many of JetStream's hand-on headers the read that fetched it
+ * added (a direct get answer adds one of each; see forwardedBy). nats.js does not expose them on
+ * KvEntry; both of its entry kinds keep the message they came from (`sm`: a consumer delivery with
+ * `headers`, or a message get or direct get answer with `header`, the latter knowing its `stream`).
+ * Pinned by test/permissions.test.ts, which forwards a presence onto another host's key and
+ * expects it ignored, and by every test that reads an honest presence.
+ */
+export function headersOf(entry: KvEntry): { headers: MsgHdrs | undefined; added: 0 | 1 } {
+  const sm = (entry as unknown as { sm?: { headers?: MsgHdrs; header?: MsgHdrs; stream?: string } }).sm;
+  if (sm === undefined) return { headers: undefined, added: 0 };
+  if (sm.headers !== undefined) return { headers: sm.headers, added: 0 };
+  return { headers: sm.header, added: typeof sm.stream === 'string' ? 1 : 0 };
+}
+
+/** The JetStream header that shows this entry was handed on rather than written by its host. */
+export function entryForwardedBy(entry: KvEntry): string | undefined {
+  const { headers, added } = headersOf(entry);
+  return forwardedBy(headers, added);
 }

@@ -1,9 +1,11 @@
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import { BUCKETS } from '../../schemas/names.js';
 import { HostPresence, isOnline, presenceKeyProblem, type ReceivedPresence } from '../../schemas/host.js';
 import { until } from '../../activities/poll.js';
+import { entryForwardedBy } from '../../activities/controller/bucket-follower.js';
 
 /** How many presence entries are read at once. */
 const READS_IN_FLIGHT = 100;
@@ -17,17 +19,29 @@ export interface InventoryRow {
 
 /**
  * Every host that ever reported, with whether it reports now (by when the server stored its
- * presence). Entries that fail the schema, or name another host than their key, are listed as invalid.
+ * presence). Entries that fail the schema, name another host than their key, or were handed on by
+ * JetStream rather than written by their host (activities/origin.ts) are listed as invalid.
+ *
+ * Reads with stream info and direct gets only: the CLI identity may create no consumer
+ * (docs/security.md), which rules out a KV watch or `kv.keys()`.
  */
 export async function readInventory(nc: NatsConnection): Promise<{ hosts: InventoryRow[]; invalid: string[] }> {
-  const kv = await new Kvm(nc).open(BUCKETS.hosts);
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
+  // Bound without a look at the stream: direct get must be asked for, or nats.js uses message get.
+  const kv = await new Kvm(nc).open(BUCKETS.hosts, { allow_direct: true });
+  const prefix = `$KV.${BUCKETS.hosts}.`;
+  const { state } = await (
+    await jetstreamManager(nc)
+  ).streams.info(`KV_${BUCKETS.hosts}`, { subjects_filter: `${prefix}>` });
+  const keys = Object.keys(state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
   const entries = await pLimit(READS_IN_FLIGHT).map(keys, (k) => kv.get(k));
   const hosts: InventoryRow[] = [];
   const invalid: string[] = [];
   for (const entry of entries) {
     if (!entry || entry.operation !== 'PUT') continue;
+    if (entryForwardedBy(entry) !== undefined) {
+      invalid.push(entry.key);
+      continue;
+    }
     let parsed;
     try {
       parsed = HostPresence.safeParse(entry.json());

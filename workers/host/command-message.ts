@@ -1,9 +1,18 @@
+import type { MsgHdrs } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { forwardedBy, notFromController } from '../../activities/origin.js';
 import { CancelRequest, CommandId, ConfirmRequest, ReceivedCommand } from '../../schemas/command.js';
 import { StepKind, StepMode } from '../../schemas/steps.js';
 import { problemText } from '../../schemas/problems.js';
 
-export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
+export type MessageCheck<T> = { ok: true; value: T } | { ok: false; reason: string; forwarded?: boolean };
+
+/** A message as the host receives it: its body, and what shows where it came from. */
+export interface ReceivedMessage {
+  data: Uint8Array;
+  headers?: MsgHdrs | undefined;
+  reply?: string | undefined;
+}
 
 const MAX_BYTES = 64 * 1024;
 
@@ -23,21 +32,34 @@ function parseJson<T extends z.ZodType>(data: Uint8Array, schema: T, what: strin
   return { ok: true, value: parsed.data };
 }
 
-/** Check a message from the host's command queue: JSON, a step command, and addressed to this host. */
-export function checkCommandMessage(data: Uint8Array, hostId: string): MessageCheck<ReceivedCommand> {
-  const checked = parseJson(data, ReceivedCommand, 'step command');
+/**
+ * Check a message from the host's command queue: written by the controller (not a stored message
+ * JetStream handed on to this subject, see activities/origin.ts), JSON, a step command, and
+ * addressed to this host.
+ */
+export function checkCommandMessage(msg: ReceivedMessage, hostId: string): MessageCheck<ReceivedCommand> {
+  const forwarded = forwardedBy(msg.headers);
+  if (forwarded !== undefined)
+    return { ok: false, reason: `it carries the ${forwarded} header: JetStream handed it on`, forwarded: true };
+  const checked = parseJson(msg.data, ReceivedCommand, 'step command');
   if (checked.ok && checked.value.hostId !== hostId) {
     return { ok: false, reason: `addressed to host ${checked.value.hostId}, not to this host (${hostId})` };
   }
   return checked;
 }
 
-export function checkCancelMessage(data: Uint8Array): MessageCheck<CancelRequest> {
-  return parseJson(data, CancelRequest, 'cancel request');
+/** A cancel request: published by the controller itself (no headers, no reply subject), and well formed. */
+export function checkCancelMessage(msg: ReceivedMessage): MessageCheck<CancelRequest> {
+  const notOurs = notFromController(msg);
+  if (notOurs !== undefined) return { ok: false, reason: `not from the controller: ${notOurs}`, forwarded: true };
+  return parseJson(msg.data, CancelRequest, 'cancel request');
 }
 
-export function checkConfirmMessage(data: Uint8Array): MessageCheck<ConfirmRequest> {
-  return parseJson(data, ConfirmRequest, 'confirmation');
+/** The controller's confirmation of an ovs-convert: published by the controller itself, and well formed. */
+export function checkConfirmMessage(msg: ReceivedMessage): MessageCheck<ConfirmRequest> {
+  const notOurs = notFromController(msg);
+  if (notOurs !== undefined) return { ok: false, reason: `not from the controller: ${notOurs}`, forwarded: true };
+  return parseJson(msg.data, ConfirmRequest, 'confirmation');
 }
 
 const NamedCommand = z.object({

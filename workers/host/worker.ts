@@ -95,7 +95,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   const cancels: Subscription = o.nc.subscribe(SUBJECTS.cancel(o.hostId), {
     callback: (err, msg) => {
       if (err) return log.warn({ err }, 'cancel subscription failed');
-      const checked = checkCancelMessage(msg.data);
+      const checked = checkCancelMessage(msg);
       if (checked.ok) runner.cancel(checked.value);
       else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a cancel request');
     },
@@ -104,7 +104,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   const confirms: Subscription = o.nc.subscribe(SUBJECTS.confirm(o.hostId), {
     callback: (err, msg) => {
       if (err) return log.warn({ err }, 'confirmation subscription failed');
-      const checked = checkConfirmMessage(msg.data);
+      const checked = checkConfirmMessage(msg);
       if (checked.ok) runner.confirm(checked.value);
       else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a confirmation');
     },
@@ -140,9 +140,10 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   }
 
   /** A message that is no step command: answered failed where it names a command of this host, then dropped. */
-  async function refuse(msg: JsMsg, reason: string): Promise<void> {
+  async function refuse(msg: JsMsg, reason: string, forwarded: boolean): Promise<void> {
     log.warn({ subject: msg.subject, seq: msg.seq, reason }, 'rejected a command message');
-    const named = commandNamedIn(msg.data);
+    // A forwarded message is someone else's words: answering it would let them fail a real command.
+    const named = forwarded ? undefined : commandNamedIn(msg.data);
     if (named?.hostId === o.hostId) {
       const status = CommandStatus.parse({
         ...named,
@@ -192,8 +193,8 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   }
 
   async function handle(msg: JsMsg): Promise<void> {
-    const checked = checkCommandMessage(msg.data, o.hostId);
-    if (!checked.ok) return refuse(msg, checked.reason);
+    const checked = checkCommandMessage(msg, o.hostId);
+    if (!checked.ok) return refuse(msg, checked.reason, checked.forwarded === true);
     const command = checked.value;
     log.info(
       { commandId: command.commandId, kind: command.kind, mode: command.mode, redelivered: msg.redelivered },
