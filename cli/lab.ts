@@ -2,7 +2,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { labDown } from '../lab/down.js';
 import { clearFaults, injectLoss, injectPortSecurity } from '../lab/faults.js';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { rebootHost } from '../activities/host/lab/boot.js';
+import { hostPaths } from '../activities/host/lab/layout.js';
+import { liveSupervisor, requestReboot } from '../activities/host/lab/power.js';
+import { until } from '../activities/poll.js';
+import type { LabHost } from '../activities/host/lab/state.js';
 import { migrateVm } from '../activities/host/lab/migrate.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
 import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../activities/host/lab/state.js';
@@ -10,11 +16,13 @@ import { labUp, LabSetupError } from '../lab/up.js';
 import { loadConfig, refitHome } from '../workers/config.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
 import { startLabWorkers } from '../lab/workers.js';
+import { defaultHostPackage, HostPackageError } from '../lab/host-package.js';
 import { createLogger } from '../workers/log.js';
 import { UsageError } from '../schemas/errors.js';
-import { PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { tableLines } from './table.js';
 import { nonNegativeInteger, positiveInteger } from './numeric-options.js';
+
+const readBootId = async (host: LabHost) => (await readFile(hostPaths(host).bootId, 'utf8').catch(() => '')).trim();
 
 /** The lab lives in <REFIT_HOME>/lab. */
 export const labDirOf = (home = refitHome()) => path.join(home, 'lab');
@@ -23,7 +31,8 @@ async function usage<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof LabNotFoundError || err instanceof LabSetupError) throw new UsageError(err.message);
+    if (err instanceof LabNotFoundError || err instanceof LabSetupError || err instanceof HostPackageError)
+      throw new UsageError(err.message);
     throw err;
   }
 }
@@ -108,6 +117,22 @@ export function registerLabCommands(program: Command): void {
     .action(async (hostId: string) => {
       const state = await usage(() => loadLab(labDirOf()));
       const host = await usage(async () => labHost(state, hostId));
+      if ((await liveSupervisor(host)) !== undefined) {
+        // Its agent runs as a service (refit lab agents): the supervisor stops it, reboots, starts it.
+        const before = await readBootId(host);
+        await requestReboot(host);
+        const bootId = await until(
+          async () => {
+            const now = await readBootId(host);
+            return now !== before && !existsSync(hostPaths(host).down) && now;
+          },
+          { what: `${host.id} to come back with a new boot id`, timeoutMs: 180_000 },
+        );
+        process.stdout.write(
+          `${host.id} rebooted: boot id ${bootId}; its agent was restarted from refit-host.service\n`,
+        );
+        return;
+      }
       const booted = await rebootHost(state, host);
       process.stdout.write(`${host.id} rebooted: boot id ${booted.bootId}\ncmdline: ${booted.cmdline}\n`);
     });
@@ -138,29 +163,44 @@ export function registerLabCommands(program: Command): void {
 
   lab
     .command('agents')
-    .description('run a host worker (lab driver, own NATS identity) for every lab host, until Ctrl-C')
-    .option('--presence-interval <ms>', 'how often each host publishes presence', positiveInteger, PRESENCE_INTERVAL_MS)
+    .description(
+      "run each lab host's agent from the host package, as its systemd unit would (lab driver, own NATS identity), until Ctrl-C",
+    )
+    .option('--package <deb>', 'the host package (default: what npm run package built, dist/package/)')
+    .option(
+      '--own-keys',
+      'each agent makes and keeps its own NATS key (as on a real host); their public keys go to <lab>/refit-hosts.txt for refit enroll --from',
+    )
     .option(
       '--confirm <mode>',
       'how ovs-convert is confirmed: probe (packets from the lab switch) or controller (its own word over NATS)',
       'probe',
     )
-    .action(async (opts: { presenceInterval: number; confirm: string }) => {
-      if (opts.confirm !== 'probe' && opts.confirm !== 'controller')
+    .action(async (opts: { package?: string; confirm: string; ownKeys?: boolean }) => {
+      const confirm = opts.confirm;
+      if (confirm !== 'probe' && confirm !== 'controller')
         throw new UsageError('--confirm must be probe or controller');
       const state = await usage(() => loadLab(labDirOf()));
       const config = loadConfig();
       const log = createLogger('refit-lab-agents', { driver: 'lab' });
-      const workers = await startLabWorkers({
-        lab: state,
-        home: config.home,
-        natsUrl: config.natsUrl,
-        log,
-        presenceIntervalMs: opts.presenceInterval,
-        confirm: opts.confirm,
-      });
+      const hostPackage = path.resolve(opts.package ?? defaultHostPackage());
+      const workers = await usage(() =>
+        startLabWorkers({
+          lab: state,
+          home: config.home,
+          natsUrl: config.natsUrl,
+          log,
+          confirm,
+          hostPackage,
+          ownKeys: opts.ownKeys ?? false,
+        }),
+      );
+      if (workers.enrollFile !== undefined)
+        process.stderr.write(
+          `refit lab agents: each agent has its own key and waits to be admitted; their public keys are in ${workers.enrollFile}\n`,
+        );
       process.stderr.write(
-        `refit lab agents: ${state.hosts.map((h) => h.id).join(', ')} (lab driver: real commands in the lab's namespaces), NATS ${config.natsUrl}\n`,
+        `refit lab agents: ${state.hosts.map((h) => h.id).join(', ')} from ${hostPackage} (refit-host.service's ExecStart and /etc/refit/host.env per host; lab driver: real commands in the lab's namespaces), NATS ${config.natsUrl}\n`,
       );
       await untilStopSignal();
       await workers.stop();

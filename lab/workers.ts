@@ -1,12 +1,17 @@
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Labels } from '../schemas/common.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { credsFile } from '../workers/config.js';
-import { startHost, type RunningHost } from '../workers/host/host-process.js';
 import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
-import type { LabConfirmation } from '../activities/host/lab/environment.js';
-import type { LabState } from '../activities/host/lab/state.js';
+import { claimSupervision, releaseSupervision } from '../activities/host/lab/power.js';
+import type { LabHost, LabState } from '../activities/host/lab/state.js';
+import { startAgentService, SYSTEMD_PATH, type AgentService } from './agent-service.js';
+import { defaultHostPackage, PACKAGE_PATHS, unpackHostPackage, type UnpackedHostPackage } from './host-package.js';
+import { parseEnvironmentFile, withEnvironment } from './systemd-unit.js';
 
 export interface LabWorkersOptions {
   lab: LabState;
@@ -15,57 +20,116 @@ export interface LabWorkersOptions {
   natsUrl: string;
   log: Logger;
   labels?: Labels;
-  presenceIntervalMs?: number;
-  confirm?: LabConfirmation;
+  /** How ovs-convert is confirmed: packets from the lab switch (default) or the controller's own word. */
+  confirm?: 'probe' | 'controller';
+  /** The host package the agents run (default: what `npm run package` built, dist/package/). */
+  hostPackage?: string;
+  /**
+   * Each agent makes and keeps its own key, as on a real host, and waits until the controller admits
+   * it (`refit enroll --from <lab>/refit-hosts.txt`). Default: credentials made by `refit dev`.
+   */
+  ownKeys?: boolean;
 }
 
 export interface LabWorkers {
+  /** Read-only views of each host (facts), beside its running agent; not the agent's own driver. */
   drivers: Map<string, LabDriver>;
+  /** Each host's agent service. */
+  services: Map<string, AgentService>;
+  /** With ownKeys: the file of "<hostId> <publicKey>" lines, as `refit-host enroll-request` printed them. */
+  enrollFile?: string;
+  /** Reboot a lab host as its agent would be rebooted: agent stopped, host rebooted, agent started from the unit. */
+  reboot(hostId: string): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** Environment passed on from whoever runs the lab, written into each host's env file when set. */
+const PASSED_ON = ['REFIT_LOG_LEVEL', 'REFIT_CONNECT_TIMEOUT'] as const;
+
 /**
- * One host worker per lab host, each with the lab driver and its own NATS identity (enrolled
- * with `refit dev` credentials when it has none yet). Journal and driver state live in <lab>/agents/<host>.
+ * One host agent per lab host, run from the host package (refit-host_<version>_all.deb, unpacked
+ * into <lab>/package) the way its systemd unit runs it: the unit's ExecStart=, and the host's own
+ * /etc/refit/host.env (the package's default with this lab's values). Each host has its own NATS
+ * identity (enrolled with `refit dev` credentials when it has none yet); journal and driver state
+ * live in <lab>/agents/<host> (the unit's StateDirectory=).
  */
 export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers> {
-  await enrollHosts(
-    o.home,
-    o.lab.hosts.map((h) => h.id),
-  );
+  if (!o.ownKeys)
+    await enrollHosts(
+      o.home,
+      o.lab.hosts.map((h) => h.id),
+    );
+  const pkg = await unpackHostPackage(o.hostPackage ?? defaultHostPackage(), path.join(o.lab.labDir, 'package'));
   const drivers = new Map<string, LabDriver>();
-  const running: RunningHost[] = [];
+  const requests: string[] = [];
+  const enrollFile = path.join(o.lab.labDir, 'refit-hosts.txt');
+  const services = new Map<string, AgentService>();
   const stop = async () => {
-    for (const host of running.splice(0)) await host.stop();
+    await Promise.all([...services.values()].map((s) => s.stop()));
+    services.clear();
+    for (const host of o.lab.hosts) await releaseSupervision(host);
   };
   try {
     for (const host of o.lab.hosts) {
       const stateDir = path.join(o.lab.labDir, 'agents', host.id);
+      const envFile = path.join(host.root, PACKAGE_PATHS.env);
+      await mkdir(path.dirname(envFile), { recursive: true });
+      const labels = { role: 'hypervisor', lab: 'lab', ...o.labels };
+      const passed = Object.fromEntries(PASSED_ON.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])));
+      await writeFile(
+        envFile,
+        withEnvironment(pkg.defaultEnv, {
+          REFIT_NATS_URL: o.natsUrl,
+          ...(o.ownKeys ? {} : { REFIT_NATS_CREDS: credsFile(o.home, { host: host.id }) }),
+          REFIT_HOST_ID: host.id,
+          REFIT_HOST_LABELS: Object.entries(labels)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(','),
+          REFIT_DRIVER: 'lab',
+          REFIT_STATE_DIR: stateDir,
+          REFIT_LAB_DIR: o.lab.labDir,
+          ...passed,
+        }),
+        { mode: 0o644 },
+      );
+      if (o.ownKeys) requests.push(await enrollRequest(pkg, host, envFile));
+      await claimSupervision(host, { pid: process.pid, confirm: o.confirm ?? 'probe' });
       const log = o.log.child({ hostId: host.id, driver: 'lab' });
-      const driver = await createLabDriver({
-        hostId: host.id,
-        labDir: o.lab.labDir,
-        stateDir,
-        log,
-        ...(o.confirm ? { confirm: o.confirm } : {}),
-      });
-      drivers.set(host.id, driver);
-      running.push(
-        await startHost({
+      services.set(host.id, await startAgentService({ lab: o.lab, host, pkg, stateDir, log }));
+      // Facts for the caller, read beside the agent; its own state dir so it never owes a reboot.
+      drivers.set(
+        host.id,
+        await createLabDriver({
           hostId: host.id,
-          natsUrl: o.natsUrl,
-          credsFile: credsFile(o.home, { host: host.id }),
-          driver,
-          labels: { role: 'hypervisor', lab: 'lab', ...o.labels },
-          stateDir,
+          labDir: o.lab.labDir,
+          stateDir: path.join(o.lab.labDir, 'observers', host.id),
           log,
-          ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
         }),
       );
     }
+    if (o.ownKeys) await writeFile(enrollFile, requests.map((r) => `${r}\n`).join(''));
   } catch (err) {
     await stop();
     throw err;
   }
-  return { drivers, stop };
+  return {
+    drivers,
+    services,
+    ...(o.ownKeys ? { enrollFile } : {}),
+    async reboot(hostId) {
+      const service = services.get(hostId);
+      if (service === undefined) throw new Error(`no lab agent for ${hostId}`);
+      await service.reboot();
+    },
+    stop,
+  };
+}
+
+/** `refit-host enroll-request` from the package, with the host's env file: "<hostId> <publicKey>". */
+async function enrollRequest(pkg: UnpackedHostPackage, host: LabHost, envFile: string): Promise<string> {
+  const env = parseEnvironmentFile(await readFile(envFile, 'utf8'), envFile);
+  const asked = await promisify(execFile)(path.join(pkg.root, PACKAGE_PATHS.wrapper), ['enroll-request'], {
+    env: { PATH: SYSTEMD_PATH, ...env },
+  });
+  return asked.stdout.trim();
 }

@@ -6,7 +6,6 @@ import { parse as parseYaml } from 'yaml';
 import type { Plan } from '../../schemas/plan.js';
 import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
 import { ovsShowArgv, parseOvsShow } from '../../activities/host/linux/ovs-vsctl.js';
-import { rebootHost } from '../../activities/host/lab/boot.js';
 import { until } from '../../activities/poll.js';
 import { labDown } from '../../lab/down.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
@@ -15,6 +14,7 @@ import { locateVms } from '../../activities/host/lab/migrate.js';
 import type { LabState } from '../../activities/host/lab/state.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { labUp } from '../../lab/up.js';
+import { buildHostPackage } from '../../scripts/package-host.js';
 import { startLabWorkers, type LabWorkers } from '../../lab/workers.js';
 import { plan, quietLog, testConfig, waitForOnline } from '../helpers/controller.js';
 import { startTestController, type TestController } from '../helpers/fleet.js';
@@ -54,14 +54,16 @@ describe.skipIf(skip !== '')(
 
     beforeAll(async () => {
       lab = await labUp({ labDir, hosts: 4, vmsPerHost: 1, prefix, hostPrefix: `e${randomBytes(2).toString('hex')}-` });
+      // The agents run the package built from this tree, as refit-host.service runs it on a host.
+      const built = await buildHostPackage({ outDir: path.join(path.dirname(labDir), 'package') });
       workers = await startLabWorkers({
         lab,
         home: stack.home,
         natsUrl: stack.natsUrl,
         log: quietLog,
-        presenceIntervalMs: 2_000,
         // ovs-convert waits for the controller's own confirmation over NATS (not the lab's probe).
         confirm: 'controller',
+        hostPackage: built.deb,
       });
       for (const id of hostIds()) bootIds.set(id, (await facts(id)).bootId);
       controller = await startTestController(config);
@@ -80,6 +82,7 @@ describe.skipIf(skip !== '')(
       { timeout: 600_000 },
       async () => {
         const targets = hostIds().slice(0, 3);
+        const agentPids = new Map(targets.map((id) => [id, workers.services.get(id)?.mainPid]));
         const result = await runToEnd(examplePlan(targets));
         expect(result.state, JSON.stringify({ message: result.message, hosts: result.hosts })).toBe('completed');
         const where = await locateVms(lab);
@@ -88,6 +91,9 @@ describe.skipIf(skip !== '')(
           expect(f.bridge.type, id).toBe('ovs');
           expect(f.sriov, id).toMatchObject({ iommu: true, numVfs: 7 });
           expect(f.bootId, id).not.toBe(bootIds.get(id));
+          // The reboot step stopped the agent and started it again from refit-host.service's ExecStart.
+          expect(workers.services.get(id)?.mainPid, id).toBeDefined();
+          expect(workers.services.get(id)?.mainPid, id).not.toBe(agentPids.get(id));
           expect(f.cordoned, id).toBe(false);
           const show = parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout);
           expect(show.bridges.find((b) => b.name === 'vmbr0')?.ports.map((p) => p.name)).toEqual(
@@ -105,11 +111,15 @@ describe.skipIf(skip !== '')(
     );
 
     it(
-      'still holds after one more lab reboot, which proves the persisted configuration',
-      { timeout: 120_000 },
+      'still holds after one more lab reboot, which proves the persisted configuration and restarts the agent from its unit',
+      { timeout: 180_000 },
       async () => {
         for (const id of hostIds().slice(0, 3)) {
-          await workers.drivers.get(id)?.reboot();
+          const agent = workers.services.get(id);
+          const before = agent?.mainPid;
+          await workers.reboot(id);
+          expect(agent?.mainPid, id).toBeDefined();
+          expect(agent?.mainPid, id).not.toBe(before);
           const f = await facts(id);
           expect(f.bridge.type, id).toBe('ovs');
           expect(f.sriov, id).toMatchObject({ iommu: true, numVfs: 7 });
@@ -143,7 +153,7 @@ describe.skipIf(skip !== '')(
         expect(f.bridge.type).toBe('linux');
         expect(f.cordoned).toBe(false);
         expect(await reachableFromSwitch(lab, host(id).address.split('/')[0] as string)).toBe(true);
-        await rebootHost(lab, host(id));
+        await workers.reboot(id);
         expect((await facts(id)).sriov).toMatchObject({ iommu: false, numVfs: 0 });
       },
     );

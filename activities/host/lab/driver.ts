@@ -17,6 +17,7 @@ import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
 import { labHostEnv, type LabConfirmation } from './environment.js';
 import { hostPaths } from './layout.js';
 import { vmsOn } from './migrate.js';
+import { liveSupervisor, requestReboot } from './power.js';
 import { labHost, loadLab, type LabHost, type LabState } from './state.js';
 
 export interface LabDriverOptions {
@@ -25,7 +26,10 @@ export interface LabDriverOptions {
   labDir: string;
   /** The driver's own state: traffic baselines, the pending reboot. */
   stateDir: string;
-  /** How an ovs-convert learns the host is still reachable; default 'probe' (packets from the lab switch). */
+  /**
+   * How an ovs-convert learns the host is still reachable; default: what the lab's supervisor of
+   * this host's agent says (lab/workers.ts), else 'probe' (packets from the lab switch).
+   */
   confirm?: LabConfirmation;
   log?: Logger;
 }
@@ -34,6 +38,8 @@ export interface LabDriverOptions {
 export class LabDriver implements HostDriver {
   readonly kind = 'lab' as const;
   private rebooting: Promise<void> | undefined;
+  /** Asked the supervisor for a reboot: this process is about to be stopped by it. */
+  private rebootRequested = false;
 
   private constructor(
     private readonly lab: LabState,
@@ -46,7 +52,8 @@ export class LabDriver implements HostDriver {
     const lab = await loadLab(opts.labDir);
     const host = labHost(lab, opts.hostId);
     await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-    const driver = new LabDriver(lab, host, labHostEnv(lab, host, opts.stateDir, opts.confirm ?? 'probe'), opts.log);
+    const confirm = opts.confirm ?? (await liveSupervisor(host))?.confirm ?? 'probe';
+    const driver = new LabDriver(lab, host, labHostEnv(lab, host, opts.stateDir, confirm), opts.log);
     // The worker died between reporting a reboot and doing it: the reboot is still owed.
     if (await rebootOwed(driver.env)) {
       opts.log?.info({ hostId: host.id }, 'lab: finishing a reboot that was reported but not done');
@@ -61,7 +68,7 @@ export class LabDriver implements HostDriver {
   }
 
   async facts(): Promise<HostFacts> {
-    if (this.rebooting !== undefined || existsSync(hostPaths(this.host).down))
+    if (this.rebooting !== undefined || this.rebootRequested || existsSync(hostPaths(this.host).down))
       throw new HostDownError(`lab host ${this.host.id} is rebooting`);
     const nic = ifName(this.host.nic);
     const bridge = await observeBridge(this.env, ifName('vmbr0'));
@@ -109,8 +116,19 @@ export class LabDriver implements HostDriver {
     if (step.kind === 'reboot' && step.mode === 'apply' && (await rebootOwed(this.env))) await this.reboot();
   }
 
-  /** The lab reboot: the host reports nothing while down, then comes back with a new boot id. */
-  reboot(): Promise<void> {
+  /**
+   * The lab reboot: the host reports nothing while down, then comes back with a new boot id. When
+   * the lab runs this agent as a service, the supervisor does it (and restarts the agent, as
+   * systemd would); this returns once it is asked, as `systemctl reboot` does.
+   */
+  async reboot(): Promise<void> {
+    if (this.rebootRequested) return;
+    if (this.rebooting === undefined && (await liveSupervisor(this.host)) !== undefined) {
+      this.rebootRequested = true;
+      this.log?.warn({ hostId: this.host.id }, 'lab: asking the supervisor to reboot this host');
+      await requestReboot(this.host);
+      return;
+    }
     this.rebooting ??= (async () => {
       try {
         const booted = await rebootHost(this.lab, this.host);
