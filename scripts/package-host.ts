@@ -1,6 +1,6 @@
 /**
  * `npm run package`: the host agent as one bundled file, and the Debian package that carries it
- * (docs/decisions/0010-host-package.md). Host-side code only: the bundle starts at
+ * (docs/decisions/0012-host-package.md). Host-side code only: the bundle starts at
  * workers/host/agent-main.ts and must not reach Temporal or any build tool.
  */
 import { execFile } from 'node:child_process';
@@ -48,7 +48,8 @@ export async function bundleHostAgent(o: { outFile: string; entry?: string; root
     metafile: true,
     legalComments: 'none',
     logLevel: 'silent',
-    define: { 'process.env.REFIT_AGENT_BUNDLED_VERSION': JSON.stringify(packageVersion(root)) },
+    // The bundle has no package.json beside it: its version is compiled in (workers/host/version.ts).
+    define: { 'process.env.REFIT_AGENT_VERSION': JSON.stringify(packageVersion(root)) },
     // CommonJS packages in an ESM bundle call require() for Node's built-ins.
     banner: {
       js: `${NODE_CHECK}\nimport { createRequire as __refitCreateRequire } from 'node:module';\nconst require = __refitCreateRequire(import.meta.url);`,
