@@ -17,6 +17,7 @@ import { integerBetween } from './numeric-options.js';
 const parsePort = integerBetween(1, 65535, 'a port number');
 
 interface UpOptions {
+  tls?: boolean;
   temporalPort: number;
   temporalUiPort: number;
   natsPort: number;
@@ -49,6 +50,7 @@ export function registerDevCommands(program: Command): void {
       clusterSize,
     )
     .option('--nats-route-port <port>', "the first cluster node's route port", parsePort, DEFAULT_PORTS.natsRoute)
+    .option('--tls', 'serve NATS and Temporal over TLS with a local CA under <home>/tls, client certificates required')
     .action(async (opts: UpOptions) => {
       const home = refitHome();
       const before = readStackFile(home);
@@ -60,6 +62,7 @@ export function registerDevCommands(program: Command): void {
         natsMonitorPort: opts.natsMonitorPort,
         natsRoutePort: opts.natsRoutePort,
         natsCluster: opts.natsCluster,
+        tls: opts.tls === true,
       };
       const stack = await startStack(options);
       const already = before?.startedAt === stack.startedAt;
@@ -74,6 +77,14 @@ export function registerDevCommands(program: Command): void {
         );
         for (const n of nodes) console.log(`    ${n.name.padEnd(11)} ${n.url} (monitor ${n.monitorUrl})`);
       }
+      if (stack.tls !== undefined)
+        console.log(
+          `  TLS           CA ${stack.tls.nats.caFile}, client pair beside it (every refit command of this home uses them)`,
+        );
+      else if (opts.tls === true)
+        console.log(
+          '  TLS           NOT ON: the stack already ran without TLS; `refit dev down` first to restart it with --tls',
+        );
       console.log(`  state         ${home} (logs/, creds/, stack.json)`);
     });
 

@@ -63,6 +63,7 @@ export function registerHostCommands(program: Command): void {
       const host = await startHost({
         hostId,
         natsUrl: config.natsUrl,
+        natsTls: config.natsTls,
         credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
         labels: withUsage(() => parseLabels(opts.labels ?? '')),
         presenceIntervalMs: opts.presenceInterval,
@@ -96,6 +97,7 @@ export function registerHostCommands(program: Command): void {
         startSimFleet({
           home: config.home,
           natsUrl: config.natsUrl,
+          natsTls: config.natsTls,
           hosts: opts.hosts,
           prefix: opts.prefix,
           fail,

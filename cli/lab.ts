@@ -189,6 +189,7 @@ export function registerLabCommands(program: Command): void {
           lab: state,
           home: config.home,
           natsUrl: config.natsUrl,
+          natsTls: config.natsTls,
           log,
           confirm,
           hostPackage,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Labels } from '../schemas/common.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { credsFile } from '../workers/config.js';
+import { credsFile, type NatsTls } from '../workers/config.js';
 import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
 import { claimSupervision, releaseSupervision } from '../activities/host/lab/power.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
@@ -18,6 +18,8 @@ export interface LabWorkersOptions {
   /** REFIT_HOME of the stack: where `refit dev` keeps the NATS credentials. */
   home: string;
   natsUrl: string;
+  /** TLS to NATS (the config's natsTls), written into each agent's host.env; absent: plain TCP. */
+  natsTls?: NatsTls | undefined;
   log: Logger;
   labels?: Labels;
   /** How ovs-convert is confirmed: packets from the lab switch (default) or the controller's own word. */
@@ -80,6 +82,7 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
         envFile,
         withEnvironment(pkg.defaultEnv, {
           REFIT_NATS_URL: o.natsUrl,
+          ...(o.natsTls ? natsTlsEnvironment(o.natsTls) : {}),
           ...(o.ownKeys ? {} : { REFIT_NATS_CREDS: credsFile(o.home, { host: host.id }) }),
           REFIT_HOST_ID: host.id,
           REFIT_HOST_LABELS: Object.entries(labels)
@@ -132,4 +135,13 @@ async function enrollRequest(pkg: UnpackedHostPackage, host: LabHost, envFile: s
     env: { PATH: SYSTEMD_PATH, ...env },
   });
   return asked.stdout.trim();
+}
+
+/** The host agent's REFIT_NATS_TLS_* variables for these settings. */
+function natsTlsEnvironment(tls: NatsTls): Record<string, string> {
+  return {
+    REFIT_NATS_TLS_CA: tls.caFile,
+    ...(tls.certFile !== undefined ? { REFIT_NATS_TLS_CERT: tls.certFile } : {}),
+    ...(tls.keyFile !== undefined ? { REFIT_NATS_TLS_KEY: tls.keyFile } : {}),
+  };
 }

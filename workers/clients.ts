@@ -1,14 +1,18 @@
 import { Client, Connection } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { IDENTITIES } from '../schemas/names.js';
-import { credsFile, loadConfig, type RefitConfig } from './config.js';
+import { credsFile, loadConfig, temporalTlsOptions, type RefitConfig } from './config.js';
 import { connectNats } from './nats.js';
 import { UsageError } from '../schemas/errors.js';
 
 export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) => Promise<T>): Promise<T> {
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: config.temporalAddress, connectTimeout: '5s' });
+    connection = await Connection.connect({
+      address: config.temporalAddress,
+      connectTimeout: '5s',
+      ...temporalTlsOptions(config.temporalTls),
+    });
   } catch (cause) {
     throw new UsageError(
       `cannot reach Temporal at ${config.temporalAddress} (is the stack up? try: refit dev up): ${(cause as Error).message}`,
@@ -30,6 +34,7 @@ export async function withNats<T>(config: RefitConfig, fn: (nc: NatsConnection) 
       url: config.natsUrl,
       credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.cli),
       identity: IDENTITIES.cli,
+      tls: config.natsTls,
     });
   } catch (cause) {
     throw new UsageError(

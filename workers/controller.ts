@@ -9,7 +9,7 @@ import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { BUCKETS, IDENTITIES } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
-import { credsFile, type RefitConfig } from './config.js';
+import { credsFile, temporalTlsOptions, type RefitConfig } from './config.js';
 import type { Logger } from './log.js';
 import { ensureHostConsumer, ensureMessaging } from './messaging.js';
 import { connectNatsWithRetry } from './nats.js';
@@ -58,6 +58,7 @@ export async function startControllerWorker(
         url: config.natsUrl,
         credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.controller),
         identity: IDENTITIES.controller,
+        tls: config.natsTls,
       },
       { policy, log, signal },
     ),
@@ -127,7 +128,10 @@ function connectTemporal(config: RefitConfig, retry: RetryOptions): Promise<Nati
   return connectWithRetry(
     { what: 'Temporal', where: config.temporalAddress },
     async () => {
-      const connection = await NativeConnection.connect({ address: config.temporalAddress });
+      const connection = await NativeConnection.connect({
+        address: config.temporalAddress,
+        ...temporalTlsOptions(config.temporalTls),
+      });
       try {
         await connection.workflowService.describeNamespace({ namespace: config.temporalNamespace });
         return connection;

@@ -5,6 +5,7 @@ import { RefitError } from '../schemas/errors.js';
 import { seedOfCredentials, signerOfSeed, type Signer } from '../activities/nkey.js';
 import { connectWithRetry, type RetryOptions } from './connect-retry.js';
 import type { Logger } from './log.js';
+import type { NatsTls } from './config.js';
 
 export class CredentialsError extends RefitError {}
 
@@ -39,6 +40,8 @@ export interface NatsIdentity {
   name?: string;
   /** How long the first connection attempt may take (ms). */
   timeout?: number;
+  /** TLS to the server; absent: plain TCP. */
+  tls?: NatsTls | undefined;
 }
 
 export function identityOfHost(hostId: string): string {
@@ -59,6 +62,15 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     timeout: id.timeout ?? 10_000,
+    ...(id.tls !== undefined
+      ? {
+          tls: {
+            caFile: id.tls.caFile,
+            ...(id.tls.certFile !== undefined ? { certFile: id.tls.certFile } : {}),
+            ...(id.tls.keyFile !== undefined ? { keyFile: id.tls.keyFile } : {}),
+          },
+        }
+      : {}),
   });
 }
 

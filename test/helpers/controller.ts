@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import { pino } from 'pino';
 import { parsePlan, type Plan } from '../../schemas/plan.js';
-import { loadConfig, type RefitConfig } from '../../workers/config.js';
+import { loadConfig, temporalTlsOptions, type RefitConfig } from '../../workers/config.js';
 import { waitForHostsOnline } from '../../workers/control/inventory.js';
 import { withNats } from '../../workers/clients.js';
 import type { ProvidedStack } from '../setup/global-stack.js';
@@ -34,7 +34,10 @@ export function tempDir(prefix: string): string {
 }
 
 export async function temporalClient(config: RefitConfig): Promise<{ client: Client; close(): Promise<void> }> {
-  const connection = await Connection.connect({ address: config.temporalAddress });
+  const connection = await Connection.connect({
+    address: config.temporalAddress,
+    ...temporalTlsOptions(config.temporalTls),
+  });
   return { client: new Client({ connection }), close: () => connection.close() };
 }
 

@@ -130,6 +130,7 @@ export function writeNatsConfig(
   home: string,
   ports: NatsNodePorts,
   cluster?: { node: number; routes: readonly number[] },
+  tls?: { serverCert: string; serverKey: string; caFile: string },
 ): void {
   const name = cluster === undefined ? 'refit-dev' : `refit-dev-${cluster.node}`;
   const store = path.join(natsDir(home), cluster === undefined ? 'jetstream' : `jetstream-${cluster.node}`);
@@ -157,6 +158,17 @@ export function writeNatsConfig(
     );
   }
   lines.push('include "users.conf"');
+  // With `refit dev up --tls`: clients must show a certificate of the dev CA as well as their nkey.
+  if (tls !== undefined)
+    lines.push(
+      'tls {',
+      `  cert_file: ${JSON.stringify(tls.serverCert)}`,
+      `  key_file: ${JSON.stringify(tls.serverKey)}`,
+      `  ca_file: ${JSON.stringify(tls.caFile)}`,
+      '  verify: true',
+      '  timeout: 5',
+      '}',
+    );
   writePrivate(natsConfigFile(home, cluster?.node), lines.join('\n') + '\n');
 }
 

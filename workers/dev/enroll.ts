@@ -61,6 +61,7 @@ async function waitUntilHostCanConnect(home: string, node: NatsNode, hostId: str
 
 /** One short attempt: a connection caught mid-reload can otherwise hang for the full 20 s connect timeout. */
 async function hostCanConnect(home: string, node: NatsNode, hostId: string): Promise<boolean> {
+  const tls = readStackFile(home)?.tls?.nats;
   try {
     const nc = await connect({
       servers: node.url,
@@ -68,6 +69,7 @@ async function hostCanConnect(home: string, node: NatsNode, hostId: string): Pro
       inboxPrefix: inboxPrefix(identityOfHost(hostId)),
       timeout: 2_000,
       reconnect: false,
+      ...(tls !== undefined ? { tls: { ...tls } } : {}),
     });
     await nc.close();
     return true;

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import pLimit from 'p-limit';
@@ -12,9 +13,12 @@ import {
   natsNodes,
   readStackFile,
   stackFilePath,
+  temporalTlsOptions,
   writeStackFile,
   type NatsNode,
+  type NatsTls,
   type StackFile,
+  type TemporalTls,
 } from '../config.js';
 import { ensureHostConsumer, ensureMessaging } from '../messaging.js';
 import { connectNats, type NatsIdentity } from '../nats.js';
@@ -29,6 +33,8 @@ import {
   type NatsNodePorts,
 } from './credentials.js';
 import { findTool } from './tools.js';
+import { ensureDevCertificates, type DevCertificates } from './tls.js';
+import { tlsFrontArgs } from './tls-front.js';
 import { RefitError } from '../../schemas/errors.js';
 
 export interface StackOptions {
@@ -47,6 +53,12 @@ export interface StackOptions {
   natsRoutePort?: number | undefined;
   /** Each cluster node's ports (tests pick free ones); overrides natsPort, natsMonitorPort, natsRoutePort. */
   natsNodePorts?: readonly NatsNodePorts[] | undefined;
+  /**
+   * Serve NATS and Temporal over TLS with a local CA made under `<home>/tls` (workers/dev/tls.ts);
+   * clients must show a certificate of that CA too (mutual TLS). Recorded in stack.json, from
+   * which every refit command of this home takes the client settings.
+   */
+  tls?: boolean | undefined;
 }
 
 export interface ComponentStatus {
@@ -93,8 +105,17 @@ const STOP_SIGNALS = [['SIGTERM', 15_000] as const, ['SIGKILL', 5_000] as const]
 export const logFile = (home: string, name: string) => path.join(home, 'logs', `${name}.log`);
 
 /** The controller's NATS identity in a `refit dev` home. */
-export function controllerIdentity(home: string, url: string): NatsIdentity {
-  return { url, credsFile: credsFile(home, 'controller'), identity: 'controller' };
+export function controllerIdentity(home: string, url: string, tls = readStackFile(home)?.tls?.nats): NatsIdentity {
+  return { url, credsFile: credsFile(home, 'controller'), identity: 'controller', tls };
+}
+
+/** The client side of a `--tls` stack: one client pair for every local identity. */
+function clientTls(certs: DevCertificates): { nats: NatsTls; temporal: TemporalTls } {
+  const pair = { certFile: certs.clientCert, keyFile: certs.clientKey };
+  return {
+    nats: { caFile: certs.caFile, ...pair },
+    temporal: { caFile: certs.caFile, ...pair, serverName: 'localhost' },
+  };
 }
 
 /**
@@ -118,7 +139,9 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
     temporal: opts.temporalPort ?? DEFAULT_PORTS.temporal,
     temporalUi: opts.temporalUiPort ?? DEFAULT_PORTS.temporalUi,
   };
-  const nodes = natsNodePlan(opts);
+  const certs = opts.tls === true ? ensureDevCertificates(path.resolve(opts.home)) : undefined;
+  const tls = certs && clientTls(certs);
+  const nodes = natsNodePlan(opts, certs !== undefined);
   await assertPortsFree([
     [ports.temporal, PORT_FLAGS.temporal],
     [ports.temporalUi, PORT_FLAGS.temporalUi],
@@ -135,7 +158,8 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
   });
   const clustered = nodes.length > 1;
   const routes = nodes.flatMap((n) => (n.ports.route === undefined ? [] : [n.ports.route]));
-  nodes.forEach((n, i) => writeNatsConfig(home, n.ports, clustered ? { node: i + 1, routes } : undefined));
+  const serverTls = certs && { serverCert: certs.serverCert, serverKey: certs.serverKey, caFile: certs.caFile };
+  nodes.forEach((n, i) => writeNatsConfig(home, n.ports, clustered ? { node: i + 1, routes } : undefined, serverTls));
 
   const temporalAddress = `127.0.0.1:${ports.temporal}`;
   const natsUrl = nodes.map((n) => n.url).join(',');
@@ -143,8 +167,32 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
   const tools = { temporal: findTool('temporal'), nats: findTool('nats-server') };
   const children: ChildProcess[] = [];
   try {
-    const temporal = launch(tools.temporal, temporalArgs(home, ports), logFile(home, 'temporal'));
+    // With TLS the dev server listens on a loopback port of its own, behind the TLS front.
+    const serverPort = certs ? await freePort() : ports.temporal;
+    const temporal = launch(
+      tools.temporal,
+      temporalArgs(home, { ...ports, temporal: serverPort }),
+      logFile(home, 'temporal'),
+    );
     children.push(temporal);
+    const front =
+      certs &&
+      launch(
+        process.execPath,
+        [
+          tlsFrontScript(),
+          ...tlsFrontArgs({
+            listen: { host: '127.0.0.1', port: ports.temporal },
+            to: { host: '127.0.0.1', port: serverPort },
+            certFile: certs.serverCert,
+            keyFile: certs.serverKey,
+            caFile: certs.caFile,
+            verifyClients: true,
+          }),
+        ],
+        logFile(home, 'temporal'),
+      );
+    if (front) children.push(front);
     const servers = nodes.map((n, i) => {
       const child = launch(tools.nats, ['-c', natsConfigFile(home, clustered ? i + 1 : undefined)], n.log);
       children.push(child);
@@ -157,13 +205,13 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
               natsHealthy(n.monitorUrl).then((ok) => ok || undefined),
             ),
           ),
-        ).then(() => prepareClusterMessaging(home, natsUrl, replicas))
+        ).then(() => prepareClusterMessaging(home, natsUrl, replicas, tls?.nats))
       : waitUntilAnswering('nats-server', servers[0] as ChildProcess, nodes[0]?.log ?? '', NATS_START_TIMEOUT_MS, () =>
-          connectNats(controllerIdentity(home, natsUrl)).catch(() => undefined),
+          connectNats(controllerIdentity(home, natsUrl, tls?.nats)).catch(() => undefined),
         ).then(prepareMessaging(home, replicas));
     await Promise.all([
-      waitUntilAnswering('Temporal', temporal, logFile(home, 'temporal'), TEMPORAL_START_TIMEOUT_MS, () =>
-        temporalAnswers(temporalAddress, 5_000),
+      waitUntilAnswering('Temporal', front || temporal, logFile(home, 'temporal'), TEMPORAL_START_TIMEOUT_MS, () =>
+        temporalAnswers(temporalAddress, 5_000, tls?.temporal),
       ),
       natsReady,
     ]);
@@ -175,8 +223,13 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
     }));
     const first = recorded[0] as NatsNode;
     const stack: StackFile = {
-      temporal: { address: temporalAddress, uiAddress: `http://127.0.0.1:${ports.temporalUi}`, pid: pidOf(temporal) },
+      temporal: {
+        address: temporalAddress,
+        uiAddress: `http://127.0.0.1:${ports.temporalUi}`,
+        ...(front ? { pid: pidOf(front), serverPid: pidOf(temporal) } : { pid: pidOf(temporal) }),
+      },
       nats: { url: natsUrl, monitorUrl: first.monitorUrl, pid: first.pid, nodes: recorded, replicas },
+      ...(tls ? { tls } : {}),
       home,
       startedAt: new Date().toISOString(),
     };
@@ -197,7 +250,7 @@ interface PlannedNode {
 }
 
 /** The nats-servers to start: one, or a cluster's nodes with their ports. */
-function natsNodePlan(opts: StackOptions): PlannedNode[] {
+function natsNodePlan(opts: StackOptions, tls: boolean): PlannedNode[] {
   const size = opts.natsCluster ?? 1;
   const home = path.resolve(opts.home);
   if (size === 1) {
@@ -205,7 +258,7 @@ function natsNodePlan(opts: StackOptions): PlannedNode[] {
       nats: opts.natsPort ?? DEFAULT_PORTS.nats,
       monitor: opts.natsMonitorPort ?? DEFAULT_PORTS.natsMonitor,
     };
-    return [planned('nats', ports, home)];
+    return [planned('nats', ports, home, tls)];
   }
   if (!(CLUSTER_SIZES as readonly number[]).includes(size))
     throw new StackError(`a NATS cluster has ${CLUSTER_SIZES.join(' or ')} nodes, not ${size}`);
@@ -218,15 +271,15 @@ function natsNodePlan(opts: StackOptions): PlannedNode[] {
       monitor: (opts.natsMonitorPort ?? DEFAULT_PORTS.natsMonitor) + i,
       route: (opts.natsRoutePort ?? DEFAULT_PORTS.natsRoute) + i,
     };
-    return planned(clusterNodeName(i + 1), ports, home);
+    return planned(clusterNodeName(i + 1), ports, home, tls);
   });
 }
 
-function planned(name: string, ports: NatsNodePorts, home: string): PlannedNode {
+function planned(name: string, ports: NatsNodePorts, home: string, tls: boolean): PlannedNode {
   return {
     name,
     ports,
-    url: `nats://127.0.0.1:${ports.nats}`,
+    url: `${tls ? 'tls' : 'nats'}://127.0.0.1:${ports.nats}`,
     monitorUrl: `http://127.0.0.1:${ports.monitor}`,
     log: logFile(home, name),
   };
@@ -262,11 +315,16 @@ function prepareMessaging(home: string, replicas: number) {
  * A cluster answers health checks before its JetStream meta group has a leader that knows every
  * peer; until then creating a replicated stream fails. Retried until it succeeds or the start times out.
  */
-async function prepareClusterMessaging(home: string, url: string, replicas: number): Promise<void> {
+async function prepareClusterMessaging(
+  home: string,
+  url: string,
+  replicas: number,
+  tls: NatsTls | undefined,
+): Promise<void> {
   const deadline = Date.now() + NATS_START_TIMEOUT_MS;
   for (;;) {
     try {
-      const nc = await connectNats(controllerIdentity(home, url));
+      const nc = await connectNats(controllerIdentity(home, url, tls));
       await prepareMessaging(home, replicas)(nc);
       return;
     } catch (cause) {
@@ -293,7 +351,8 @@ export async function stopStack(home: string): Promise<void> {
   home = path.resolve(home);
   const stack = readStackFile(home);
   if (stack === undefined) return;
-  await Promise.all([stack.temporal.pid, ...natsNodes(stack).map((n) => n.pid)].map((pid) => stopProcess(pid, home)));
+  const temporal = [stack.temporal.pid, ...(stack.temporal.serverPid !== undefined ? [stack.temporal.serverPid] : [])];
+  await Promise.all([...temporal, ...natsNodes(stack).map((n) => n.pid)].map((pid) => stopProcess(pid, home)));
   rmSync(stackFilePath(home), { force: true });
 }
 
@@ -303,7 +362,7 @@ export async function stackStatus(home: string): Promise<StackStatus> {
   if (stack === undefined) return { home, started: false, healthy: false };
   const temporalAlive = isStackProcess(stack.temporal.pid, home);
   const [temporalAnswering, nodes] = await Promise.all([
-    temporalAlive && temporalAnswers(stack.temporal.address, 3_000).then((ok) => ok === true),
+    temporalAlive && temporalAnswers(stack.temporal.address, 3_000, stack.tls?.temporal).then((ok) => ok === true),
     Promise.all(
       natsNodes(stack).map(async (n): Promise<NatsNodeStatus> => {
         const alive = isStackProcess(n.pid, home);
@@ -428,10 +487,10 @@ export function logTail(log: string, lines = 15): string {
   return text === '' ? '(nothing logged)' : text.split('\n').slice(-lines).join('\n');
 }
 
-async function temporalAnswers(address: string, timeoutMs: number): Promise<true | undefined> {
+async function temporalAnswers(address: string, timeoutMs: number, tls?: TemporalTls): Promise<true | undefined> {
   let connection: Connection | undefined;
   try {
-    connection = await Connection.connect({ address, connectTimeout: timeoutMs });
+    connection = await Connection.connect({ address, connectTimeout: timeoutMs, ...temporalTlsOptions(tls) });
     const c = connection;
     await c.withDeadline(Date.now() + timeoutMs, () => c.workflowService.describeNamespace({ namespace: 'default' }));
     return true;
@@ -480,4 +539,17 @@ async function stopProcess(pid: number, home: string): Promise<void> {
     while (Date.now() < deadline && isStackProcess(pid, home)) await sleep(100);
   }
   if (isStackProcess(pid, home)) throw new StackError(`process ${pid} did not stop after SIGKILL`);
+}
+
+/**
+ * The compiled TLS front: its sibling when this module runs from dist/, else dist/ of the checkout
+ * (tests run the sources). Node runs JavaScript only.
+ */
+function tlsFrontScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  const script = here.endsWith('.js')
+    ? path.join(path.dirname(here), 'tls-front.js')
+    : path.resolve(path.dirname(here), '..', '..', 'dist', 'workers', 'dev', 'tls-front.js');
+  if (!existsSync(script)) throw new StackError(`${script} is missing: run \`npm run build\` first`);
+  return script;
 }

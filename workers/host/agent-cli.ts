@@ -4,7 +4,7 @@ import { HostId } from '../../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { problemText } from '../../schemas/problems.js';
 import { UsageError } from '../../schemas/errors.js';
-import { refitHome } from '../config.js';
+import { natsTlsFromEnv, refitHome, type NatsTls } from '../config.js';
 import { createLogger } from '../log.js';
 import { ensureSeed } from '../nkey.js';
 import { createDriver, defaultHostId, defaultStateDir, startLine } from './agent.js';
@@ -23,6 +23,8 @@ export const AGENT_USAGE = `usage: refit-host [run|enroll-request] [options]
 options (environment variable in brackets):
   --nats-url <urls>        NATS server(s), comma-separated [REFIT_NATS_URL] (default nats://127.0.0.1:4222)
   --creds <file>           NATS credentials [REFIT_NATS_CREDS] (default: the host's own nkey, <state-dir>/${'nats.nk'})
+  TLS to NATS (environment only): REFIT_NATS_TLS_CA, and REFIT_NATS_TLS_CERT with REFIT_NATS_TLS_KEY
+                           when the server verifies clients
   --id <hostId>            this host's id [REFIT_HOST_ID] (default: the short hostname)
   --labels <k=v,...>       inventory labels [REFIT_HOST_LABELS]
   --driver <linux|lab|sim> where steps run [REFIT_DRIVER] (default linux)
@@ -41,6 +43,7 @@ export interface AgentSettings {
   hostId: string;
   driver: Driver;
   natsUrl: string;
+  natsTls?: NatsTls;
   credsFile?: string;
   labels: string;
   stateDir: string;
@@ -103,6 +106,12 @@ export function agentSettings(
     throw new UsageError(`${stateIn.from} "${stateIn.value}" must be an absolute path`);
   const stateDir = stateIn?.value ?? defaultStateDir(driver, hostId, { home, labDir, env });
   const creds = pick('creds', 'REFIT_NATS_CREDS', v.creds);
+  let natsTls: NatsTls | undefined;
+  try {
+    natsTls = natsTlsFromEnv(env);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const interval = v['presence-interval'];
   const presenceIntervalMs = interval === undefined ? PRESENCE_INTERVAL_MS : Number(interval);
   if (!Number.isInteger(presenceIntervalMs) || presenceIntervalMs <= 0)
@@ -113,6 +122,7 @@ export function agentSettings(
     driver,
     natsUrl: pick('nats-url', 'REFIT_NATS_URL', v['nats-url'])?.value ?? 'nats://127.0.0.1:4222',
     ...(creds !== undefined ? { credsFile: path.resolve(creds.value) } : {}),
+    ...(natsTls !== undefined ? { natsTls } : {}),
     labels: pick('labels', 'REFIT_HOST_LABELS', v.labels)?.value ?? '',
     stateDir,
     labDir,
@@ -152,6 +162,7 @@ async function run(s: AgentSettings): Promise<void> {
   const host = await startHost({
     hostId: s.hostId,
     natsUrl: s.natsUrl,
+    natsTls: s.natsTls,
     credsFile,
     driver,
     labels,

@@ -3,6 +3,7 @@ import type { HostDriver } from '../../activities/host/driver.js';
 import { SimDriver, type SimFailures } from '../../activities/host/sim/driver.js';
 import { Labels } from '../../schemas/common.js';
 import { connectNatsWithRetry, identityOfHost, signerFromFile } from '../nats.js';
+import type { NatsTls } from '../config.js';
 import { connectPolicy, type ConnectPolicy } from '../connect-retry.js';
 import { startHostWorker } from './worker.js';
 import { problemText } from '../../schemas/problems.js';
@@ -29,6 +30,8 @@ export function parseLabels(text: string): Labels {
 export interface HostOptions {
   hostId: string;
   natsUrl: string;
+  /** TLS to NATS (the config's natsTls); absent: plain TCP. */
+  natsTls?: NatsTls | undefined;
   /** This host's own NATS credentials. */
   credsFile: string;
   /** Where its steps run: a real host, a lab host or a simulation. */
@@ -60,6 +63,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
       url: o.natsUrl,
       credsFile: o.credsFile,
       identity: identityOfHost(o.hostId),
+      tls: o.natsTls,
       ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
     },
     { policy: o.connect ?? connectPolicy(), log: o.log },

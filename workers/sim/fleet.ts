@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { enrollHosts } from '../dev/enroll.js';
 import { SimDriver, type SimDriverOptions } from '../../activities/host/sim/driver.js';
 import type { Labels } from '../../schemas/common.js';
-import { credsFile } from '../config.js';
+import { credsFile, type NatsTls } from '../config.js';
 import { InvalidFailSpecError, type FailSpec } from './fail-spec.js';
 import { startHost, type RunningHost } from '../host/host-process.js';
 import { RefitError } from '../../schemas/errors.js';
@@ -13,6 +13,8 @@ export { parseFailSpec, InvalidFailSpecError, type FailSpec } from './fail-spec.
 export interface SimFleetOptions {
   home: string;
   natsUrl: string;
+  /** TLS to NATS (the config's natsTls); absent: plain TCP. */
+  natsTls?: NatsTls | undefined;
   /** How many hosts (named `<prefix>-001`…), or their ids. */
   hosts: number | string[];
   prefix?: string;
@@ -79,6 +81,7 @@ export async function startSimFleet(o: SimFleetOptions): Promise<SimFleetHandle>
     const host = await startHost({
       hostId,
       natsUrl: o.natsUrl,
+      natsTls: o.natsTls,
       credsFile: credsFile(o.home, { host: hostId }),
       connectionName: `refit-sim-${hostId}`,
       driver,
