@@ -19,6 +19,13 @@ export interface Child<T> {
   readonly info: T;
   /** SIGTERM, then SIGKILL if it has not exited in time. Resolves when it is gone. */
   stop(): Promise<void>;
+  /** Resolves when the process has exited, however it ended. */
+  readonly exited: Promise<ChildExit>;
+}
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 export class ChildError extends RefitError {}
@@ -35,7 +42,7 @@ export async function startChild<T>(
   const fd = openSync(logFile, 'a', 0o600);
   const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', fd] });
   closeSync(fd);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<ChildExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
@@ -65,7 +72,7 @@ export async function startChild<T>(
         reject(new ChildError(`${name} exited (${signal ?? code}) before it was ready; see ${logFile}`));
       });
     });
-    return { pid, name, info, stop };
+    return { pid, name, info, stop, exited };
   } catch (err) {
     await stop();
     throw err;

@@ -43,18 +43,32 @@ export interface Harness {
   controller: Child<unknown>;
   env: NodeJS.ProcessEnv;
   cleanup: Cleanup;
-  log(name: string): string;
+  log: (name: string) => string;
   say(line: string): void;
 }
 
+export interface BenchStack {
+  home: string;
+  stack: StackFile;
+  config: RefitConfig;
+  /** The environment that points a child process at this stack. */
+  env: NodeJS.ProcessEnv;
+  /** The log file of a child process, in the home's logs folder. */
+  log: (name: string) => string;
+}
+
 /**
- * A fresh home in the temp dir, the embedded stack on free loopback ports, the controller process,
- * a Temporal client and a NATS connection. Everything is registered with `cleanup`.
+ * A fresh home in the temp dir (named `<prefix>…`) and the embedded stack on free loopback ports,
+ * both registered with `cleanup`.
  */
-export async function startHarness(cleanup: Cleanup, say: (line: string) => void, keepHome: boolean): Promise<Harness> {
-  const home = mkdtempSync(path.join(os.tmpdir(), 'refit-bench-'));
+export async function startBenchStack(
+  cleanup: Cleanup,
+  say: (line: string) => void,
+  { prefix, keepHome }: { prefix: string; keepHome: boolean },
+): Promise<BenchStack> {
+  const home = mkdtempSync(path.join(os.tmpdir(), prefix));
   mkdirSync(path.join(home, 'logs'), { recursive: true });
-  cleanup.defer('the bench home', async () => {
+  cleanup.defer('the home', async () => {
     if (keepHome) say(`kept ${home}`);
     else rmSync(home, { recursive: true, force: true });
   });
@@ -75,7 +89,15 @@ export async function startHarness(cleanup: Cleanup, say: (line: string) => void
     REFIT_NATS_URL: stack.nats.url,
     REFIT_LOG_LEVEL: process.env.REFIT_LOG_LEVEL ?? 'info',
   };
-  const log = (name: string) => path.join(home, 'logs', `${name}.log`);
+  return { home, stack, config, env, log: (name: string) => path.join(home, 'logs', `${name}.log`) };
+}
+
+/**
+ * A fresh home in the temp dir, the embedded stack on free loopback ports, the controller process,
+ * a Temporal client and a NATS connection. Everything is registered with `cleanup`.
+ */
+export async function startHarness(cleanup: Cleanup, say: (line: string) => void, keepHome: boolean): Promise<Harness> {
+  const { home, stack, config, env, log } = await startBenchStack(cleanup, say, { prefix: 'refit-bench-', keepHome });
 
   const controller = await startChild<unknown>(
     'controller',

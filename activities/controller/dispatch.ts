@@ -76,8 +76,9 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       const known = await results.fetch(key);
       if (!known) {
         await ensureHostConsumer(req.hostId);
-        await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
-        stepLog.info({ attempt: ctx.info.attempt }, 'step sent');
+        const ack = await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
+        // A duplicate: an earlier attempt sent it and its result is not stored yet; the stream kept one.
+        stepLog.info({ attempt: ctx.info.attempt, duplicate: ack.duplicate }, 'step sent');
       } else {
         stepLog.info(
           { attempt: ctx.info.attempt, state: known.state },

@@ -285,6 +285,59 @@ function planned(name: string, ports: NatsNodePorts, home: string, tls: boolean)
   };
 }
 
+export type StackServer = 'temporal' | 'nats';
+
+/**
+ * Start one server of a running stack again after it died (a crash, or a test that killed it), on
+ * the same ports and data directory, and wait until it answers; the stack file gets its new pid.
+ * Its messaging is not set up again: the streams and buckets are in its data directory.
+ */
+export async function restartStackServer(home: string, server: StackServer): Promise<number> {
+  home = path.resolve(home);
+  const stack = readStackFile(home);
+  if (stack === undefined) throw new StackError(`no stack was started in ${home}`);
+  const oldPid = stack[server].pid;
+  if (isStackProcess(oldPid, home)) throw new StackError(`${server} of ${home} still runs (pid ${oldPid})`);
+  const log = logFile(home, server);
+  let child: ChildProcess;
+  if (server === 'temporal') {
+    const ports = { temporal: portOf(stack.temporal.address), temporalUi: portOf(stack.temporal.uiAddress) };
+    child = launch(findTool('temporal'), temporalArgs(home, ports), log);
+    await waitUntilAnswering('Temporal', child, log, TEMPORAL_START_TIMEOUT_MS, () =>
+      temporalAnswers(stack.temporal.address, 5_000),
+    );
+  } else {
+    if (natsNodes(stack).length > 1) throw new StackError(`${home} runs a NATS cluster; restart its nodes one by one`);
+    child = launch(findTool('nats-server'), ['-c', natsConfigFile(home)], log);
+    const nc = await waitUntilAnswering('nats-server', child, log, NATS_START_TIMEOUT_MS, () =>
+      connectNats(controllerIdentity(home, stack.nats.url)).catch(() => undefined),
+    );
+    await nc.close();
+  }
+  const pid = pidOf(child);
+  const current = readStackFile(home) ?? stack;
+  writeStackFile(
+    home,
+    server === 'temporal'
+      ? { ...current, temporal: { ...current.temporal, pid } }
+      : {
+          ...current,
+          nats: {
+            ...current.nats,
+            pid,
+            ...(current.nats.nodes ? { nodes: current.nats.nodes.map((n) => ({ ...n, pid })) } : {}),
+          },
+        },
+  );
+  return pid;
+}
+
+function portOf(address: string): number {
+  const port = Number(/:(\d+)\/?$/.exec(address)?.[1]);
+  if (!Number.isInteger(port)) throw new StackError(`no port in the stack's address ${address}`);
+  return port;
+}
+
 function temporalArgs(home: string, ports: { temporal: number; temporalUi: number }): string[] {
   const flags = {
     '--ip': '127.0.0.1',
