@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm, type KV } from '@nats-io/kv';
 import { until } from '../activities/poll.js';
 import { BUCKETS } from '../schemas/names.js';
@@ -11,9 +12,10 @@ import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, spawnControllerWorker, temporalClient } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 
-// Five hosts, three in the campaign: the drained VMs need somewhere outside the wave to go.
-const fleetHosts = simHostIds(5, `kc${randomBytes(2).toString('hex')}`);
+// Eight hosts, three in each campaign: the drained VMs need somewhere outside the wave to go.
+const fleetHosts = simHostIds(8, `kc${randomBytes(2).toString('hex')}`);
 const hosts = fleetHosts.slice(0, 3);
+const stoppedHosts = fleetHosts.slice(3, 6);
 // The controller worker runs as its own process (`refit worker`), to be killed for real.
 const suite = useSimFleet({ hosts: fleetHosts, controller: false, speed: 0.5, rebootPauseMs: 500 });
 const { stack, config } = suite;
@@ -48,20 +50,12 @@ function untilRunning(hostIds: readonly string[]): Promise<CommandStatus> {
   );
 }
 
-describe('the controller worker killed mid-rollout', () => {
-  it('is restarted, and the rollout completes with no step run twice', async () => {
-    const temporal = await temporalClient(config);
-    try {
-      worker = spawnControllerWorker(config);
-      const id = `crash-${randomBytes(4).toString('hex')}`;
-      await startRollout(
-        temporal.client,
-        config.taskQueue,
-        plan(`
+const crashPlan = (targets: readonly string[]) =>
+  plan(`
 apiVersion: refit/v1
 kind: Campaign
 name: crash
-targets: { hosts: [${hosts.join(', ')}] }
+targets: { hosts: [${targets.join(', ')}] }
 waves: { canary: 0, batchSize: 3, maxInFlight: 3 }
 steps:
   - kind: drain
@@ -71,9 +65,26 @@ steps:
   - kind: verify
     params: { targets: [{ address: 10.77.0.1 }], count: 3 }
   - kind: undrain
-`),
-        id,
-      );
+`);
+
+async function expectEachStepOnce(hostIds: readonly string[]): Promise<void> {
+  for (const hostId of hostIds) {
+    const commands = await commandsOf(hostId);
+    // One command per step, each started once on the host and succeeded: no step was sent, run or stopped twice.
+    expect(commands.map((c) => c.kind).sort(), hostId).toEqual(['drain', 'ovs-convert', 'reboot', 'undrain', 'verify']);
+    for (const c of commands) expect([c.state, c.starts], `${hostId} ${c.kind}`).toEqual(['succeeded', 1]);
+    const effects = suite.fleet.hosts.get(hostId)?.snapshot().effects ?? {};
+    expect(effects, hostId).toEqual({ drain: 1, 'ovs-convert': 1, reboot: 1, verify: 1, undrain: 1 });
+  }
+}
+
+describe('the controller worker killed mid-rollout', () => {
+  it('is restarted, and the rollout completes with no step run twice', async () => {
+    const temporal = await temporalClient(config);
+    try {
+      worker = spawnControllerWorker(config);
+      const id = `crash-${randomBytes(4).toString('hex')}`;
+      await startRollout(temporal.client, config.taskQueue, crashPlan(hosts), id);
       const caught = await untilRunning(hosts);
       worker.kill('SIGKILL');
       await new Promise((r) => worker?.once('exit', r));
@@ -83,23 +94,40 @@ steps:
 
       expect(caught.state).toBe('running');
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
-      for (const hostId of hosts) {
-        const commands = await commandsOf(hostId);
-        // One command per step, each started once on the host: no step was sent or run twice.
-        expect(commands.map((c) => c.kind).sort(), hostId).toEqual([
-          'drain',
-          'ovs-convert',
-          'reboot',
-          'undrain',
-          'verify',
-        ]);
-        for (const c of commands) expect(c.starts, `${hostId} ${c.kind}`).toBe(1);
-        const effects = suite.fleet.hosts.get(hostId)?.snapshot().effects ?? {};
-        expect(effects.drain).toBe(1);
-        expect(effects['ovs-convert']).toBe(1);
-        expect(effects.undrain).toBe(1);
-        expect(effects.reboot).toBe(1);
-      }
+      await expectEachStepOnce(hosts);
+    } finally {
+      await temporal.close();
+    }
+  });
+});
+
+describe('the controller worker stopped gracefully mid-rollout (SIGTERM, as systemd stops it for an upgrade)', () => {
+  it('leaves the steps in flight running on their hosts, and the rollout completes with no step run twice', async () => {
+    const temporal = await temporalClient(config);
+    try {
+      // The only worker: the one whose steps run is the one stopped.
+      worker?.kill('SIGKILL');
+      if (worker?.exitCode === null) await new Promise((r) => worker?.once('exit', r));
+      worker = spawnControllerWorker(config);
+      const id = `stop-${randomBytes(4).toString('hex')}`;
+      await startRollout(temporal.client, config.taskQueue, crashPlan(stoppedHosts), id);
+      const caught = await untilRunning(stoppedHosts);
+      worker.kill('SIGTERM');
+      const exit = await new Promise((r) => worker?.once('exit', (code) => r(code)));
+      worker = spawnControllerWorker(config);
+      const result = (await Promise.race([
+        temporal.client.workflow.getHandle(id).result(),
+        sleep(60_000).then(async () => {
+          const states = await Promise.all(stoppedHosts.map(commandsOf));
+          const seen = states.flat().map((c) => `${c.hostId} ${c.kind}: ${c.state}, starts ${c.starts}`);
+          throw new Error(`the rollout did not end within 60 s; the hosts' commands: ${seen.join('; ')}`);
+        }),
+      ])) as RolloutStatus;
+
+      expect(caught.state).toBe('running');
+      expect(exit).toBe(0);
+      expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
+      await expectEachStepOnce(stoppedHosts);
     } finally {
       await temporal.close();
     }
