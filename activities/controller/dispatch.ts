@@ -85,10 +85,25 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
           'step already known to the host; awaiting its result',
         );
       }
-      const final = await Promise.race([settled, ctx.cancelled.catch((err: unknown) => cancel(err))]);
+      const final = await Promise.race([settled, ctx.cancelled.catch((err: unknown) => cancelled(err))]);
       return outcomeOf(final);
     } finally {
       clearInterval(ticker);
+    }
+
+    /**
+     * Only the workflow's own cancellation stops the host. A worker shutting down, a heartbeat timeout
+     * or a reset only end this attempt: the next one waits for the same command, which goes on.
+     */
+    async function cancelled(reason: unknown): Promise<never> {
+      const byWorkflow =
+        ctx.cancellationDetails?.cancelRequested === true ||
+        (reason instanceof CancelledFailure && reason.message === 'CANCELLED');
+      if (!byWorkflow) {
+        stepLog.info({ reason: String(reason) }, 'dispatch attempt ended; the step goes on on its host');
+        throw reason;
+      }
+      return cancel(reason);
     }
 
     async function cancel(reason: unknown): Promise<never> {
