@@ -22,6 +22,17 @@ import { testStack } from '../helpers/stack.js';
 import { labSkipReason, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
+
+/** Whether a process runs (signal 0 only asks). */
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 const { labDir, prefix } = testLabDir('e');
 
 /**
@@ -94,6 +105,7 @@ describe.skipIf(skip !== '')(
           // The reboot step stopped the agent and started it again from refit-host.service's ExecStart.
           expect(workers.services.get(id)?.mainPid, id).toBeDefined();
           expect(workers.services.get(id)?.mainPid, id).not.toBe(agentPids.get(id));
+          expect(alive(agentPids.get(id)), `${id}: the agent before the reboot is gone`).toBe(false);
           expect(f.cordoned, id).toBe(false);
           const show = parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout);
           expect(show.bridges.find((b) => b.name === 'vmbr0')?.ports.map((p) => p.name)).toEqual(
@@ -120,6 +132,7 @@ describe.skipIf(skip !== '')(
           await workers.reboot(id);
           expect(agent?.mainPid, id).toBeDefined();
           expect(agent?.mainPid, id).not.toBe(before);
+          expect(alive(before), `${id}: the agent before the reboot is gone`).toBe(false);
           const f = await facts(id);
           expect(f.bridge.type, id).toBe('ovs');
           expect(f.sriov, id).toMatchObject({ iommu: true, numVfs: 7 });
