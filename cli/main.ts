@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   hosts: async () => (await import('./hosts.js')).registerHostsCommand,
   rollout: async () => (await import('./rollout.js')).registerRolloutCommands,
   audit: async () => (await import('./audit.js')).registerAuditCommands,
+  operator: async () => (await import('./operator.js')).registerOperatorCommands,
   lab: async () => (await import('./lab.js')).registerLabCommands,
   'ovs-config': async () => (await import('./ovs-config.js')).registerOvsConfigCommand,
 };

@@ -7,6 +7,8 @@ import { ActionNotAudited, operatorNameProblem } from '../workflows/operator.js'
 import { loadConfig, withTemporal } from '../workers/clients.js';
 import { UsageError } from '../schemas/errors.js';
 import { renderStatus } from './render.js';
+import type { ActionSignature } from '../schemas/operators.js';
+import { operatorSeed, signIfKeyed } from '../workers/control/operators.js';
 
 /** Who the action names as having asked: REFIT_OPERATOR, or user@host when it is unset. */
 function operator(name: string): string {
@@ -21,12 +23,33 @@ function operator(name: string): string {
   );
 }
 
+/**
+ * Sign the action with the operator's key (REFIT_OPERATOR_KEY or --key) as the enrolled operator
+ * REFIT_OPERATOR; without a key it goes unsigned, which a plan may refuse.
+ */
+function signed<A extends { by: string; reason?: string; hostId?: string }>(
+  id: string,
+  name: string,
+  arg: A,
+  keyFile: string | undefined,
+): A & { signature?: ActionSignature } {
+  const seed = operatorSeed(keyFile ?? process.env.REFIT_OPERATOR_KEY);
+  const args = {
+    ...(arg.reason !== undefined ? { reason: arg.reason } : {}),
+    ...(arg.hostId !== undefined ? { hostId: arg.hostId } : {}),
+  };
+  const signature = signIfKeyed(seed, arg.by, { rolloutId: id, action: name, args });
+  return signature === undefined ? arg : { ...arg, signature };
+}
+
 async function send(
   id: string,
   name: OperatorActionName | HostActionName,
-  arg: { by: string; reason?: string; hostId?: string },
+  unsigned: { by: string; reason?: string; hostId?: string },
   json: boolean,
+  keyFile: string | undefined,
 ): Promise<void> {
+  const arg = signed(id, name, unsigned, keyFile);
   await withTemporal(loadConfig(), async (client) => {
     const handle = client.workflow.getHandle(id);
     let status: RolloutStatus;
@@ -68,9 +91,16 @@ export function registerRolloutControlCommands(rollout: Command): void {
       .command(`${name} <rolloutId>`)
       .description(description)
       .option('--reason <text>', 'recorded with the action')
+      .option('--key <file>', "sign with this operator's nkey seed (default: REFIT_OPERATOR_KEY)")
       .option('--json', 'print the new status as JSON')
-      .action(async (id: string, opts: { reason?: string; json?: boolean }) =>
-        send(id, name, { by: operator(name), ...(opts.reason ? { reason: opts.reason } : {}) }, opts.json === true),
+      .action(async (id: string, opts: { reason?: string; key?: string; json?: boolean }) =>
+        send(
+          id,
+          name,
+          { by: operator(name), ...(opts.reason ? { reason: opts.reason } : {}) },
+          opts.json === true,
+          opts.key,
+        ),
       );
   }
   const perHost: [string, HostActionName, string][] = [
@@ -81,9 +111,10 @@ export function registerRolloutControlCommands(rollout: Command): void {
     rollout
       .command(`${command} <rolloutId> <hostId>`)
       .description(description)
+      .option('--key <file>', "sign with this operator's nkey seed (default: REFIT_OPERATOR_KEY)")
       .option('--json', 'print the new status as JSON')
-      .action(async (id: string, hostId: string, opts: { json?: boolean }) =>
-        send(id, name, { by: operator(name), hostId }, opts.json === true),
+      .action(async (id: string, hostId: string, opts: { key?: string; json?: boolean }) =>
+        send(id, name, { by: operator(name), hostId }, opts.json === true, opts.key),
       );
   }
 }

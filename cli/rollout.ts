@@ -7,6 +7,7 @@ import type { RefitConfig } from '../workers/config.js';
 import { readInventory } from '../workers/control/inventory.js';
 import { unknownDestinations } from '../activities/controller/inventory.js';
 import type { Plan } from '../schemas/plan.js';
+import { operatorSeed, signIfKeyed } from '../workers/control/operators.js';
 import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
@@ -84,13 +85,21 @@ export function registerRolloutCommands(program: Command): void {
     .description('validate a plan file and start a rollout; prints the rollout id')
     .option('--watch', 'follow the rollout until it ends (exit status 0 only if it completed)')
     .option('--id <rolloutId>', 'use this rollout id instead of a generated one')
-    .action(async (file: string, opts: { watch?: boolean; id?: string }) => {
+    .option('--key <file>', "sign the start with this operator's nkey seed (default: REFIT_OPERATOR_KEY)")
+    .action(async (file: string, opts: { watch?: boolean; id?: string; key?: string }) => {
       const plan = await loadPlan(file);
       const config = loadConfig();
       await checkDestinations(config, file, plan);
       const id = opts.id ?? newRolloutId(plan.name);
+      const seed = operatorSeed(opts.key ?? process.env.REFIT_OPERATOR_KEY);
+      if (seed === undefined && plan.approvals.distinctFrom === 'starter')
+        throw new UsageError(
+          'this plan requires four eyes (approvals.distinctFrom: starter): sign the start with your operator key (REFIT_OPERATOR_KEY and REFIT_OPERATOR)',
+        );
+      const operator = process.env.REFIT_OPERATOR ?? '';
+      const signedStart = signIfKeyed(seed, operator, { rolloutId: id, action: 'start', args: { plan } });
       await withTemporal(config, async (client) => {
-        await startRollout(client, config.taskQueue, plan, id);
+        await startRollout(client, config.taskQueue, plan, id, signedStart ? { startedBy: operator, signedStart } : {});
         process.stdout.write(
           `rollout ${id} started: plan ${plan.name}, ${plan.steps.length} steps (${plan.steps.map((s) => s.kind).join(' → ')})\n`,
         );

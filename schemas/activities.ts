@@ -1,6 +1,7 @@
 import type { StepCall, StepMode, StepOutcome } from './steps.js';
 import type { Plan } from './plan.js';
 import type { AuditRecordInput, AuditRecorded } from './audit.js';
+import type { VerifyActionRequest, VerifyActionResult } from './operators.js';
 
 /** One step for one host, its params as the loaded plan holds them (checked, defaults filled in). */
 export type DispatchRequest = StepCall & {
@@ -44,6 +45,8 @@ export interface ControllerActivities {
   releaseLease(req: { hostId: string }): Promise<void>;
   /** Store one audit event (rollout or host transition) on its chain; returns where. */
   recordAudit(input: AuditRecordInput): Promise<AuditRecorded>;
+  /** Check an operator action's signature against the enrolled operators' keys. */
+  verifyOperatorAction(req: VerifyActionRequest): Promise<VerifyActionResult>;
 }
 
 /** Failure types of the step activities that retrying cannot fix; each is thrown as `ApplicationFailure.nonRetryable`. */

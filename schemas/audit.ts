@@ -13,6 +13,7 @@ export const AUDIT_EVENT_TYPES = [
   'rollout.resumed',
   'rollout.approved',
   'rollout.cancelled',
+  'rollout.action-refused',
   'rollout.completed',
   'rollout.failed',
   'host.started',

@@ -17,6 +17,8 @@ export const BUCKETS = {
   results: 'refit_results',
   /** Fleet-wide maintenance leases, one key, changed only by compare-and-set. */
   leases: 'refit_leases',
+  /** Enrolled operators' public keys, one key per operator name; only the controller identity writes it. */
+  operators: 'refit_operators',
 } as const;
 
 export const SUBJECTS = {

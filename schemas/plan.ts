@@ -90,6 +90,9 @@ export const MaintenanceWindowSpec = z.union(
   { error: 'must be a weekly window (days, start, end, timeZone) or an interval window (every, open, offset)' },
 );
 
+/** Operator actions a plan can require signatures for (the names of the rollout's updates and signals). */
+export const SIGNABLE_ACTIONS = ['pause', 'resume', 'cancel', 'approve', 'retryHost', 'skipHost'] as const;
+
 const BUDGET = 'must be a whole number or a percentage from 0% to 100%';
 
 export const Plan = z
@@ -118,6 +121,14 @@ export const Plan = z
         /** Wait for an operator's approval once the canary succeeded. */
         afterCanary: z.boolean().default(false),
         afterEachWave: z.boolean().default(false),
+        /** Four eyes: the operator who started the rollout (signed start) may not approve it; approvals must be signed. */
+        distinctFrom: z.literal('starter').optional(),
+      })
+      .prefault({}),
+    /** Operator actions that must carry a verified signature (`refit` with the operator's key); others may come unsigned. */
+    signatures: z
+      .strictObject({
+        require: z.array(z.enum(SIGNABLE_ACTIONS)).default([]),
       })
       .prefault({}),
     limits: z

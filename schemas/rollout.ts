@@ -1,5 +1,6 @@
 import type { Plan } from './plan.js';
 import type { PlanStep, StepOutcome } from './steps.js';
+import type { ActionSignature } from './operators.js';
 
 export const ROLLOUT_STATES = ['waiting', 'running', 'paused', 'completed', 'failed', 'cancelled'] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
@@ -16,6 +17,8 @@ export interface RolloutInput {
   carried?: RolloutCarried;
   /** Continue as new past this many history events (default 10,000; tests set it low). */
   historyLimit?: number;
+  /** The starting operator's signature of the start (action `start`, args `{ plan }`), verified by the rollout. */
+  signedStart?: ActionSignature;
 }
 
 /** Everything a rollout knows, handed from one run to the next by continue-as-new. */
@@ -27,13 +30,22 @@ export interface RolloutCarried {
   acceptedFailures: number;
   /** Waves whose gate (approval or pause) is behind us. */
   gatesPassed: number[];
+  /** Nonces of signed actions taken, with when (ms): a signature is used once. */
+  nonces?: Record<string, number>;
 }
 
 /** Who asked for an operator action, and why. Carried into the audit trail. */
 export interface OperatorAction {
   by: string;
   reason?: string;
+  /** The operator's signature of this action (`refit` sends one when it has the operator's key). */
+  signature?: ActionSignature;
+  /** Who the rollout found asked: set by the rollout itself after checking the signature, never taken from the sender. */
+  identity?: ActionIdentity;
 }
+
+/** A verified operator (enrolled name and the key that verified), or an action that came without a signature. */
+export type ActionIdentity = { signed: true; operator: string; key: string } | { signed: false };
 export interface HostAction extends OperatorAction {
   hostId: string;
 }
@@ -84,6 +96,8 @@ export interface RolloutStatus {
   name: string;
   state: RolloutState;
   startedBy: string;
+  /** Set when the start was signed and verified: then startedBy is this operator. */
+  starter?: { operator: string; key: string };
   startedAt: string;
   /** Named hosts that were not present in the inventory. */
   missingHosts: string[];

@@ -13,7 +13,7 @@ import { operatorSignals, operatorUpdates, rolloutStatusQuery } from '../workflo
 import { startRollout } from '../workers/control/rollouts.js';
 import { WORKFLOWS_PATH } from '../workers/controller.js';
 import { simHostIds } from '../workers/sim/fleet.js';
-import { plan, quietLog, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
+import { drainUndrainPlan, quietLog, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 
 const hosts = simHostIds(4, `op${randomBytes(2).toString('hex')}`);
@@ -24,16 +24,7 @@ let client: Client;
 /** The workflows as they are in the source tree (the controller above runs the bundle in dist/). */
 let workflowBundle: { code: string };
 
-const campaign = (name: string, targets: string[], extra: string) =>
-  plan(`apiVersion: refit/v1
-kind: Campaign
-name: ${name}
-targets: { hosts: [${targets.join(', ')}] }
-${extra}
-steps:
-  - kind: drain
-  - kind: undrain
-`);
+const campaign = drainUndrainPlan;
 /** The patch that puts an operator action's audit event before its change (workflows/rollout.ts). */
 const AUDIT_FIRST = 'operator-actions-audited-first';
 /** A canary, then a wave of one host behind an approval. */

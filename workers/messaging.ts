@@ -112,6 +112,7 @@ export async function ensureMessaging(
   const buckets = [
     [BUCKETS.hosts, {}, { max_msg_size: MAX_MESSAGE_BYTES.presence }],
     [BUCKETS.leases, {}, { max_msg_size: MAX_MESSAGE_BYTES.leases }],
+    [BUCKETS.operators, { history: 10 }, { max_msg_size: MAX_MESSAGE_BYTES.leases }],
     [
       BUCKETS.results,
       { ttl: 90 * 24 * 3_600_000 },

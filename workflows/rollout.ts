@@ -16,7 +16,8 @@ import {
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { ControllerActivities } from '../schemas/activities.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import type { OperatorAction, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
+import type { HostAction, OperatorAction, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
+import { SIGNATURE_MAX_AGE_MS, type ActionSignature, type VerifyActionResult } from '../schemas/operators.js';
 import { hostMaintenance } from './host-maintenance.js';
 import {
   HOST_ACTIONS,
@@ -42,7 +43,14 @@ const { resolveTargets, acquireLease, releaseLease } = proxyActivities<Controlle
   retry: { maximumInterval: '10s' },
 });
 
+const { verifyOperatorAction } = proxyActivities<ControllerActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 10 },
+});
+
 const DEFAULT_HISTORY_LIMIT = 10_000;
+/** Signed operator actions, verified before they are audited; histories recorded before take every action as named. */
+const SIGNED_ACTIONS = 'signed-operator-actions';
 
 /**
  * Fail the update with the action's refusal. Only a Temporal failure fails an update; any other
@@ -57,6 +65,18 @@ function failUpdate(err: unknown): never {
       ...(err.cause instanceof Error ? { cause: err.cause } : {}),
     });
   throw err;
+}
+
+/** The arguments an action's signature covers. */
+function argsOf(a: OperatorAction): Record<string, unknown> {
+  const hostId = (a as Partial<HostAction>).hostId;
+  return { ...(a.reason !== undefined ? { reason: a.reason } : {}), ...(hostId !== undefined ? { hostId } : {}) };
+}
+
+/** How the audit trail records who asked: the verified operator and key with the nonce, or unsigned. */
+function signatureRecord(a: OperatorAction): Record<string, string> | 'unsigned' {
+  if (!a.identity?.signed) return 'unsigned';
+  return { operator: a.identity.operator, key: a.identity.key, nonce: a.signature?.nonce ?? '' };
 }
 
 /** Every operator action is audited with who asked. */
@@ -91,8 +111,88 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       actor: userActor(a.by),
       rolloutId,
       ...(a.hostId ? { hostId: a.hostId } : {}),
-      data: { action: name, ...(a.reason ? { reason: a.reason } : {}), state: status.state },
+      data: {
+        action: name,
+        ...(a.reason ? { reason: a.reason } : {}),
+        state: status.state,
+        ...(a.identity ? { signature: signatureRecord(a) } : {}),
+      },
     });
+
+  /** Refuse an action for who sent it (or how): audited as refused, then the caller is told why. */
+  async function refuseAction(name: string, a: OperatorAction, reason: string): Promise<never> {
+    await audit({
+      type: 'rollout.action-refused',
+      actor: userActor(a.by),
+      rolloutId,
+      ...((a as Partial<HostAction>).hostId ? { hostId: (a as HostAction).hostId } : {}),
+      data: {
+        action: name,
+        reason,
+        ...(a.signature?.operator !== undefined ? { signedAs: String(a.signature.operator) } : {}),
+        state: status.state,
+      },
+    });
+    throw new ActionRefused(reason);
+  }
+
+  const signatureRequired = (name: string) =>
+    (plan.signatures?.require ?? []).some((n) => n === name) ||
+    (name === 'approve' && plan.approvals.distinctFrom === 'starter');
+
+  /**
+   * Who asked for an action: a verified operator when it is signed (checked against the enrolled keys
+   * by an activity, used once, and for approvals under four eyes not the starter), or unsigned where the
+   * plan allows it. Anything else is audited as refused and not applied.
+   */
+  async function identify<A extends OperatorAction>(name: string, action: Action<A>, a: A): Promise<A> {
+    action.check(a);
+    const { signature, identity: _fromSender, ...rest } = a;
+    if (signature === undefined) {
+      if (signatureRequired(name))
+        await refuseAction(
+          name,
+          a,
+          `this plan requires ${name} to be signed by an enrolled operator (refit with REFIT_OPERATOR_KEY); it came unsigned`,
+        );
+      return { ...rest, identity: { signed: false } } as A;
+    }
+    let verified: VerifyActionResult;
+    try {
+      verified = await verifyOperatorAction({
+        rolloutId,
+        action: name,
+        args: argsOf(a),
+        signature,
+        receivedAt: new Date().toISOString(),
+      });
+    } catch (err) {
+      verified = { ok: false, reason: `the signature could not be checked: ${(err as Error).message}` };
+    }
+    if (!verified.ok) return refuseAction(name, a, verified.reason);
+    const nonces = (carried.nonces ??= {});
+    const now = Date.now();
+    for (const [n, at] of Object.entries(nonces)) if (now - at > 2 * SIGNATURE_MAX_AGE_MS) delete nonces[n];
+    if (nonces[signature.nonce] !== undefined)
+      await refuseAction(name, a, 'this signature was used already (a replay); sign the action again');
+    nonces[signature.nonce] = now;
+    if (name === 'approve' && plan.approvals.distinctFrom === 'starter') {
+      if (status.starter === undefined)
+        await refuseAction(
+          name,
+          a,
+          'four eyes: the start of this rollout was not signed, so no approval can be told apart from its starter',
+        );
+      else if (status.starter.operator === verified.operator)
+        await refuseAction(
+          name,
+          a,
+          `four eyes: ${verified.operator} started this rollout and may not approve it; another operator must`,
+        );
+    }
+    const identity = { signed: true as const, operator: verified.operator, key: verified.key };
+    return { ...rest, signature, by: verified.operator, identity } as unknown as A;
+  }
   // Validated, audited, then applied: an action whose audit event cannot be stored changes nothing.
   // A history recorded before (without this marker where its action came in) applied first and
   // audited second, and replays so.
@@ -107,8 +207,14 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     setHandler(
       update,
       async (a: A) => {
-        if (auditFirst()) await action.perform(a, () => auditAction(name, a)).catch(failUpdate);
-        else {
+        if (auditFirst()) {
+          try {
+            const who = patched(SIGNED_ACTIONS) ? await identify(name, action, a) : a;
+            await action.perform(who, () => auditAction(name, who));
+          } catch (err) {
+            failUpdate(err);
+          }
+        } else {
           action.apply(a);
           await auditAction(name, a);
         }
@@ -117,7 +223,16 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       { validator: (a: A) => action.check(a) },
     );
     setHandler(signal, async (a: A) => {
-      if (auditFirst()) await action.tryPerform(a, () => auditAction(name, a));
+      if (auditFirst() && patched(SIGNED_ACTIONS)) {
+        let who: A;
+        try {
+          who = await identify(name, action, a);
+        } catch (err) {
+          status.message = `ignored a signal: ${name} refused: ${err instanceof Error ? err.message : String(err)}`;
+          return;
+        }
+        await action.tryPerform(who, () => auditAction(name, who));
+      } else if (auditFirst()) await action.tryPerform(a, () => auditAction(name, a));
       else if (action.tryApply(a)) await auditAction(name, a);
     });
   }
@@ -126,6 +241,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   for (const name of HOST_ACTIONS) handle(name, hostUpdates[name], hostSignals[name], machine.actions[name]);
 
   if (!input.carried) {
+    if (input.signedStart !== undefined && patched(SIGNED_ACTIONS)) await verifyStart(input.signedStart);
     const targets = await resolveTargets(plan.targets);
     await audit({
       type: 'rollout.started',
@@ -137,9 +253,32 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         hosts: targets.hostIds,
         missing: targets.missing,
         excluded: targets.excluded,
+        ...(status.starter ? { signature: status.starter } : {}),
       },
     });
     machine.targetsResolved(targets);
+  }
+
+  /** A signed start names the verified starter, or the rollout fails before it does anything. */
+  async function verifyStart(signature: ActionSignature): Promise<void> {
+    let verified: VerifyActionResult;
+    try {
+      verified = await verifyOperatorAction({
+        rolloutId,
+        action: 'start',
+        args: { plan },
+        signature,
+        receivedAt: workflowInfo().startTime.toISOString(),
+      });
+    } catch (err) {
+      verified = { ok: false, reason: `the signature could not be checked: ${(err as Error).message}` };
+    }
+    if (!verified.ok) {
+      await refuseAction('start', { by: input.startedBy, signature }, verified.reason).catch(() => undefined);
+      throw ApplicationFailure.nonRetryable(`start refused: ${verified.reason}`, ActionRefused.name);
+    }
+    status.startedBy = verified.operator;
+    status.starter = { operator: verified.operator, key: verified.key };
   }
 
   const drains = plan.steps.some((s) => s.kind === 'drain');

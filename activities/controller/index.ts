@@ -4,6 +4,7 @@ import type { CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import type { Logger } from 'pino';
 import { createRecordAudit } from './audit.js';
+import { createVerifyOperatorAction } from './operators.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
 import { selectTargets } from './inventory.js';
@@ -30,5 +31,6 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
     recordAudit: createRecordAudit(deps),
+    verifyOperatorAction: createVerifyOperatorAction(deps),
   };
 }

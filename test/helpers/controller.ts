@@ -48,6 +48,18 @@ export function plan(yaml: string): Plan {
   return parsed.plan;
 }
 
+/** A drain-and-undrain campaign of the named hosts, with `extra` plan lines (waves, approvals, …). */
+export const drainUndrainPlan = (name: string, targets: string[], extra: string) =>
+  plan(`apiVersion: refit/v1
+kind: Campaign
+name: ${name}
+targets: { hosts: [${targets.join(', ')}] }
+${extra}
+steps:
+  - kind: drain
+  - kind: undrain
+`);
+
 /** The whole campaign, in order: what every host of `campaignStepsYaml` goes through. */
 export const CAMPAIGN_STEPS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'];
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
+import type { ActionSignature } from '../../schemas/operators.js';
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { WorkflowIdConflictPolicy } from '@temporalio/client';
 import { parsePlan, planProblemText, type Plan } from '../../schemas/plan.js';
@@ -35,7 +36,7 @@ export async function startRollout(
   taskQueue: string,
   plan: Plan,
   rolloutId: string,
-  opts: { historyLimit?: number } = {},
+  opts: { historyLimit?: number; startedBy?: string; signedStart?: ActionSignature } = {},
 ): Promise<void> {
   const input: RolloutInput = { rolloutId, plan, startedBy: `${os.userInfo().username}@${os.hostname()}`, ...opts };
   await client.workflow.start<typeof fleetRollout>('fleetRollout', {
