@@ -110,7 +110,15 @@ export async function startAgentService(o: AgentServiceOptions): Promise<AgentSe
     };
     proc.stdout?.on('data', take);
     proc.stderr?.on('data', take);
-    exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+    exited = new Promise((resolve) => {
+      proc.once('exit', (code) => resolve(code));
+      // A program that cannot be started (gone, not executable) never exits: count it as exited.
+      proc.once('error', (err) => {
+        journal.write(`refit-host.service: cannot start ${program}: ${err.message}\n`);
+        seen += `cannot start ${program}: ${err.message}\n`;
+        resolve(null);
+      });
+    });
     void exited.then((code) => {
       if (child === proc) child = undefined;
       if (!wanted) return;

@@ -7,11 +7,15 @@ import type { Labels } from '../schemas/common.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { credsFile, type NatsTls } from '../workers/config.js';
 import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
-import { claimSupervision, releaseSupervision } from '../activities/host/lab/power.js';
+import { claimSupervision, liveSupervisor, releaseSupervision } from '../activities/host/lab/power.js';
+import { RefitError } from '../schemas/errors.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { startAgentService, SYSTEMD_PATH, type AgentService } from './agent-service.js';
 import { defaultHostPackage, PACKAGE_PATHS, unpackHostPackage, type UnpackedHostPackage } from './host-package.js';
 import { parseEnvironmentFile, withEnvironment } from './systemd-unit.js';
+
+/** Another process already runs this lab's agents. */
+export class LabAgentsRunningError extends RefitError {}
 
 export interface LabWorkersOptions {
   lab: LabState;
@@ -66,10 +70,11 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
   const requests: string[] = [];
   const enrollFile = path.join(o.lab.labDir, 'refit-hosts.txt');
   const services = new Map<string, AgentService>();
+  const claimed: LabHost[] = [];
   const stop = async () => {
     await Promise.all([...services.values()].map((s) => s.stop()));
     services.clear();
-    for (const host of o.lab.hosts) await releaseSupervision(host);
+    for (const host of claimed.splice(0)) await releaseSupervision(host);
   };
   try {
     for (const host of o.lab.hosts) {
@@ -96,7 +101,13 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
         { mode: 0o644 },
       );
       if (o.ownKeys) requests.push(await enrollRequest(pkg, host, envFile));
+      const other = await liveSupervisor(host);
+      if (other !== undefined && other.pid !== process.pid)
+        throw new LabAgentsRunningError(
+          `${host.id}'s agent is already run by process ${other.pid} (refit lab agents); stop it first`,
+        );
       await claimSupervision(host, { pid: process.pid, confirm: o.confirm ?? 'probe' });
+      claimed.push(host);
       const log = o.log.child({ hostId: host.id, driver: 'lab' });
       services.set(host.id, await startAgentService({ lab: o.lab, host, pkg, stateDir, log }));
       // Facts for the caller, read beside the agent; its own state dir so it never owes a reboot.
