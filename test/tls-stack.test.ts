@@ -11,6 +11,7 @@ import { quietLog, tempDir, waitForOnline } from './helpers/controller.js';
 
 // A stack of its own, over TLS with client certificates: `refit dev up --tls`.
 const home = tempDir('tls-home');
+const simDir = tempDir('tls-sim');
 const hosts = ['tls-001', 'tls-002'];
 let stack: StackFile;
 let config: RefitConfig;
@@ -28,7 +29,7 @@ afterAll(async () => {
   await fleet?.stop();
   await controller?.stop();
   await stopStack(home);
-  rmSync(home, { recursive: true, force: true });
+  for (const dir of [home, simDir]) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 describe('refit dev up --tls', () => {
@@ -84,7 +85,7 @@ describe('refit dev up --tls', () => {
       natsUrl: stack.nats.url,
       natsTls: config.natsTls,
       hosts,
-      stateDir: tempDir('tls-sim'),
+      stateDir: simDir,
       presenceIntervalMs: 500,
       log: quietLog,
     });
