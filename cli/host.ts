@@ -7,6 +7,7 @@ import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
 import { InvalidLabelsError, parseLabels, startHost, untilStopSignal } from '../workers/host/host-process.js';
 import { createDriver, defaultHostId, defaultStateDir, startLine } from '../workers/host/agent.js';
+import { StateDirError } from '../workers/host/state-lock.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
 import { problemText } from '../schemas/problems.js';
@@ -60,17 +61,19 @@ export function registerHostCommands(program: Command): void {
       const labDir = path.join(config.home, 'lab');
       const stateDir = path.resolve(opts.stateDir ?? defaultStateDir(driver, hostId, { home: config.home, labDir }));
       const log = createLogger('refit-host', driver === 'sim' ? { hostId, simulated: true } : { hostId, driver });
-      const host = await startHost({
-        hostId,
-        natsUrl: config.natsUrl,
-        natsTls: config.natsTls,
-        credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
-        labels: withUsage(() => parseLabels(opts.labels ?? '')),
-        presenceIntervalMs: opts.presenceInterval,
-        stateDir,
-        log,
-        driver: await createDriver({ driver, hostId, stateDir, labDir, log, ...optional('speed', opts.speed) }),
-      });
+      const host = await withUsageAsync(async () =>
+        startHost({
+          hostId,
+          natsUrl: config.natsUrl,
+          natsTls: config.natsTls,
+          credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+          labels: withUsage(() => parseLabels(opts.labels ?? '')),
+          presenceIntervalMs: opts.presenceInterval,
+          stateDir,
+          log,
+          driver: await createDriver({ driver, hostId, stateDir, labDir, log, ...optional('speed', opts.speed) }),
+        }),
+      );
       process.stderr.write(startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir }));
       await untilStopSignal();
       await host.stop();
@@ -140,6 +143,7 @@ async function withUsageAsync<T>(start: () => Promise<T>): Promise<T> {
     return await start();
   } catch (err) {
     if (err instanceof InvalidFailSpecError) throw new UsageError(err.message);
+    if (err instanceof StateDirError) throw new UsageError(err.message, 1);
     throw err;
   }
 }

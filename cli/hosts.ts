@@ -4,7 +4,7 @@ import { loadConfig, withNats } from '../workers/clients.js';
 import { tableLines } from './table.js';
 import { terminalSafe } from './terminal-text.js';
 
-const HEADER = ['HOST', 'STATE', 'DRIVER', 'BOOT', 'BRIDGE', 'VFS', 'VMS', 'CORDONED', 'BUSY', 'LABELS'];
+const HEADER = ['HOST', 'STATE', 'DRIVER', 'AGENT', 'BOOT', 'BRIDGE', 'VFS', 'VMS', 'CORDONED', 'BUSY', 'LABELS'];
 
 /** One row of `refit hosts`; `tableLines` makes each cell terminal-safe. */
 export function cells(row: InventoryRow): string[] {
@@ -14,8 +14,9 @@ export function cells(row: InventoryRow): string[] {
     .join(',');
   return [
     row.hostId,
-    row.online ? 'online' : 'OFFLINE',
+    (row.online ? 'online' : 'OFFLINE') + (row.duplicate ? ' DUPLICATE' : ''),
     row.presence.driver + (row.simulated ? '*' : ''),
+    `${row.presence.agentVersion}/c${row.presence.contractVersion ?? '?'}`,
     f.bootId.slice(0, 8),
     `${f.bridge.name ?? '-'}:${f.bridge.type}`,
     `${f.sriov.numVfs}/${f.sriov.totalVfs}`,
@@ -34,10 +35,15 @@ export function registerHostsCommand(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       await withNats(loadConfig(), async (nc) => {
         const { hosts, invalid } = await readInventory(nc);
+        const duplicates = hosts.filter((h) => h.duplicate).map((h) => h.hostId);
+        if (duplicates.length > 0)
+          process.stderr.write(
+            `warning: two agents run with the same host id (each overwrites the other's presence): ${duplicates.join(', ')}; stop one of each\n`,
+          );
         if (opts.json) {
           process.stdout.write(
             `${JSON.stringify(
-              hosts.map((h) => ({ ...h.presence, online: h.online })),
+              hosts.map((h) => ({ ...h.presence, online: h.online, duplicate: h.duplicate })),
               null,
               2,
             )}\n`,

@@ -12,8 +12,25 @@ export const CommandId = z
   .max(512)
   .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
+/**
+ * The version of the command contract: the command, status, cancel and confirmation messages between
+ * controller and agent. Raised when a change would make an agent of the previous version misread a
+ * command. The rule (docs/upgrading.md): a controller of contract N writes commands an agent of N or
+ * N-1 takes; an agent takes N and N-1 and answers any other version failed at once.
+ */
+export const COMMAND_CONTRACT_VERSION = 1;
+/** The contract versions an agent of this release takes: its own and the one before. */
+export const SUPPORTED_CONTRACT_VERSIONS: readonly number[] = [
+  COMMAND_CONTRACT_VERSION - 1,
+  COMMAND_CONTRACT_VERSION,
+].filter((v) => v >= 1);
+/** A command without a contract version comes from a controller older than versioning: contract 1. */
+export const ContractVersion = z.number().int().positive().max(1_000_000);
+
 const commandFields = {
   commandId: CommandId,
+  /** The contract version the command was written for (absent: 1). */
+  contractVersion: ContractVersion.optional(),
   hostId: HostId,
   mode: StepMode.default('apply'),
   rolloutId: z.string().min(1).max(200),

@@ -42,6 +42,18 @@ export const HostPresence = z.object({
   /** True for the sim driver: nothing on this host is real. */
   simulated: z.boolean(),
   agentVersion: z.string(),
+  /**
+   * The command contract version the agent speaks (it also takes the one before). Optional, like every
+   * field added to presence: an older agent's presence stays valid.
+   */
+  contractVersion: z.number().int().positive().optional(),
+  /** Unique to one start of one agent (a new one at each start). */
+  instanceId: z.string().max(64).optional(),
+  /**
+   * When this agent last found its presence key written by another agent: two agents run with the
+   * same host id. The agent clears it after three intervals without another writer.
+   */
+  duplicateSeenAt: z.iso.datetime().optional(),
   labels: Labels,
   facts: HostFacts,
   /** The command the host is running now, if any. */

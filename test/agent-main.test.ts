@@ -1,11 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { agentSettings } from '../workers/host/agent-cli.js';
 import { defaultAgentStateDir, defaultHostId } from '../workers/host/agent.js';
 import { tempDir } from './helpers/controller.js';
+import { until } from '../activities/poll.js';
 
 const AGENT = path.resolve('dist/workers/host/agent-main.js');
 const dir = tempDir('agent-main');
@@ -24,20 +25,23 @@ function agent(args: string[], env: NodeJS.ProcessEnv = {}) {
     `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
   );
   return spawnSync(process.execPath, [AGENT, ...args], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: dir,
-      REFIT_HOME: path.join(dir, 'home'),
-      REFIT_NATS_URL: 'nats://127.0.0.1:1',
-      REFIT_CONNECT_TIMEOUT: '1s',
-      REFIT_LOG_LEVEL: 'error',
-      NODE_OPTIONS: `--import=${pathToFileURL(register).href}`,
-      ...env,
-    },
+    env: { ...agentEnv(), NODE_OPTIONS: `--import=${pathToFileURL(register).href}`, ...env },
     cwd: dir,
     encoding: 'utf8',
     timeout: 60_000,
   });
+}
+
+/** Nothing listens on the NATS URL: an agent that gets past its start fails after a second. */
+function agentEnv(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: dir,
+    REFIT_HOME: path.join(dir, 'home'),
+    REFIT_NATS_URL: 'nats://127.0.0.1:1',
+    REFIT_CONNECT_TIMEOUT: '1s',
+    REFIT_LOG_LEVEL: 'error',
+  };
 }
 
 describe('the host agent entry point (refit-host)', () => {
@@ -101,6 +105,30 @@ describe('the host agent entry point (refit-host)', () => {
     expect(readFileSync(seedFile, 'utf8')).not.toContain(publicKey);
     const again = agent(['enroll-request', '--id', 'pve-01', '--state-dir', stateDir]);
     expect(again.stdout).toBe(first.stdout);
+  });
+
+  it('refuses to start a second agent on the same state directory, naming the process that holds it', async () => {
+    const stateDir = path.join(dir, 'state-twice');
+    const env = { ...agentEnv(), REFIT_CONNECT_TIMEOUT: '60s' };
+    // The first agent holds its lock while it waits for a NATS server that is not there.
+    const first = spawn(process.execPath, [AGENT, '--id', 'pve-09', '--driver', 'sim', '--state-dir', stateDir], {
+      env,
+      stdio: 'ignore',
+    });
+    try {
+      await until(() => existsSync(path.join(stateDir, 'agent.lock')), {
+        what: 'the first agent to hold the lock',
+        timeoutMs: 20_000,
+      });
+      const second = agent(['--id', 'pve-09', '--driver', 'sim', '--state-dir', stateDir]);
+      expect(second.stderr).toContain(
+        `refit-host: state directory ${stateDir} is locked by another refit host agent: pid ${first.pid} (host id pve-09`,
+      );
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+      expect(second.status).toBe(1);
+    } finally {
+      first.kill('SIGKILL');
+    }
   });
 
   it.each(['linux', 'lab', 'sim'])(

@@ -24,14 +24,27 @@ import { createDispatchStep } from '../activities/controller/dispatch.js';
 import { loadSimState } from '../activities/host/sim/state.js';
 import { readTrail } from '../activities/audit/read.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
-import { CommandStatus, resultKey, type ReceivedCommand, type StepCommand } from '../schemas/command.js';
+import {
+  COMMAND_CONTRACT_VERSION,
+  CommandStatus,
+  SUPPORTED_CONTRACT_VERSIONS,
+  resultKey,
+  type ReceivedCommand,
+  type StepCommand,
+} from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
 import { OvsConvertParams, type StepOutcome } from '../schemas/steps.js';
 import type { DispatchRequest } from '../schemas/activities.js';
 import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
-import { startHostWorker, type HostWorkerHandle, type HostWorkerOptions } from '../workers/host/worker.js';
+import {
+  AGENT_VERSION,
+  startHostWorker,
+  type HostWorkerHandle,
+  type HostWorkerOptions,
+} from '../workers/host/worker.js';
+import { readInventory } from '../workers/control/inventory.js';
 import { startHost } from '../workers/host/host-process.js';
 import { stackStatus } from '../workers/dev/stack.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
@@ -394,6 +407,76 @@ describe('a command the host cannot process', () => {
   });
 });
 
+describe('versions and a second agent with the same host id', () => {
+  it('answers failed at once a command written for a contract version it does not take, saying why', async () => {
+    const hostId = uniqueHostId('contract');
+    await startWorker(hostId);
+    const newer = { ...command(hostId, 'drain'), contractVersion: COMMAND_CONTRACT_VERSION + 1, newField: true };
+    const current = { ...command(hostId, 'drain'), contractVersion: COMMAND_CONTRACT_VERSION };
+    const sent = Date.now();
+    await send(hostId, newer);
+    const seq = await send(hostId, current);
+    const failed = await statusIs(hostId, newer.commandId, 'failed', 5_000);
+    expect(Date.now() - sent).toBeLessThan(5_000);
+    expect(failed.error).toEqual({
+      type: 'UnsupportedContractError',
+      message: `rejected by the host: the command was written for command contract version ${COMMAND_CONTRACT_VERSION + 1}; this agent (refit-host ${AGENT_VERSION}) takes ${SUPPORTED_CONTRACT_VERSIONS.join(' and ')}: upgrade the agent, or run a controller at most one contract version newer`,
+    });
+    await statusIs(hostId, current.commandId, 'succeeded');
+    await queueDrained(hostId, seq);
+  });
+
+  it('reports its version and contract version in presence, and is marked duplicate while a second agent writes its presence', async () => {
+    const hostId = uniqueHostId('twice');
+    await startWorker(hostId);
+    const mine = await until('its presence', async () => {
+      const entry = await hostsBucket.get(hostId);
+      return entry?.operation === 'PUT' ? HostPresence.parse(entry.json()) : undefined;
+    });
+    expect(mine).toMatchObject({ agentVersion: AGENT_VERSION, contractVersion: COMMAND_CONTRACT_VERSION });
+    expect(mine.instanceId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(mine).not.toHaveProperty('duplicateSeenAt');
+
+    // A second agent elsewhere with the same id: its own connection and state dir.
+    const elsewhere = path.join(tmp, `${hostId}-elsewhere`);
+    const second = await startHostWorker({
+      hostId,
+      nc: await stack.connectAsHost(hostId),
+      driver: await SimDriver.open({ hostId, stateDir: elsewhere, speed: 5 }),
+      labels: { role: 'test' },
+      stateDir: elsewhere,
+      log: pino({ level: 'silent' }),
+      presenceIntervalMs: 300,
+    });
+    try {
+      await until('the host to be marked duplicate', async () => {
+        const { hosts } = await readInventory(controller);
+        return hosts.find((h) => h.hostId === hostId && h.duplicate);
+      });
+      const cli = spawnSync(process.execPath, [path.join(root, 'dist/cli/main.js'), 'hosts', '--json'], {
+        env: { ...process.env, REFIT_HOME: stack.home, REFIT_NATS_URL: stack.natsUrl },
+        encoding: 'utf8',
+      });
+      const listed = (JSON.parse(cli.stdout) as { hostId: string; duplicate: boolean }[]).find(
+        (h) => h.hostId === hostId,
+      );
+      expect(listed).toMatchObject({
+        duplicate: true,
+        agentVersion: AGENT_VERSION,
+        contractVersion: COMMAND_CONTRACT_VERSION,
+      });
+      expect(cli.stderr).toContain(`two agents run with the same host id`);
+    } finally {
+      await second.stop();
+    }
+    // Alone again: three intervals later the mark is gone.
+    await until('the duplicate mark to clear', async () => {
+      const { hosts } = await readInventory(controller);
+      return hosts.find((h) => h.hostId === hostId && !h.duplicate);
+    });
+  });
+});
+
 describe("the controller's confirmation of a network switch", () => {
   const quiet = pino({ level: 'silent' });
   let results: BucketFollower<typeof CommandStatus>;
@@ -517,8 +600,10 @@ describe('a host started with startHost', () => {
     const hostId = uniqueHostId('nostart');
     await enrollHosts(stack.home, [hostId]);
     const driver = await SimDriver.open({ hostId, stateDir: path.join(tmp, hostId) });
-    const notADir = path.join(tmp, `${hostId}.file`);
-    await writeFile(notADir, 'not a directory\n');
+    // The lock takes the state dir; the worker then cannot open its journal.
+    const notADir = path.join(tmp, `${hostId}-state`);
+    await mkdir(notADir, { recursive: true });
+    await writeFile(path.join(notADir, 'journal'), 'not a directory\n');
     const starting = startHost({
       hostId,
       natsUrl: stack.natsUrl,
@@ -529,7 +614,7 @@ describe('a host started with startHost', () => {
       stateDir: notADir,
       log: pino({ level: 'silent' }),
     });
-    await expect(starting).rejects.toThrow(/ENOTDIR|not a directory/);
+    await expect(starting).rejects.toThrow(/EEXIST|ENOTDIR|not a directory/);
     expect(await connections()).not.toContain(`test-${hostId}`);
   });
 });

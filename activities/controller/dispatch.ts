@@ -3,7 +3,13 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../../schemas/names.js';
-import { TERMINAL_STATES, resultKey, type CommandStatus, type StepCommand } from '../../schemas/command.js';
+import {
+  COMMAND_CONTRACT_VERSION,
+  TERMINAL_STATES,
+  resultKey,
+  type CommandStatus,
+  type StepCommand,
+} from '../../schemas/command.js';
 import type { StepCall, StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { chooseDestinations, NoDestinationError, unknownDestinations } from './inventory.js';
@@ -45,6 +51,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
         ? withDestinations(call, presence.values(), hostId, avoidHosts ?? [])
         : call),
       commandId,
+      contractVersion: COMMAND_CONTRACT_VERSION,
       hostId,
       mode,
       rolloutId,

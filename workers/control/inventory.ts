@@ -14,6 +14,8 @@ export interface InventoryRow {
   hostId: string;
   online: boolean;
   simulated: boolean;
+  /** Another agent with the same host id writes this host's presence (the agent says so in it). */
+  duplicate: boolean;
   presence: ReceivedPresence;
 }
 
@@ -53,7 +55,13 @@ export async function readInventory(nc: NatsConnection): Promise<{ hosts: Invent
       continue;
     }
     const presence = { ...parsed.data, receivedAt: entry.created.toISOString() };
-    hosts.push({ hostId: presence.hostId, online: isOnline(presence), simulated: presence.simulated, presence });
+    hosts.push({
+      hostId: presence.hostId,
+      online: isOnline(presence),
+      simulated: presence.simulated,
+      duplicate: presence.duplicateSeenAt !== undefined,
+      presence,
+    });
   }
   hosts.sort((a, b) => a.hostId.localeCompare(b.hostId));
   return { hosts, invalid };

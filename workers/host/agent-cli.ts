@@ -9,7 +9,8 @@ import { createLogger } from '../log.js';
 import { ensureSeed } from '../nkey.js';
 import { createDriver, defaultHostId, defaultStateDir, startLine } from './agent.js';
 import { parseLabels, startHost, untilStopSignal, InvalidLabelsError } from './host-process.js';
-import { AGENT_VERSION } from './worker.js';
+import { AGENT_VERSION } from './version.js';
+import { StateDirError } from './state-lock.js';
 
 /**
  * The command line of the host agent as installed on a hypervisor (`refit-host`, entry point
@@ -159,17 +160,19 @@ async function run(s: AgentSettings): Promise<void> {
     labDir: s.labDir,
     log,
   });
-  const host = await startHost({
-    hostId: s.hostId,
-    natsUrl: s.natsUrl,
-    natsTls: s.natsTls,
-    credsFile,
-    driver,
-    labels,
-    stateDir: s.stateDir,
-    log,
-    presenceIntervalMs: s.presenceIntervalMs,
-  });
+  const host = await asUsage(() =>
+    startHost({
+      hostId: s.hostId,
+      natsUrl: s.natsUrl,
+      natsTls: s.natsTls,
+      credsFile,
+      driver,
+      labels,
+      stateDir: s.stateDir,
+      log,
+      presenceIntervalMs: s.presenceIntervalMs,
+    }),
+  );
   process.stderr.write(startLine(`refit-host ${AGENT_VERSION}`, s));
   await untilStopSignal();
   await host.stop();
@@ -185,4 +188,14 @@ export async function agentMain(argv: string[]): Promise<void> {
     return void process.stdout.write(`${settings.hostId} ${publicKey}\n`);
   }
   await run(settings);
+}
+
+/** A state directory held by another agent, or no directory: the operator's to fix, said without a stack (exit 1). */
+async function asUsage<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if (err instanceof StateDirError) throw new UsageError(err.message, 1);
+    throw err;
+  }
 }

@@ -6,6 +6,8 @@ import { connectNatsWithRetry, identityOfHost, signerFromFile } from '../nats.js
 import type { NatsTls } from '../config.js';
 import { connectPolicy, type ConnectPolicy } from '../connect-retry.js';
 import { startHostWorker } from './worker.js';
+import { lockStateDir } from './state-lock.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { problemText } from '../../schemas/problems.js';
 import { RefitError } from '../../schemas/errors.js';
 
@@ -58,16 +60,24 @@ export interface RunningHost {
  * server that is not there yet is waited for, as `connect` (or REFIT_CONNECT_TIMEOUT) allows.
  */
 export async function startHost(o: HostOptions): Promise<RunningHost> {
-  const nc = await connectNatsWithRetry(
-    {
-      url: o.natsUrl,
-      credsFile: o.credsFile,
-      identity: identityOfHost(o.hostId),
-      tls: o.natsTls,
-      ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
-    },
-    { policy: o.connect ?? connectPolicy(), log: o.log },
-  );
+  // Before anything else: a second agent on this state dir must not even connect.
+  const lock = lockStateDir(o.stateDir, o.hostId);
+  let nc: NatsConnection;
+  try {
+    nc = await connectNatsWithRetry(
+      {
+        url: o.natsUrl,
+        credsFile: o.credsFile,
+        identity: identityOfHost(o.hostId),
+        tls: o.natsTls,
+        ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
+      },
+      { policy: o.connect ?? connectPolicy(), log: o.log },
+    );
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   try {
     const worker = await startHostWorker({
       hostId: o.hostId,
@@ -78,6 +88,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
       labels: o.labels,
       stateDir: o.stateDir,
       log: o.log,
+      instanceId: lock.holder.instanceId,
       ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
     });
     return {
@@ -85,10 +96,12 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
       async stop() {
         await worker.stop();
         await nc.drain().catch(() => nc.close());
+        lock.release();
       },
     };
   } catch (err) {
     await nc.close();
+    lock.release();
     throw err;
   }
 }

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { HostDownError, type HostDriver } from '../../activities/host/driver.js';
 import type { Labels } from '../../schemas/common.js';
 import { HostPresence } from '../../schemas/host.js';
-import { publishPresence } from './report.js';
+import { isWrongLastSequence, publishPresence } from './report.js';
+import { COMMAND_CONTRACT_VERSION } from '../../schemas/command.js';
 
 export interface PresenceOptions {
   hostId: string;
@@ -11,6 +12,8 @@ export interface PresenceOptions {
   driver: HostDriver;
   labels: Labels;
   agentVersion: string;
+  /** Unique to this start of this agent. */
+  instanceId?: string;
   intervalMs: number;
   busyWith: () => HostPresence['busyWith'];
   log: Logger;
@@ -35,6 +38,33 @@ export function startPresence(o: PresenceOptions): PresenceReporter {
   let queue: Promise<void> = Promise.resolve();
   let pending = 0;
   let bootId: string | undefined;
+  /** The stream sequence of this agent's last presence write: the next is written only after it. */
+  let lastSeq: number | undefined;
+  let duplicateSeenAt: number | undefined;
+  let conflicts = 0;
+
+  /** Two agents with one host id overwrite each other's presence: each finds the key not as it left it. */
+  async function publishChecked(presence: HostPresence): Promise<void> {
+    try {
+      lastSeq = await publishPresence(o.js, presence, lastSeq);
+      conflicts = 0;
+      return;
+    } catch (err) {
+      if (!isWrongLastSequence(err)) throw err;
+    }
+    // Once can be this agent's own write whose ack was lost; twice in a row is another writer.
+    if (++conflicts < 2) {
+      lastSeq = await publishPresence(o.js, presence);
+      return;
+    }
+    if (duplicateSeenAt === undefined)
+      o.log.error(
+        { hostId: o.hostId, instanceId: o.instanceId },
+        `another agent writes the presence of host ${o.hostId}: two agents run with this host id; stop one (refit hosts marks it DUPLICATE)`,
+      );
+    duplicateSeenAt = Date.now();
+    lastSeq = await publishPresence(o.js, { ...presence, duplicateSeenAt: new Date(duplicateSeenAt).toISOString() });
+  }
 
   async function publishOnce(): Promise<void> {
     try {
@@ -46,13 +76,18 @@ export function startPresence(o: PresenceOptions): PresenceReporter {
         driver: o.driver.kind,
         simulated: o.driver.kind === 'sim',
         agentVersion: o.agentVersion,
+        contractVersion: COMMAND_CONTRACT_VERSION,
+        ...(o.instanceId !== undefined ? { instanceId: o.instanceId } : {}),
+        ...(duplicateSeenAt !== undefined && Date.now() - duplicateSeenAt < 3 * o.intervalMs
+          ? { duplicateSeenAt: new Date(duplicateSeenAt).toISOString() }
+          : {}),
         labels: o.labels,
         facts,
         ...(busyWith !== undefined ? { busyWith } : {}),
         reportedAt: new Date().toISOString(),
         intervalMs: o.intervalMs,
       });
-      await publishPresence(o.js, presence);
+      await publishChecked(presence);
       if (failing) o.log.info('presence published again');
       failing = false;
     } catch (err) {

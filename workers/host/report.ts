@@ -1,4 +1,4 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { resultKey, type CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { BUCKETS } from '../../schemas/names.js';
@@ -17,6 +17,19 @@ export function publishCommandStatus(js: JetStreamClient, status: CommandStatus)
   return kvPut(js, BUCKETS.results, resultKey(status.hostId, status.commandId), status);
 }
 
-export function publishPresence(js: JetStreamClient, presence: HostPresence): Promise<void> {
-  return kvPut(js, BUCKETS.hosts, presence.hostId, presence);
+/**
+ * Writes presence; with `afterSeq`, only if the key's last write is still that one (the stream
+ * sequence this agent's previous write got). Returns this write's sequence.
+ */
+export async function publishPresence(js: JetStreamClient, presence: HostPresence, afterSeq?: number): Promise<number> {
+  const ack = await js.publish(`$KV.${BUCKETS.hosts}.${presence.hostId}`, JSON.stringify(presence), {
+    timeout: PUBLISH_TIMEOUT_MS,
+    ...(afterSeq !== undefined ? { expect: { lastSubjectSequence: afterSeq } } : {}),
+  });
+  return ack.seq;
+}
+
+/** JetStream's answer to a write whose expected last sequence is not the key's last. */
+export function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10071;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
@@ -18,10 +18,12 @@ import { checkCancelMessage, checkCommandMessage, checkConfirmMessage, commandNa
 import { publishCommandStatus } from './report.js';
 import { CommandJournal } from './journal.js';
 import { startPresence } from './presence.js';
+import { AGENT_VERSION } from './version.js';
+
+export { AGENT_VERSION };
 
 /** Well inside the consumer's 30 s ack wait, so a long step is never redelivered while it runs. */
 export const DEFAULT_WORKING_INTERVAL_MS = 10_000;
-export const AGENT_VERSION = packageVersion();
 /**
  * A command whose processing fails outside its step is delivered this many times, 2 s, 4 s, 8 s and
  * 16 s apart (half a minute in all: a full disk freed, a NATS blip over), then answered failed and
@@ -43,6 +45,8 @@ export interface HostWorkerOptions {
   log: Logger;
   presenceIntervalMs?: number;
   agentVersion?: string;
+  /** Unique to this start of this agent, reported in presence (startHost gives the state-dir lock's). */
+  instanceId?: string;
   workingIntervalMs?: number;
   /** Deliveries of a command the host cannot process before it answers it failed (default {@link COMMAND_ATTEMPTS}). */
   commandAttempts?: number;
@@ -88,6 +92,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     driver: o.driver,
     labels: o.labels,
     agentVersion: o.agentVersion ?? AGENT_VERSION,
+    instanceId: o.instanceId ?? randomUUID(),
     intervalMs: Math.max(100, Math.round(o.presenceIntervalMs ?? PRESENCE_INTERVAL_MS)),
     busyWith: () => runner.busyWith(),
     log,
@@ -140,7 +145,12 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
   }
 
   /** A message that is no step command: answered failed where it names a command of this host, then dropped. */
-  async function refuse(msg: JsMsg, reason: string, forwarded: boolean): Promise<void> {
+  async function refuse(
+    msg: JsMsg,
+    reason: string,
+    forwarded: boolean,
+    errorType = 'InvalidCommandError',
+  ): Promise<void> {
     log.warn({ subject: msg.subject, seq: msg.seq, reason }, 'rejected a command message');
     // A forwarded message is someone else's words: answering it would let them fail a real command.
     const named = forwarded ? undefined : commandNamedIn(msg.data);
@@ -150,7 +160,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
         state: 'failed',
         starts: 0,
         bootId: await runner.bootId(),
-        error: { type: 'InvalidCommandError', message: `rejected by the host: ${reason}` },
+        error: { type: errorType, message: `rejected by the host: ${reason}` },
         updatedAt: new Date().toISOString(),
       });
       await publishCommandStatus(js, status).catch((err: unknown) =>
@@ -194,7 +204,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
 
   async function handle(msg: JsMsg): Promise<void> {
     const checked = checkCommandMessage(msg, o.hostId);
-    if (!checked.ok) return refuse(msg, checked.reason, checked.forwarded === true);
+    if (!checked.ok) return refuse(msg, checked.reason, checked.forwarded === true, checked.errorType);
     const command = checked.value;
     log.info(
       { commandId: command.commandId, kind: command.kind, mode: command.mode, redelivered: msg.redelivered },
@@ -267,16 +277,4 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       log.info('host worker stopped');
     },
   };
-}
-
-function packageVersion(): string {
-  for (const up of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'refit' && pkg.version) return pkg.version;
-    } catch {
-      // not at this level: source and compiled layouts differ by one directory
-    }
-  }
-  return 'unknown';
 }
