@@ -6,6 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createControllerActivities } from '../activities/controller/index.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
+import { bucketKeys } from '../activities/controller/bucket-keys.js';
 import { BUCKETS, IDENTITIES } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
@@ -71,7 +72,11 @@ export async function startControllerWorker(
     const kvm = new Kvm(nc);
     const results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, { keepAll: false, log });
     stops.push(() => results.stop());
-    const presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log });
+    const presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, {
+      keepAll: true,
+      log,
+      listKeys: () => bucketKeys(nc, BUCKETS.hosts),
+    });
     stops.push(() => presence.stop());
     worker = await Worker.create({
       connection,

@@ -61,6 +61,7 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
     name: id.name ?? `refit-${id.identity}`,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    ...SERVER_LOSS_DETECTION,
     timeout: id.timeout ?? 10_000,
     ...(id.tls !== undefined
       ? {
@@ -73,6 +74,14 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
       : {}),
   });
 }
+
+/**
+ * A server that dies closes its connections and is noticed at once; one that hangs, or a machine
+ * that drops off the network, is noticed only by unanswered pings. nats.js pings every 2 minutes and
+ * gives up after 2 unanswered (up to 4 minutes on a dead node); this notices within 20 s and moves
+ * to another node of the cluster.
+ */
+export const SERVER_LOSS_DETECTION = { pingInterval: 10_000, maxPingOut: 2 } as const;
 
 const ATTEMPT_TIMEOUT_MS = 10_000;
 

@@ -3,6 +3,7 @@ import type { MsgHdrs } from '@nats-io/transport-node';
 import { KvWatchInclude } from '@nats-io/kv';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
+import pLimit from 'p-limit';
 import { RefitError } from '../../schemas/errors.js';
 import { forwardedBy } from '../origin.js';
 
@@ -17,6 +18,19 @@ const hostOfKey = (key: string) => key.split('.', 1)[0];
 export class WaitTimeoutError extends RefitError {}
 
 /**
+ * Keys someone waits on are also read directly this often, and a keepAll follower whose watch has
+ * been silent this long reads every key. The watch is an ordered consumer on one server: when a
+ * cluster loses that node, the client notices only after two missed idle heartbeats (5 s each,
+ * 30 s each once it has been recreated) and then makes a new consumer, which the server may place
+ * on the lost node again. Direct gets are answered by any replica, so a waiting activity sees its
+ * result, and the inventory stays fresh, within this however long the watch takes
+ * (docs/RELIABILITY.md, "NATS node loss").
+ */
+export const RECHECK_EVERY_MS = 3_000;
+/** Direct gets in flight at once during a recheck. */
+const RECHECKS_IN_FLIGHT = 50;
+
+/**
  * One watch over a whole KV bucket, shared by every activity of the process, so that a thousand
  * hosts in flight cost one consumer, not a thousand. The buckets it follows are keyed by host and
  * written by the hosts themselves (presence, results), so an entry is taken only when it names the
@@ -29,21 +43,36 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
   private readonly listeners = new Map<string, Set<Listener<Received<z.output<S>>>>>();
   private stopped = false;
   private iterator: { stop(): void } | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
+  private rechecking = false;
+  /** When the watch last delivered anything. */
+  private lastWatched = Date.now();
+  /** The newest revision delivered for each key someone waits on: a recheck and the watch never deliver one twice, or an older one after it. */
+  private readonly revisions = new Map<string, number>();
 
   private constructor(
     private readonly kv: KV,
     private readonly schema: S,
     private readonly keepAll: boolean,
     private readonly log: Logger,
+    private readonly recheckEveryMs: number,
+    private readonly listKeys: (() => Promise<string[]>) | undefined,
   ) {}
 
   /** keepAll holds every key's latest value (inventory); otherwise only keys someone waits on are seen. */
   static async start<S extends z.ZodType<{ hostId: string }>>(
     kv: KV,
     schema: S,
-    opts: { keepAll: boolean; log: Logger },
+    opts: {
+      keepAll: boolean;
+      log: Logger;
+      recheckEveryMs?: number;
+      /** Every key of the bucket without a consumer (bucketKeys): lets a keepAll follower read them all while its watch is silent. */
+      listKeys?: () => Promise<string[]>;
+    },
   ): Promise<BucketFollower<S>> {
-    const follower = new BucketFollower(kv, schema, opts.keepAll, opts.log);
+    const every = opts.recheckEveryMs ?? RECHECK_EVERY_MS;
+    const follower = new BucketFollower(kv, schema, opts.keepAll, opts.log, every, opts.listKeys);
     // A keepAll follower is returned only once it holds what the bucket held at start (delta 0 on
     // the ordered consumer), so an inventory read right after start is never half-loaded.
     let caughtUp!: () => void;
@@ -54,9 +83,12 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
       ignoreDeletes: true,
     });
     follower.iterator = iter;
+    follower.recheckTimer = setInterval(() => void follower.recheck(), every);
+    follower.recheckTimer.unref();
     void (async () => {
       for await (const entry of iter) {
-        follower.accept(entry.key, entry.value, entry.created, entryForwardedBy(entry));
+        follower.lastWatched = Date.now();
+        follower.accept(entry.key, entry.value, entry.created, entry.revision, entryForwardedBy(entry));
         if (entry.delta === 0) caughtUp();
       }
     })().catch((err: unknown) => {
@@ -100,8 +132,11 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     return { ...value, receivedAt: stored.toISOString() };
   }
 
-  private accept(key: string, bytes: Uint8Array, stored: Date, forwarded: string | undefined): void {
+  private accept(key: string, bytes: Uint8Array, stored: Date, revision: number, forwarded: string | undefined): void {
     if (bytes.length === 0) return;
+    const seen = this.revisions.get(key);
+    if (seen !== undefined && revision <= seen) return;
+    if (this.listeners.has(key)) this.revisions.set(key, revision);
     const value = this.parse(key, bytes, stored, forwarded);
     if (value === undefined) return;
     if (this.keepAll) this.latest.set(key, value);
@@ -124,6 +159,26 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
     return this.parse(key, entry.value, entry.created, entryForwardedBy(entry));
   }
 
+  /** Read every key someone waits on (every key, while a keepAll watch is silent), and take what the watch has not delivered yet. */
+  private async recheck(): Promise<void> {
+    if (this.rechecking || this.stopped) return;
+    this.rechecking = true;
+    try {
+      const silent = Date.now() - this.lastWatched >= this.recheckEveryMs;
+      const keys =
+        this.keepAll && silent && this.listKeys !== undefined
+          ? await this.listKeys().catch(() => [...this.listeners.keys()])
+          : [...this.listeners.keys()];
+      await pLimit(RECHECKS_IN_FLIGHT).map(keys, async (key) => {
+        const entry = await this.kv.get(key).catch(() => null);
+        if (entry?.operation === 'PUT')
+          this.accept(key, entry.value, entry.created, entry.revision, entryForwardedBy(entry));
+      });
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
   /**
    * Resolve with the first value of `key` that satisfies `done`, including one already stored.
    * `onValue` sees every value on the way.
@@ -139,7 +194,10 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
       this.listeners.set(key, set);
       const finish = (fn: () => void) => {
         set.delete(listener);
-        if (set.size === 0) this.listeners.delete(key);
+        if (set.size === 0) {
+          this.listeners.delete(key);
+          this.revisions.delete(key);
+        }
         if (timer) clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
         fn();
@@ -173,6 +231,7 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.recheckTimer);
     this.iterator?.stop();
   }
 }

@@ -1,4 +1,4 @@
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
@@ -6,6 +6,7 @@ import { BUCKETS } from '../../schemas/names.js';
 import { HostPresence, isOnline, presenceKeyProblem, type ReceivedPresence } from '../../schemas/host.js';
 import { until } from '../../activities/poll.js';
 import { entryForwardedBy } from '../../activities/controller/bucket-follower.js';
+import { bucketKeys, retryTimeouts, SHORT_REQUEST_MS } from '../../activities/controller/bucket-keys.js';
 
 /** How many presence entries are read at once. */
 const READS_IN_FLIGHT = 100;
@@ -27,14 +28,14 @@ export interface InventoryRow {
  * Reads with stream info and direct gets only: the CLI identity may create no consumer
  * (docs/security.md), which rules out a KV watch or `kv.keys()`.
  */
-export async function readInventory(nc: NatsConnection): Promise<{ hosts: InventoryRow[]; invalid: string[] }> {
+export function readInventory(nc: NatsConnection): Promise<{ hosts: InventoryRow[]; invalid: string[] }> {
+  return retryTimeouts(() => readInventoryOnce(nc));
+}
+
+async function readInventoryOnce(nc: NatsConnection): Promise<{ hosts: InventoryRow[]; invalid: string[] }> {
   // Bound without a look at the stream: direct get must be asked for, or nats.js uses message get.
-  const kv = await new Kvm(nc).open(BUCKETS.hosts, { allow_direct: true });
-  const prefix = `$KV.${BUCKETS.hosts}.`;
-  const { state } = await (
-    await jetstreamManager(nc)
-  ).streams.info(`KV_${BUCKETS.hosts}`, { subjects_filter: `${prefix}>` });
-  const keys = Object.keys(state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  const kv = await new Kvm(jetstream(nc, { timeout: SHORT_REQUEST_MS })).open(BUCKETS.hosts, { allow_direct: true });
+  const keys = await bucketKeys(nc, BUCKETS.hosts);
   const entries = await pLimit(READS_IN_FLIGHT).map(keys, (k) => kv.get(k));
   const hosts: InventoryRow[] = [];
   const invalid: string[] = [];

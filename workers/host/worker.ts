@@ -30,6 +30,13 @@ export const DEFAULT_WORKING_INTERVAL_MS = 10_000;
  * terminated, so that the queue, one message in flight per host, moves on.
  */
 export const COMMAND_ATTEMPTS = 5;
+/**
+ * How long one pull request waits on the server. The server heartbeats an open pull every half of
+ * this, and the client pulls again after two missed heartbeats: when the cluster node leading this
+ * host's consumer is lost, the pull waiting there is lost with it, and the host pulls again within
+ * this (nats.js's 30 s default: up to 30 s with no command taken; docs/RELIABILITY.md).
+ */
+export const PULL_EXPIRES_MS = 10_000;
 const COMMAND_RETRY_DELAY_MS = 2_000;
 
 export interface HostWorkerOptions {
@@ -230,7 +237,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     for (let wait = 250; !stopping.signal.aborted;) {
       try {
         const consumer = await js.consumers.get(STREAMS.commands, commandConsumer(o.hostId));
-        messages = await consumer.consume({ max_messages: 1 });
+        messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS });
         wait = 250;
         void watchConsumer(messages);
         for await (const msg of messages) {
