@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { ReceivedPresence } from '../../schemas/host.js';
-import { chooseDestinations, selectTargets, unknownDestinations } from './inventory.js';
+import {
+  chooseDestinations,
+  NoDestinationError,
+  selectTargets,
+  unknownDestinations,
+  waitForDestinations,
+} from './inventory.js';
 
 const now = Date.parse('2026-11-22T03:00:00Z');
 
@@ -139,5 +145,52 @@ describe('unknownDestinations', () => {
   it('refuses the drained host itself as a destination', () => {
     expect(unknownDestinations([drain({ web: 'h1' })], known, 'h1').map((u) => u.destination)).toEqual(['h1']);
     expect(unknownDestinations([drain({ web: 'h1' })], known)).toEqual([]);
+  });
+});
+
+describe('waitForDestinations', () => {
+  // Found by npm run chaos: right after nats-server or the fleet restarts, every other host's presence
+  // is a few seconds old; a drain in that moment failed for good ("no host has room") and the host
+  // was rolled back, though the hosts reported again a second later.
+  const source = {
+    ...host('src', {}),
+    facts: { ...host('src', {}).facts, vms: [{ name: 'vm1', state: 'running' as const, sriov: false }] },
+  };
+  const fresh = () => {
+    const t = Date.now();
+    return [source, host('d1', {}, 0)].map((p) => ({ ...p, receivedAt: new Date(t - 500).toISOString() }));
+  };
+  const silent = () => {
+    const t = Date.now();
+    return [
+      { ...source, receivedAt: new Date(t - 500).toISOString() },
+      { ...host('d1', {}), receivedAt: new Date(t - 60_000).toISOString() },
+    ];
+  };
+
+  it('waits while the other hosts are silent and takes them once they report again', async () => {
+    const since = Date.now();
+    const read = () => (Date.now() - since < 600 ? silent() : fresh());
+    await expect(waitForDestinations(read, 'src', [], { timeoutMs: 5_000, intervalMs: 100 })).resolves.toEqual({
+      vm1: 'd1',
+    });
+  });
+
+  it('gives up with the reason when no host has room within the bound', async () => {
+    await expect(waitForDestinations(silent, 'src', [], { timeoutMs: 500, intervalMs: 100 })).rejects.toThrow(
+      NoDestinationError,
+    );
+  });
+
+  it('fails at once when the VMs cannot move at all', async () => {
+    const pinned = () => [
+      { ...source, facts: { ...source.facts, vms: [{ name: 'vf', state: 'running' as const, sriov: true }] } },
+      ...fresh().slice(1),
+    ];
+    const started = Date.now();
+    await expect(waitForDestinations(pinned, 'src', [], { timeoutMs: 5_000, intervalMs: 100 })).rejects.toThrow(
+      /SR-IOV/,
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 });
