@@ -12,7 +12,7 @@ import {
 } from '../../schemas/command.js';
 import type { StepCall, StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
-import { chooseDestinations, NoDestinationError, unknownDestinations } from './inventory.js';
+import { NoDestinationError, unknownDestinations, waitForDestinations } from './inventory.js';
 import type { Logger } from 'pino';
 import type { BucketFollower } from './bucket-follower.js';
 import type { DispatchRequest } from '../../schemas/activities.js';
@@ -20,6 +20,8 @@ import type { DispatchRequest } from '../../schemas/activities.js';
 const HEARTBEAT_EVERY_MS = 3_000;
 /** After asking a host to cancel, how long to wait for it to say it stopped. */
 const CANCEL_GRACE_MS = 30_000;
+/** How long a drain waits for a host with room (others may be silent for a moment after a restart). */
+const DESTINATION_WAIT_MS = 60_000;
 
 export interface DispatchDeps {
   nc: NatsConnection;
@@ -48,7 +50,15 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
     const { rolloutId, hostId, mode, applied, avoidHosts, ...call } = req;
     const command: StepCommand = {
       ...(call.kind === 'drain' && mode === 'apply'
-        ? withDestinations(call, presence.values(), hostId, avoidHosts ?? [])
+        ? await withDestinations(
+            call,
+            () => {
+              ctx.heartbeat({ state: 'choosing destinations' });
+              return presence.values();
+            },
+            hostId,
+            avoidHosts ?? [],
+          )
         : call),
       commandId,
       contractVersion: COMMAND_CONTRACT_VERSION,
@@ -127,12 +137,13 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
 type DrainCall = Extract<StepCall, { kind: 'drain' }>;
 
 /** A drain whose plan names no destinations gets the controller's: it sees the whole fleet, a host sees only itself. */
-function withDestinations(
+async function withDestinations(
   drain: DrainCall,
-  fleet: readonly HostPresence[],
+  inventory: () => readonly HostPresence[],
   hostId: string,
   avoid: string[],
-): DrainCall {
+): Promise<DrainCall> {
+  const fleet = inventory();
   if (Object.keys(drain.params.destinations).length > 0) {
     // Checked again here: a plan started without `refit rollout start` (the temporal CLI) was not.
     const unknown = unknownDestinations([drain], new Set(fleet.map((p) => p.hostId)), hostId);
@@ -146,7 +157,8 @@ function withDestinations(
     return drain;
   }
   try {
-    return { ...drain, params: { destinations: chooseDestinations(fleet, hostId, avoid) } };
+    const destinations = await waitForDestinations(inventory, hostId, avoid, { timeoutMs: DESTINATION_WAIT_MS });
+    return { ...drain, params: { destinations } };
   } catch (err) {
     if (err instanceof NoDestinationError)
       throw ApplicationFailure.nonRetryable(`drain of ${hostId}: ${err.message}`, 'StepFailed');

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isOnline, type HostPresence, type ReceivedPresence } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
 import type { PlanStep } from '../../schemas/steps.js';
@@ -57,7 +58,10 @@ function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts
   return undefined;
 }
 
-export class NoDestinationError extends RefitError {}
+export class NoDestinationError extends RefitError {
+  /** Other hosts may report or make room soon (it is not that the VMs cannot move at all). */
+  transient = true;
+}
 
 /**
  * Where each VM of a host goes when it is drained: hosts that report, are not cordoned, are not in
@@ -73,8 +77,11 @@ export function chooseDestinations(
   const source = inventory.find((p) => p.hostId === hostId);
   if (!source) throw new NoDestinationError(`host ${hostId} does not report presence; its VMs are unknown`);
   const pinned = source.facts.vms.filter((vm) => vm.sriov).map((vm) => vm.name);
-  if (pinned.length > 0)
-    throw new NoDestinationError(`VMs with SR-IOV functions cannot be live-migrated: ${pinned.join(', ')}`);
+  if (pinned.length > 0) {
+    const err = new NoDestinationError(`VMs with SR-IOV functions cannot be live-migrated: ${pinned.join(', ')}`);
+    err.transient = false;
+    throw err;
+  }
   const free = new Map(
     inventory
       .filter((p) => p.hostId !== hostId && !avoid.includes(p.hostId) && isOnline(p, now) && !p.facts.cordoned)
@@ -93,6 +100,29 @@ export function chooseDestinations(
     if (best[1] - 1 === 0) free.delete(best[0]);
   }
   return destinations;
+}
+
+/**
+ * chooseDestinations over the inventory as `read` gives it, asked again every `intervalMs` while no
+ * host can take the VMs, for up to `timeoutMs`: right after nats-server or the fleet restarted, every
+ * other host's presence is a few seconds old, and a moment later they report again. A drain that
+ * cannot happen at all (VMs with SR-IOV functions) fails at once.
+ */
+export async function waitForDestinations(
+  read: () => readonly ReceivedPresence[],
+  hostId: string,
+  avoid: readonly string[],
+  { timeoutMs, intervalMs = 500 }: { timeoutMs: number; intervalMs?: number },
+): Promise<Record<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return chooseDestinations(read(), hostId, avoid);
+    } catch (err) {
+      if (!(err instanceof NoDestinationError) || !err.transient || Date.now() >= deadline) throw err;
+    }
+    await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
+  }
 }
 
 /** A drain destination a plan names that is no host of the inventory (or is the drained host itself). */

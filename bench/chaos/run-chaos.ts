@@ -249,6 +249,8 @@ const round = (n: number) => Math.round(n * 10) / 10;
 class RolloutProgress {
   stepsDone = 0;
   done = false;
+  /** The rollout's status as last read. */
+  last: RolloutStatus | undefined;
   /** When the count of completed steps went up, and when the rollout ended. */
   readonly advances: number[] = [];
   private stopped = false;
@@ -282,6 +284,7 @@ class RolloutProgress {
       return this.hostIds.length * CAMPAIGN_STEPS.length;
     }
     const status = await within(() => handle.query(rolloutStatusQuery));
+    this.last = status;
     const counts = await Promise.all(
       status.hosts.map(async (host) => {
         if (host.state === 'succeeded') return CAMPAIGN_STEPS.length;
@@ -295,14 +298,16 @@ class RolloutProgress {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  /** The rollout's end; a rollout that paused (its failure budget spent) waits for a person: its status then. */
   async result(timeoutMs: number): Promise<RolloutStatus> {
-    const handle = this.client.workflow.getHandle(this.rolloutId);
-    return (await Promise.race([
-      handle.result(),
-      sleep(timeoutMs).then(() => {
-        throw new Error(`the rollout did not end within ${timeoutMs / 1000} s`);
-      }),
-    ])) as RolloutStatus;
+    const result = this.client.workflow.getHandle(this.rolloutId).result() as Promise<RolloutStatus>;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const done = await Promise.race([result, sleep(1_000).then(() => undefined)]);
+      if (done !== undefined) return done;
+      if (this.last?.state === 'paused') return { ...this.last, message: this.last.paused?.reason ?? 'paused' };
+      if (Date.now() > deadline) throw new Error(`the rollout did not end within ${timeoutMs / 1000} s`);
+    }
   }
 
   async stop(): Promise<void> {
