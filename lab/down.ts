@@ -64,16 +64,20 @@ async function readState(labDir: string): Promise<LabState | undefined> {
   }
 }
 
-/** Processes whose command line names the lab dir: OVS daemons whose namespace is already gone. */
+/**
+ * Processes whose command line names the lab dir: OVS daemons whose namespace is already gone, and
+ * host agents run from the lab's unpacked package whose `refit lab agents` died without stopping them.
+ */
 async function processesMentioning(labDir: string): Promise<number[]> {
   const found: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
     const exe = await readlink(`/proc/${entry}/exe`).catch(() => '');
-    if (exe.endsWith('/node') || exe.includes('vitest')) continue;
-    if (cmdline.split('\0').some((arg) => arg.startsWith(labDir + '/') || arg.includes(`=${labDir}/`)))
-      found.push(Number(entry));
+    const args = cmdline.split('\0');
+    const labAgent = args.some((arg) => arg.startsWith(`${labDir}/package/`));
+    if ((exe.endsWith('/node') || exe.includes('vitest')) && !labAgent) continue;
+    if (args.some((arg) => arg.startsWith(labDir + '/') || arg.includes(`=${labDir}/`))) found.push(Number(entry));
   }
   return found;
 }

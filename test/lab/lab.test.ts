@@ -1,4 +1,5 @@
-import { existsSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,8 +89,15 @@ describe.skipIf(skip !== '')(`the lab (namespaces ${prefix}*)${skip ? ` — ${sk
   });
 
   it('lab down finds everything by name even without its state file', async () => {
+    // A host agent from the lab's unpacked package whose `refit lab agents` died (SIGKILL) without stopping it.
+    const agentFile = path.join(labDir, 'package/usr/lib/refit-host/refit-host.mjs');
+    mkdirSync(path.dirname(agentFile), { recursive: true });
+    writeFileSync(agentFile, 'setInterval(() => undefined, 60_000);\n');
+    const orphan = spawn(process.execPath, [agentFile, 'run'], { detached: true, stdio: 'ignore' });
+    orphan.unref();
     rmSync(labStateFile(labDir));
     const report = await labDown({ labDir, prefix });
+    expect(report.processes).toContain(orphan.pid);
     expect(report.namespaces.sort()).toEqual([
       `${prefix}h1`,
       `${prefix}h2`,
