@@ -118,8 +118,10 @@ describe('refit dev up --nats-cluster 3', () => {
 describe('losing the NATS node that leads the most streams, mid-rollout', () => {
   let controller: ControllerWorker | undefined;
   let fleet: SimFleetHandle | undefined;
+  const simDir = tempDir('cluster-sim');
   afterAll(async () => {
     await fleet?.stop();
+    rmSync(simDir, { recursive: true, force: true });
     await controller?.shutdown();
   });
 
@@ -131,7 +133,7 @@ describe('losing the NATS node that leads the most streams, mid-rollout', () => 
       home,
       natsUrl: config.natsUrl,
       hosts,
-      stateDir: tempDir('cluster-sim'),
+      stateDir: simDir,
       speed: 0.5,
       rebootPauseMs: 500,
       presenceIntervalMs: 500,
