@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { z } from 'zod';
@@ -6,7 +7,15 @@ import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
 import { InvalidLabelsError, parseLabels, startHost, untilStopSignal } from '../workers/host/host-process.js';
-import { createDriver, defaultHostId, defaultStateDir, startLine } from '../workers/host/agent.js';
+import {
+  createDriver,
+  defaultHostId,
+  defaultStateDir,
+  enrollRequest,
+  hostSeedFile,
+  startLine,
+} from '../workers/host/agent.js';
+import { connectPolicy } from '../workers/connect-retry.js';
 import { StateDirError } from '../workers/host/state-lock.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
@@ -33,7 +42,7 @@ interface SimFleetCommandOptions {
 }
 
 export function registerHostCommands(program: Command): void {
-  program
+  const host = program
     .command('host')
     .description('run the host worker (agent) of one host: presence, its command queue, its steps')
     .option('--id <hostId>', 'this host id (a DNS label; default: the short hostname)')
@@ -43,7 +52,10 @@ export function registerHostCommands(program: Command): void {
       'linux',
     )
     .option('--labels <k=v,...>', 'inventory labels, e.g. rack=r1,role=hypervisor')
-    .option('--creds <file>', "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev` made)")
+    .option(
+      '--creds <file>',
+      "this host's NATS credentials (default: REFIT_NATS_CREDS, then the one `refit dev enroll` made, then the host's own key in its state dir, made on first start: admit it with refit enroll)",
+    )
     .option(
       '--state-dir <dir>',
       'where the command journal and driver state live (default: linux /var/lib/refit as root, else $XDG_STATE_HOME/refit or ~/.local/state/refit; lab <REFIT_HOME>/lab/agents/<id>; sim <REFIT_HOME>/sim/<id>)',
@@ -51,22 +63,25 @@ export function registerHostCommands(program: Command): void {
     .option('--presence-interval <ms>', 'how often presence is published', positiveInteger, PRESENCE_INTERVAL_MS)
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
     .action(async (opts: HostCommandOptions) => {
-      const hostId = checked(
-        HostId,
-        opts.id ?? defaultHostId(),
-        opts.id === undefined ? 'the short hostname (give --id)' : '--id',
-      );
-      const driver = checked(Driver, opts.driver, '--driver');
-      const config = loadConfig();
-      const labDir = path.join(config.home, 'lab');
-      const stateDir = path.resolve(opts.stateDir ?? defaultStateDir(driver, hostId, { home: config.home, labDir }));
+      const { hostId, driver, stateDir, labDir, config } = hostAndStateDir(opts);
       const log = createLogger('refit-host', driver === 'sim' ? { hostId, simulated: true } : { hostId, driver });
-      const host = await withUsageAsync(async () =>
+      const central = credsFile(config.home, { host: hostId });
+      const given = opts.creds ?? config.natsCreds ?? (existsSync(central) ? central : undefined);
+      if (given === undefined) {
+        const [, publicKey] = enrollRequest(hostId, stateDir).split(' ');
+        process.stderr.write(
+          `refit host ${hostId}: own NATS identity ${publicKey}; waiting until admitted (refit enroll --pubkey ${publicKey} --id ${hostId})\n`,
+        );
+      }
+      const policy = connectPolicy();
+      const running = await withUsageAsync(async () =>
         startHost({
           hostId,
           natsUrl: config.natsUrl,
           natsTls: config.natsTls,
-          credsFile: opts.creds ?? config.natsCreds ?? credsFile(config.home, { host: hostId }),
+          credsFile: given ?? hostSeedFile(stateDir),
+          // With its own key a host waits, however long, to be admitted.
+          connect: given === undefined ? { ...policy, timeoutMs: Number.POSITIVE_INFINITY } : policy,
           labels: withUsage(() => parseLabels(opts.labels ?? '')),
           presenceIntervalMs: opts.presenceInterval,
           stateDir,
@@ -76,7 +91,18 @@ export function registerHostCommands(program: Command): void {
       );
       process.stderr.write(startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir }));
       await untilStopSignal();
-      await host.stop();
+      await running.stop();
+    });
+
+  host
+    .command('enroll-request')
+    .description(
+      'print "<hostId> <publicKey>" of this host\'s own NATS identity (made on first use) for refit enroll --from',
+    )
+    .action((_opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<HostCommandOptions>();
+      const { hostId, stateDir } = hostAndStateDir(opts);
+      process.stdout.write(`${enrollRequest(hostId, stateDir)}\n`);
     });
 
   program
@@ -117,6 +143,20 @@ export function registerHostCommands(program: Command): void {
       await untilStopSignal();
       await fleet.stop();
     });
+}
+
+/** The host id (default: the short hostname), driver and state directory `refit host` and its enroll-request use. */
+function hostAndStateDir(opts: HostCommandOptions) {
+  const hostId = checked(
+    HostId,
+    opts.id ?? defaultHostId(),
+    opts.id === undefined ? 'the short hostname (give --id)' : '--id',
+  );
+  const driver = checked(Driver, opts.driver, '--driver');
+  const config = loadConfig();
+  const labDir = path.join(config.home, 'lab');
+  const stateDir = path.resolve(opts.stateDir ?? defaultStateDir(driver, hostId, { home: config.home, labDir }));
+  return { hostId, driver, stateDir, labDir, config };
 }
 
 function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {

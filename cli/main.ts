@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   host: async () => (await import('./host.js')).registerHostCommands,
   'sim-fleet': async () => (await import('./host.js')).registerHostCommands,
   hosts: async () => (await import('./hosts.js')).registerHostsCommand,
+  enroll: async () => (await import('./enroll.js')).registerEnrollCommand,
   rollout: async () => (await import('./rollout.js')).registerRolloutCommands,
   audit: async () => (await import('./audit.js')).registerAuditCommands,
   operator: async () => (await import('./operator.js')).registerOperatorCommands,

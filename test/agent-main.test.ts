@@ -7,10 +7,14 @@ import { agentSettings } from '../workers/host/agent-cli.js';
 import { defaultAgentStateDir, defaultHostId } from '../workers/host/agent.js';
 import { tempDir } from './helpers/controller.js';
 import { until } from '../activities/poll.js';
+import { ensureSeed } from '../workers/nkey.js';
 
 const AGENT = path.resolve('dist/workers/host/agent-main.js');
 const dir = tempDir('agent-main');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** Credentials given: the agent does not wait to be admitted, it gives up after REFIT_CONNECT_TIMEOUT. */
+const seedFile = path.join(dir, 'creds.nk');
+ensureSeed(seedFile);
 
 /** Run the built agent entry point; every module it loads is reported on stderr as LOADED <url>. */
 function agent(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -40,6 +44,7 @@ function agentEnv(): NodeJS.ProcessEnv {
     REFIT_HOME: path.join(dir, 'home'),
     REFIT_NATS_URL: 'nats://127.0.0.1:1',
     REFIT_CONNECT_TIMEOUT: '1s',
+    REFIT_NATS_CREDS: seedFile,
     REFIT_LOG_LEVEL: 'error',
   };
 }
@@ -109,7 +114,8 @@ describe('the host agent entry point (refit-host)', () => {
 
   it('refuses to start a second agent on the same state directory, naming the process that holds it', async () => {
     const stateDir = path.join(dir, 'state-twice');
-    const env = { ...agentEnv(), REFIT_CONNECT_TIMEOUT: '60s' };
+    // No credentials: it makes its own key and waits, however long, to be admitted.
+    const { REFIT_NATS_CREDS: _, ...env } = agentEnv();
     // The first agent holds its lock while it waits for a NATS server that is not there.
     const first = spawn(process.execPath, [AGENT, '--id', 'pve-09', '--driver', 'sim', '--state-dir', stateDir], {
       env,

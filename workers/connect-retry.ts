@@ -97,6 +97,7 @@ export async function connectWithRetry<T>(
 }
 
 function seconds(ms: number): string {
+  if (ms === Number.POSITIVE_INFINITY) return 'never';
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
 }
 

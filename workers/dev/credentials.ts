@@ -21,6 +21,8 @@ export interface IdentityRecord {
   publicKey: string;
   kind: IdentityKind;
   hostId?: string;
+  /** The host made this key itself (`refit enroll`): no seed for it exists here. */
+  ownKey?: boolean;
 }
 
 /** identity ("controller", "cli", "host_<hostId>") -> its nkey public key. */
@@ -81,6 +83,10 @@ export function ensureHostIdentities(home: string, hostIds: readonly string[]): 
   const added: string[] = [];
   for (const hostId of new Set(hostIds)) {
     const identity = identityOfHost(hostId);
+    if (registry[identity]?.ownKey === true)
+      throw new Error(
+        `host ${hostId} was admitted by the public key it made itself (refit enroll); a central seed would lock it out`,
+      );
     if (registry[identity] === undefined) added.push(hostId);
     registry[identity] = { publicKey: ensureSeed(credsFile(home, { host: hostId })), kind: 'host', hostId };
   }
@@ -90,8 +96,13 @@ export function ensureHostIdentities(home: string, hostIds: readonly string[]): 
 
 function saveIfChanged(home: string, registry: IdentityRegistry, before: string): boolean {
   if (JSON.stringify(registry) === before) return false;
-  writePrivate(registryFile(home), JSON.stringify(registry, null, 2) + '\n');
+  saveIdentities(home, registry);
   return true;
+}
+
+/** Writes the registry; the caller holds {@link withIdentityLock}. */
+export function saveIdentities(home: string, registry: IdentityRegistry): void {
+  writePrivate(registryFile(home), JSON.stringify(registry, null, 2) + '\n');
 }
 
 /** One nats-server of the dev stack: its ports, and in a cluster its route port. */
@@ -173,7 +184,7 @@ export function writeNatsConfig(
 }
 
 /** Render users.conf from the registry: one nkey user per identity with its permissions. */
-export function writeUsersConfig(home: string): void {
+export function writeUsersConfig(home: string): string {
   const users = Object.entries(readIdentities(home)).map(([identity, record]) =>
     JSON.stringify({ nkey: record.publicKey, permissions: permissionsOf(identity, record) }),
   );
@@ -186,6 +197,7 @@ export function writeUsersConfig(home: string): void {
     '}',
   ];
   writePrivate(usersConfigFile(home), text.join('\n') + '\n');
+  return usersConfigFile(home);
 }
 
 function permissionsOf(identity: string, record: IdentityRecord): NatsPermissions {

@@ -5,9 +5,10 @@ import { Driver, PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { problemText } from '../../schemas/problems.js';
 import { UsageError } from '../../schemas/errors.js';
 import { natsTlsFromEnv, refitHome, type NatsTls } from '../config.js';
+import { connectPolicy } from '../connect-retry.js';
 import { createLogger } from '../log.js';
 import { ensureSeed } from '../nkey.js';
-import { createDriver, defaultHostId, defaultStateDir, startLine } from './agent.js';
+import { createDriver, defaultHostId, defaultStateDir, enrollRequest, hostSeedFile, startLine } from './agent.js';
 import { parseLabels, startHost, untilStopSignal, InvalidLabelsError } from './host-process.js';
 import { AGENT_VERSION } from './version.js';
 import { StateDirError } from './state-lock.js';
@@ -23,7 +24,7 @@ export const AGENT_USAGE = `usage: refit-host [run|enroll-request] [options]
 
 options (environment variable in brackets):
   --nats-url <urls>        NATS server(s), comma-separated [REFIT_NATS_URL] (default nats://127.0.0.1:4222)
-  --creds <file>           NATS credentials [REFIT_NATS_CREDS] (default: the host's own nkey, <state-dir>/${'nats.nk'})
+  --creds <file>           NATS credentials [REFIT_NATS_CREDS] (default: the host's own nkey, <state-dir>/nats.nk)
   TLS to NATS (environment only): REFIT_NATS_TLS_CA, and REFIT_NATS_TLS_CERT with REFIT_NATS_TLS_KEY
                            when the server verifies clients
   --id <hostId>            this host's id [REFIT_HOST_ID] (default: the short hostname)
@@ -35,9 +36,6 @@ options (environment variable in brackets):
   --presence-interval <ms> how often presence is published (default ${PRESENCE_INTERVAL_MS})
   --version, --help
 `;
-
-/** The file in the state dir that holds the host's own nkey seed (0600). */
-export const HOST_SEED_FILE = 'nats.nk';
 
 export interface AgentSettings {
   command: 'run' | 'enroll-request';
@@ -146,7 +144,10 @@ async function run(s: AgentSettings): Promise<void> {
     throw err;
   }
   const log = createLogger('refit-host', { hostId: s.hostId, driver: s.driver, version: AGENT_VERSION });
-  const credsFile = s.credsFile ?? path.join(s.stateDir, HOST_SEED_FILE);
+  const credsFile = s.credsFile ?? hostSeedFile(s.stateDir);
+  // A host with its own key waits, however long, until the operator admits it (refit enroll).
+  const policy = connectPolicy();
+  const connect = s.credsFile === undefined ? { ...policy, timeoutMs: Number.POSITIVE_INFINITY } : policy;
   if (s.credsFile === undefined) {
     const publicKey = ensureSeed(credsFile);
     process.stderr.write(
@@ -171,6 +172,7 @@ async function run(s: AgentSettings): Promise<void> {
       stateDir: s.stateDir,
       log,
       presenceIntervalMs: s.presenceIntervalMs,
+      connect,
     }),
   );
   process.stderr.write(startLine(`refit-host ${AGENT_VERSION}`, s));
@@ -184,8 +186,7 @@ export async function agentMain(argv: string[]): Promise<void> {
   if (settings === 'help') return void process.stdout.write(AGENT_USAGE);
   if (settings === 'version') return void process.stdout.write(`${AGENT_VERSION}\n`);
   if (settings.command === 'enroll-request') {
-    const publicKey = ensureSeed(path.join(settings.stateDir, HOST_SEED_FILE));
-    return void process.stdout.write(`${settings.hostId} ${publicKey}\n`);
+    return void process.stdout.write(`${enrollRequest(settings.hostId, settings.stateDir)}\n`);
   }
   await run(settings);
 }

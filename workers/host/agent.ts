@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import type { Driver } from '../../schemas/host.js';
+import { ensureSeed } from '../nkey.js';
 
 /**
  * What `refit host` and the packaged agent (`refit-host`, workers/host/agent-main.ts) share: where a
@@ -104,4 +105,15 @@ export function startLine(
   const what =
     o.driver === 'sim' ? 'SIMULATED host (sim driver: nothing on this machine changes)' : `${o.driver} driver`;
   return `${who} ${o.hostId}: ${what}, NATS ${o.natsUrl}, state ${o.stateDir}\n`;
+}
+
+/** The file in a host's state dir that holds the nkey seed the host made itself (0600). */
+export const hostSeedFile = (stateDir: string) => path.join(stateDir, 'nats.nk');
+
+/**
+ * `<hostId> <publicKey>` of the host's own NATS identity, the seed made on first use and never
+ * printed: what the operator hands to `refit enroll --from`.
+ */
+export function enrollRequest(hostId: string, stateDir: string): string {
+  return `${hostId} ${ensureSeed(hostSeedFile(stateDir))}`;
 }
