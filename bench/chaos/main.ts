@@ -75,7 +75,7 @@ try {
     const file = path.join(root, 'docs', 'RELIABILITY.md');
     const args = process.argv.slice(2).filter((a) => a !== '--record' && a !== '--json');
     const seeded = args.includes('--seed') ? args : [...args, '--seed', String(result.seed)];
-    writeChaosSection(
+    await writeChaosSection(
       file,
       chaosSection(result, {
         command: `npm run chaos -- ${seeded.join(' ')}`,

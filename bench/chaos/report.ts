@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as prettier from 'prettier';
 import { CHAOS_TARGETS } from './schedule.js';
 import type { ChaosResult, KillRecord } from './run-chaos.js';
 
@@ -135,8 +136,11 @@ ${renderKills(r.kills)}
 ${SECTION_END}`;
 }
 
-/** Put the section into the file between its markers, keeping everything else; create the file if absent. */
-export function writeChaosSection(file: string, section: string): void {
+/**
+ * Put the section into the file between its markers, keeping everything else; create the file if
+ * absent. Formatted as `npm run lint` wants it.
+ */
+export async function writeChaosSection(file: string, section: string): Promise<void> {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : RELIABILITY_INTRO;
   const begin = text.indexOf(SECTION_BEGIN);
   const end = text.indexOf(SECTION_END);
@@ -144,5 +148,6 @@ export function writeChaosSection(file: string, section: string): void {
     begin >= 0 && end > begin
       ? `${text.slice(0, begin)}${section}${text.slice(end + SECTION_END.length)}`
       : `${text.trimEnd()}\n\n${section}\n`;
-  writeFileSync(file, next);
+  const options = (await prettier.resolveConfig(file)) ?? {};
+  writeFileSync(file, await prettier.format(next, { ...options, filepath: file }));
 }
