@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RolloutStatus } from '../schemas/rollout.js';
-import { bar, renderStatus, summaryLine } from './render.js';
+import { bar, renderStatus, summaryLine, wrapped } from './render.js';
 
 const status: RolloutStatus = {
   id: 'ovs-sriov-20261122-0300-abcd',
@@ -60,6 +60,67 @@ describe('renderStatus', () => {
     expect(summaryLine({ ...status, state: 'failed' })).toBe(
       'rollout ovs-sriov-20261122-0300-abcd failed: 1/4 hosts succeeded',
     );
+  });
+
+  it('lists every host of an ended rollout by what became of it, offline ones told apart', () => {
+    const offline = { since: '2026-11-22T03:00:00.000Z' };
+    const text = renderStatus({
+      ...status,
+      state: 'completed',
+      hosts: [
+        { hostId: 'h1', state: 'succeeded', step: 'undrain', wave: 0, attempts: 1 },
+        { hostId: 'h2', state: 'skipped', step: null, wave: -1, attempts: 0, offline },
+        {
+          hostId: 'h3',
+          state: 'failed',
+          step: null,
+          wave: 1,
+          attempts: 0,
+          offline: { ...offline, waitUntil: '2026-11-22T03:30:00.000Z' },
+        },
+        {
+          hostId: 'h4',
+          state: 'succeeded',
+          step: 'undrain',
+          wave: 1,
+          attempts: 1,
+          offline: { ...offline, back: '2026-11-22T03:05:00.000Z' },
+        },
+      ],
+    });
+    expect(text).toContain('what became of each host:');
+    expect(text).toContain('  done (1): h1');
+    expect(text).toContain('  done-after-offline (1): h4');
+    expect(text).toContain('  skipped-offline (1): h2');
+    expect(text).toContain('  waited-then-failed (1): h3');
+    expect(text).toContain('  not present (1): h9');
+  });
+
+  it('says in the summary how many hosts were skipped or failed for being offline', () => {
+    const skipped = {
+      hostId: 'h2',
+      state: 'skipped' as const,
+      step: null,
+      wave: -1,
+      attempts: 0,
+      offline: { since: 'x' },
+    };
+    expect(summaryLine({ ...status, missingHosts: [], state: 'completed', hosts: [status.hosts[0]!, skipped] })).toBe(
+      'rollout ovs-sriov-20261122-0300-abcd completed: 1/2 hosts succeeded (1 skipped offline)',
+    );
+  });
+
+  it('wraps a long list of hosts within 80 columns', () => {
+    const hosts = Array.from({ length: 40 }, (_, i) => `sim-${String(i).padStart(3, '0')}`);
+    const lines = wrapped('  done (40):', hosts);
+    expect(lines.length).toBeGreaterThan(1);
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+    expect(
+      lines
+        .join(' ')
+        .split(/\s+/)
+        .filter((w) => w.startsWith('sim-')),
+    ).toEqual(hosts);
   });
 
   it('draws empty and full bars', () => {

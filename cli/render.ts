@@ -1,6 +1,8 @@
-import type { RolloutStatus } from '../schemas/rollout.js';
+import { HOST_FATES, hostFate, type HostFate, type RolloutStatus } from '../schemas/rollout.js';
 import { tableLines } from './table.js';
 import { safeLines, terminalSafe } from './terminal-text.js';
+
+const OVER = new Set(['completed', 'failed', 'cancelled']);
 
 const DONE = new Set(['succeeded', 'failed', 'rolled-back', 'held', 'skipped']);
 
@@ -47,13 +49,64 @@ export function renderStatus(s: RolloutStatus): string {
     return [h.hostId, h.state, `${h.step ?? ''}${note ? `  (${note})` : ''}`];
   });
   lines.push(...tableLines(rows, { indent: '  ' }));
+  const offlineAtStart = s.hosts.filter((h) => h.offline?.atResolution && h.state === 'pending');
+  if (offlineAtStart.length > 0)
+    lines.push(
+      ...wrapped(
+        'offline when targets resolved, looked for at their turn:',
+        offlineAtStart.map((h) => h.hostId),
+      ),
+    );
+  if (OVER.has(s.state)) lines.push(...fateLines(s));
   if (s.message) lines.push(s.message);
   return safeLines(lines);
+}
+
+/** Every target host grouped by what became of it, so none can pass unseen; names wrapped to 80 columns. */
+export function fateLines(s: RolloutStatus): string[] {
+  const byFate = new Map<HostFate, string[]>();
+  for (const h of s.hosts) {
+    const fate = h.fate ?? hostFate(h);
+    byFate.set(fate, [...(byFate.get(fate) ?? []), h.hostId]);
+  }
+  const lines = ['what became of each host:'];
+  for (const fate of HOST_FATES) {
+    const hosts = byFate.get(fate);
+    if (hosts) lines.push(...wrapped(`  ${fate} (${hosts.length}):`, hosts));
+  }
+  if (s.missingHosts.length > 0) lines.push(...wrapped(`  not present (${s.missingHosts.length}):`, s.missingHosts));
+  return lines;
+}
+
+/** `head` then the words, continued on indented lines within `width` columns. */
+export function wrapped(head: string, words: readonly string[], width = 80): string[] {
+  const indent = ' '.repeat(Math.min(head.length - head.trimStart().length + 4, 8));
+  const lines: string[] = [];
+  let line = head;
+  for (const w of words) {
+    if (line.length + 1 + w.length > width) {
+      lines.push(line);
+      line = `${indent}${w}`;
+    } else line = `${line} ${w}`;
+  }
+  lines.push(line);
+  return lines;
 }
 
 /** The last line of a finished rollout, as the demo and scripts read it. */
 export function summaryLine(s: RolloutStatus): string {
   const ok = s.counts.succeeded;
   const total = s.hosts.length + s.missingHosts.length;
-  return terminalSafe(`rollout ${s.id} ${s.state}: ${ok}/${total} hosts succeeded`);
+  const offline = s.hosts
+    .map(hostFate)
+    .filter((f) => f === 'skipped-offline' || f === 'waited-then-failed' || f === 'failed-offline');
+  const skipped = offline.filter((f) => f === 'skipped-offline').length;
+  const failed = offline.length - skipped;
+  const notes = [
+    ...(skipped > 0 ? [`${skipped} skipped offline`] : []),
+    ...(failed > 0 ? [`${failed} failed offline`] : []),
+  ];
+  return terminalSafe(
+    `rollout ${s.id} ${s.state}: ${ok}/${total} hosts succeeded${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`,
+  );
 }

@@ -34,6 +34,12 @@ export interface TargetResolution {
   excluded: { hostId: string; reason: string }[];
   /** Labels of each selected host, for failure domains. */
   labels: Record<string, Record<string, string>>;
+  /**
+   * Hosts the plan names or its selector matches (facts by their last report) that reported once but
+   * are offline now; not in `hostIds`. Named ones are in `missing` too, as before `onOffline`.
+   * Absent in results recorded before it.
+   */
+  offline?: string[];
 }
 
 /** The controller-side activities, as the workflows see them (`import type` only). */
@@ -41,6 +47,8 @@ export interface ControllerActivities {
   dispatchStep(req: DispatchRequest): Promise<StepOutcome>;
   awaitReboot(req: AwaitRebootRequest): Promise<AwaitRebootResult>;
   resolveTargets(targets: Plan['targets']): Promise<TargetResolution>;
+  /** Those of these hosts that do not report presence now. */
+  findOffline(req: { hostIds: string[] }): Promise<string[]>;
   acquireLease(req: { hostId: string; rolloutId: string; limit: number }): Promise<boolean>;
   releaseLease(req: { hostId: string }): Promise<void>;
   /** Store one audit event (rollout or host transition) on its chain; returns where. */

@@ -116,6 +116,13 @@ export const Plan = z
     onCancel: z.enum(['finish', 'rollback']).default('finish'),
     /** A target host already in another campaign: wait until it is free, or skip it. */
     onBusyHost: z.enum(['wait', 'skip']).default('wait'),
+    /**
+     * A target host that is offline when targets resolve or when its turn comes: wait for it (up to
+     * `offlineWait`, then it fails), skip it (counted as skipped, not failed), or fail it at once.
+     */
+    onOffline: z.enum(['wait', 'skip', 'fail']).default('wait'),
+    /** With `onOffline: wait`, how long to wait for an offline host once its turn has come. */
+    offlineWait: Duration.refine((ms) => ms >= 1_000, 'must be at least 1s').default(30 * 60_000),
     approvals: z
       .strictObject({
         /** Wait for an operator's approval once the canary succeeded. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HOST_STATES, ROLLOUT_STATES } from './rollout.js';
+import { HOST_FATES, HOST_STATES, ROLLOUT_STATES } from './rollout.js';
 
 /**
  * What `refit rollout status --json` guarantees, checked by the CLI's own tests. Kept apart from
@@ -8,5 +8,13 @@ import { HOST_STATES, ROLLOUT_STATES } from './rollout.js';
 export const RolloutStatusJson = z.object({
   id: z.string(),
   state: z.enum(ROLLOUT_STATES),
-  hosts: z.array(z.object({ hostId: z.string(), state: z.enum(HOST_STATES), step: z.string().nullable() })),
+  hosts: z.array(
+    z.object({
+      hostId: z.string(),
+      state: z.enum(HOST_STATES),
+      step: z.string().nullable(),
+      /** What became of the host (done, skipped-offline, waited-then-failed, …). */
+      fate: z.enum(HOST_FATES),
+    }),
+  ),
 });

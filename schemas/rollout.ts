@@ -82,12 +82,63 @@ export interface HostStatus {
   state: HostState;
   /** The step running now, or the last one the host reached. */
   step: string | null;
+  /** Its wave; -1 for an offline host skipped or failed when targets resolved (in no wave). */
   wave: number;
   error?: string;
   /** How many times the host was started in this rollout (more than one after retry-host). */
   attempts: number;
-  /** Why a pending host does not start yet (busy in another campaign, fleet-wide limit). */
+  /** Why a pending host does not start yet (busy in another campaign, fleet-wide limit, offline). */
   waitingFor?: string;
+  /** The host was found offline: when targets resolved, or when its turn came (see `onOffline`). */
+  offline?: HostOffline;
+  /** What became of the host, in one word (`hostFate`); `refit rollout status` fills it in. */
+  fate?: HostFate;
+}
+
+export interface HostOffline {
+  /** When the rollout first found the host offline. */
+  since: string;
+  /** Found offline when the targets were resolved (not only when its turn came). */
+  atResolution?: boolean;
+  /** `onOffline: wait`: when waiting for it ends; set when its turn came and it was offline. */
+  waitUntil?: string;
+  /** When it was seen online again after being found offline. */
+  back?: string;
+}
+
+export const HOST_FATES = [
+  'pending',
+  'waiting-offline',
+  'running',
+  'done',
+  'done-after-offline',
+  'failed',
+  'rolled-back',
+  'held',
+  'skipped',
+  'skipped-offline',
+  'failed-offline',
+  'waited-then-failed',
+] as const;
+/** What became of a host in a rollout: its state, told apart by whether it was offline. */
+export type HostFate = (typeof HOST_FATES)[number];
+
+/** What became of the host: `skipped-offline` and `waited-then-failed` rather than a bare skipped or failed. */
+export function hostFate(h: Pick<HostStatus, 'state' | 'offline' | 'waitingFor'>): HostFate {
+  const offlineNow = h.offline !== undefined && h.offline.back === undefined;
+  switch (h.state) {
+    case 'succeeded':
+      return h.offline?.back !== undefined ? 'done-after-offline' : 'done';
+    case 'skipped':
+      return offlineNow ? 'skipped-offline' : 'skipped';
+    case 'failed':
+      if (!offlineNow) return 'failed';
+      return h.offline?.waitUntil !== undefined ? 'waited-then-failed' : 'failed-offline';
+    case 'pending':
+      return offlineNow && h.offline?.waitUntil !== undefined ? 'waiting-offline' : 'pending';
+    default:
+      return h.state;
+  }
 }
 
 /** Answer of the rollout's `status` query; `refit rollout status --json` prints this. */

@@ -209,7 +209,9 @@ export function createOperatorActions(
             `host ${a.hostId} is ${h.state}; only failed, held, rolled-back or skipped hosts can be retried`,
           );
       },
-      (a) => d.setHost(host(a.hostId), { state: 'pending', error: undefined, waitingFor: undefined }),
+      // A host that was offline is looked for afresh, with a new wait if it is still away.
+      (a) =>
+        d.setHost(host(a.hostId), { state: 'pending', error: undefined, waitingFor: undefined, offline: undefined }),
     ),
     skipHost: action<HostAction>(
       'skipHost',

@@ -2,6 +2,8 @@
 export type RolloutDecision =
   /** Start the host's maintenance: it is in flight from now on. */
   | { kind: 'start'; hostId: string }
+  /** Ask which of these hosts are offline now, then answer `presenceChecked` (onOffline). */
+  | { kind: 'checkPresence'; hostIds: string[] }
   /** Ask for a fleet-wide lease, then answer `leaseGranted` or `leaseRefused`. */
   | { kind: 'acquireLease'; hostId: string; limit: number }
   /** Nothing to do until something changes (`version`), or until `untilMs` at the latest. */

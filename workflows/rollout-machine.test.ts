@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Plan, type PlanInput } from '../schemas/plan.js';
-import type { HostMaintenanceResult, RolloutCarried } from '../schemas/rollout.js';
+import { hostFate, type HostMaintenanceResult, type RolloutCarried } from '../schemas/rollout.js';
 import type { RolloutDecision } from './rollout-decision.js';
-import { RETRY_START_MS, RolloutMachine } from './rollout-machine.js';
+import { PRESENCE_FRESH_MS, RETRY_START_MS, RolloutMachine } from './rollout-machine.js';
 import { newRollout } from './rollout-state.js';
 
 /** A Monday noon, on a 10 s boundary (the interval windows below count from the epoch). */
@@ -24,21 +24,55 @@ function planOf(extra: Partial<PlanInput> = {}): Plan {
 function rollout(
   hosts: string[],
   extra: Partial<PlanInput> = {},
-  opts: { labels?: Record<string, Record<string, string>>; missing?: string[] } = {},
+  opts: {
+    labels?: Record<string, Record<string, string>>;
+    missing?: string[];
+    offline?: string[];
+    /** As a rollout started before offline targets replays: no presence checks. */
+    beforeOfflineTargets?: boolean;
+  } = {},
 ): RolloutMachine {
   const plan = planOf(extra);
-  const machine = new RolloutMachine(plan, newRollout({ rolloutId: 'r', plan, startedBy: 'test' }, T0));
-  machine.targetsResolved({ hostIds: hosts, missing: opts.missing ?? [], excluded: [], labels: opts.labels ?? {} });
+  const machine = new RolloutMachine(plan, newRollout({ rolloutId: 'r', plan, startedBy: 'test' }, T0), () => true, {
+    offlineTargets: !opts.beforeOfflineTargets,
+  });
+  machine.targetsResolved({
+    hostIds: hosts,
+    missing: opts.missing ?? [],
+    excluded: [],
+    labels: opts.labels ?? {},
+    ...(opts.offline ? { offline: opts.offline } : {}),
+  });
   return machine;
 }
 
-/** Ask for decisions until one is not a start: the hosts started, and the decision that stopped it. */
-function startAll(machine: RolloutMachine, now = T0): { started: string[]; then: RolloutDecision } {
+/**
+ * Ask for decisions until one is neither a start nor a presence check: the hosts started, and the
+ * decision that stopped it. Presence checks are answered: every host is online but those in `offline`.
+ */
+function startAll(
+  machine: RolloutMachine,
+  now = T0,
+  offline: readonly string[] = [],
+): { started: string[]; then: RolloutDecision } {
   const started: string[] = [];
   for (;;) {
-    const then = machine.next({ now });
+    const then = decide(machine, now, offline);
     if (then.kind !== 'start') return { started, then };
     started.push(then.hostId);
+  }
+}
+
+/** The next decision that is not a presence check, answering those: every host is online but those in `offline`. */
+function decide(machine: RolloutMachine, now = T0, offline: readonly string[] = []): RolloutDecision {
+  for (;;) {
+    const d = machine.next({ now });
+    if (d.kind !== 'checkPresence') return d;
+    machine.presenceChecked(
+      d.hostIds,
+      d.hostIds.filter((h) => offline.includes(h)),
+      now,
+    );
   }
 }
 
@@ -59,6 +93,10 @@ function passGate(machine: RolloutMachine, wave: number): void {
   expect(gate).toMatchObject({ kind: 'gate', wave });
   if (gate.kind === 'gate') machine.gatePassed(gate);
 }
+
+const fail = (): never => {
+  throw new Error('no such host');
+};
 
 const hostsNamed = (n: number) => Array.from({ length: n }, (_, i) => `h${i}`);
 
@@ -139,14 +177,138 @@ describe('busy hosts and fleet-wide leases', () => {
 
   it('asks for a fleet-wide lease first, and asks again later when every slot is taken', () => {
     const m = rollout(['a', 'b'], { waves: { canary: 0, batchSize: 2, maxInFlight: 2 }, limits: { fleetWide: 3 } });
-    expect(m.next({ now: T0 })).toEqual({ kind: 'acquireLease', hostId: 'a', limit: 3 });
+    expect(decide(m, T0)).toEqual({ kind: 'acquireLease', hostId: 'a', limit: 3 });
     m.leaseRefused('a', T0);
     expect(m.byHost.get('a')?.waitingFor).toBe('fleet-wide limit of 3 hosts under maintenance');
-    expect(m.next({ now: T0 })).toEqual({ kind: 'acquireLease', hostId: 'b', limit: 3 });
+    expect(decide(m, T0)).toEqual({ kind: 'acquireLease', hostId: 'b', limit: 3 });
     m.leaseGranted('b');
     expect(m.byHost.get('b')?.state).toBe('running');
-    expect(m.next({ now: T0 + 1 })).toEqual({ kind: 'wait', untilMs: T0 + RETRY_START_MS });
-    expect(m.next({ now: T0 + RETRY_START_MS })).toEqual({ kind: 'acquireLease', hostId: 'a', limit: 3 });
+    expect(decide(m, T0 + 1)).toEqual({ kind: 'wait', untilMs: T0 + RETRY_START_MS });
+    expect(decide(m, T0 + RETRY_START_MS)).toEqual({ kind: 'acquireLease', hostId: 'a', limit: 3 });
+  });
+});
+
+describe('offline targets', () => {
+  const oneAtATime = { waves: { canary: 0, batchSize: 4, maxInFlight: 1 } };
+
+  it('asks whether a host is online when its turn comes, for as many hosts as there are free slots', () => {
+    const m = rollout(hostsNamed(4), { waves: { canary: 0, batchSize: 4, maxInFlight: 2 } });
+    expect(m.next({ now: T0 })).toEqual({ kind: 'checkPresence', hostIds: ['h0', 'h1'] });
+    m.presenceChecked(['h0', 'h1'], [], T0);
+    expect(m.next({ now: T0 })).toEqual({ kind: 'start', hostId: 'h0' });
+    expect(m.next({ now: T0 })).toEqual({ kind: 'start', hostId: 'h1' });
+    finish(m, 'h0');
+    // A host seen online lately starts without asking; one not seen lately is asked about again.
+    expect(m.next({ now: T0 + PRESENCE_FRESH_MS })).toEqual({ kind: 'checkPresence', hostIds: ['h2'] });
+  });
+
+  it('asks nothing in a rollout started before offline targets, as its history recorded', () => {
+    const m = rollout(hostsNamed(2), oneAtATime, { beforeOfflineTargets: true, offline: ['x'] });
+    expect(m.next({ now: T0 })).toEqual({ kind: 'start', hostId: 'h0' });
+    expect(m.status.hosts.map((h) => h.hostId)).toEqual(['h0', 'h1']);
+  });
+
+  it('waits for a host offline at its turn, starting the others meanwhile, and starts it once it is back', () => {
+    const m = rollout(['a', 'b'], { ...oneAtATime, offlineWait: '10m' });
+    expect(startAll(m, T0, ['a'])).toEqual({ started: ['b'], then: { kind: 'wait' } });
+    const waitUntil = new Date(T0 + 600_000).toISOString();
+    expect(m.byHost.get('a')).toMatchObject({
+      state: 'pending',
+      offline: { since: new Date(T0).toISOString(), waitUntil },
+      waitingFor: `offline; waiting for it until ${waitUntil}`,
+    });
+    expect(hostFate(m.byHost.get('a') ?? fail())).toBe('waiting-offline');
+    finish(m, 'b');
+    // Looked for again a tenth of the wait later (at most 30 s).
+    expect(startAll(m, T0 + 1_000, ['a'])).toEqual({ started: [], then: { kind: 'wait', untilMs: T0 + 30_000 } });
+    expect(startAll(m, T0 + 30_000, ['a']).then).toEqual({ kind: 'wait', untilMs: T0 + 60_000 });
+    expect(startAll(m, T0 + 60_000).started).toEqual(['a']);
+    expect(m.byHost.get('a')?.offline?.back).toBe(new Date(T0 + 60_000).toISOString());
+    expect(m.byHost.get('a')?.waitingFor).toBeUndefined();
+    finish(m, 'a');
+    expect(hostFate(m.byHost.get('a') ?? fail())).toBe('done-after-offline');
+  });
+
+  it('fails a host still offline once offlineWait has passed since its turn came', () => {
+    const m = rollout(['a'], { ...oneAtATime, offlineWait: '1m', failureBudget: { maxFailedHosts: 1 } });
+    startAll(m, T0, ['a']);
+    expect(startAll(m, T0 + 59_000, ['a']).then).toEqual({ kind: 'wait', untilMs: T0 + 60_000 });
+    expect(startAll(m, T0 + 60_000, ['a']).then).toEqual({ kind: 'finish' });
+    const a = m.byHost.get('a') ?? fail();
+    expect(a).toMatchObject({
+      state: 'failed',
+      error: `offline since ${new Date(T0).toISOString()}; waited 1m for it, then failed as the plan says (offlineWait)`,
+    });
+    expect(hostFate(a)).toBe('waited-then-failed');
+    expect(m.status.failureBudget.failed).toBe(1);
+  });
+
+  it('skips a host offline at its turn with onOffline: skip, counted as skipped, and completes', () => {
+    const m = rollout(['a', 'b'], { ...oneAtATime, onOffline: 'skip' });
+    expect(startAll(m, T0, ['a']).started).toEqual(['b']);
+    expect(m.byHost.get('a')).toMatchObject({ state: 'skipped', error: expect.stringContaining('onOffline: skip') });
+    finish(m, 'b');
+    expect(decide(m)).toEqual({ kind: 'finish' });
+    const end = m.finish();
+    expect(end.state).toBe('completed');
+    expect(end.counts).toMatchObject({ succeeded: 1, skipped: 1, failed: 0 });
+    expect(end.failureBudget.failed).toBe(0);
+    expect(end.message).toBe('skipped as the plan says, being offline: a');
+    expect(hostFate(m.byHost.get('a') ?? fail())).toBe('skipped-offline');
+  });
+
+  it('fails a host offline at its turn with onOffline: fail, against the failure budget', () => {
+    const m = rollout(['a', 'b'], { ...oneAtATime, onOffline: 'fail', failureBudget: { maxFailedHosts: 0 } });
+    startAll(m, T0, ['a']);
+    expect(m.byHost.get('a')).toMatchObject({ state: 'failed', error: expect.stringContaining('onOffline: fail') });
+    expect(hostFate(m.byHost.get('a') ?? fail())).toBe('failed-offline');
+  });
+
+  it('keeps hosts offline when targets resolved, after the online ones, and waits for them at their turn', () => {
+    const m = rollout(['a', 'b'], { waves: { canary: 1, batchSize: 2 } }, { offline: ['c'], missing: ['c', 'z'] });
+    expect(m.status.waves.map((w) => w.hosts)).toEqual([['a'], ['b', 'c']]);
+    expect(m.status.missingHosts).toEqual(['z']);
+    expect(m.byHost.get('c')).toMatchObject({
+      state: 'pending',
+      offline: { since: new Date(T0).toISOString(), atResolution: true },
+    });
+    expect(m.status.failureBudget.maxFailedHosts).toBe(1);
+  });
+
+  it('settles hosts offline when targets resolved at once with skip or fail, in no wave', () => {
+    for (const [onOffline, state] of [
+      ['skip', 'skipped'],
+      ['fail', 'failed'],
+    ] as const) {
+      const m = rollout(['a'], { onOffline }, { offline: ['c'] });
+      expect(m.status.waves.map((w) => w.hosts)).toEqual([['a']]);
+      expect(m.byHost.get('c')).toMatchObject({
+        state,
+        wave: -1,
+        error: `offline when targets resolved; ${state} as the plan says (onOffline: ${onOffline})`,
+      });
+      expect(m.status.counts[state]).toBe(1);
+    }
+  });
+
+  it('looks for a retried host afresh, with a new wait', () => {
+    const m = rollout(['a'], { ...oneAtATime, offlineWait: '1m', failureBudget: { maxFailedHosts: 1 } });
+    startAll(m, T0, ['a']);
+    startAll(m, T0 + 60_000, ['a']);
+    expect(m.byHost.get('a')?.state).toBe('failed');
+    m.actions.retryHost.apply({ ...by, hostId: 'a' });
+    expect(m.byHost.get('a')?.offline).toBeUndefined();
+    // The finished rollout first steps back to the retried host's wave.
+    expect(decide(m, T0 + 120_000, ['a'])).toEqual({ kind: 'wait' });
+    expect(startAll(m, T0 + 120_000, ['a']).then).toEqual({ kind: 'wait', untilMs: T0 + 126_000 });
+    expect(m.byHost.get('a')?.offline?.waitUntil).toBe(new Date(T0 + 180_000).toISOString());
+  });
+
+  it('checks presence before asking for a fleet-wide lease', () => {
+    const m = rollout(['a'], { limits: { fleetWide: 3 } });
+    expect(m.next({ now: T0 })).toEqual({ kind: 'checkPresence', hostIds: ['a'] });
+    m.presenceChecked(['a'], [], T0);
+    expect(m.next({ now: T0 })).toEqual({ kind: 'acquireLease', hostId: 'a', limit: 3 });
   });
 });
 
@@ -249,7 +411,7 @@ describe('gates between waves', () => {
     finish(m, 'h0');
     expect(m.next({ now: T0 })).toEqual({ kind: 'gate', wave: 1 });
     m.gatePassed({ kind: 'gate', wave: 1 });
-    expect(m.next({ now: T0 })).toEqual({ kind: 'start', hostId: 'h1' });
+    expect(decide(m, T0)).toEqual({ kind: 'start', hostId: 'h1' });
   });
 });
 
@@ -259,19 +421,19 @@ describe('maintenance windows', () => {
   it('waits until the next window a host fits into, saying when it opens', () => {
     const m = rollout(['a'], windows);
     // 4 s into a 5 s window: a 3 s host would not finish before it closes.
-    expect(m.next({ now: T0 + 4_000 })).toEqual({ kind: 'wait', untilMs: T0 + 10_000 });
+    expect(decide(m, T0 + 4_000)).toEqual({ kind: 'wait', untilMs: T0 + 10_000 });
     expect(m.status).toMatchObject({
       state: 'waiting',
       nextWindowAt: new Date(T0 + 10_000).toISOString(),
       message: `the host would not finish before the window closes; next window opens ${new Date(T0 + 10_000).toISOString()}`,
     });
-    expect(m.next({ now: T0 + 10_000 })).toEqual({ kind: 'start', hostId: 'a' });
+    expect(decide(m, T0 + 10_000)).toEqual({ kind: 'start', hostId: 'a' });
     expect(m.status.nextWindowAt).toBeNull();
     expect(m.status.message).toBeUndefined();
   });
 
   it('starts a host inside a window with room for it', () => {
-    expect(rollout(['a'], windows).next({ now: T0 + 1_000 })).toEqual({ kind: 'start', hostId: 'a' });
+    expect(decide(rollout(['a'], windows), T0 + 1_000)).toEqual({ kind: 'start', hostId: 'a' });
   });
 });
 

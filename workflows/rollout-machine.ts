@@ -10,6 +10,35 @@ import { FAILED_STATES, addTargets, conclude, patchHost } from './rollout-state.
 /** How long to wait before asking again for a busy host or a fleet-wide slot. */
 export const RETRY_START_MS = 2_000;
 
+/** A host seen online this recently may start without asking again. */
+export const PRESENCE_FRESH_MS = 30_000;
+
+/** The plan's `offlineWait` when a plan from before it has none. */
+const DEFAULT_OFFLINE_WAIT_MS = 30 * 60_000;
+
+/** How often to look again for an offline host being waited for: a tenth of the wait, 1 s to 30 s. */
+export function offlineRecheckMs(offlineWaitMs: number): number {
+  return Math.min(30_000, Math.max(1_000, Math.round(offlineWaitMs / 10)));
+}
+
+/** "30m", "1h30m", "45s": a duration as a plan writes it. */
+export function formatDuration(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.round(ms / 1000);
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join('') || `${ms}ms`;
+}
+
 /** What the loop this replaced did right after recording a self-pause: the next decision carries on there. */
 type Resume = 'leave-done-wave' | 'fill-wave';
 
@@ -39,15 +68,22 @@ export class RolloutMachine {
   /** A decision was put off while held: wake the rollout when the hold ends. */
   private heldBack = false;
 
+  /** When each host was last seen online by a presence check (not carried: a new run asks again). */
+  private readonly seenOnlineAt = new Map<string, number>();
+  private readonly offlineTargets: boolean;
+
   /**
    * `dstCorrectWindows`: may a window decision that DST-correct windows changed take the new answer?
-   * The workflow passes Temporal's `patched`, so histories made before the fix replay.
+   * `offlineTargets`: are offline targets kept and checked at their turn (`onOffline`)? The workflow
+   * passes Temporal's `patched` for both, so histories made before each change replay.
    */
   constructor(
     private readonly plan: Plan,
     private readonly carried: RolloutCarried,
     private readonly dstCorrectWindows: () => boolean = () => true,
+    features: { offlineTargets?: boolean } = {},
   ) {
+    this.offlineTargets = features.offlineTargets ?? true;
     this.status = carried.status;
     this.byHost = new Map(this.status.hosts.map((h) => [h.hostId, h]));
     this.gatesPassed = new Set(carried.gatesPassed);
@@ -180,20 +216,40 @@ export class RolloutMachine {
       this.waitingForWindow = true;
       return { kind: 'wait', untilMs: window.waitUntil };
     }
+    if (this.offlineTargets && !this.seenOnline(host.hostId, now))
+      return { kind: 'checkPresence', hostIds: this.presenceToCheck(host, now) };
     if (plan.limits.fleetWide !== undefined)
       return { kind: 'acquireLease', hostId: host.hostId, limit: plan.limits.fleetWide };
     return this.start(host);
   }
 
+  private seenOnline(hostId: string, now: number): boolean {
+    return now - (this.seenOnlineAt.get(hostId) ?? -Infinity) < PRESENCE_FRESH_MS;
+  }
+
+  /** `first` and the next hosts that could start now, as many as there are free slots, not seen online lately. */
+  private presenceToCheck(first: HostStatus, now: number): string[] {
+    const free = this.plan.waves.maxInFlight - this.inFlight.size;
+    const ids = [first.hostId];
+    for (const h of this.status.hosts) {
+      if (ids.length >= free) break;
+      if (h !== first && this.mayStart(h, now) && !this.seenOnline(h.hostId, now)) ids.push(h.hostId);
+    }
+    return ids;
+  }
+
   /** Pending hosts of the waves reached so far, in order, not waiting to retry, whose failure domains have room. */
   private nextHost(now: number): HostStatus | undefined {
-    return this.status.hosts.find(
-      (h) =>
-        h.state === 'pending' &&
-        h.wave <= this.status.currentWave &&
-        !this.inFlight.has(h.hostId) &&
-        !(h.waitingFor && (this.retryAt.get(h.hostId) ?? 0) > now) &&
-        this.domainHasRoom(h.hostId),
+    return this.status.hosts.find((h) => this.mayStart(h, now));
+  }
+
+  private mayStart(h: HostStatus, now: number): boolean {
+    return (
+      h.state === 'pending' &&
+      h.wave <= this.status.currentWave &&
+      !this.inFlight.has(h.hostId) &&
+      !(h.waitingFor && (this.retryAt.get(h.hostId) ?? 0) > now) &&
+      this.domainHasRoom(h.hostId)
     );
   }
 
@@ -250,9 +306,54 @@ export class RolloutMachine {
     return { kind: 'start', hostId: host.hostId };
   }
 
-  /** The rollout found its targets (first run only). */
-  targetsResolved(targets: TargetResolution): void {
-    addTargets(this.carried, this.plan, targets, this.byHost);
+  /**
+   * The rollout found its targets (first run only), at `now` (by default when it started). Offline
+   * targets wait at the end of the waves, or are skipped or failed now, as the plan's `onOffline` says.
+   */
+  targetsResolved(targets: TargetResolution, now = Date.parse(this.status.startedAt)): void {
+    addTargets(this.carried, this.plan, targets, this.byHost, this.offlineTargets ? now : undefined);
+  }
+
+  /**
+   * A presence check of `hostIds` at `now` found `offline` of them offline. An online one may start; an
+   * offline one is skipped, failed, or waited for (then failed once `offlineWait` has passed since its
+   * turn came), as the plan's `onOffline` says.
+   */
+  presenceChecked(hostIds: readonly string[], offline: readonly string[], now: number): void {
+    const down = new Set(offline);
+    const at = new Date(now).toISOString();
+    const policy = this.plan.onOffline ?? 'wait';
+    const waitMs = this.plan.offlineWait ?? DEFAULT_OFFLINE_WAIT_MS;
+    for (const hostId of hostIds) {
+      const host = this.byHost.get(hostId);
+      if (host?.state !== 'pending') continue;
+      const known = host.offline?.back === undefined ? host.offline : undefined;
+      if (!down.has(hostId)) {
+        this.seenOnlineAt.set(hostId, now);
+        if (known) this.setHost(host, { offline: { ...known, back: at }, waitingFor: undefined });
+        continue;
+      }
+      const since = known?.since ?? at;
+      const record = { since, ...(known?.atResolution ? { atResolution: true } : {}) };
+      if (policy !== 'wait') {
+        const state = policy === 'skip' ? 'skipped' : 'failed';
+        const error = `offline when its turn came; ${state} as the plan says (onOffline: ${policy})`;
+        this.setHost(host, { state, error, offline: record, waitingFor: undefined });
+        continue;
+      }
+      const until = known?.waitUntil !== undefined ? Date.parse(known.waitUntil) : now + waitMs;
+      const offlineRecord = { ...record, waitUntil: new Date(until).toISOString() };
+      if (now >= until) {
+        const error = `offline since ${since}; waited ${formatDuration(waitMs)} for it, then failed as the plan says (offlineWait)`;
+        this.setHost(host, { state: 'failed', error, offline: offlineRecord, waitingFor: undefined });
+        continue;
+      }
+      this.retryAt.set(hostId, Math.min(now + offlineRecheckMs(waitMs), until));
+      this.setHost(host, {
+        offline: offlineRecord,
+        waitingFor: `offline; waiting for it until ${offlineRecord.waitUntil}`,
+      });
+    }
   }
 
   /** The fleet-wide lease is ours: the host is in flight from now on; start its maintenance. */

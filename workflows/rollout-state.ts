@@ -2,6 +2,8 @@ import type { TargetResolution } from '../schemas/activities.js';
 import type { Plan } from '../schemas/plan.js';
 import {
   HOST_STATES,
+  hostFate,
+  type HostFate,
   type HostState,
   type HostStatus,
   type RolloutCarried,
@@ -40,29 +42,56 @@ export function newRollout(input: RolloutInput, startedAtMs: number): RolloutCar
   return { status, domains: {}, acceptedFailures: 0, gatesPassed: [] };
 }
 
-/** Cut the resolved hosts into waves, each host pending, with its failure-domain labels. */
+/**
+ * Cut the resolved hosts into waves, each host pending, with its failure-domain labels. With
+ * `offlineAt` (a rollout that keeps offline targets), hosts found offline then are targets too: with
+ * `onOffline: wait` they follow the online ones in the waves; with `skip` or `fail` they are settled
+ * at once, in no wave (wave -1).
+ */
 export function addTargets(
   carried: RolloutCarried,
   plan: Plan,
   targets: TargetResolution,
   byHost: Map<string, HostStatus>,
+  offlineAt?: number,
 ): void {
   const { status } = carried;
-  status.missingHosts = targets.missing;
+  const offline = offlineAt === undefined ? [] : (targets.offline ?? []);
+  const offlineSet = new Set(offline);
+  const excluded = new Set(targets.excluded.map((e) => e.hostId));
+  status.missingHosts =
+    offlineAt === undefined ? targets.missing : targets.missing.filter((h) => !offlineSet.has(h) && !excluded.has(h));
   status.excludedHosts = targets.excluded;
-  status.failureBudget.maxFailedHosts = resolveCount(plan.failureBudget.maxFailedHosts, targets.hostIds.length);
+  const policy = plan.onOffline ?? 'wait';
+  const waved = policy === 'wait' ? [...targets.hostIds, ...offline] : targets.hostIds;
+  status.failureBudget.maxFailedHosts = resolveCount(
+    plan.failureBudget.maxFailedHosts,
+    targets.hostIds.length + offline.length,
+  );
   const domainLabels = Object.keys(plan.limits.perLabel);
-  planWaves(targets.hostIds, plan.waves).forEach((hosts, index) => {
+  const since = offlineAt === undefined ? '' : new Date(offlineAt).toISOString();
+  const add = (hostId: string, wave: number): HostStatus => {
+    const host: HostStatus = { hostId, state: 'pending', step: null, wave, attempts: 0 };
+    if (offlineSet.has(hostId)) host.offline = { since, atResolution: true };
+    status.hosts.push(host);
+    byHost.set(hostId, host);
+    status.counts.pending += 1;
+    const labels = targets.labels[hostId] ?? {};
+    carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labels[l] ?? '(none)']));
+    return host;
+  };
+  planWaves(waved, plan.waves).forEach((hosts, index) => {
     status.waves.push({ index, hosts, state: 'pending' });
-    for (const hostId of hosts) {
-      const host: HostStatus = { hostId, state: 'pending', step: null, wave: index, attempts: 0 };
-      status.hosts.push(host);
-      byHost.set(hostId, host);
-      status.counts.pending += 1;
-      const labels = targets.labels[hostId] ?? {};
-      carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labels[l] ?? '(none)']));
-    }
+    for (const hostId of hosts) add(hostId, index);
   });
+  if (policy !== 'wait') {
+    const state = policy === 'skip' ? 'skipped' : 'failed';
+    for (const hostId of offline)
+      patchHost(status, add(hostId, -1), {
+        state,
+        error: `offline when targets resolved; ${state} as the plan says (onOffline: ${policy})`,
+      });
+  }
   delete status.message;
 }
 
@@ -91,4 +120,12 @@ export function conclude(status: RolloutStatus): void {
           : 'some hosts did not succeed';
   }
   status.paused = null;
+  const skippedOffline = status.hosts.filter((h) => h.state === 'skipped' && h.offline && !h.offline.back);
+  if (status.state === 'completed' && skippedOffline.length > 0)
+    status.message = `skipped as the plan says, being offline: ${skippedOffline.map((h) => h.hostId).join(', ')}`;
+}
+
+/** Each host that was found offline, and what became of it (`hostFate`): for the audit trail. */
+export function offlineFates(status: RolloutStatus): Record<string, HostFate> {
+  return Object.fromEntries(status.hosts.filter((h) => h.offline).map((h) => [h.hostId, hostFate(h)]));
 }

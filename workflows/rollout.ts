@@ -36,9 +36,9 @@ import { audit, userActor } from './audit.js';
 import { ActionNotAudited, ActionRefused, type Action } from './operator.js';
 import type { GateDecision } from './rollout-decision.js';
 import { RolloutMachine } from './rollout-machine.js';
-import { newRollout } from './rollout-state.js';
+import { newRollout, offlineFates } from './rollout-state.js';
 
-const { resolveTargets, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
+const { resolveTargets, findOffline, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
   startToCloseTimeout: '1m',
   retry: { maximumInterval: '10s' },
 });
@@ -98,8 +98,10 @@ const ACTION_EVENTS = {
 export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> {
   const { plan, rolloutId } = input;
   const carried = input.carried ?? newRollout(input, workflowInfo().startTime.getTime());
-  // A window decision made before DST-correct windows stays as its history recorded it.
-  const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'));
+  // A window decision made before DST-correct windows stays as its history recorded it; a rollout
+  // started before offline targets neither keeps them nor checks presence at a host's turn.
+  const offlineTargets = patched('offline-targets');
+  const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'), { offlineTargets });
   const { status } = machine;
   /** Each started host's maintenance, until it has settled. */
   const maintenance = new Map<string, Promise<void>>();
@@ -254,9 +256,10 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
         missing: targets.missing,
         excluded: targets.excluded,
         ...(status.starter ? { signature: status.starter } : {}),
+        ...(offlineTargets ? { offline: targets.offline ?? [], onOffline: plan.onOffline } : {}),
       },
     });
-    machine.targetsResolved(targets);
+    machine.targetsResolved(targets, Date.now());
   }
 
   /** A signed start names the verified starter, or the rollout fails before it does anything. */
@@ -362,6 +365,8 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     else if (decision.kind === 'pause') await pauseSelf(decision.reason);
     else if (decision.kind === 'gate') await passGate(decision);
     else if (decision.kind === 'start') start(decision.hostId);
+    else if (decision.kind === 'checkPresence')
+      machine.presenceChecked(decision.hostIds, await findOffline({ hostIds: decision.hostIds }), Date.now());
     else if (await acquireLease({ hostId: decision.hostId, rolloutId, limit: decision.limit })) {
       machine.leaseGranted(decision.hostId);
       start(decision.hostId);
@@ -381,7 +386,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
           : 'rollout.failed',
     actor: 'controller',
     rolloutId,
-    data: { counts: end.counts, missing: end.missingHosts, ...(end.message ? { message: end.message } : {}) },
+    data: {
+      counts: end.counts,
+      missing: end.missingHosts,
+      ...(end.message ? { message: end.message } : {}),
+      ...(offlineTargets ? { offline: offlineFates(end) } : {}),
+    },
   });
   await condition(allHandlersFinished);
   return end;

@@ -7,7 +7,7 @@ import { createRecordAudit } from './audit.js';
 import { createVerifyOperatorAction } from './operators.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
-import { selectTargets } from './inventory.js';
+import { offlineAmong, selectTargets } from './inventory.js';
 import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
 import type { ControllerActivities } from '../../schemas/activities.js';
@@ -30,6 +30,7 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     dispatchStep: createDispatchStep(deps),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
+    findOffline: async ({ hostIds }) => offlineAmong(deps.presence.values(), hostIds),
     recordAudit: createRecordAudit(deps),
     verifyOperatorAction: createVerifyOperatorAction(deps),
   };

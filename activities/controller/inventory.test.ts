@@ -77,6 +77,30 @@ describe('selectTargets', () => {
   });
 });
 
+describe('offline targets', () => {
+  it('returns hosts the selector matches that reported once but are offline now, apart from the online ones', () => {
+    const r = selectTargets(inventory, { selector: { role: 'hypervisor' } }, now);
+    expect(r.hostIds).toEqual(['h1', 'h2']);
+    expect(r.offline).toEqual(['h4']);
+    expect(r.missing).toEqual([]);
+    expect(r.labels.h4).toEqual({ role: 'hypervisor', rack: 'r1' });
+  });
+
+  it('tells a named host that is offline from one that never reported; both stay missing for older rollouts', () => {
+    const r = selectTargets(inventory, { hosts: ['h4', 'h9'] }, now);
+    expect(r.offline).toEqual(['h4']);
+    expect(r.missing).toEqual(['h4', 'h9']);
+  });
+
+  it('filters offline hosts by the facts they last reported, naming a named one it leaves out', () => {
+    const old = host('h4', { role: 'hypervisor' }, 60_000);
+    const converted = { ...old, facts: { ...old.facts, bridge: { name: 'vmbr0', type: 'ovs' as const, ports: [] } } };
+    const r = selectTargets([...inventory.slice(0, 3), converted], { hosts: ['h4'], facts: { bridge: 'linux' } }, now);
+    expect(r.offline).toEqual([]);
+    expect(r.excluded).toEqual([{ hostId: 'h4', reason: 'bridge is ovs, plan wants linux (last report; offline)' }]);
+  });
+});
+
 describe('online', () => {
   it('goes by when the server stored the presence, not by the time the host claims', () => {
     const claimsTheFuture = { ...host('h7', {}, 60_000), reportedAt: new Date(now + 86_400_000).toISOString() };

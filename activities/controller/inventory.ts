@@ -7,44 +7,62 @@ import { RefitError } from '../../schemas/errors.js';
 
 /**
  * The hosts a plan names, plus the hosts that carry every label of its selector, less those whose
- * facts do not match its filter; only hosts that report presence count (by when the server stored
- * it: see isOnline). Named hosts that do not are returned as missing, never dropped.
+ * facts do not match its filter; only hosts that report presence are selected (by when the server
+ * stored it: see isOnline). Named hosts that do not are returned as missing, never dropped. Hosts
+ * that reported once but are offline now, and that the plan names or its selector matches (facts
+ * as they last reported them), are returned as offline, so the rollout can wait for them, skip or
+ * fail them as its plan says.
  */
 export function selectTargets(
   inventory: readonly ReceivedPresence[],
   targets: Plan['targets'],
   now = Date.now(),
 ): TargetResolution {
-  const online = new Map(inventory.filter((p) => isOnline(p, now)).map((p) => [p.hostId, p]));
-  const selected = new Set<string>();
-  const missing: string[] = [];
-  const excluded: { hostId: string; reason: string }[] = [];
-  for (const hostId of targets.hosts ?? []) {
-    if (online.has(hostId)) selected.add(hostId);
-    else missing.push(hostId);
-  }
+  const known = new Map(inventory.map((p) => [p.hostId, p]));
+  const isUp = (hostId: string) => {
+    const p = known.get(hostId);
+    return p !== undefined && isOnline(p, now);
+  };
+  const matched = new Set<string>();
+  for (const hostId of targets.hosts ?? []) if (known.has(hostId)) matched.add(hostId);
   if (targets.selector) {
     const wanted = Object.entries(targets.selector);
-    for (const p of online.values()) {
-      if (wanted.every(([k, v]) => p.labels[k] === v)) selected.add(p.hostId);
+    for (const p of known.values()) {
+      if (wanted.every(([k, v]) => p.labels[k] === v)) matched.add(p.hostId);
     }
   }
   const named = new Set(targets.hosts ?? []);
-  for (const hostId of [...selected]) {
-    const reason = factMismatch(online.get(hostId), targets.facts);
+  const excluded: { hostId: string; reason: string }[] = [];
+  for (const hostId of [...matched]) {
+    const reason = factMismatch(known.get(hostId), targets.facts);
     if (!reason) continue;
-    selected.delete(hostId);
+    matched.delete(hostId);
     // A named host left out is reported; a selected one simply does not match.
-    if (named.has(hostId)) excluded.push({ hostId, reason });
+    if (named.has(hostId))
+      excluded.push({ hostId, reason: isUp(hostId) ? reason : `${reason} (last report; offline)` });
   }
   // Named hosts keep the plan's order (the operator picks the canary by naming it first); hosts
   // found by the selector follow, sorted.
-  const hostIds = [
-    ...(targets.hosts ?? []).filter((h) => selected.has(h)),
-    ...[...selected].filter((h) => !named.has(h)).sort(),
+  const ordered = [
+    ...(targets.hosts ?? []).filter((h) => matched.has(h)),
+    ...[...matched].filter((h) => !named.has(h)).sort(),
   ];
-  const labels = Object.fromEntries(hostIds.map((h) => [h, online.get(h)?.labels ?? {}]));
-  return { hostIds, missing, excluded, labels };
+  const hostIds = ordered.filter(isUp);
+  const offline = ordered.filter((h) => !isUp(h));
+  // As before offline hosts were told apart: every named host that does not report now.
+  const missing = (targets.hosts ?? []).filter((h) => !isUp(h));
+  const labels = Object.fromEntries(ordered.map((h) => [h, known.get(h)?.labels ?? {}]));
+  return { hostIds, missing, excluded, labels, offline };
+}
+
+/** Those of `hostIds` that do not report presence now (never reported, or fell silent). */
+export function offlineAmong(
+  inventory: readonly ReceivedPresence[],
+  hostIds: readonly string[],
+  now = Date.now(),
+): string[] {
+  const online = new Set(inventory.filter((p) => isOnline(p, now)).map((p) => p.hostId));
+  return hostIds.filter((h) => !online.has(h));
 }
 
 function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts']): string | undefined {

@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { hostWorkflowId, stepLabel } from '../../schemas/names.js';
-import type { RolloutState, RolloutStatus } from '../../schemas/rollout.js';
+import { hostFate, type RolloutState, type RolloutStatus } from '../../schemas/rollout.js';
 import { hostProgressQuery, rolloutStatusQuery } from '../../workflows/messages.js';
 import { UsageError } from '../../schemas/errors.js';
 
@@ -28,8 +28,8 @@ export async function getRolloutStatus(client: Client, rolloutId: string): Promi
     if (err instanceof WorkflowNotFoundError) throw new UsageError(`no rollout ${rolloutId}`, 1);
     throw err;
   }
-  if (execution === 'COMPLETED') return (await handle.result()) as RolloutStatus;
-  const status = await handle.query(rolloutStatusQuery);
+  if (execution === 'COMPLETED') return withFates((await handle.result()) as RolloutStatus);
+  const status = withFates(await handle.query(rolloutStatusQuery));
   if (execution !== 'RUNNING') return { ...status, state: EXECUTION_STATE[execution] ?? 'failed' };
   await Promise.all(
     status.hosts
@@ -45,5 +45,11 @@ export async function getRolloutStatus(client: Client, rolloutId: string): Promi
         }
       }),
   );
+  return withFates(status);
+}
+
+/** Each host with what became of it (`hostFate`), so a reader of the JSON needs no rules of its own. */
+function withFates(status: RolloutStatus): RolloutStatus {
+  for (const h of status.hosts) h.fate = hostFate(h);
   return status;
 }

@@ -28,6 +28,8 @@ export interface SimFleetOptions {
   stepCommand?: readonly string[];
   presenceIntervalMs?: number;
   rebootPauseMs?: number;
+  /** Labels every host carries besides its own (rack, role, driver), e.g. to make a selector match only this fleet. */
+  labels?: Labels;
   log: Logger;
 }
 
@@ -85,7 +87,7 @@ export async function startSimFleet(o: SimFleetOptions): Promise<SimFleetHandle>
       credsFile: credsFile(o.home, { host: hostId }),
       connectionName: `refit-sim-${hostId}`,
       driver,
-      labels: simLabels(index),
+      labels: { ...simLabels(index), ...o.labels },
       stateDir,
       log: o.log,
       ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
