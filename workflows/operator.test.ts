@@ -21,6 +21,8 @@ function atApprovalGate(): RolloutMachine {
   });
   const m = new RolloutMachine(plan, newRollout({ rolloutId: 'r', plan, startedBy: 'test' }, T0));
   m.targetsResolved({ hostIds: ['a', 'b'], missing: [], excluded: [], labels: {} });
+  expect(m.next({ now: T0 })).toEqual({ kind: 'checkPresence', hostIds: ['a'] });
+  m.presenceChecked(['a'], [], T0);
   expect(m.next({ now: T0 })).toEqual({ kind: 'start', hostId: 'a' });
   m.hostFinished('a', { hostId: 'a', state: 'succeeded', steps: [] });
   m.hostSettled('a');
