@@ -48,7 +48,6 @@ targets:
 waves: { canary: 0, batchSize: 4, maxInFlight: 1 }
 ${extra}
 steps:
-  - kind: ovs-convert
   - kind: verify
     params: { targets: [{ address: 10.77.0.1 }], count: 5 }
 `;
@@ -101,7 +100,7 @@ describe('hosts a selector matches that are offline', () => {
       error: expect.stringMatching(/^offline since .*; waited 6s for it, then failed as the plan says/),
     });
     expect(result.state).toBe('failed');
-    expect(effectsOf(back, comesBack)).toMatchObject({ 'ovs-convert': 1 });
+    expect(effectsOf(back, comesBack)).toMatchObject({ verify: 1 });
 
     const out = await runCli(config, ['rollout', 'status', id]);
     expect(out.stdout).toContain(`done-after-offline (1): ${comesBack}`);
