@@ -89,11 +89,18 @@ export const CommandProgress = z.object({
 });
 export type CommandProgress = z.infer<typeof CommandProgress>;
 
+/**
+ * A step kind as a status names it: one of this version's kinds, or, when a host refuses a command
+ * of a kind it does not know (from a newer controller, or forged), that kind, so that the refusal
+ * reaches whoever waits.
+ */
+export const StatusKind = z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, 'must be a step kind (a-z, 0-9, "-")');
+
 /** The status of one command, kept in the results bucket under `<hostId>.<commandKey>`. */
 export const CommandStatus = z.object({
   commandId: CommandId,
   hostId: HostId,
-  kind: StepKind,
+  kind: StatusKind,
   mode: StepMode,
   state: CommandState,
   progress: CommandProgress.optional(),

@@ -405,6 +405,32 @@ describe('a command the host cannot process', () => {
     await queueDrained(hostId, seq);
     expect(lines.filter((l) => l.msg === 'rejected a command message')).toHaveLength(1);
   });
+
+  it('answers failed at once a command of a kind it does not know, or in a mode that does not exist', async () => {
+    const hostId = uniqueHostId('unknown');
+    await startWorker(hostId);
+    const unknownKind = { ...command(hostId, 'drain'), kind: 'ovs-bond', commandId: `${hostId}/kind/1` };
+    const badMode = { ...command(hostId, 'drain'), mode: 'sideways', commandId: `${hostId}/mode/1` };
+    await send(hostId, unknownKind);
+    await send(hostId, badMode);
+    const next = command(hostId, 'drain');
+    const seq = await send(hostId, next);
+
+    expect(await statusIs(hostId, unknownKind.commandId, 'failed')).toMatchObject({
+      kind: 'ovs-bond',
+      error: {
+        type: 'InvalidCommandError',
+        message: expect.stringMatching(/^rejected by the host: not a step command: kind: Invalid option/),
+      },
+    });
+    expect(await statusIs(hostId, badMode.commandId, 'failed')).toMatchObject({
+      kind: 'drain',
+      mode: 'apply',
+      error: { type: 'InvalidCommandError', message: expect.stringMatching(/mode: Invalid option/) },
+    });
+    await statusIs(hostId, next.commandId, 'succeeded');
+    await queueDrained(hostId, seq);
+  });
 });
 
 describe('versions and a second agent with the same host id', () => {

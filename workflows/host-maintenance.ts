@@ -1,12 +1,15 @@
 import {
   ActivityCancellationType,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { RetryState } from '@temporalio/common';
 import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities } from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import { stepLabel } from '../schemas/names.js';
@@ -17,7 +20,15 @@ import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from 
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
 const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
 
+/**
+ * How many times a step's activities are tried before the step fails. A host that never answers
+ * (or a controller that cannot reach it) is retried a few times, not without end.
+ */
+export const STEP_ATTEMPTS = 5;
+
 function activitiesFor(step: PlanStep) {
+  // Histories recorded before the bound retried without limit, and replay so.
+  const bounded = patched('bounded-step-retries');
   return proxyActivities<ControllerActivities>({
     startToCloseTimeout: step.timeout ?? '2h',
     // The dispatch activity heartbeats every few seconds; a dead controller is noticed within this.
@@ -28,6 +39,7 @@ function activitiesFor(step: PlanStep) {
       initialInterval: '1s',
       maximumInterval: '20s',
       nonRetryableErrorTypes: NON_RETRYABLE_STEP_ERRORS,
+      ...(bounded ? { maximumAttempts: STEP_ATTEMPTS } : {}),
     },
   });
 }
@@ -35,7 +47,10 @@ function activitiesFor(step: PlanStep) {
 function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error ? cause.message : err.message;
+    const message = cause instanceof Error ? cause.message : err.message;
+    if (err instanceof ActivityFailure && err.retryState === RetryState.MAXIMUM_ATTEMPTS_REACHED)
+      return `${err.activityType} gave up after ${STEP_ATTEMPTS} attempts; the last failed: ${message}`;
+    return message;
   }
   return String(err);
 }

@@ -7,10 +7,11 @@ import {
   CommandId,
   ConfirmRequest,
   ReceivedCommand,
+  StatusKind,
   SUPPORTED_CONTRACT_VERSIONS,
 } from '../../schemas/command.js';
 import { AGENT_VERSION } from './version.js';
-import { StepKind, StepMode } from '../../schemas/steps.js';
+import { StepMode } from '../../schemas/steps.js';
 import { problemText } from '../../schemas/problems.js';
 
 export type MessageCheck<T> =
@@ -100,8 +101,8 @@ export function checkConfirmMessage(msg: ReceivedMessage): MessageCheck<ConfirmR
 const NamedCommand = z.object({
   commandId: CommandId,
   hostId: z.string(),
-  kind: StepKind,
-  mode: StepMode.default('apply'),
+  kind: StatusKind,
+  mode: StepMode.catch('apply'),
 });
 
 /** What a rejected command message names, where that much is readable: enough to answer it. */
