@@ -25,9 +25,9 @@ steps:
 `);
     const status = result.hosts.find((h) => h.hostId === host);
     expect(status?.state).toMatch(/^(failed|rolled-back)$/);
-    // The first attempt times out and cancels the command on the host; the later ones find it cancelled.
-    expect(status?.error).toBe(
-      `dispatchStep gave up after ${STEP_ATTEMPTS} attempts; the last failed: step verify cancelled on ${host}`,
+    // Each attempt runs out of its 2 s while the host goes on with the same command.
+    expect(status?.error).toMatch(
+      new RegExp(`^dispatchStep gave up after ${STEP_ATTEMPTS} attempts; the last failed: .*time`, 'i'),
     );
     // 5 attempts of 2 s and the backoff between them (1 + 2 + 4 + 8 s): well under a minute.
     expect(Date.now() - started).toBeLessThan(60_000);
