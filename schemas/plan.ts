@@ -3,6 +3,7 @@ import { isNode, isMap, isScalar, LineCounter, parseDocument, type Document } fr
 import { Duration, durationWithin, HostId, LabelKey, Labels, notADuration } from './common.js';
 import { PlanStep } from './steps.js';
 import { stepOrderProblems } from './step-order.js';
+import { planTextProblem } from './plan-text.js';
 import { longestWindowMs } from './windows.js';
 import { formatPath, type Problem } from './problems.js';
 
@@ -199,6 +200,13 @@ export type PlanParse = { ok: true; plan: Plan } | { ok: false; problems: PlanPr
 /** Parse and validate a plan file's text. Every problem is returned, each with its path, line and column. */
 export function parsePlan(text: string): PlanParse {
   const lines = new LineCounter();
+  const tooMuch = planTextProblem(text);
+  if (tooMuch) {
+    lines.addNewLine(0);
+    for (let i = text.indexOf('\n'); i >= 0 && i < tooMuch.offset; i = text.indexOf('\n', i + 1))
+      lines.addNewLine(i + 1);
+    return { ok: false, problems: [{ path: '(syntax)', ...at(lines, tooMuch.offset), message: tooMuch.message }] };
+  }
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
@@ -210,7 +218,14 @@ export function parsePlan(text: string): PlanParse {
       })),
     };
   }
-  const result = Plan.safeParse(doc.toJS(), { reportInput: true });
+  let json: unknown;
+  try {
+    // Aliases are expanded here; one that expands too far (a "billion laughs") is refused by the parser.
+    json = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    return { ok: false, problems: [{ path: '(syntax)', line: 1, column: 1, message: (err as Error).message }] };
+  }
+  const result = Plan.safeParse(json, { reportInput: true });
   if (result.success) return { ok: true, plan: result.data };
   const problems = result.error.issues.flatMap(specific).map((issue) => ({
     path: formatPath(issue.path),
