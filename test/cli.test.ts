@@ -84,8 +84,8 @@ describe('refit command line', () => {
       "option '--vms <m>' argument 'two' is invalid. Expected a whole number, 0 or more.",
     ],
     [
-      ['lab', 'agents', '--presence-interval', '0'],
-      "option '--presence-interval <ms>' argument '0' is invalid. Expected a whole number above 0.",
+      ['lab', 'up', '--hosts', '0'],
+      "option '--hosts <n>' argument '0' is invalid. Expected a whole number above 0.",
     ],
     [
       ['dev', 'up', '--nats-port', '70000'],
