@@ -1,13 +1,8 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { readTrail } from '../activities/audit/read.js';
 import { until } from '../activities/poll.js';
-import { natsConfigFile } from '../workers/dev/credentials.js';
-import { isStackProcess, logFile } from '../workers/dev/stack.js';
-import { findTool } from '../workers/dev/tools.js';
+import { isStackProcess, restartStackServer } from '../workers/dev/stack.js';
 import { StoredAuditEvent, type AuditRecord } from '../schemas/audit.js';
 import { readStackFile, type StackFile } from '../workers/config.js';
 
@@ -34,22 +29,9 @@ export async function restartNats(home: string, downMs: number): Promise<{ stopp
   });
   const stoppedAt = Date.now();
   await sleep(downMs);
-  const log = openSync(logFile(home, 'nats'), 'a', 0o600);
-  let pid: number | undefined;
-  try {
-    const child = spawn(findTool('nats-server'), ['-c', natsConfigFile(home)], {
-      detached: true,
-      stdio: ['ignore', log, log],
-    });
-    child.unref();
-    pid = child.pid;
-  } finally {
-    closeSync(log);
-  }
-  if (pid === undefined) throw new Error('nats-server did not start again');
-  const file = path.join(home, 'stack.json');
-  const current = JSON.parse(readFileSync(file, 'utf8')) as StackFile;
-  writeFileSync(file, `${JSON.stringify({ ...current, nats: { ...current.nats, pid } }, null, 2)}\n`, { mode: 0o600 });
+  // The stack's own restart: same config and store, and the new pid recorded everywhere stack.json
+  // keeps one (the server and its node), so enrolment reloads and the run's teardown reach it.
+  await restartStackServer(home, 'nats');
   await until(
     async () => {
       try {

@@ -150,6 +150,11 @@ describe('NATS restarted in the middle of a rollout', () => {
     expect(stored.map((e) => e.seq)).toEqual(Array.from({ length: stored.length }, (_, i) => i + 1));
     expect(written.map((w) => w.seq)).toEqual([...written.map((w) => w.seq)].sort((a, b) => a - b));
     expect(stored.map((e) => e.type)).toEqual(expect.arrayContaining(['rollout.started', 'rollout.completed']));
-    expect(new Set(events.map((e) => e.eventId)).size).toBe(events.length);
+    // No event of this rollout or of its hosts is stored twice (the whole trail is shared with other
+    // test files, some of which append tampered copies on purpose).
+    const mine = events.filter(
+      (e) => e.rolloutId === rolloutId || hosts.some((hostId) => e.chain === AUDIT_CHAINS.host(hostId)),
+    );
+    expect(new Set(mine.map((e) => e.eventId)).size).toBe(mine.length);
   }, 180_000);
 });
