@@ -184,6 +184,13 @@ describe("a host's signed audit events", () => {
     expect(report).toMatchObject({ ok: true, problems: [], signatures: { checked: true, verified: 3, unsigned: 0 } });
   });
 
+  it('count only the chains a report is about (audit verify --host counts that host)', async () => {
+    const store = new MemoryChainStore();
+    for (let i = 1; i <= 3; i++) await appendSigned(store, i);
+    expect(verifyTrail(store.records, { hostKeys: keys, select: (c) => c === chain }).signatures.verified).toBe(3);
+    expect(verifyTrail(store.records, { hostKeys: keys, select: (c) => c !== chain }).signatures.verified).toBe(0);
+  });
+
   it('an event forged in the host name with the controller credentials fails verify as forged', async () => {
     const store = new MemoryChainStore();
     await appendSigned(store, 1);

@@ -115,7 +115,10 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
   const chains: ChainSummary[] = [];
   const signatures = signatureChecker(opts);
 
+  // Signatures verified per chain, so a report on some chains counts only theirs.
+  const verifiedIn = new Map<string, number>();
   for (const [chain, chainRecords] of byChain) {
+    const verifiedBefore = signatures.verified;
     const hostId = hostOfChain(chain);
     const at = positions.set(chain, new Map()).get(chain) as Map<number, string>;
     const problem = (p: Omit<AuditProblem, 'chain' | 'hostId'>) =>
@@ -191,6 +194,7 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
       prev = { seq: event.seq, hash: event.hash };
       at.set(event.seq, event.hash);
     }
+    verifiedIn.set(chain, signatures.verified - verifiedBefore);
     chains.push({
       chain,
       ...(hostId !== undefined ? { hostId } : {}),
@@ -241,7 +245,7 @@ export function verifyTrail(records: readonly AuditRecord[], opts: Options = {})
     problems: kept,
     signatures: {
       checked: opts.hostKeys !== undefined,
-      verified: signatures.verified,
+      verified: keptChains.reduce((n, c) => n + (verifiedIn.get(c.chain) ?? 0), 0),
       unsigned: keptChains.reduce((n, c) => n + (c.unsigned ?? 0), 0),
     },
   };
