@@ -222,19 +222,41 @@ describe('connecting with retries', () => {
   });
 
   it('keeps the controller polling through a restart of its Temporal server', async () => {
-    const [port, ui, http, metrics] = (await freePorts(4)) as [number, number, number, number];
-    const db = path.join(tempDir('temporal'), 'temporal.db');
-    homes.push(path.dirname(db));
-    const flags = ['--ip', '127.0.0.1', '--port', String(port), '--headless', '--ui-port', String(ui)];
-    flags.push('--http-port', String(http), '--metrics-port', String(metrics), '--log-level', 'error');
-    flags.push('--db-filename', db);
+    // A dev server that does not come up (a port taken between freePorts and its bind) is started
+    // again on other ports: this test is about the controller outliving a restart, not about ports.
+    let flags: string[] = [];
+    let first: ReturnType<typeof spawn> | undefined;
+    let port = 0;
     const startTemporal = () => {
       const child = spawn(findTool('temporal'), ['server', 'start-dev', ...flags], { stdio: 'ignore' });
       servers.push(child);
       return child;
     };
+    for (let attempt = 1; first === undefined; attempt++) {
+      const [p, ui, http, metrics] = (await freePorts(4)) as [number, number, number, number];
+      const db = path.join(tempDir('temporal'), 'temporal.db');
+      homes.push(path.dirname(db));
+      flags = ['--ip', '127.0.0.1', '--port', String(p), '--headless', '--ui-port', String(ui)];
+      flags.push('--http-port', String(http), '--metrics-port', String(metrics), '--log-level', 'error');
+      flags.push('--db-filename', db);
+      const child = startTemporal();
+      const answering = await until(() => Connection.connect({ address: `127.0.0.1:${p}` }).catch(() => undefined), {
+        what: 'the first Temporal dev server to answer',
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      }).catch((err: unknown) => {
+        if (attempt >= 3) throw err;
+        return undefined;
+      });
+      if (answering === undefined) {
+        child.kill('SIGKILL');
+        continue;
+      }
+      await answering.close();
+      first = child;
+      port = p;
+    }
     const config: RefitConfig = { ...testConfig(stack), temporalAddress: `127.0.0.1:${port}` };
-    const first = startTemporal();
     const controller = await startControllerWorker(config, quietLog, { connect: PATIENT });
     try {
       await stopServer(first);
