@@ -83,10 +83,7 @@ describe('refit command line', () => {
       ['lab', 'up', '--vms', 'two'],
       "option '--vms <m>' argument 'two' is invalid. Expected a whole number, 0 or more.",
     ],
-    [
-      ['lab', 'up', '--hosts', '0'],
-      "option '--hosts <n>' argument '0' is invalid. Expected a whole number above 0.",
-    ],
+    [['lab', 'up', '--hosts', '0'], "option '--hosts <n>' argument '0' is invalid. Expected a whole number above 0."],
     [
       ['dev', 'up', '--nats-port', '70000'],
       "option '--nats-port <port>' argument '70000' is invalid. Expected a port number (1-65535).",
