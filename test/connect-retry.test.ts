@@ -204,17 +204,7 @@ describe('connecting with retries', () => {
     const connection = await Connection.connect({ address: config.temporalAddress });
     try {
       expect(controller.worker.getState()).toBe('RUNNING');
-      await until(
-        async () => {
-          const queue = await connection.workflowService.describeTaskQueue({
-            namespace: config.temporalNamespace,
-            taskQueue: { name: config.taskQueue },
-            taskQueueType: 1, // workflow
-          });
-          return queue.pollers.length > 0;
-        },
-        { what: 'a poller on the task queue', timeoutMs: 30_000 },
-      );
+      await untilPolled(connection, config, 'a poller on the task queue', 30_000);
     } finally {
       await connection.close();
       await controller.shutdown();
@@ -268,17 +258,7 @@ describe('connecting with retries', () => {
       );
       try {
         // Pollers seen before the restart are forgotten with the server's memory; these are new polls.
-        await until(
-          async () => {
-            const queue = await connection.workflowService.describeTaskQueue({
-              namespace: config.temporalNamespace,
-              taskQueue: { name: config.taskQueue },
-              taskQueueType: 1, // workflow
-            });
-            return queue.pollers.length > 0;
-          },
-          { what: 'a poller on the task queue after the restart', timeoutMs: 60_000 },
-        );
+        await untilPolled(connection, config, 'a poller on the task queue after the restart', 60_000);
         expect(controller.worker.getState()).toBe('RUNNING');
       } finally {
         await connection.close();
@@ -331,3 +311,23 @@ describe('connecting with retries', () => {
     await expect(withNats(config, () => Promise.resolve())).rejects.toThrow(/^cannot reach NATS at .* refit dev up/);
   });
 });
+
+/** Until the controller's workflow poller shows on its task queue. */
+async function untilPolled(
+  connection: Connection,
+  config: RefitConfig,
+  what: string,
+  timeoutMs: number,
+): Promise<void> {
+  await until(
+    async () => {
+      const queue = await connection.workflowService.describeTaskQueue({
+        namespace: config.temporalNamespace,
+        taskQueue: { name: config.taskQueue },
+        taskQueueType: 1, // workflow
+      });
+      return queue.pollers.length > 0;
+    },
+    { what, timeoutMs },
+  );
+}
