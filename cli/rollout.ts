@@ -12,6 +12,7 @@ import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
+import { registerRolloutPlanCommand } from './rollout-plan.js';
 import { tableLines } from './table.js';
 import { terminalSafe } from './terminal-text.js';
 import { positiveInteger } from './numeric-options.js';
@@ -132,6 +133,7 @@ export function registerRolloutCommands(program: Command): void {
       });
     });
 
+  registerRolloutPlanCommand(rollout);
   registerRolloutControlCommands(rollout);
 
   rollout

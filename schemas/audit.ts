@@ -31,6 +31,8 @@ export const AUDIT_EVENT_TYPES = [
   'step.failed',
   'step.cancelled',
   'step.reverted',
+  /** A dry run: what a plan's steps would change on the host; nothing was changed. */
+  'step.previewed',
   'ovs.confirmed',
   'ovs.auto-reverted',
 ] as const;

@@ -27,6 +27,9 @@ export const SUBJECTS = {
   cancel: (hostId: string) => `refit.cancel.${hostId}`,
   /** The controller confirms it still reaches a host that switched its network (ovs-convert). */
   confirm: (hostId: string) => `refit.confirm.${hostId}`,
+  /** A read-only dry run of a plan's steps, as a NATS request to the host (schemas/preview.ts). */
+  preview: (hostId: string) => `refit.preview.${hostId}`,
+  previewAll: 'refit.preview.*',
   auditAll: 'refit.audit.>',
   auditHost: (hostId: string) => `refit.audit.host.${hostId}`,
   auditController: 'refit.audit.controller',

@@ -4,6 +4,8 @@ import { BUCKETS, STREAMS, SUBJECTS, commandConsumer, inboxPrefix } from './name
 export interface NatsPermissions {
   publish: { allow: string[]; deny?: string[] };
   subscribe: { allow: string[]; deny?: string[] };
+  /** May publish one reply to the reply subject of a request it received, within `expires`. */
+  allow_responses?: { max: number; expires: string };
 }
 
 /**
@@ -26,7 +28,16 @@ export function hostPermissions(hostId: string, identity: string): NatsPermissio
         `$JS.API.DIRECT.GET.${STREAMS.audit}.${SUBJECTS.auditHost(hostId)}`,
       ],
     },
-    subscribe: { allow: [`${inboxPrefix(identity)}.>`, SUBJECTS.cancel(hostId), SUBJECTS.confirm(hostId)] },
+    subscribe: {
+      allow: [
+        `${inboxPrefix(identity)}.>`,
+        SUBJECTS.cancel(hostId),
+        SUBJECTS.confirm(hostId),
+        SUBJECTS.preview(hostId),
+      ],
+    },
+    // The reply to a preview request: one message, to the requester's own reply subject only.
+    allow_responses: { max: 1, expires: '1m' },
   };
 }
 
@@ -44,8 +55,10 @@ export const CLI_READS = [`KV_${BUCKETS.hosts}`, STREAMS.audit] as const;
  * API nats-server adds later is not granted by default. It creates no consumer at all: nats-server
  * (2.12) does not check a push consumer's delivery subject against its creator's permissions
  * (nats-io/nats-server#8274), and whether a consumer is push or pull is in the request body, which
- * permissions cannot see; so no consumer, no pause, no change, and no read of REFIT_CMD. It
- * publishes nothing but API requests, so it cannot write where a host listens.
+ * permissions cannot see; so no consumer, no pause, no change, and no read of REFIT_CMD. Besides API
+ * requests it publishes only dry-run requests (`refit.preview.<host>`, `refit rollout plan`): a host
+ * answers one with what the plan's steps would change and changes nothing; it cannot reach a host's
+ * commands, cancel or confirm subjects.
  */
 export function cliPermissions(identity: string): NatsPermissions {
   return {
@@ -57,6 +70,7 @@ export function cliPermissions(identity: string): NatsPermissions {
           `$JS.API.DIRECT.GET.${stream}`,
           `$JS.API.DIRECT.GET.${stream}.>`,
         ]),
+        SUBJECTS.previewAll,
       ],
     },
     subscribe: { allow: [`${inboxPrefix(identity)}.>`] },

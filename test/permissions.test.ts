@@ -173,6 +173,25 @@ describe('the CLI', () => {
     expect(await pendingFor(hostC)).toBe(1);
   });
 
+  it('may ask a host for a dry run (refit rollout plan), and still cannot send it a step', async () => {
+    const cli = await stack.connectAsCli();
+    const hostD = uniqueHostId('perm-d');
+    await enrollHosts(stack.home, [hostD]);
+    const asD = await stack.connectAsHost(hostD);
+    asD.subscribe(SUBJECTS.preview(hostD), { callback: (_err, m) => void m.respond('what would change') });
+    await asD.flush();
+    const answer = await cli.request(SUBJECTS.preview(hostD), '{"steps":[]}', { timeout: 5_000 });
+    expect(answer.string()).toBe('what would change');
+    // A real step, however it is dressed, stays refused.
+    await refused(jetstream(cli).publish(SUBJECTS.command(hostD), JSON.stringify({ kind: 'ovs-convert' })));
+    await publishRefused(cli, SUBJECTS.command(hostD));
+    // The host answers only the request it received: it cannot write into the CLI's inbox by itself.
+    await publishRefused(asD, `${inboxPrefix('cli')}.forged`);
+    // Another host can neither ask it for a dry run nor listen in.
+    await publishRefused(asA, SUBJECTS.preview(hostD));
+    await subscriptionRefusal(asA, SUBJECTS.preview(hostD));
+  });
+
   it("cannot create or change a consumer on the command stream, so it cannot re-route a host's commands", async () => {
     const cli = await stack.connectAsCli();
     const hostD = uniqueHostId('perm-d');

@@ -65,7 +65,7 @@ export function offlineAmong(
   return hostIds.filter((h) => !online.has(h));
 }
 
-function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts']): string | undefined {
+export function factMismatch(p: HostPresence | undefined, facts: Plan['targets']['facts']): string | undefined {
   if (!p || !facts) return undefined;
   const f = p.facts;
   if (facts.bridge && f.bridge.type !== facts.bridge) return `bridge is ${f.bridge.type}, plan wants ${facts.bridge}`;

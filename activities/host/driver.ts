@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { StepCommand, type CommandProgress, type ReceivedCommand, type StepError } from '../../schemas/command.js';
 import type { Driver, HostFacts } from '../../schemas/host.js';
-import type { StepOutcome } from '../../schemas/steps.js';
+import type { StepCall, StepOutcome } from '../../schemas/steps.js';
+import type { StepPreview } from '../../schemas/preview.js';
 import { formatPath } from '../../schemas/problems.js';
 import { RefitError } from '../../schemas/errors.js';
 
@@ -42,6 +43,8 @@ export interface HostDriver {
   runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome>;
   /** Runs after the result is stored and the command acknowledged, e.g. the reboot itself. */
   afterReported?(step: StepCommand, outcome: StepOutcome): Promise<void>;
+  /** What each step would change on this host, from its real state; changes nothing (a dry run). */
+  preview?(steps: readonly StepCall[]): Promise<StepPreview[]>;
 }
 
 /** The step ran and failed. */

@@ -13,6 +13,7 @@ import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
 import type { Signer } from '../../activities/nkey.js';
 import { HostAuditLog } from './audit-spool.js';
+import { servePreviews } from './preview.js';
 import { CommandNotProcessedError, CommandRunner, type RunResult } from './command-runner.js';
 import { checkCancelMessage, checkCommandMessage, checkConfirmMessage, commandNamedIn } from './command-message.js';
 import { publishCommandStatus } from './report.js';
@@ -121,6 +122,8 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       else log.warn({ subject: msg.subject, reason: checked.reason }, 'rejected a confirmation');
     },
   });
+  // Dry runs of a plan (refit rollout plan): read-only, answered at once, never queued with commands.
+  const previews = servePreviews({ hostId: o.hostId, nc: o.nc, driver: o.driver, audit, log });
   let messages: ConsumerMessages | undefined;
 
   async function afterFinished(result: RunResult): Promise<void> {
@@ -278,6 +281,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
       await messages?.close();
       await running;
       cancels.unsubscribe();
+      previews.unsubscribe();
       confirms.unsubscribe();
       await presence.stop();
       await audit.stop();

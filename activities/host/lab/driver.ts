@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HostFacts } from '../../../schemas/host.js';
-import type { StepOutcome } from '../../../schemas/steps.js';
+import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
+import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import { HostDownError, type HostDriver, type StepContext } from '../driver.js';
 import type { HostEnv } from '../linux/host-env.js';
@@ -11,6 +12,7 @@ import { cmdlineHasIommu } from '../linux/grub.js';
 import { readText, withAudit } from '../linux/host-env.js';
 import { observeBridge } from '../linux/observe.js';
 import { runNetworkStep } from '../linux/steps/network.js';
+import { previewLinuxSteps } from '../linux/steps/preview.js';
 import { rebootOwed } from '../linux/steps/reboot.js';
 import { rebootHost } from './boot.js';
 import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
@@ -88,6 +90,11 @@ export class LabDriver implements HostDriver {
       cordoned: isCordoned(this.host),
       capacity: { vmSlots: this.host.vmSlots, vmsRunning: vms.length },
     };
+  }
+
+  /** Reads the lab host's own /etc files, as the linux driver reads a real host's; writes nothing. */
+  async preview(steps: readonly StepCall[]): Promise<StepPreview[]> {
+    return previewLinuxSteps(this.env, steps, await this.facts().catch(() => undefined));
   }
 
   async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {

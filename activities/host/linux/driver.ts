@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { HostFacts } from '../../../schemas/host.js';
-import type { StepOutcome } from '../../../schemas/steps.js';
+import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
+import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import type { HostDriver, StepContext } from '../driver.js';
 import { createExecaRunner, type CommandRunner } from './command.js';
@@ -14,6 +15,7 @@ import { ifName } from './names.js';
 import { observeBridge } from './observe.js';
 import { SRIOV_RULES_FILE } from './sriov.js';
 import { runNetworkStep } from './steps/network.js';
+import { previewLinuxSteps } from './steps/preview.js';
 import { rebootOwed } from './steps/reboot.js';
 import { sysfsVfControl } from './vf-sysfs.js';
 
@@ -91,6 +93,11 @@ export class LinuxDriver implements HostDriver {
       cordoned: isCordoned(this.libvirt),
       capacity: { vmSlots: this.opts.vmSlots ?? 16, vmsRunning: vms.length },
     };
+  }
+
+  /** Reads /etc/network/interfaces, /etc/default/grub and the udev rules; writes nothing. */
+  async preview(steps: readonly StepCall[]): Promise<StepPreview[]> {
+    return previewLinuxSteps(this.env, steps, await this.facts().catch(() => undefined));
   }
 
   async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {

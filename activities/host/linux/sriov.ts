@@ -31,6 +31,16 @@ export function renderSriovRules(config: SriovBootConfig, ipPath = '/usr/sbin/ip
   return HEADER + lines.join('\n') + '\n';
 }
 
+/** The rules sriov-enable writes for its params: `vfs` VFs on `nic`, each tagged `vfVlan` if given. */
+export function sriovRulesFor(nic: string, params: { vfs: number; vfVlan?: number | undefined }): string {
+  return renderSriovRules({ nic, numVfs: params.vfs, vfVlans: vfVlanMap(params.vfs, params.vfVlan) });
+}
+
+/** VF number → VLAN tag for each of `vfs` VFs; none without a tag. */
+export function vfVlanMap(vfs: number, vfVlan: number | undefined): Record<number, number> {
+  return vfVlan === undefined ? {} : Object.fromEntries(Array.from({ length: vfs }, (_, vf) => [vf, vfVlan]));
+}
+
 const NUMVFS_RULE =
   /^ACTION=="add", SUBSYSTEM=="net", KERNEL=="([A-Za-z0-9_.-]+)", ATTR\{device\/sriov_numvfs\}="(\d+)"$/;
 const VLAN_RULE =

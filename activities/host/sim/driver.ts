@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { stepLabel } from '../../../schemas/names.js';
-import type { StepKind, StepOutcome } from '../../../schemas/steps.js';
+import type { StepCall, StepKind, StepOutcome } from '../../../schemas/steps.js';
+import type { StepPreview } from '../../../schemas/preview.js';
 import type { HostFacts } from '../../../schemas/host.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import { HostDownError, StepFailedError, throwIfAborted, type HostDriver, type StepContext } from '../driver.js';
@@ -93,6 +94,29 @@ export class SimDriver implements HostDriver {
   facts(): Promise<HostFacts> {
     if (this.down) return Promise.reject(new HostDownError('sim: rebooting'));
     return Promise.resolve(simFacts(this.state));
+  }
+
+  /**
+   * What the simulation's model of the host says each step would do, each step on the state the ones
+   * before it would leave; a simulated host has no files, so no diffs, and every summary says it is
+   * simulated. The host's own state is not touched.
+   */
+  preview(steps: readonly StepCall[]): Promise<StepPreview[]> {
+    let state = this.state;
+    return Promise.resolve(
+      steps.map((step, index) => {
+        const command = { ...step, mode: 'apply', commandId: `dry-run/${index}` } as StepCommand;
+        const plan = planSimStep(state, command);
+        if (!plan.done && plan.deferred !== true) state = plan.change(state);
+        return {
+          index,
+          kind: step.kind,
+          summary: `simulated: ${plan.done ? `nothing to do (${plan.summary})` : plan.summary}`,
+          files: [],
+          changes: [],
+        };
+      }),
+    );
   }
 
   async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {

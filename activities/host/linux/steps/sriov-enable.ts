@@ -5,7 +5,7 @@ import { cmdlineHasIommu, planGrubIommu, planGrubIommuRemoval, type GrubPlan } f
 import { backupFile, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff } from '../observe.js';
-import { parseSriovRules, renderSriovRules } from '../sriov.js';
+import { parseSriovRules, sriovRulesFor, vfVlanMap } from '../sriov.js';
 
 type Params = StepParams<'sriov-enable'>;
 
@@ -55,13 +55,10 @@ export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepCo
   );
   await writeGrub(env, grub, grubText, 'before-sriov-enable');
 
-  const vfVlans =
-    params.vfVlan === undefined
-      ? {}
-      : Object.fromEntries(Array.from({ length: params.vfs }, (_, vf) => [vf, params.vfVlan as number]));
   const rulesText = (await readText(env.paths.sriovRules)) ?? '';
-  const rules = renderSriovRules({ nic, numVfs: params.vfs, vfVlans });
+  const rules = sriovRulesFor(nic, params);
   if (rules !== rulesText) await writeTextAtomic(env.paths.sriovRules, rules);
+  const vfVlans = vfVlanMap(params.vfs, params.vfVlan);
 
   let live = false;
   if (before.iommu) {

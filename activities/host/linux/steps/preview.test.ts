@@ -1,0 +1,95 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { StepCall } from '../../../../schemas/steps.js';
+import type { HostEnv } from '../host-env.js';
+import { previewLinuxSteps } from './preview.js';
+
+const INTERFACES = `auto lo
+iface lo inet loopback
+
+iface ens6 inet manual
+
+auto vmbr0
+iface vmbr0 inet static
+\taddress 10.77.0.11/24
+\tgateway 10.77.0.1
+\tbridge-ports ens6
+\tbridge-stp off
+\tbridge-fd 0
+`;
+const GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n';
+
+/** A host whose files live in a temporary directory; every command it would run fails the test. */
+function host(totalVfs: number | undefined = 8): { env: HostEnv; dir: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'refit-preview-'));
+  const paths = {
+    interfaces: path.join(dir, 'interfaces'),
+    backupDir: path.join(dir, 'backups'),
+    grub: path.join(dir, 'grub'),
+    sriovRules: path.join(dir, '70-refit-sriov.rules'),
+    procCmdline: path.join(dir, 'cmdline'),
+    bootId: path.join(dir, 'boot_id'),
+    stateDir: dir,
+  };
+  writeFileSync(paths.interfaces, INTERFACES);
+  writeFileSync(paths.grub, GRUB);
+  const never = () => Promise.reject(new Error('a preview changes nothing'));
+  const env: HostEnv = {
+    run: never,
+    paths,
+    vfs: {
+      totalVfs: () => Promise.resolve(totalVfs),
+      numVfs: () => Promise.resolve(0),
+      setNumVfs: never,
+      vfVlans: () => Promise.resolve({}),
+      setVfVlan: never,
+    },
+    grubUpdate: ['update-grub'],
+    confirm: never,
+  };
+  return { env, dir };
+}
+
+const steps: StepCall[] = [
+  { kind: 'drain', params: { destinations: {} } },
+  { kind: 'ovs-convert', params: { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 60_000 } },
+  { kind: 'sriov-enable', params: { nic: 'ens6', vfs: 4, iommu: 'intel' } },
+];
+
+describe('a dry run on a linux host', () => {
+  it("shows the interfaces file ovs-convert would write, and sriov-enable's grub, kernel command line and udev rules", async () => {
+    const { env } = host();
+    const [drain, ovs, sriov] = await previewLinuxSteps(env, steps, undefined);
+    expect(drain?.files).toEqual([]);
+    expect(ovs?.files[0]).toMatchObject({ path: env.paths.interfaces, changed: true });
+    expect(ovs?.files[0]?.diff).toContain('-iface vmbr0 inet static');
+    expect(ovs?.files[0]?.diff).toContain('+\tovs_type OVSBridge');
+    expect(ovs?.error).toBeUndefined();
+    expect(sriov?.files.map((f) => [path.basename(f.path), f.changed])).toEqual([
+      ['grub', true],
+      ['70-refit-sriov.rules', true],
+    ]);
+    expect(sriov?.files[0]?.diff).toContain('+GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"');
+    expect(sriov?.changes).toEqual([
+      { what: 'kernel command line', before: 'quiet', after: 'quiet intel_iommu=on iommu=pt' },
+    ]);
+  });
+
+  it('changes nothing: the files are as they were', async () => {
+    const { env } = host();
+    await previewLinuxSteps(env, steps, undefined);
+    expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(INTERFACES);
+    expect(readFileSync(env.paths.grub, 'utf8')).toBe(GRUB);
+    expect(() => readFileSync(env.paths.sriovRules)).toThrow(/ENOENT/);
+  });
+
+  it('says which step would fail, and why', async () => {
+    const { env } = host(2);
+    writeFileSync(env.paths.interfaces, 'auto lo\niface lo inet loopback\n');
+    const [, ovs, sriov] = await previewLinuxSteps(env, steps, undefined);
+    expect(ovs?.error).toMatch(/no Linux bridge "vmbr0"/);
+    expect(sriov?.error).toBe('ens6 supports at most 2 VFs; the plan asks for 4');
+  });
+});

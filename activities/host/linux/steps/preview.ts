@@ -1,0 +1,77 @@
+import type { StepPreview } from '../../../../schemas/preview.js';
+import type { StepCall, StepParams } from '../../../../schemas/steps.js';
+import type { HostFacts } from '../../../../schemas/host.js';
+import { describeStep, filePreview } from '../../preview.js';
+import { kernelCmdlineFromGrub, planGrubIommu } from '../grub.js';
+import { readText, type HostEnv } from '../host-env.js';
+import { ifName } from '../names.js';
+import { InterfacesPlanError, planOvsConversion } from '../ovs-plan.js';
+import { sriovRulesFor } from '../sriov.js';
+
+/**
+ * What each step would change on this host, from its real files, changing nothing: the
+ * /etc/network/interfaces that ovs-convert would write, the /etc/default/grub, kernel command line
+ * and udev rules of sriov-enable. The same planners as the steps themselves.
+ */
+export async function previewLinuxSteps(
+  env: HostEnv,
+  steps: readonly StepCall[],
+  facts: HostFacts | undefined,
+): Promise<StepPreview[]> {
+  const previews: StepPreview[] = [];
+  for (const [index, step] of steps.entries()) {
+    if (step.kind === 'ovs-convert') previews.push(await previewOvsConvert(env, step.params, index));
+    else if (step.kind === 'sriov-enable') previews.push(await previewSriovEnable(env, step.params, index));
+    else previews.push(describeStep(step, index, facts));
+  }
+  return previews;
+}
+
+async function previewOvsConvert(env: HostEnv, params: StepParams<'ovs-convert'>, index: number): Promise<StepPreview> {
+  const base = { index, kind: 'ovs-convert' as const, changes: [] };
+  const text = await readText(env.paths.interfaces);
+  if (text === undefined)
+    return { ...base, summary: 'cannot be planned', files: [], error: `${env.paths.interfaces} does not exist` };
+  try {
+    const plan = planOvsConversion(text, {
+      bridge: params.bridge,
+      uplink: params.uplink,
+      hostVlan: params.hostVlan,
+      datapathType: env.datapathType,
+    });
+    return { ...base, summary: plan.summary, files: [filePreview(env.paths.interfaces, text, plan.text)] };
+  } catch (err) {
+    if (!(err instanceof InterfacesPlanError)) throw err;
+    return { ...base, summary: 'cannot be planned', files: [], error: err.message };
+  }
+}
+
+async function previewSriovEnable(
+  env: HostEnv,
+  params: StepParams<'sriov-enable'>,
+  index: number,
+): Promise<StepPreview> {
+  const nic = ifName(params.nic, 'nic');
+  const base = { index, kind: 'sriov-enable' as const };
+  const total = await env.vfs.totalVfs(nic);
+  const unsupported =
+    total === undefined || total === 0
+      ? `${nic} has no SR-IOV capability (sriov_totalvfs is ${total === undefined ? 'missing' : '0'})`
+      : params.vfs > total
+        ? `${nic} supports at most ${total} VFs; the plan asks for ${params.vfs}`
+        : undefined;
+  const grubText = (await readText(env.paths.grub)) ?? '';
+  const grub = planGrubIommu(grubText, params.iommu);
+  const rulesText = (await readText(env.paths.sriovRules)) ?? '';
+  const rules = sriovRulesFor(nic, params);
+  const cmdline = { before: kernelCmdlineFromGrub(grubText), after: kernelCmdlineFromGrub(grub.text) };
+  return {
+    ...base,
+    summary: grub.changed
+      ? `IOMMU on the kernel command line, ${params.vfs} VFs on ${nic} at every boot; a reboot follows`
+      : `${params.vfs} VFs on ${nic} at every boot (the IOMMU options are there already)`,
+    files: [filePreview(env.paths.grub, grubText, grub.text), filePreview(env.paths.sriovRules, rulesText, rules)],
+    changes: cmdline.before === cmdline.after ? [] : [{ what: 'kernel command line', ...cmdline }],
+    ...(unsupported ? { error: unsupported } : {}),
+  };
+}

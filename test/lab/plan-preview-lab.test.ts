@@ -1,0 +1,94 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import { hostPaths } from '../../activities/host/lab/layout.js';
+import type { LabState } from '../../activities/host/lab/state.js';
+import { STEP_PARAMS, type StepCall } from '../../schemas/steps.js';
+import { labDown } from '../../lab/down.js';
+import { labUp } from '../../lab/up.js';
+import { labSkipReason, testLabDir } from './lab-env.js';
+
+const skip = labSkipReason();
+const { labDir, prefix } = testLabDir('p');
+const log = pino({ level: 'silent' });
+
+const call = (kind: StepCall['kind'], params: Record<string, unknown>) =>
+  ({ kind, params: STEP_PARAMS[kind].parse(params) }) as StepCall;
+const steps = [
+  call('ovs-convert', { bridge: 'vmbr0', hostVlan: 1 }),
+  call('sriov-enable', { nic: 'ens6', vfs: 4, iommu: 'intel' }),
+];
+
+describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`, () => {
+  let lab: LabState;
+  const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-preview-'));
+  const drivers = new Map<string, LabDriver>();
+  const files = (id: string) => {
+    const host = lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
+    const p = hostPaths(host);
+    return [p.interfaces, p.grub, p.sriovRules];
+  };
+  const snapshot = (id: string) =>
+    Promise.all(
+      files(id).map(async (f) => [
+        f,
+        await readFile(f, 'utf8').catch(() => null),
+        (await stat(f).catch(() => null))?.mtimeMs,
+      ]),
+    );
+
+  beforeAll(async () => {
+    lab = await labUp({ labDir, hosts: 2, vmsPerHost: 0, prefix, noSriov: ['h2'] });
+    for (const h of lab.hosts)
+      drivers.set(
+        h.id,
+        await createLabDriver({ hostId: h.id, labDir, stateDir: path.join(stateRoot, h.id), log, confirm: 'probe' }),
+      );
+  });
+
+  afterAll(async () => {
+    await labDown({ labDir, prefix });
+    rmSync(path.dirname(labDir), { recursive: true, force: true });
+    rmSync(stateRoot, { recursive: true, force: true });
+  });
+
+  it("shows the host's own /etc/network/interfaces and GRUB diffs and kernel command line, changing nothing", async () => {
+    const before = await snapshot('h1');
+    const [interfaces, grub] = before.map(([, text]) => text as string) as [string, string];
+    const [ovs, sriov] = await (drivers.get('h1') as LabDriver).preview(steps);
+
+    // ovs-convert: the diff is against the lab host's real file — every removed or kept line is in it.
+    expect(ovs?.error).toBeUndefined();
+    const ifFile = ovs?.files[0];
+    expect(ifFile).toMatchObject({ path: files('h1')[0], changed: true });
+    const lines = interfaces.split('\n');
+    for (const d of ifFile?.diff ?? [])
+      if (d.startsWith('-') || d.startsWith(' ')) expect(lines, d).toContain(d.slice(1));
+    expect(ifFile?.diff).toContainEqual(expect.stringMatching(/^-\s*bridge[-_]ports /));
+    expect(ifFile?.diff).toContainEqual(expect.stringMatching(/^\+\s*ovs_type OVSBridge$/));
+    expect(ifFile?.diff).toContainEqual(expect.stringMatching(/^\+\s*ovs_type OVSIntPort$/));
+
+    // sriov-enable: /etc/default/grub gains the IOMMU options, and so does the kernel command line.
+    expect(sriov?.error).toBeUndefined();
+    expect(sriov?.files[0]).toMatchObject({ path: files('h1')[1], changed: true });
+    expect(sriov?.files[0]?.diff).toContainEqual(
+      expect.stringMatching(/^\+GRUB_CMDLINE_LINUX_DEFAULT=".*intel_iommu=on iommu=pt"$/),
+    );
+    expect(grub).not.toContain('intel_iommu=on');
+    const cmdline = sriov?.changes.find((c) => c.what === 'kernel command line');
+    expect(cmdline?.before).not.toContain('intel_iommu=on');
+    expect(cmdline?.after).toBe(`${cmdline?.before} intel_iommu=on iommu=pt`.trim());
+    expect(sriov?.files[1]).toMatchObject({ path: files('h1')[2], changed: true });
+
+    expect(await snapshot('h1')).toEqual(before);
+  });
+
+  it('says the step would fail on a host whose NIC has no SR-IOV', async () => {
+    const [, sriov] = await (drivers.get('h2') as LabDriver).preview(steps);
+    expect(sriov?.error).toBe('ens6 has no SR-IOV capability (sriov_totalvfs is missing)');
+  });
+});
