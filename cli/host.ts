@@ -19,6 +19,8 @@ import { connectPolicy } from '../workers/connect-retry.js';
 import { StateDirError } from '../workers/host/state-lock.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
 import { UsageError } from '../schemas/errors.js';
+import { AGENT_METRICS_LISTEN, InvalidListenAddressError, metricsListen } from '../workers/metrics/listen.js';
+import { MetricsListenError } from '../workers/metrics/server.js';
 import { problemText } from '../schemas/problems.js';
 import { positiveInteger, positiveNumber } from './numeric-options.js';
 
@@ -30,6 +32,7 @@ interface HostCommandOptions {
   stateDir?: string;
   presenceInterval: number;
   speed?: number;
+  metricsListen?: string;
 }
 
 interface SimFleetCommandOptions {
@@ -62,6 +65,10 @@ export function registerHostCommands(program: Command): void {
     )
     .option('--presence-interval <ms>', 'how often presence is published', positiveInteger, PRESENCE_INTERVAL_MS)
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
+    .option(
+      '--metrics-listen <host:port>',
+      `serve /metrics and /healthz there, or off (REFIT_METRICS_LISTEN; default ${AGENT_METRICS_LISTEN}; port 0 takes a free port)`,
+    )
     .action(async (opts: HostCommandOptions) => {
       const { hostId, driver, stateDir, labDir, config } = hostAndStateDir(opts);
       const log = createLogger('refit-host', driver === 'sim' ? { hostId, simulated: true } : { hostId, driver });
@@ -74,6 +81,7 @@ export function registerHostCommands(program: Command): void {
         );
       }
       const policy = connectPolicy();
+      const metrics = withUsage(() => metricsListen(opts.metricsListen, process.env, AGENT_METRICS_LISTEN));
       const running = await withUsageAsync(async () =>
         startHost({
           hostId,
@@ -86,10 +94,13 @@ export function registerHostCommands(program: Command): void {
           presenceIntervalMs: opts.presenceInterval,
           stateDir,
           log,
+          metrics,
           driver: await createDriver({ driver, hostId, stateDir, labDir, log, ...optional('speed', opts.speed) }),
         }),
       );
-      process.stderr.write(startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir }));
+      process.stderr.write(
+        startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir, metricsUrl: running.metricsUrl }),
+      );
       await untilStopSignal();
       await running.stop();
     });
@@ -173,7 +184,12 @@ function withUsage<T>(parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    if (err instanceof InvalidLabelsError || err instanceof InvalidFailSpecError) throw new UsageError(err.message);
+    if (
+      err instanceof InvalidLabelsError ||
+      err instanceof InvalidFailSpecError ||
+      err instanceof InvalidListenAddressError
+    )
+      throw new UsageError(err.message);
     throw err;
   }
 }
@@ -183,7 +199,7 @@ async function withUsageAsync<T>(start: () => Promise<T>): Promise<T> {
     return await start();
   } catch (err) {
     if (err instanceof InvalidFailSpecError) throw new UsageError(err.message);
-    if (err instanceof StateDirError) throw new UsageError(err.message, 1);
+    if (err instanceof StateDirError || err instanceof MetricsListenError) throw new UsageError(err.message, 1);
     throw err;
   }
 }

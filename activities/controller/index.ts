@@ -11,6 +11,7 @@ import { offlineAmong, selectTargets } from './inventory.js';
 import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
 import type { ControllerActivities } from '../../schemas/activities.js';
+import { measuredStep, type StepMetrics } from '../step-metrics.js';
 
 export interface ControllerDeps {
   nc: NatsConnection;
@@ -19,15 +20,18 @@ export interface ControllerDeps {
   leases: KV;
   ensureHostConsumer: (hostId: string) => Promise<void>;
   log: Logger;
+  /** Counts and times each dispatched step's attempts (the controller's /metrics). */
+  stepMetrics?: StepMetrics;
 }
 
 /** The controller-side activities over injected ports; only workers/ builds the real ones. */
 export function createControllerActivities(deps: ControllerDeps): ControllerActivities {
   const leases = createLeases(deps.leases);
+  const dispatchStep = createDispatchStep(deps);
   return {
     acquireLease: (req) => leases.acquireLease(req),
     releaseLease: (req) => leases.releaseLease(req),
-    dispatchStep: createDispatchStep(deps),
+    dispatchStep: (req) => measuredStep(deps.stepMetrics, req, () => dispatchStep(req)),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
     findOffline: async ({ hostIds }) => offlineAmong(deps.presence.values(), hostIds),

@@ -12,6 +12,9 @@ import { createDriver, defaultHostId, defaultStateDir, enrollRequest, hostSeedFi
 import { parseLabels, startHost, untilStopSignal, InvalidLabelsError } from './host-process.js';
 import { AGENT_VERSION } from './version.js';
 import { StateDirError } from './state-lock.js';
+import { AGENT_METRICS_LISTEN, InvalidListenAddressError, metricsListen } from '../metrics/listen.js';
+import type { MetricsSetting } from '../metrics/endpoint.js';
+import { MetricsListenError } from '../metrics/server.js';
 
 /**
  * The command line of the host agent as installed on a hypervisor (`refit-host`, entry point
@@ -34,6 +37,8 @@ options (environment variable in brackets):
                            $XDG_STATE_HOME/refit or ~/.local/state/refit otherwise)
   --lab-dir <dir>          lab driver only: the lab [REFIT_LAB_DIR] (default <REFIT_HOME>/lab)
   --presence-interval <ms> how often presence is published (default ${PRESENCE_INTERVAL_MS})
+  --metrics-listen <addr>  serve /metrics and /healthz on host:port, or off [REFIT_METRICS_LISTEN]
+                           (default ${AGENT_METRICS_LISTEN}; port 0 takes a free port)
   --version, --help
 `;
 
@@ -48,6 +53,7 @@ export interface AgentSettings {
   stateDir: string;
   labDir: string;
   presenceIntervalMs: number;
+  metrics: MetricsSetting;
 }
 
 /** Flags, then the environment, then defaults; every bad value a UsageError naming where it came from. */
@@ -69,6 +75,7 @@ export function agentSettings(
         'state-dir': { type: 'string' },
         'lab-dir': { type: 'string' },
         'presence-interval': { type: 'string' },
+        'metrics-listen': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -115,9 +122,17 @@ export function agentSettings(
   const presenceIntervalMs = interval === undefined ? PRESENCE_INTERVAL_MS : Number(interval);
   if (!Number.isInteger(presenceIntervalMs) || presenceIntervalMs <= 0)
     throw new UsageError(`--presence-interval must be a whole number of milliseconds above 0, not "${interval}"`);
+  let metrics: MetricsSetting;
+  try {
+    metrics = metricsListen(v['metrics-listen'], env, AGENT_METRICS_LISTEN);
+  } catch (err) {
+    if (err instanceof InvalidListenAddressError) throw new UsageError(err.message);
+    throw err;
+  }
   return {
     command,
     hostId,
+    metrics,
     driver,
     natsUrl: pick('nats-url', 'REFIT_NATS_URL', v['nats-url'])?.value ?? 'nats://127.0.0.1:4222',
     ...(creds !== undefined ? { credsFile: path.resolve(creds.value) } : {}),
@@ -173,9 +188,10 @@ async function run(s: AgentSettings): Promise<void> {
       log,
       presenceIntervalMs: s.presenceIntervalMs,
       connect,
+      metrics: s.metrics,
     }),
   );
-  process.stderr.write(startLine(`refit-host ${AGENT_VERSION}`, s));
+  process.stderr.write(startLine(`refit-host ${AGENT_VERSION}`, { ...s, metricsUrl: host.metricsUrl }));
   await untilStopSignal();
   await host.stop();
 }
@@ -196,7 +212,7 @@ async function asUsage<T>(start: () => Promise<T>): Promise<T> {
   try {
     return await start();
   } catch (err) {
-    if (err instanceof StateDirError) throw new UsageError(err.message, 1);
+    if (err instanceof StateDirError || err instanceof MetricsListenError) throw new UsageError(err.message, 1);
     throw err;
   }
 }

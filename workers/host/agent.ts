@@ -100,11 +100,12 @@ export async function createDriver(c: DriverChoice): Promise<HostDriver> {
 /** The line an agent prints on start: what runs, against what, where its state is. */
 export function startLine(
   who: string,
-  o: { hostId: string; driver: Driver; natsUrl: string; stateDir: string },
+  o: { hostId: string; driver: Driver; natsUrl: string; stateDir: string; metricsUrl?: string | undefined },
 ): string {
   const what =
     o.driver === 'sim' ? 'SIMULATED host (sim driver: nothing on this machine changes)' : `${o.driver} driver`;
-  return `${who} ${o.hostId}: ${what}, NATS ${o.natsUrl}, state ${o.stateDir}\n`;
+  const metrics = o.metricsUrl !== undefined ? `, metrics ${o.metricsUrl}/metrics` : '';
+  return `${who} ${o.hostId}: ${what}, NATS ${o.natsUrl}, state ${o.stateDir}${metrics}\n`;
 }
 
 /** The file in a host's state dir that holds the nkey seed the host made itself (0600). */

@@ -10,6 +10,8 @@ import { lockStateDir } from './state-lock.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { problemText } from '../../schemas/problems.js';
 import { RefitError } from '../../schemas/errors.js';
+import { openMetricsEndpoint, stepMetricsOn, type MetricsEndpoint, type MetricsSetting } from '../metrics/endpoint.js';
+import { AGENT_VERSION } from './version.js';
 
 export class InvalidLabelsError extends RefitError {}
 
@@ -46,10 +48,14 @@ export interface HostOptions {
   connectionName?: string;
   /** How long to keep trying to reach NATS at start; default from REFIT_CONNECT_TIMEOUT. */
   connect?: ConnectPolicy;
+  /** Where to serve /metrics and /healthz; absent: nowhere (the sim fleet, tests). */
+  metrics?: MetricsSetting;
 }
 
 export interface RunningHost {
   readonly hostId: string;
+  /** Where /metrics and /healthz are served, if anywhere. */
+  readonly metricsUrl: string | undefined;
   /** Stops the worker, then drains the connection. */
   stop(): Promise<void>;
 }
@@ -63,7 +69,10 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   // Before anything else: a second agent on this state dir must not even connect.
   const lock = lockStateDir(o.stateDir, o.hostId);
   let nc: NatsConnection;
+  let metrics: MetricsEndpoint | undefined;
   try {
+    // Served while the agent still waits for NATS: /healthz then says so.
+    if (o.metrics !== undefined) metrics = await openMetricsEndpoint(o.metrics, o.log, 'host agent');
     nc = await connectNatsWithRetry(
       {
         url: o.natsUrl,
@@ -75,9 +84,11 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
       { policy: o.connect ?? connectPolicy(), log: o.log },
     );
   } catch (err) {
+    await metrics?.close();
     lock.release();
     throw err;
   }
+  metrics?.followNats(nc, o.natsUrl);
   try {
     const worker = await startHostWorker({
       hostId: o.hostId,
@@ -90,20 +101,36 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
       log: o.log,
       instanceId: lock.holder.instanceId,
       ...(o.presenceIntervalMs !== undefined ? { presenceIntervalMs: o.presenceIntervalMs } : {}),
+      ...(metrics !== undefined ? { stepMetrics: stepMetricsOn(metrics.registry, 'refit_host', 'this host ran') } : {}),
     });
+    if (metrics !== undefined) hostGauges(metrics, o, () => worker.auditBacklog());
     return {
       hostId: o.hostId,
+      metricsUrl: metrics?.url,
       async stop() {
         await worker.stop();
         await nc.drain().catch(() => nc.close());
+        await metrics?.close();
         lock.release();
       },
     };
   } catch (err) {
     await nc.close();
+    await metrics?.close();
     lock.release();
     throw err;
   }
+}
+
+function hostGauges(metrics: MetricsEndpoint, o: HostOptions, backlog: () => number): void {
+  metrics.registry.gauge('refit_host_info', 'This host agent: its host id, version and driver (always 1).', () => [
+    { labels: { host_id: o.hostId, version: AGENT_VERSION, driver: o.driver.kind }, value: 1 },
+  ]);
+  metrics.registry.gauge(
+    'refit_audit_spool_depth',
+    'Audit events spooled on this host and not yet stored in NATS.',
+    () => [{ value: backlog() }],
+  );
 }
 
 export interface SimHostOptions extends Omit<HostOptions, 'driver'> {

@@ -12,6 +12,7 @@ import { PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
 import { STREAMS, SUBJECTS, commandConsumer } from '../../schemas/names.js';
 import { hostChainStore } from '../../activities/audit/store.js';
 import type { Signer } from '../../activities/nkey.js';
+import type { StepMetrics } from '../../activities/step-metrics.js';
 import { HostAuditLog } from './audit-spool.js';
 import { servePreviews } from './preview.js';
 import { CommandNotProcessedError, CommandRunner, type RunResult } from './command-runner.js';
@@ -60,12 +61,16 @@ export interface HostWorkerOptions {
   commandAttempts?: number;
   /** The wait before the first redelivery of such a command, doubled for each next one. */
   commandRetryDelayMs?: number;
+  /** Counts and times each step this host runs (the agent's /metrics). */
+  stepMetrics?: StepMetrics;
 }
 
 export interface HostWorkerHandle {
   readonly hostId: string;
   /** Stop taking commands and leave a running step at its next safe point, unfinished, for the next start. */
   stop(): Promise<void>;
+  /** Audit events spooled on this host and not yet stored in NATS. */
+  auditBacklog(): number;
 }
 
 /**
@@ -222,8 +227,21 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     );
     const keepAlive = setInterval(() => msg.working(), o.workingIntervalMs ?? DEFAULT_WORKING_INTERVAL_MS);
     let result: RunResult;
+    const started = performance.now();
     try {
       result = await runner.run(command);
+      const { state } = result.kind === 'finished' ? result.status : { state: undefined };
+      if (
+        result.kind === 'finished' &&
+        !result.replayed &&
+        (state === 'succeeded' || state === 'failed' || state === 'cancelled')
+      )
+        o.stepMetrics?.stepEnded({
+          kind: command.kind,
+          mode: command.mode,
+          outcome: state,
+          seconds: (performance.now() - started) / 1000,
+        });
     } catch (err) {
       // Awaited here so that the message is kept alive while the host answers it.
       return await processingFailed(msg, command, err);
@@ -274,6 +292,7 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
 
   return {
     hostId: o.hostId,
+    auditBacklog: () => audit.backlog,
     async stop() {
       if (stopping.signal.aborted) return;
       stopping.abort();
