@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { LabHostStatus, LabStatus } from '../lab/status.js';
-import { renderLabStatus } from './lab.js';
+import { labFlavours, renderLabStatus } from './lab.js';
 
 const host = (id: string, more: Partial<LabHostStatus> = {}): LabHostStatus => ({
   id,
   ns: `rf-${id}`,
+  flavour: 'debian',
   address: `10.77.0.1${id.slice(1)}/16`,
   up: true,
   bootId: 'b',
@@ -40,5 +41,14 @@ describe('refit lab status', () => {
     expect(lines[1]).toMatch(/CORDON\s+PROBE\s+VMS$/);
     expect(lines[2]).toMatch(/reachable\s+vm101$/);
     expect(lines[3]).toMatch(/UNREACHABLE\s+vm201$/);
+  });
+});
+
+describe('refit lab up --flavour', () => {
+  it('takes one flavour for every host or one per host', () => {
+    expect(labFlavours('pve')).toEqual({ flavour: 'pve' });
+    expect(labFlavours('h1=pve,h3=debian')).toEqual({ flavours: { h1: 'pve', h3: 'debian' } });
+    for (const bad of ['proxmox', 'h1=pve,', 'h0=pve', 'h1:pve', 'h1=pve;rm'])
+      expect(() => labFlavours(bad), bad).toThrow(/Expected debian, pve/);
   });
 });

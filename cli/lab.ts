@@ -1,14 +1,14 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { labDown } from '../lab/down.js';
 import { clearFaults, injectLoss, injectPortSecurity } from '../lab/faults.js';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { rebootHost } from '../activities/host/lab/boot.js';
-import { hostPaths } from '../activities/host/lab/layout.js';
+import { hostPaths, type LabShape } from '../activities/host/lab/layout.js';
 import { liveSupervisor, requestReboot } from '../activities/host/lab/power.js';
 import { until } from '../activities/poll.js';
-import type { LabHost } from '../activities/host/lab/state.js';
+import { LabFlavour, type LabHost } from '../activities/host/lab/state.js';
 import { migrateVm } from '../activities/host/lab/migrate.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
 import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../activities/host/lab/state.js';
@@ -23,6 +23,23 @@ import { tableLines } from './table.js';
 import { nonNegativeInteger, positiveInteger } from './numeric-options.js';
 
 const readBootId = async (host: LabHost) => (await readFile(hostPaths(host).bootId, 'utf8').catch(() => '')).trim();
+
+type FlavourSpec = Pick<LabShape, 'flavour' | 'flavours'>;
+
+/** `--flavour pve`, or per host `h1=pve,h2=debian`. */
+export function labFlavours(text: string): FlavourSpec {
+  const one = LabFlavour.safeParse(text);
+  if (one.success) return { flavour: one.data };
+  const flavours: Record<string, LabFlavour> = {};
+  for (const item of text.split(',')) {
+    const m = /^(h[1-9]\d*)=(.*)$/.exec(item);
+    const flavour = LabFlavour.safeParse(m?.[2]);
+    if (m === null || !flavour.success)
+      throw new InvalidArgumentError('Expected debian, pve, or per host h<n>=debian|pve separated by commas.');
+    flavours[m[1] as string] = flavour.data;
+  }
+  return { flavours };
+}
 
 /** The lab lives in <REFIT_HOME>/lab. */
 export const labDirOf = (home = refitHome()) => path.join(home, 'lab');
@@ -69,24 +86,32 @@ export function registerLabCommands(program: Command): void {
     .option('--vms <m>', 'VMs per host', nonNegativeInteger, 1)
     .option('--prefix <prefix>', 'namespace name prefix', 'rf-')
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
-    .action(async (opts: { hosts: number; vms: number; prefix: string; withoutSriov?: string }) => {
-      const prefix = LabPrefix.safeParse(opts.prefix);
-      if (!prefix.success) throw new UsageError(`--prefix: ${prefix.error.issues[0]?.message}`);
-      const noSriov = opts.withoutSriov !== undefined ? opts.withoutSriov.split(',').filter((h) => h !== '') : [];
-      const state = await usage(() =>
-        labUp(
-          {
-            labDir: labDirOf(),
-            hosts: opts.hosts,
-            vmsPerHost: opts.vms,
-            prefix: prefix.data,
-            noSriov,
-          },
-          createLogger('refit-lab'),
-        ),
-      );
-      process.stdout.write(renderLabStatus(await labStatus(state)) + '\n');
-    });
+    .option(
+      '--flavour <flavour>',
+      'debian (classic ifupdown) or pve (ifupdown2, as Proxmox VE 7/8), for every host or per host: h1=pve,h2=pve (others debian)',
+      labFlavours,
+    )
+    .action(
+      async (opts: { hosts: number; vms: number; prefix: string; withoutSriov?: string; flavour?: FlavourSpec }) => {
+        const prefix = LabPrefix.safeParse(opts.prefix);
+        if (!prefix.success) throw new UsageError(`--prefix: ${prefix.error.issues[0]?.message}`);
+        const noSriov = opts.withoutSriov !== undefined ? opts.withoutSriov.split(',').filter((h) => h !== '') : [];
+        const state = await usage(() =>
+          labUp(
+            {
+              labDir: labDirOf(),
+              hosts: opts.hosts,
+              vmsPerHost: opts.vms,
+              prefix: prefix.data,
+              noSriov,
+              ...opts.flavour,
+            },
+            createLogger('refit-lab'),
+          ),
+        );
+        process.stdout.write(renderLabStatus(await labStatus(state)) + '\n');
+      },
+    );
 
   lab
     .command('status')

@@ -1,9 +1,20 @@
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { InvalidStepParamsError } from '../activities/host/driver.js';
 import { InterfacesPlanError, planOvsConversion } from '../activities/host/linux/ovs-plan.js';
 import { UsageError } from '../schemas/errors.js';
 import { integerBetween } from './numeric-options.js';
+import {
+  describeIfupdown,
+  detectIfupdown,
+  IFUPDOWN2_DIR,
+  type IfupdownFlavour,
+} from '../activities/host/linux/ifupdown.js';
+
+function ifupdownFlavour(value: string): IfupdownFlavour {
+  if (value === '1' || value === '2') return Number(value) as IfupdownFlavour;
+  throw new InvalidArgumentError('Expected 1 (classic ifupdown) or 2 (ifupdown2).');
+}
 
 interface OvsConfigOptions {
   interfaces: string;
@@ -11,10 +22,17 @@ interface OvsConfigOptions {
   uplink?: string;
   hostVlan: number;
   datapath?: string;
+  ifupdown?: IfupdownFlavour;
 }
 
-/** What `refit ovs-config` prints: the converted file. It never writes anything. */
-export async function renderOvsConfig(opts: OvsConfigOptions): Promise<string> {
+/**
+ * What `refit ovs-config` prints: the converted file, for the ifupdown flavour asked for or else this
+ * machine's (`note` says which and why, for stderr). It never writes anything.
+ */
+export async function renderOvsConfig(
+  opts: OvsConfigOptions,
+  note: (line: string) => void = () => undefined,
+): Promise<string> {
   if (opts.datapath !== undefined && opts.datapath !== 'netdev') throw new UsageError('--datapath can only be netdev');
   let text: string;
   try {
@@ -22,8 +40,17 @@ export async function renderOvsConfig(opts: OvsConfigOptions): Promise<string> {
   } catch (err) {
     throw new UsageError(`cannot read ${opts.interfaces}: ${(err as Error).message}`);
   }
+  const flavour = opts.ifupdown ?? detectIfupdown();
+  note(
+    `refit ovs-config: writing for ${describeIfupdown(flavour)}${
+      opts.ifupdown !== undefined
+        ? ' (--ifupdown)'
+        : `, this machine's (${IFUPDOWN2_DIR} ${flavour === 2 ? 'present' : 'absent'}); --ifupdown 1|2 chooses`
+    }`,
+  );
   try {
     return planOvsConversion(text, {
+      ifupdown: flavour,
       bridge: opts.bridge,
       uplink: opts.uplink,
       hostVlan: opts.hostVlan,
@@ -50,7 +77,12 @@ export function registerOvsConfigCommand(program: Command): void {
       1,
     )
     .option('--datapath <type>', 'netdev for the userspace datapath (the lab); default: the kernel datapath')
+    .option(
+      '--ifupdown <1|2>',
+      `1: classic ifupdown (allow-<bridge>), 2: ifupdown2 (auto, ifreload -a); default: this machine's (2 when ${IFUPDOWN2_DIR} exists)`,
+      ifupdownFlavour,
+    )
     .action(async (opts: OvsConfigOptions) => {
-      process.stdout.write(await renderOvsConfig(opts));
+      process.stdout.write(await renderOvsConfig(opts, (line) => process.stderr.write(`${line}\n`)));
     });
 }

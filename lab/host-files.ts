@@ -1,9 +1,22 @@
 import { existsSync } from 'node:fs';
-import { copyFile, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  access,
+  constants,
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { hostPaths } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { RefitError } from '../schemas/errors.js';
+import { ifupdown2Unpacked } from './tools.js';
 
 const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as const;
 /** The ifupdown hooks a lab host gets: Open vSwitch's (openvswitch-switch) and the Linux bridge's (bridge-utils). */
@@ -78,6 +91,7 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
       'the bridge-utils ifupdown hook (/etc/network/if-pre-up.d/bridge) is missing: apt-get install bridge-utils',
     );
   }
+  if (host.flavour === 'pve') await installIfupdown2(host);
   await writeFile(path.join(etc, 'network/interfaces'), proxmoxInterfaces(lab, host));
   await writeFile(path.join(etc, 'default/grub'), DEBIAN_GRUB);
   const device = path.join(p.sys, 'class/net', host.nic, 'device');
@@ -90,6 +104,47 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
   await rm(p.etc, { recursive: true, force: true });
   await mkdir(p.etc, { recursive: true });
   for (const dir of ['network', 'default']) await symlink(path.join(etc, dir), path.join(p.etc, dir));
+}
+
+/** The programs of ifupdown2; it runs as whichever its name says. */
+const IFUPDOWN2_PROGRAMS = ['ifup', 'ifdown', 'ifreload', 'ifquery'] as const;
+
+/**
+ * A `pve` host's ifupdown2: <root>/usr/share/ifupdown2 links to the unpacked package (so the driver
+ * finds it where Proxmox VE looks), <root>/sbin/{ifup,ifdown,ifreload,ifquery} link to its program and
+ * come first on the host's PATH (lab/bin/host-exec), and its configuration keeps its state in the
+ * host's own /run instead of the /var/tmp/network every lab host would share.
+ */
+async function installIfupdown2(host: LabHost): Promise<void> {
+  const unpacked = ifupdown2Unpacked();
+  const program = path.join(unpacked, 'usr/share/ifupdown2/__main__.py');
+  if (
+    !(await access(program, constants.X_OK).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new LabToolsMissingError(
+      `ifupdown2 is not unpacked in ${unpacked} (pve lab hosts need it): run scripts/setup.sh as root`,
+    );
+  const p = hostPaths(host);
+  await mkdir(path.dirname(p.ifupdown2), { recursive: true });
+  await rm(p.ifupdown2, { force: true });
+  await symlink(path.join(unpacked, 'usr/share/ifupdown2'), p.ifupdown2);
+  await mkdir(p.sbin, { recursive: true });
+  for (const name of IFUPDOWN2_PROGRAMS) {
+    await rm(path.join(p.sbin, name), { force: true });
+    await symlink(path.join(p.ifupdown2, 'ifupdown2'), path.join(p.sbin, name));
+  }
+  const conf = path.join(host.root, 'etc/network/ifupdown2');
+  await mkdir(conf, { recursive: true });
+  const packaged = path.join(unpacked, 'etc/network/ifupdown2');
+  const main = await readFile(path.join(packaged, 'ifupdown2.conf'), 'utf8');
+  await writeFile(
+    path.join(conf, 'ifupdown2.conf'),
+    main.replace(/^state_dir=.*$/m, 'state_dir=/run/network/ifupdown2/'),
+  );
+  await copyFile(path.join(packaged, 'addons.conf'), path.join(conf, 'addons.conf'));
 }
 
 async function copyHooks(from: string, to: string): Promise<void> {

@@ -6,11 +6,13 @@ import type { LabState } from '../activities/host/lab/state.js';
 // `ip netns exec` gives each command a mount namespace of its own (slave to ours), so the bind
 // mount below is seen by this command and its children only, and disappears with them.
 const HOST_EXEC = `#!/bin/sh
-# refit lab: run "$@" inside lab host <root>, with the host's own /run.
+# refit lab: run "$@" inside lab host <root>, with the host's own /run (and a pve host's own
+# ifupdown2 first on its PATH: <root>/sbin/ifup, ifreload, ... link to it).
 set -eu
 root="$1"
 shift
 mount --bind "$root/run" /run
+if [ -d "$root/sbin" ]; then PATH="$root/sbin:$PATH"; export PATH; fi
 exec "$@"
 `;
 

@@ -6,11 +6,13 @@ import { reachableFromSwitch, runningBridge } from '../activities/host/lab/attac
 import { hostPaths } from '../activities/host/lab/layout.js';
 import { locateVms } from '../activities/host/lab/migrate.js';
 import { ovsPids } from '../activities/host/lab/ovs-daemons.js';
-import type { LabHost, LabState } from '../activities/host/lab/state.js';
+import type { LabFlavour, LabHost, LabState } from '../activities/host/lab/state.js';
 
 export interface LabHostStatus {
   id: string;
   ns: string;
+  /** debian (classic ifupdown) or pve (ifupdown2). */
+  flavour: LabFlavour;
   address: string;
   up: boolean;
   bootId: string | undefined;
@@ -46,6 +48,7 @@ export async function hostStatus(lab: LabState, host: LabHost, vms: string[], pr
   const status: LabHostStatus = {
     id: host.id,
     ns: host.ns,
+    flavour: host.flavour,
     address: host.address,
     up,
     bootId: await readTrim(p.bootId),

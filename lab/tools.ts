@@ -1,5 +1,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { toolCacheDir } from '../workers/dev/tools.js';
+
+/**
+ * Debian's ifupdown2 for the lab's `pve` hosts, unpacked by scripts/setup.sh (`apt-get download`,
+ * `dpkg -x`) into the tool cache: it conflicts with ifupdown as a package, so it is never installed.
+ */
+export function ifupdown2Unpacked(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(toolCacheDir(env), 'ifupdown2');
+}
 
 /** Programs the lab runs, and where Debian installs them. */
 const TOOLS = [

@@ -9,6 +9,7 @@ NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
 ANSIBLE_CORE_VERSION="2.19.14"   # PyPI; the newest line that runs on Python 3.11 (deploy/ansible/)
 PROMETHEUS_CLIENT_VERSION="0.23.1" # PyPI; its exposition parser checks refit's /metrics in the tests
 APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients)
+IFUPDOWN2_VERSION="3.0.0-1.1"    # Debian bookworm; conflicts with ifupdown, so only unpacked (the lab's pve hosts)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${REFIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/refit}"
@@ -83,6 +84,29 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 else
   say "not root: skipping the lab's system packages (the lab needs root; the sim driver does not)"
+fi
+
+# --- ifupdown2, unpacked privately for the lab's pve hosts ------------------------------------
+# The package conflicts with ifupdown (which the lab's debian hosts and this machine use), so it is
+# downloaded and unpacked with dpkg -x, never installed; the lab links each pve host's ifup/ifreload to it.
+ifupdown2_dir="$cache/ifupdown2-$IFUPDOWN2_VERSION"
+if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+  if [ ! -f "$ifupdown2_dir/.complete" ]; then
+    say "unpacking ifupdown2 $IFUPDOWN2_VERSION for the lab's pve hosts (apt-get download + dpkg -x, not installed)"
+    tmp="$(mktemp -d)"
+    chmod 755 "$tmp" # apt-get download writes as the _apt user where it can
+    if (cd "$tmp" && apt-get download -qq "ifupdown2=$IFUPDOWN2_VERSION" 2>/dev/null); then
+      rm -rf "$ifupdown2_dir"
+      mkdir -p "$ifupdown2_dir"
+      dpkg -x "$tmp/ifupdown2_${IFUPDOWN2_VERSION}_all.deb" "$ifupdown2_dir"
+      chmod +x "$ifupdown2_dir/usr/share/ifupdown2/__main__.py" # as the package's postinst does
+      touch "$ifupdown2_dir/.complete"
+    else
+      say "ifupdown2=$IFUPDOWN2_VERSION could not be downloaded (apt-get update first?): the lab's pve hosts will refuse to start"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -f "$ifupdown2_dir/.complete" ] && ln -sfn "$ifupdown2_dir" "$cache/ifupdown2"
 fi
 
 # --- npm dependencies and build ----------------------------------------------------------------

@@ -93,6 +93,14 @@ describe('refit command line', () => {
       "option '--host-vlan <tag>' argument '5000' is invalid. Expected a VLAN tag (1-4094).",
     ],
     [
+      ['ovs-config', '--interfaces', 'x', '--ifupdown', '3'],
+      "option '--ifupdown <1|2>' argument '3' is invalid. Expected 1 (classic ifupdown) or 2 (ifupdown2).",
+    ],
+    [
+      ['lab', 'up', '--flavour', 'proxmox'],
+      "option '--flavour <flavour>' argument 'proxmox' is invalid. Expected debian, pve, or per host",
+    ],
+    [
       ['audit', 'log', '--since', 'yesterday'],
       "option '--since <time>' argument 'yesterday' is invalid. Expected a time",
     ],

@@ -2,16 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareStep, toStepError, type StepAuditNote, type StepContext } from '../../activities/host/driver.js';
+import { prepareStep, toStepError, type StepContext } from '../../activities/host/driver.js';
 import {
   parseOvsPorts,
   parseOvsShow,
   ovsListPortsJsonArgv,
   ovsShowArgv,
 } from '../../activities/host/linux/ovs-vsctl.js';
-import type { ReceivedCommand, StepCommand } from '../../schemas/command.js';
+import type { StepCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 import { labDown } from '../../lab/down.js';
 import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
@@ -22,38 +21,11 @@ import { locateVms } from '../../activities/host/lab/migrate.js';
 import type { LabState } from '../../activities/host/lab/state.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { labUp } from '../../lab/up.js';
-import { labSkipReason, testLabDir } from './lab-env.js';
+import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('d');
-const log = pino({ level: 'silent' });
-let seq = 0;
-
-function command(
-  hostId: string,
-  kind: StepKind,
-  params: Record<string, unknown> = {},
-  mode: 'apply' | 'revert' = 'apply',
-): ReceivedCommand {
-  return {
-    commandId: `lab-test/${kind}/${mode}/${++seq}`,
-    hostId,
-    kind,
-    mode,
-    params,
-    rolloutId: 'lab-test',
-    workflowId: `wf-${hostId}`,
-    issuedAt: new Date().toISOString(),
-  };
-}
-const notes: StepAuditNote[] = [];
-const ctx = (): StepContext => ({
-  signal: new AbortController().signal,
-  progress: () => undefined,
-  log,
-  recovering: false,
-  audit: (n) => notes.push(n),
-});
+const { command, ctx, notes, log } = directSteps('lab-test');
 
 describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`, () => {
   let lab: LabState;

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
+import type { StepAuditNote, StepContext } from '../../activities/host/driver.js';
 import { labPrerequisitesMissing } from '../../lab/tools.js';
+import type { ReceivedCommand } from '../../schemas/command.js';
+import type { StepKind } from '../../schemas/steps.js';
 
 /** Why the lab tests cannot run here ('' when they can). Printed once, so a skip is never silent. */
 export function labSkipReason(): string {
@@ -22,4 +26,38 @@ export function testLabDir(tag: string): { labDir: string; prefix: string } {
     labDir: path.join(mkdtempSync(path.join(os.tmpdir(), `refit-lab-${tag}-`)), 'lab'),
     prefix: `rf-${tag}${randomBytes(2).toString('hex')}-`,
   };
+}
+
+/**
+ * For calling a lab driver's steps directly: `command` makes a step command as the controller would
+ * send it (`<rollout>/<kind>/<mode>/<n>` ids), `ctx` a step context with a silent log whose audit
+ * notes collect in `notes`.
+ */
+export function directSteps(rolloutId: string) {
+  let seq = 0;
+  const notes: StepAuditNote[] = [];
+  const log = pino({ level: 'silent' });
+  const command = (
+    hostId: string,
+    kind: StepKind,
+    params: Record<string, unknown> = {},
+    mode: 'apply' | 'revert' = 'apply',
+  ): ReceivedCommand => ({
+    commandId: `${rolloutId}/${kind}/${mode}/${++seq}`,
+    hostId,
+    kind,
+    mode,
+    params,
+    rolloutId,
+    workflowId: `wf-${hostId}`,
+    issuedAt: new Date().toISOString(),
+  });
+  const ctx = (): StepContext => ({
+    signal: new AbortController().signal,
+    progress: () => undefined,
+    log,
+    recovering: false,
+    audit: (n) => notes.push(n),
+  });
+  return { command, ctx, notes, log };
 }

@@ -54,6 +54,8 @@ export async function bootHost(lab: LabState, host: LabHost): Promise<{ bootId: 
   await writeFile(p.procCmdline, `${cmdline}\n`);
   await applyPersistedVfs(host, cmdline);
   await startOvs(lab, host);
+  // As networking.service does before ifup: ifupdown2 takes its lock in /run/network and will not run without it.
+  await mkdir(path.join(p.run, 'network'), { recursive: true });
   // A host whose network config is broken still boots; it is just not reachable, as on real hardware.
   const ifup = await hostRunner(lab, host)(['ifup', '-a']).catch((err: unknown) => ({ failed: String(err) }));
   const note =

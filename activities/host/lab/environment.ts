@@ -70,6 +70,7 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
       procCmdline: p.procCmdline,
       bootId: p.bootId,
       stateDir,
+      ifupdown2: p.ifupdown2,
     },
     vfs: labVfControl(host),
     grubUpdate: [labUpdateGrubScript(lab), host.root],

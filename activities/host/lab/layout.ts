@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LabHost, LabState, LabVm } from './state.js';
+import type { LabFlavour, LabHost, LabState, LabVm } from './state.js';
 
 export const LAB_NETWORK = '10.77.0.0/16';
 export const SWITCH_ADDRESS = '10.77.0.1';
@@ -18,6 +18,9 @@ export interface LabShape {
   prefix?: string;
   /** Hosts whose NIC has no SR-IOV (sriov_totalvfs absent), for failure tests: host ids. */
   noSriov?: readonly string[];
+  /** Each host's flavour (by host id, h<n>); the rest get `flavour` (default `debian`). */
+  flavours?: Readonly<Record<string, LabFlavour>>;
+  flavour?: LabFlavour;
   /** Host ids are <hostPrefix>h<n> (namespaces stay <prefix>h<n>); for tests sharing one NATS. */
   hostPrefix?: string;
 }
@@ -43,6 +46,7 @@ export function planLab(shape: LabShape, now = new Date()): LabState {
       nic: LAB_UPLINK,
       totalVfs: shape.noSriov?.includes(id) ? 0 : LAB_TOTAL_VFS,
       vmSlots: Math.max(4, shape.vmsPerHost * 3),
+      flavour: shape.flavours?.[`h${n}`] ?? shape.flavour ?? 'debian',
     });
     for (let m = 1; m <= shape.vmsPerHost; m++) {
       const vmid = 100 * n + m;
@@ -85,6 +89,9 @@ export function hostPaths(host: LabHost) {
     cordoned: path.join(host.root, 'var/lib/refit/cordoned'),
     sys: path.join(host.root, 'sys'),
     grubCfg: path.join(host.root, 'boot/grub/grub.cfg'),
+    /** A `pve` host's ifupdown2 (a link to the unpacked package) and the links on its PATH that run it. */
+    ifupdown2: path.join(host.root, 'usr/share/ifupdown2'),
+    sbin: path.join(host.root, 'sbin'),
     procCmdline: path.join(host.root, 'proc/cmdline'),
     bootId: path.join(host.root, 'proc/sys/kernel/random/boot_id'),
     /** Present while the host is rebooting: its agent reports nothing then. */

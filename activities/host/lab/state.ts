@@ -8,6 +8,9 @@ import { RefitError } from '../../../schemas/errors.js';
 export const LabPrefix = z.string().regex(/^rf-([a-z0-9]{1,8}-)?$/, 'must be "rf-" or "rf-<tag>-"');
 const NsName = z.string().regex(/^rf-[a-z0-9-]{1,40}$/);
 
+export const LabFlavour = z.enum(['debian', 'pve']);
+export type LabFlavour = z.infer<typeof LabFlavour>;
+
 export const LabHost = z.object({
   id: HostId,
   index: z.number().int().min(1),
@@ -23,6 +26,11 @@ export const LabHost = z.object({
   nic: InterfaceName,
   totalVfs: z.number().int().nonnegative(),
   vmSlots: z.number().int().nonnegative(),
+  /**
+   * `debian`: classic ifupdown (`ifup`), GRUB. `pve`: shaped like Proxmox VE 7/8, ifupdown2 (`ifreload -a`)
+   * unpacked privately and put first on the host's PATH. Labs from before flavours are all `debian`.
+   */
+  flavour: LabFlavour.default('debian'),
 });
 export type LabHost = z.infer<typeof LabHost>;
 

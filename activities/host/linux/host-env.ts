@@ -19,6 +19,8 @@ export interface HostPathsEnv {
   bootId: string;
   /** The driver's own small state (traffic baselines, pending reboot). */
   stateDir: string;
+  /** ifupdown2's directory: present means the host runs ifupdown2 (default /usr/share/ifupdown2, as Proxmox VE checks). */
+  ifupdown2?: string;
 }
 
 /** The NIC's SR-IOV controls: sysfs and `ip link ... vf` on real hardware, a fake sysfs in the lab. */

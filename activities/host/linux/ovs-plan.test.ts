@@ -65,9 +65,26 @@ iface vlan1 inet static
 source /etc/network/interfaces.d/*
 `;
 
+/** The same for ifupdown2 (Proxmox VE 7+): every OVS interface marked auto, no allow- lines, which ifupdown2 ignores. */
+const CONVERTED_IFUPDOWN2 = [
+  ['allow-vmbr0 ens6\n', 'auto ens6\n'],
+  ['auto vmbr0\nallow-ovs vmbr0\n', 'auto vmbr0\n'],
+  ['allow-vmbr0 vlan1\n', 'auto vlan1\n'],
+].reduce((text, [from, to]) => {
+  if (!text.includes(from as string)) throw new Error(`the classic golden file has no ${from}`);
+  return text.replace(from as string, to as string);
+}, CONVERTED);
+
 describe('the interfaces file', () => {
   it('prints back byte for byte what it parsed', () => {
-    for (const text of [PROXMOX, CONVERTED, 'auto lo\niface lo inet loopback', '', '\n\n# only a comment']) {
+    for (const text of [
+      PROXMOX,
+      CONVERTED,
+      CONVERTED_IFUPDOWN2,
+      'auto lo\niface lo inet loopback',
+      '',
+      '\n\n# only a comment',
+    ]) {
       expect(printInterfaces(parseInterfaces(text))).toBe(text);
     }
   });
@@ -81,6 +98,14 @@ describe('planOvsConversion', () => {
     expect(plan.text).toContain(
       'auto eno2\niface eno2 inet static\n\taddress 192.0.2.10/24\n#\tstorage network, keep as is\n\tmtu 9000\n',
     );
+  });
+
+  it('marks the OVS ports auto for ifupdown2 (which ignores allow-<bridge>) and writes no allow- line', () => {
+    const plan = planOvsConversion(PROXMOX, { bridge: 'vmbr0', hostVlan: 1, ifupdown: 2 });
+    expect(plan.text).toBe(CONVERTED_IFUPDOWN2);
+    expect(plan.summary).toMatch(/ifupdown2/);
+    expect(planOvsConversion(PROXMOX, { bridge: 'vmbr0', hostVlan: 1, ifupdown: 1 }).text).toBe(CONVERTED);
+    expect(planOvsConversion(CONVERTED_IFUPDOWN2, { bridge: 'vmbr0', hostVlan: 1, ifupdown: 2 }).changed).toBe(false);
   });
 
   it('plans no change for a file that is already converted', () => {
@@ -128,6 +153,12 @@ describe('planLinuxBridgeRestore', () => {
     );
     expect(plan.text).not.toMatch(/ovs_|vlan1/);
     expect(planOvsConversion(plan.text, { bridge: 'vmbr0', hostVlan: 1 }).text).toBe(CONVERTED);
+  });
+
+  it('turns the ifupdown2 form back into the same Linux bridge', () => {
+    const plan = planLinuxBridgeRestore(CONVERTED_IFUPDOWN2, { bridge: 'vmbr0' });
+    expect(plan.text).toBe(planLinuxBridgeRestore(CONVERTED, { bridge: 'vmbr0' }).text);
+    expect(plan.text).not.toMatch(/ovs_|vlan1|auto ens6/);
   });
 
   it('leaves a Linux bridge alone', () => {

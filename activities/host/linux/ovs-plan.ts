@@ -8,6 +8,7 @@ import {
   type IfaceStanza,
   type InterfacesBlock,
 } from './interfaces-file.js';
+import type { IfupdownFlavour } from './ifupdown.js';
 import { ifName } from './names.js';
 import { RefitError } from '../../../schemas/errors.js';
 
@@ -18,6 +19,8 @@ export interface OvsConversionParams {
   hostVlan: number;
   /** `netdev` for Open vSwitch's userspace datapath (the lab); the kernel datapath needs nothing. */
   datapathType?: 'netdev' | undefined;
+  /** Which ifupdown brings the file up (default 1, classic): see {@link IfupdownFlavour}. */
+  ifupdown?: IfupdownFlavour | undefined;
 }
 
 /** What a planner intends for /etc/network/interfaces. `changed` false: the file is already as wanted. */
@@ -43,10 +46,12 @@ const addressOptions = (s: IfaceStanza): [string, string][] =>
   s.options.filter((o) => !isBridgeOption(o.key) && !isOvsOption(o.key)).map((o) => [o.key, o.value]);
 
 /**
- * Plan the move of a Linux bridge to Open vSwitch, written the way Proxmox and Debian's ifupdown hooks
- * expect it: an OVSBridge, the uplink as an OVSPort announced with `allow-<bridge>` and mapping untagged
- * traffic to the host VLAN (`vlan_mode=native-untagged`), and an OVSIntPort `vlan<tag>` carrying the
- * host address that the Linux bridge had. Every other stanza, comment and blank line is kept byte for byte.
+ * Plan the move of a Linux bridge to Open vSwitch, written the way Proxmox and the ifupdown in use
+ * expect it: an OVSBridge, the uplink as an OVSPort mapping untagged traffic to the host VLAN
+ * (`vlan_mode=native-untagged`), and an OVSIntPort `vlan<tag>` carrying the host address that the
+ * Linux bridge had. Classic ifupdown (1) brings the ports up through Open vSwitch's hook, which needs
+ * them announced with `allow-<bridge>`; ifupdown2 (2) ignores `allow-<bridge>` and brings up only
+ * what is marked `auto`, as Proxmox VE 7+ writes it. Every other stanza, comment and blank line is kept byte for byte.
  */
 export function planOvsConversion(observed: string, params: OvsConversionParams): InterfacesPlan {
   const bridge = ifName(params.bridge, 'bridge');
@@ -68,14 +73,16 @@ export function planOvsConversion(observed: string, params: OvsConversionParams)
     s.options.map((o): [string, string] => [o.key, o.value]),
   );
   const tag = String(params.hostVlan);
+  const v2 = params.ifupdown === 2;
+  const portClass = (name: string) => (v2 ? `auto ${name}` : `allow-${bridge} ${name}`);
   const group = [
-    renderStanza([`allow-${bridge} ${uplink}`], uplink, 'inet', 'manual', [
+    renderStanza([portClass(uplink)], uplink, 'inet', 'manual', [
       ['ovs_bridge', bridge],
       ['ovs_type', 'OVSPort'],
       ['ovs_options', `tag=${tag} vlan_mode=native-untagged`],
       ...uplinkExtra.filter(([k]) => !isOvsOption(k)),
     ]),
-    renderStanza([`auto ${bridge}`, `allow-ovs ${bridge}`], bridge, 'inet', 'manual', [
+    renderStanza(v2 ? [`auto ${bridge}`] : [`auto ${bridge}`, `allow-ovs ${bridge}`], bridge, 'inet', 'manual', [
       ['ovs_type', 'OVSBridge'],
       ['ovs_ports', `${uplink} ${hostPort}`],
       ...(params.datapathType !== undefined
@@ -83,7 +90,7 @@ export function planOvsConversion(observed: string, params: OvsConversionParams)
         : []),
     ]),
     ...stanzas.map((s, i) =>
-      renderStanza(i === 0 ? [`allow-${bridge} ${hostPort}`] : [], hostPort, s.family, s.method, [
+      renderStanza(i === 0 ? [portClass(hostPort)] : [], hostPort, s.family, s.method, [
         ['ovs_type', 'OVSIntPort'],
         ['ovs_bridge', bridge],
         ['ovs_options', `tag=${tag}`],
@@ -99,7 +106,7 @@ export function planOvsConversion(observed: string, params: OvsConversionParams)
     bridge,
     uplink,
     hostPort,
-    summary: `${bridge}: Linux bridge → OVSBridge, uplink ${uplink} as OVSPort (tag=${tag} vlan_mode=native-untagged), host address on OVSIntPort ${hostPort}`,
+    summary: `${bridge}: Linux bridge → OVSBridge, uplink ${uplink} as OVSPort (tag=${tag} vlan_mode=native-untagged), host address on OVSIntPort ${hostPort} (${v2 ? 'ports marked auto, for ifupdown2' : `ports announced with allow-${bridge}, for classic ifupdown`})`,
   };
 }
 

@@ -2,6 +2,7 @@ import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
+import { detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
@@ -11,18 +12,30 @@ import { recordGatewayBaseline } from './verify.js';
 type Params = StepParams<'ovs-convert'>;
 const BACKUP_LABEL = 'before-ovs-convert';
 
-/** ifdown/ifup the bridge; the OVS hook brings its ports (`allow-<bridge>`) up and down with it. */
+/**
+ * Take the bridge down as the file (or `definedIn`) defines it; both ifupdowns take an OVS bridge's ports
+ * down with it (classic through the OVS hook and `allow-<bridge>`, ifupdown2 through `ovs_ports`).
+ */
 const ifdown = (run: CommandRunner, bridge: IfName, definedIn?: string) =>
   run(['ifdown', '--force', ...(definedIn !== undefined ? ['-i', definedIn] : []), bridge], { timeoutMs: 60_000 });
-const ifup = (run: CommandRunner, bridge: IfName) => run(['ifup', bridge], { timeoutMs: 120_000 });
+/**
+ * Bring the file's network up: classic ifupdown brings up the bridge (the OVS hook brings the ports
+ * announced with `allow-<bridge>`); ifupdown2 applies the whole file with `ifreload -a`, as Proxmox VE's
+ * "Apply Configuration" does.
+ */
+const ifup = (run: CommandRunner, bridge: IfName, flavour: IfupdownFlavour) =>
+  run(flavour === 2 ? ['ifreload', '-a'] : ['ifup', bridge], { timeoutMs: 120_000 });
 
-function plan(env: HostEnv, text: string, params: Params): InterfacesPlan {
+const flavourOf = (env: HostEnv) => detectIfupdown(env.paths.ifupdown2);
+
+function plan(env: HostEnv, text: string, params: Params, flavour: IfupdownFlavour): InterfacesPlan {
   try {
     return planOvsConversion(text, {
       bridge: params.bridge,
       uplink: params.uplink,
       hostVlan: params.hostVlan,
       datapathType: env.datapathType,
+      ifupdown: flavour,
     });
   } catch (err) {
     if (err instanceof InterfacesPlanError) throw new StepFailedError(`ovs-convert: ${err.message}`, { cause: err });
@@ -51,7 +64,8 @@ export async function applyOvsConvert(
 ): Promise<StepOutcome> {
   const bridge = ifName(params.bridge, 'bridge');
   const original = (await readText(env.paths.interfaces)) ?? '';
-  const planned = plan(env, original, params);
+  const flavour = flavourOf(env);
+  const planned = plan(env, original, params, flavour);
   const running = await observeBridge(env, bridge);
   const before = state(original, running);
   const onOvs = !planned.changed && running.type === 'ovs';
@@ -104,13 +118,15 @@ export async function applyOvsConvert(
     }
     ctx.progress(30, `switching ${bridge} to Open vSwitch`);
     // ifdown must read the definition the bridge was brought up with: after a crash mid-step that is the backup.
+    // ifreload -a (ifupdown2) takes the Linux bridge down itself: it compares with what it brought up.
     const upFrom = planned.changed ? undefined : backupPath(env, env.paths.interfaces, BACKUP_LABEL);
-    await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
-      ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
-    );
+    if (flavour === 1)
+      await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
+        ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
+      );
     await writeTextAtomic(env.paths.interfaces, planned.text);
     try {
-      await ifup(env.run, bridge);
+      await ifup(env.run, bridge, flavour);
       await env.afterBridgeSwitch?.();
     } catch (err) {
       await restore(env, bridge, restoreText, ctx);
@@ -150,6 +166,7 @@ export async function applyOvsConvert(
     before,
     after: {
       ...state(planned.text, afterRunning),
+      ifupdown: flavour === 2 ? 'ifupdown2' : 'ifupdown',
       interfacesDiff: lineDiff(restoreText, planned.text),
       backup: backupPath(env, env.paths.interfaces, BACKUP_LABEL),
     },
@@ -172,13 +189,17 @@ async function revertUnconfirmed(
   });
 }
 
-/** Put a known file back and rebuild the bridge from it. */
+/**
+ * Put a known file back and rebuild the bridge from it. Under ifupdown2 too the bridge is taken down
+ * first as the current file defines it: `ifreload -a` alone leaves an OVS bridge that becomes a Linux
+ * bridge in the file as it is (it downs only interfaces that were removed), with the address on it.
+ */
 async function restore(env: HostEnv, bridge: IfName, text: string, ctx: StepContext): Promise<void> {
   await ifdown(env.run, bridge).catch((err: unknown) =>
     ctx.log.warn({ err: String(err) }, 'ifdown during restore failed; going on'),
   );
   await writeTextAtomic(env.paths.interfaces, text);
-  await ifup(env.run, bridge);
+  await ifup(env.run, bridge, flavourOf(env));
   await env.afterBridgeSwitch?.();
 }
 

@@ -1,0 +1,118 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareStep } from '../../activities/host/driver.js';
+import { parseOvsShow, ovsShowArgv } from '../../activities/host/linux/ovs-vsctl.js';
+import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import { hostRunner } from '../../activities/host/lab/exec.js';
+import { hostPaths } from '../../activities/host/lab/layout.js';
+import type { LabState } from '../../activities/host/lab/state.js';
+import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
+import { labDown } from '../../lab/down.js';
+import { labUp } from '../../lab/up.js';
+import type { StepKind } from '../../schemas/steps.js';
+import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
+
+const skip = labSkipReason();
+const { labDir, prefix } = testLabDir('p');
+const { command, ctx, notes, log } = directSteps('lab-pve');
+/** The commands a step ran on the host, without the lab's `ip netns exec <ns> host-exec <root>` prefix. */
+const commands = () =>
+  notes.flatMap((n) => (n.type === 'step.command' ? [n.argv.slice(6).join(' ')] : [])).filter((c) => c !== '');
+
+/**
+ * A mixed lab: h1 is a `pve` host (Debian's real ifupdown2, `ifreload -a`), h2 a `debian` host (classic
+ * ifupdown, `ifup`). ovs-convert writes each the file its ifupdown brings up, and reverts with it.
+ */
+describe.skipIf(skip !== '')(
+  `ovs-convert by ifupdown flavour (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
+  () => {
+    let lab: LabState;
+    const drivers = new Map<string, LabDriver>();
+    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-pve-'));
+    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
+    const reachable = (id: string) => reachableFromSwitch(lab, host(id).address.split('/')[0] as string);
+    const run = (id: string, kind: StepKind, params: Record<string, unknown>, mode: 'apply' | 'revert' = 'apply') => {
+      notes.length = 0;
+      return (drivers.get(id) as LabDriver).runStep(prepareStep(command(id, kind, params, mode)), ctx());
+    };
+    const ovsPorts = async (id: string) =>
+      parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout)
+        .bridges.find((b) => b.name === 'vmbr0')
+        ?.ports.map((p) => p.name)
+        .sort();
+
+    beforeAll(async () => {
+      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, flavours: { h1: 'pve' } });
+      for (const h of lab.hosts)
+        drivers.set(
+          h.id,
+          await createLabDriver({ hostId: h.id, labDir, stateDir: path.join(stateRoot, h.id), log, confirm: 'probe' }),
+        );
+    });
+
+    afterAll(async () => {
+      await labDown({ labDir, prefix });
+      rmSync(path.dirname(labDir), { recursive: true, force: true });
+      rmSync(stateRoot, { recursive: true, force: true });
+    });
+
+    it('boots the pve host with ifupdown2 and the debian host with classic ifupdown', async () => {
+      expect(lab.hosts.map((h) => h.flavour)).toEqual(['pve', 'debian']);
+      const ifup = async (id: string) =>
+        (await hostRunner(lab, host(id))(['sh', '-c', 'command -v ifup'])).stdout.trim();
+      expect(await ifup('h1')).toBe(path.join(hostPaths(host('h1')).sbin, 'ifup'));
+      expect(await ifup('h2')).toMatch(/^\/(usr\/)?sbin\/ifup$/);
+      expect(await readFile(path.join(hostPaths(host('h1')).run, 'network/ifupdown2/ifstatenew'), 'utf8')).toBeTruthy();
+      expect([await reachable('h1'), await reachable('h2')]).toEqual([true, true]);
+    });
+
+    it('pve: the OVS ports are marked auto and ifreload -a brings vmbr0 up on OVS with uplink and host port', async () => {
+      const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 });
+      expect(commands()).toContain('ifreload -a');
+      expect(commands()).not.toContain('ifup vmbr0');
+      expect(outcome).toMatchObject({
+        changed: true,
+        after: { ifupdown: 'ifupdown2', bridge: { type: 'ovs', addresses: ['10.77.0.11/16'] } },
+      });
+      const file = await readFile(hostPaths(host('h1')).interfaces, 'utf8');
+      expect(file).toContain('auto ens6\niface ens6 inet manual\n\tovs_bridge vmbr0\n');
+      expect(file).toContain('auto vlan1\niface vlan1 inet static\n');
+      expect(file).not.toContain('allow-');
+      expect(await ovsPorts('h1')).toEqual(['ens6', 'veth101i0', 'vlan1', 'vmbr0']);
+      expect(await reachable('h1')).toBe(true);
+      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+    });
+
+    it('pve: after a reboot ifupdown2 brings the same OVS bridge up from the file', async () => {
+      await (drivers.get('h1') as LabDriver).reboot();
+      expect(await ovsPorts('h1')).toEqual(['ens6', 'veth101i0', 'vlan1', 'vmbr0']);
+      expect(await reachable('h1')).toBe(true);
+    });
+
+    it('pve: revert takes the OVS bridge down and ifreload -a brings the Linux bridge back', async () => {
+      const outcome = await run('h1', 'ovs-convert', { bridge: 'vmbr0' }, 'revert');
+      expect(commands()).toEqual(expect.arrayContaining(['ifdown --force vmbr0', 'ifreload -a']));
+      expect(outcome).toMatchObject({
+        changed: true,
+        after: { bridge: { type: 'linux', ports: ['ens6', 'veth101i0'] } },
+      });
+      expect(await ovsPorts('h1')).toBeUndefined();
+      expect(await reachable('h1')).toBe(true);
+      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+    });
+
+    it('debian: allow-vmbr0 and ifup as before, and back', async () => {
+      await run('h2', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 });
+      expect(commands()).toContain('ifup vmbr0');
+      expect(await readFile(hostPaths(host('h2')).interfaces, 'utf8')).toContain('allow-vmbr0 ens6\n');
+      expect(await ovsPorts('h2')).toEqual(['ens6', 'veth201i0', 'vlan1', 'vmbr0']);
+      expect(await reachable('h2')).toBe(true);
+      const back = await run('h2', 'ovs-convert', { bridge: 'vmbr0' }, 'revert');
+      expect(back).toMatchObject({ after: { bridge: { type: 'linux' } } });
+      expect(await reachable('h2')).toBe(true);
+    });
+  },
+);
