@@ -38,10 +38,8 @@ export function renderPlanPreview(p: PlanPreview): string {
 
   lines.push('', `waves (${limits.maxInFlight} in flight at most):`);
   for (const w of p.waves) {
-    const label =
-      w.index === 0 && p.waves.length > 1 && p.waves[0]?.hosts.length !== p.waves[1]?.hosts.length
-        ? 'canary'
-        : `wave ${w.index}`;
+    // As rollout status names them.
+    const label = w.index === 0 && p.waves.length > 1 ? 'canary' : `wave ${w.index}`;
     lines.push(...wrapped(`  ${label.padEnd(7)} (${w.hosts.length}):`, w.hosts));
   }
   for (const d of p.failureDomains) {
@@ -112,5 +110,5 @@ export function renderPlanPreview(p: PlanPreview): string {
     lines.push(`the plan cannot run (${p.problems.length}):`);
     for (const problem of p.problems) lines.push(clip(`  ${problem}`));
   }
-  return lines.join('\n');
+  return lines.map((l) => l.trimEnd()).join('\n');
 }

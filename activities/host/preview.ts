@@ -29,7 +29,7 @@ export function describeStep(step: StepCall, index: number, facts: HostFacts | u
       const pinned = facts?.vms.filter((v) => v.sriov).map((v) => v.name) ?? [];
       return {
         ...base,
-        summary: `live-migrates ${vms ?? 'its'} VMs away (destinations chosen by the controller), then cordons`,
+        summary: `live-migrates ${vms === undefined ? 'its VMs' : vms === 1 ? '1 VM' : `${vms} VMs`} away (destinations chosen by the controller), then cordons`,
         ...(pinned.length > 0
           ? { error: `VMs with SR-IOV functions cannot be live-migrated: ${pinned.join(', ')}` }
           : {}),
