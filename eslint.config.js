@@ -132,4 +132,20 @@ export default defineConfig(
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly', TextEncoder: 'readonly' },
     },
   },
+
+  {
+    // The web view's script (cli/ui/static): runs in the operator's browser, served as it is.
+    files: ['cli/ui/static/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        window: 'readonly',
+        location: 'readonly',
+        fetch: 'readonly',
+        Node: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+      },
+    },
+  },
 );

