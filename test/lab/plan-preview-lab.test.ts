@@ -42,7 +42,7 @@ describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${sk
     );
 
   beforeAll(async () => {
-    lab = await labUp({ labDir, hosts: 2, vmsPerHost: 0, prefix, noSriov: ['h2'] });
+    lab = await labUp({ labDir, hosts: 2, vmsPerHost: 0, prefix, noSriov: ['h2'], flavours: { h2: 'pve' } });
     for (const h of lab.hosts)
       drivers.set(
         h.id,
@@ -87,8 +87,13 @@ describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${sk
     expect(await snapshot('h1')).toEqual(before);
   });
 
-  it('says the step would fail on a host whose NIC has no SR-IOV', async () => {
-    const [, sriov] = await (drivers.get('h2') as LabDriver).preview(steps);
+  it('writes the ports for the ifupdown the host runs, and says a step would fail on a NIC without SR-IOV', async () => {
+    const [debianOvs] = await (drivers.get('h1') as LabDriver).preview(steps);
+    const [pveOvs, sriov] = await (drivers.get('h2') as LabDriver).preview(steps);
+    // h1 runs classic ifupdown: ports announced with allow-vmbr0; h2 (pve) runs ifupdown2: ports marked auto.
+    expect(debianOvs?.files[0]?.diff).toContain('+allow-vmbr0 ens6');
+    expect(pveOvs?.files[0]?.diff).toContain('+auto ens6');
+    expect(pveOvs?.files[0]?.diff).not.toContain('+allow-vmbr0 ens6');
     expect(sriov?.error).toBe('ens6 has no SR-IOV capability (sriov_totalvfs is missing)');
   });
 });

@@ -4,6 +4,7 @@ import type { HostFacts } from '../../../../schemas/host.js';
 import { describeStep, filePreview } from '../../preview.js';
 import { kernelCmdlineFromGrub, planGrubIommu } from '../grub.js';
 import { readText, type HostEnv } from '../host-env.js';
+import { detectIfupdown } from '../ifupdown.js';
 import { ifName } from '../names.js';
 import { InterfacesPlanError, planOvsConversion } from '../ovs-plan.js';
 import { sriovRulesFor } from '../sriov.js';
@@ -38,6 +39,8 @@ async function previewOvsConvert(env: HostEnv, params: StepParams<'ovs-convert'>
       uplink: params.uplink,
       hostVlan: params.hostVlan,
       datapathType: env.datapathType,
+      // Written for the ifupdown the host runs, as the step writes it.
+      ifupdown: detectIfupdown(env.paths.ifupdown2),
     });
     return { ...base, summary: plan.summary, files: [filePreview(env.paths.interfaces, text, plan.text)] };
   } catch (err) {
