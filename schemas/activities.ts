@@ -2,6 +2,7 @@ import type { StepCall, StepMode, StepOutcome } from './steps.js';
 import type { Plan } from './plan.js';
 import type { AuditRecordInput, AuditRecorded } from './audit.js';
 import type { VerifyActionRequest, VerifyActionResult } from './operators.js';
+import type { NotificationRequest, NotificationResult } from './notify.js';
 
 /** One step for one host, its params as the loaded plan holds them (checked, defaults filled in). */
 export type DispatchRequest = StepCall & {
@@ -55,6 +56,8 @@ export interface ControllerActivities {
   recordAudit(input: AuditRecordInput): Promise<AuditRecorded>;
   /** Check an operator action's signature against the enrolled operators' keys. */
   verifyOperatorAction(req: VerifyActionRequest): Promise<VerifyActionResult>;
+  /** Send one notification to one webhook (signed), audited as delivered or, after the last try, failed. */
+  sendNotification(req: NotificationRequest): Promise<NotificationResult>;
 }
 
 /** Failure types of the step activities that retrying cannot fix; each is thrown as `ApplicationFailure.nonRetryable`. */

@@ -35,6 +35,8 @@ export const AUDIT_EVENT_TYPES = [
   'step.previewed',
   'ovs.confirmed',
   'ovs.auto-reverted',
+  'notify.delivered',
+  'notify.failed',
 ] as const;
 export const AuditEventType = z.enum(AUDIT_EVENT_TYPES);
 export type AuditEventType = z.infer<typeof AuditEventType>;

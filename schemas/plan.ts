@@ -6,6 +6,7 @@ import { stepOrderProblems } from './step-order.js';
 import { planTextProblem } from './plan-text.js';
 import { longestWindowMs } from './windows.js';
 import { formatPath, type Problem } from './problems.js';
+import { Notify } from './notify.js';
 
 /**
  * The most hosts one plan may name or count: ten times the largest fleet refit is measured with
@@ -162,6 +163,8 @@ export const Plan = z
           .default(1),
       })
       .prefault({}),
+    /** Webhooks told when the rollout waits for an approval, pauses, loses a host or ends. */
+    notify: Notify.optional(),
   })
   .superRefine((plan, ctx) => {
     const zonesValid = plan.windows.every((w) => !('timeZone' in w) || isTimeZone(w.timeZone));

@@ -37,6 +37,7 @@ import { ActionNotAudited, ActionRefused, type Action } from './operator.js';
 import type { GateDecision } from './rollout-decision.js';
 import { RolloutMachine } from './rollout-machine.js';
 import { newRollout, offlineFates } from './rollout-state.js';
+import { startNotifier } from './notify.js';
 
 const { resolveTargets, findOffline, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
   startToCloseTimeout: '1m',
@@ -107,6 +108,11 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   const maintenance = new Map<string, Promise<void>>();
 
   setHandler(rolloutStatusQuery, () => status);
+  // Webhooks of the plan's notify block; histories from before it had none to tell.
+  const notifier =
+    plan.notify !== undefined && patched('notifications')
+      ? startNotifier(plan.notify, rolloutId, plan.name, status)
+      : undefined;
   const auditAction = (name: keyof typeof ACTION_EVENTS, a: OperatorAction & { hostId?: string }) =>
     audit({
       type: ACTION_EVENTS[name],
@@ -357,6 +363,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     const decision = machine.next({ now, historyFull: historyFull() });
     if (decision.kind === 'finish') break;
     if (decision.kind === 'continueAsNew') {
+      await notifier?.flush();
       await condition(allHandlersFinished);
       return continueAsNew<typeof fleetRollout>({ ...input, carried: machine.carryOver() });
     }
@@ -393,6 +400,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
       ...(offlineTargets ? { offline: offlineFates(end) } : {}),
     },
   });
+  await notifier?.ended(end);
   await condition(allHandlersFinished);
   return end;
 }

@@ -4,6 +4,7 @@ import type { CommandStatus } from '../../schemas/command.js';
 import type { HostPresence } from '../../schemas/host.js';
 import type { Logger } from 'pino';
 import { createRecordAudit } from './audit.js';
+import { createSendNotification } from './notify.js';
 import { createVerifyOperatorAction } from './operators.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
@@ -28,6 +29,7 @@ export interface ControllerDeps {
 export function createControllerActivities(deps: ControllerDeps): ControllerActivities {
   const leases = createLeases(deps.leases);
   const dispatchStep = createDispatchStep(deps);
+  const recordAudit = createRecordAudit(deps);
   return {
     acquireLease: (req) => leases.acquireLease(req),
     releaseLease: (req) => leases.releaseLease(req),
@@ -35,7 +37,8 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
     findOffline: async ({ hostIds }) => offlineAmong(deps.presence.values(), hostIds),
-    recordAudit: createRecordAudit(deps),
+    recordAudit,
+    sendNotification: createSendNotification({ recordAudit, log: deps.log }),
     verifyOperatorAction: createVerifyOperatorAction(deps),
   };
 }
