@@ -67,6 +67,18 @@ export const RULES: Record<string, Rule> = {
     output: true,
     reason: 'an invalid plan: exit 2 and every problem, as shown',
   },
+  'README.md: npx refit ui': { how: 'daemon', seconds: 5, reason: 'the web view runs until stopped' },
+  'docs/ui.md: npx refit ui': { how: 'daemon', seconds: 5, reason: 'the web view runs until stopped' },
+  'docs/ui.md: npx refit ui --bind 0.0.0.0': {
+    how: 'run',
+    exit: 2,
+    output: true,
+    reason: 'refused beyond loopback: exit 2 and the reason, as shown',
+  },
+  'docs/ui.md: npm run ui-screenshots': {
+    how: 'skip',
+    reason: 'test/ui.test.ts in Chromium, rewriting docs/img: that test runs in npm test',
+  },
   'README.md: npm run package': { how: 'skip', reason: 'builds the .deb, ~1 min: test/package.test.ts does' },
   "README.md: dpkg-deb --contents dist/package/refit-host_0.1.0_all.deb | awk '{print $6}' | grep -v '/$'": {
     how: 'skip',
