@@ -1,5 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './common.js';
 import { parsePlan, planJsonSchema, planProblemText, type PlanParse } from './plan.js';
 import { RebootParams, STEP_PARAMS } from './steps.js';
@@ -195,6 +197,32 @@ describe('the plan JSON Schema', () => {
 
   it('is what the zod schema generates now (after changing the schema, run `npm run plan-schema`)', () => {
     expect(committed).toEqual(generated);
+  });
+
+  it('accepts every example plan and refuses what refit refuses, checked as an editor checks it (draft 7)', () => {
+    const validate = new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(committed as object);
+    const dir = new URL('../examples/', import.meta.url);
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+      const doc: unknown = parseYaml(readFileSync(new URL(file, dir), 'utf8'));
+      expect(validate(doc) ? [] : validate.errors, file).toEqual([]);
+    }
+    expect(validate(parseYaml(`$schema: ../schemas/plan.schema.json\n${example}`))).toBe(true);
+    // The plan docs/plans.md shows refused: no nic, vfs: 0, a duration without a unit.
+    const bad = example
+      .replace('      nic: ens6\n', '')
+      .replace('vfs: 7', 'vfs: 0')
+      .replace('timeout: 10m', 'timeout: 600');
+    expect(validate(parseYaml(bad))).toBe(false);
+    const flagged = new Set((validate.errors ?? []).map((e) => `${e.instancePath} ${e.message ?? ''}`));
+    expect(flagged).toContain("/steps/2/params must have required property 'nic'");
+    expect(flagged).toContain('/steps/2/params/vfs must be >= 1');
+    expect(flagged).toContain('/steps/3/params/timeout must be string');
+    const parsed = parsePlan(bad);
+    expect(parsed.ok ? [] : parsed.problems.map((p) => p.path)).toEqual([
+      'steps[2].params.nic',
+      'steps[2].params.vfs',
+      'steps[3].params.timeout',
+    ]);
   });
 
   it('tells an editor that a duration is text with a unit', () => {
