@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { hostWorkflowId } from '../schemas/names.js';
-import { getRolloutStatus } from '../workers/control/rollout-status.js';
+import { getRolloutStatus, rolloutEnd } from '../workers/control/rollout-status.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { controllerIdentity, freePorts, startStack, stopStack } from '../workers/dev/stack.js';
 import { loadConfig, type RefitConfig, type StackFile } from '../workers/config.js';
@@ -146,7 +146,7 @@ export async function awaitRollout(
   { progressEveryMs }: { progressEveryMs?: number } = {},
 ): Promise<RolloutStatus> {
   const handle = h.client.workflow.getHandle(id);
-  const result = handle.result() as Promise<RolloutStatus>;
+  const result = rolloutEnd(handle);
   const deadline = Date.now() + timeoutMs;
   let saidAt = Date.now();
   for (;;) {

@@ -44,6 +44,10 @@ export const inboxPrefix = (identity: string) => `_INBOX_${identity}`;
 /** The workflow id of a host's maintenance: one per host, so two campaigns never share a host. */
 export const hostWorkflowId = (hostId: string) => `refit-host-${hostId}`;
 
+/** The failure types of a rollout workflow that ended failed or cancelled; its status is the failure's details. */
+export const ROLLOUT_FAILED = 'RolloutFailed';
+export const ROLLOUT_CANCELLED = 'RolloutCancelled';
+
 export const SEARCH_ATTRIBUTES = {
   rolloutId: 'RefitRolloutId',
   hostId: 'RefitHostId',

@@ -13,11 +13,11 @@ import { verifyTrail } from '../activities/audit/verify.js';
 import { createRecordAudit } from '../activities/controller/audit.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { AUDIT_CHAINS, type AuditRecordInput, type AuditRecorded } from '../schemas/audit.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { restartNats, trailEvents } from './audit-helpers.js';
 import { plan, quietLog, tempDir, campaignStepsYaml, CAMPAIGN_STEPS } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const hosts = simHostIds(3, `ar${randomBytes(2).toString('hex')}`);
 const spares = simHostIds(2, `ars${randomBytes(2).toString('hex')}`);
@@ -107,7 +107,7 @@ describe('NATS restarted in the middle of a rollout', () => {
     );
     const outage = await restartNats(stack.home, 4_000);
 
-    const result = (await suite.controller.client.workflow.getHandle(rolloutId).result()) as RolloutStatus;
+    const result = await rolloutEnd(suite.controller.client.workflow.getHandle(rolloutId));
     expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
     const written = await controllerWrites;
 

@@ -5,6 +5,7 @@ import { startRollout } from '../workers/control/rollouts.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, runCli } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 // The rollouts take two hosts; the others take their VMs.
 const hosts = simHostIds(4, `ls${randomBytes(2).toString('hex')}`);
@@ -28,7 +29,7 @@ async function rollout(name: string, historyLimit?: number): Promise<{ id: strin
   const { client } = suite.controller;
   const id = `${name}-${randomBytes(4).toString('hex')}`;
   await startRollout(client, suite.config.taskQueue, campaign(name), id, historyLimit ? { historyLimit } : {});
-  return { id, end: (await client.workflow.getHandle(id).result()) as RolloutStatus };
+  return { id, end: await rolloutEnd(client.workflow.getHandle(id)) };
 }
 
 /** Temporal's runs of a workflow id, oldest first, once it lists `expected` of them. */
@@ -53,7 +54,7 @@ interface Row {
 describe('refit rollout list', () => {
   it('shows a rollout that continued as new as one row: its last state, its first start', async () => {
     // A tiny history limit: the rollout continues as new after each host it finishes.
-    const continued = await rollout('continued', 12);
+    const continued = await rollout('continued', 16);
     expect(continued.end.state).toBe('completed');
     expect(continued.end.runs).toBeGreaterThanOrEqual(2);
     const starts = await runStarts(continued.id, continued.end.runs + 1);

@@ -11,6 +11,7 @@ import { startRollout } from '../workers/control/rollouts.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, spawnControllerWorker, temporalClient } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 // Eight hosts, three in each campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(8, `kc${randomBytes(2).toString('hex')}`);
@@ -90,7 +91,7 @@ describe('the controller worker killed mid-rollout', () => {
       await new Promise((r) => worker?.once('exit', r));
       // The step the controller was waiting on goes on without it.
       worker = spawnControllerWorker(config);
-      const result = (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus;
+      const result = await rolloutEnd(temporal.client.workflow.getHandle(id));
 
       expect(caught.state).toBe('running');
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
@@ -115,14 +116,14 @@ describe('the controller worker stopped gracefully mid-rollout (SIGTERM, as syst
       worker.kill('SIGTERM');
       const exit = await new Promise((r) => worker?.once('exit', (code) => r(code)));
       worker = spawnControllerWorker(config);
-      const result = (await Promise.race([
-        temporal.client.workflow.getHandle(id).result(),
+      const result = await Promise.race<RolloutStatus>([
+        rolloutEnd(temporal.client.workflow.getHandle(id)),
         sleep(60_000).then(async () => {
           const states = await Promise.all(stoppedHosts.map(commandsOf));
           const seen = states.flat().map((c) => `${c.hostId} ${c.kind}: ${c.state}, starts ${c.starts}`);
           throw new Error(`the rollout did not end within 60 s; the hosts' commands: ${seen.join('; ')}`);
         }),
-      ])) as RolloutStatus;
+      ]);
 
       expect(caught.state).toBe('running');
       expect(exit).toBe(0);

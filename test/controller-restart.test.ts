@@ -4,12 +4,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { until } from '../activities/poll.js';
 import { BUCKETS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, quietLog, temporalClient } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 // Four hosts, two in the campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(4, `rs${randomBytes(2).toString('hex')}`);
@@ -61,7 +61,7 @@ steps:
       // What `refit worker` does on SIGTERM.
       await controller.shutdown();
       controller = await startControllerWorker(config, quietLog);
-      const result = (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus;
+      const result = await rolloutEnd(temporal.client.workflow.getHandle(id));
 
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
       for (const hostId of hosts) {

@@ -9,7 +9,6 @@ import { readStreamState, readTrail } from '../activities/audit/read.js';
 import { verifyTrail } from '../activities/audit/verify.js';
 import { BUCKETS, STREAMS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import { loadConfig, natsNodes, readStackFile, type NatsNode, type RefitConfig } from '../workers/config.js';
 import { withNats } from '../workers/clients.js';
 import { bucketKeys } from '../activities/controller/bucket-keys.js';
@@ -22,6 +21,7 @@ import { connectNats } from '../workers/nats.js';
 import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
 import { rolloutStatusQuery } from '../workflows/messages.js';
 import { CAMPAIGN_STEPS, campaignStepsYaml, plan, quietLog, tempDir, temporalClient } from './helpers/controller.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 /**
  * `refit dev up --nats-cluster 3` in a home of this file's own (its own Temporal dev server too), a
@@ -201,7 +201,7 @@ ${campaignStepsYaml()}
         await sleep(250);
       }
 
-      const result = (await handle.result()) as RolloutStatus;
+      const result = await rolloutEnd(handle);
       done = true;
       await following;
 

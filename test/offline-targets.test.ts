@@ -8,8 +8,8 @@ import { until } from '../activities/poll.js';
 import { plan, rolloutReaches, runCli } from './helpers/controller.js';
 import { startOnlineSimFleet, useSimFleet } from './helpers/fleet.js';
 import { recordHistory } from './helpers/history.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const tag = `off${randomBytes(2).toString('hex')}`;
 const [up1, up2, comesBack, staysAway] = simHostIds(4, tag) as [string, string, string, string];
@@ -89,7 +89,7 @@ describe('hosts a selector matches that are offline', () => {
     expect(waiting.hosts.find((h) => h.hostId === comesBack)?.waitingFor).toMatch(/^offline; waiting for it until /);
     const back = await startOnlineSimFleet(stack, config, { hosts: [comesBack], labels });
     away.push(back);
-    const result = (await suite.controller.client.workflow.getHandle(id).result()) as RolloutStatus;
+    const result = await rolloutEnd(suite.controller.client.workflow.getHandle(id));
     await recordHistory(config, id, 'offline-wait');
 
     const byId = new Map(result.hosts.map((h) => [h.hostId, h]));

@@ -15,6 +15,7 @@ import { WORKFLOWS_PATH } from '../workers/controller.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { drainUndrainPlan, quietLog, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const hosts = simHostIds(4, `op${randomBytes(2).toString('hex')}`);
 const h = (i: number) => hosts[i] as string;
@@ -38,7 +39,7 @@ async function start(targets: string[], extra: string, taskQueue = config.taskQu
   return id;
 }
 const status = (id: string) => client.workflow.getHandle(id).query(rolloutStatusQuery);
-const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
+const result = async (id: string) => await rolloutEnd(client.workflow.getHandle(id));
 
 const until = (id: string, what: string, ok: (s: RolloutStatus) => boolean) => rolloutReaches(client, id, what, ok);
 

@@ -19,6 +19,7 @@ import { findTool } from '../workers/dev/tools.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { drainUndrainPlan, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const hosts = simHostIds(4, `osig${randomBytes(2).toString('hex')}`);
 const h = (i: number) => hosts[i] as string;
@@ -55,7 +56,7 @@ async function start(targets: string[], extra: string, starter?: string): Promis
   return id;
 }
 const until = (id: string, what: string, ok: (s: RolloutStatus) => boolean) => rolloutReaches(client, id, what, ok);
-const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
+const result = async (id: string) => await rolloutEnd(client.workflow.getHandle(id));
 const signedBy = (name: string, id: string, action: string, args: Record<string, unknown> = {}): OperatorAction => ({
   by: name,
   ...args,

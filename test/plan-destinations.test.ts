@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const hosts = simHostIds(2, `dst${randomBytes(2).toString('hex')}`);
 const [h1, h2] = hosts as [string, string];
@@ -45,7 +46,7 @@ describe('drain destinations a plan names', () => {
     const out = await runCli(suite.config, ['rollout', 'start', file, '--id', id]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    const end = await suite.controller.client.workflow.getHandle(id).result();
+    const end = await rolloutEnd(suite.controller.client.workflow.getHandle(id));
     expect(end).toMatchObject({ state: 'completed' });
   });
 

@@ -11,6 +11,7 @@ import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/m
 import { startSimFleet, simHostIds } from '../workers/sim/fleet.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { plan, quietLog, rolloutReaches, runCli, tempDir, waitForOnline } from './helpers/controller.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const hosts = simHostIds(16, `rc${randomBytes(2).toString('hex')}`);
 const h = (i: number) => hosts[i] as string;
@@ -46,7 +47,7 @@ async function start(targets: string[], extra: string, opts: { historyLimit?: nu
   return id;
 }
 const status = (id: string) => client.workflow.getHandle(id).query(rolloutStatusQuery);
-const result = async (id: string) => (await client.workflow.getHandle(id).result()) as RolloutStatus;
+const result = async (id: string) => await rolloutEnd(client.workflow.getHandle(id));
 
 const until = (id: string, what: string, ok: (s: RolloutStatus) => boolean) => rolloutReaches(client, id, what, ok);
 
@@ -235,7 +236,7 @@ describe('continue-as-new', () => {
   it('carries a pause across a new run, and resumes exactly where it was', async () => {
     const targets = [h(2), h(3), h(5), h(6)];
     // A tiny history limit: the rollout continues as new after each host it finishes.
-    const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 12 });
+    const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 16 });
     await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
     const paused = await client.workflow
       .getHandle(id)

@@ -15,7 +15,7 @@ import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '..
 import { stepLabel } from '../schemas/names.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
-import { abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
+import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
 const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
@@ -26,10 +26,11 @@ const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
  */
 export const STEP_ATTEMPTS = 5;
 
-function activitiesFor(step: PlanStep) {
+function activitiesFor(step: PlanStep, summary?: string) {
   // Histories recorded before the bound retried without limit, and replay so.
   const bounded = patched('bounded-step-retries');
   return proxyActivities<ControllerActivities>({
+    ...(summary !== undefined ? { summary } : {}),
     startToCloseTimeout: step.timeout ?? '2h',
     // The dispatch activity heartbeats every few seconds; a dead controller is noticed within this.
     heartbeatTimeout: '20s',
@@ -63,6 +64,8 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   const records: StepRecord[] = [];
   const progress: HostProgress = { hostId: input.hostId, rolloutId: input.rolloutId, current: null, steps: records };
   setHandler(hostProgressQuery, () => progress);
+  // Histories recorded before their activities had summaries replay without them.
+  const summaries = patched(SUMMARIES);
   // The rollout asks a host to stop (cancel with onCancel: rollback): the running step is cancelled
   // at a safe point on the host, then the completed steps are undone.
   const steps = new CancellationScope();
@@ -82,7 +85,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     upsertSearchAttributes([{ key: phaseKey, value: stepLabel(step.kind, mode) }]);
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
     records.push(record);
-    const acts = activitiesFor(step);
+    const acts = activitiesFor(step, summaries ? `${input.hostId} · ${stepLabel(step.kind, mode)}` : undefined);
     const { timeout: _timeout, ...call } = step;
     try {
       const outcome = await acts.dispatchStep({

@@ -46,3 +46,10 @@ export const abortHostSignal = defineSignal<[OperatorAction]>('abort');
 export const rolloutIdKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.rolloutId, SearchAttributeType.KEYWORD);
 export const hostIdKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.hostId, SearchAttributeType.KEYWORD);
 export const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD);
+
+/**
+ * Patch: Temporal reads like refit (decision 0017): child workflows and activities carry a summary
+ * (`sim-005`, `sim-005 · ovs-convert`), the rollout keeps RefitPhase current and fails its workflow
+ * when it ends failed or cancelled.
+ */
+export const SUMMARIES = 'temporal-reads-like-refit';

@@ -15,7 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { ControllerActivities } from '../schemas/activities.js';
-import { hostWorkflowId } from '../schemas/names.js';
+import { ROLLOUT_CANCELLED, ROLLOUT_FAILED, hostWorkflowId } from '../schemas/names.js';
 import type { HostAction, OperatorAction, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
 import { SIGNATURE_MAX_AGE_MS, type ActionSignature, type VerifyActionResult } from '../schemas/operators.js';
 import { hostMaintenance } from './host-maintenance.js';
@@ -31,6 +31,7 @@ import {
   phaseKey,
   rolloutIdKey,
   rolloutStatusQuery,
+  SUMMARIES,
 } from './messages.js';
 import { audit, userActor } from './audit.js';
 import { ActionNotAudited, ActionRefused, type Action } from './operator.js';
@@ -50,6 +51,13 @@ const { verifyOperatorAction } = proxyActivities<ControllerActivities>({
 });
 
 const DEFAULT_HISTORY_LIMIT = 10_000;
+/**
+ * What Temporal shows of a rollout (decision 0017): the RefitPhase search attribute follows the
+ * rollout's state, a rollout that ends failed or cancelled fails its workflow (its status in the
+ * failure's details), and child workflows carry their host as summary: all behind the one patch
+ * `SUMMARIES` (one marker: a run's history is no longer than it must be). Histories recorded before
+ * set the phase at start and end only and completed whatever the outcome.
+ */
 /** Signed operator actions, verified before they are audited; histories recorded before take every action as named. */
 const SIGNED_ACTIONS = 'signed-operator-actions';
 
@@ -102,6 +110,7 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   // A window decision made before DST-correct windows stays as its history recorded it; a rollout
   // started before offline targets neither keeps them nor checks presence at a host's turn.
   const offlineTargets = patched('offline-targets');
+  const readsLikeRefit = patched(SUMMARIES);
   const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'), { offlineTargets });
   const { status } = machine;
   /** Each started host's maintenance, until it has settled. */
@@ -313,6 +322,12 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
           { key: hostIdKey, value: hostId },
           { key: phaseKey, value: 'starting' },
         ],
+        ...(readsLikeRefit
+          ? {
+              staticSummary: hostId,
+              staticDetails: `rollout ${rolloutId}: ${plan.steps.map((s) => s.kind).join(' → ')}`,
+            }
+          : {}),
       });
       if (machine.abortsInFlight) await abortHost(hostId);
       machine.hostFinished(hostId, await child.result());
@@ -358,9 +373,18 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     machine.gatePassed(gate);
   }
 
+  /** The RefitPhase search attribute, kept at the rollout's state so Temporal's lists and filters see it. */
+  let phase = workflowInfo().typedSearchAttributes.get(phaseKey);
+  const syncPhase = () => {
+    if (!readsLikeRefit || phase === status.state) return;
+    phase = status.state;
+    upsertSearchAttributes([{ key: phaseKey, value: phase }]);
+  };
+
   for (;;) {
     const now = Date.now();
     const decision = machine.next({ now, historyFull: historyFull() });
+    syncPhase();
     if (decision.kind === 'finish') break;
     if (decision.kind === 'continueAsNew') {
       await notifier?.flush();
@@ -402,5 +426,14 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   });
   await notifier?.ended(end);
   await condition(allHandlersFinished);
+  if (readsLikeRefit && end.state !== 'completed')
+    // Failed in Temporal too, so its lists, filters and alerts see the truth; the status stays
+    // readable as the failure's details (`rolloutEnd` in workers/control/rollout-status.ts).
+    throw ApplicationFailure.create({
+      type: end.state === 'cancelled' ? ROLLOUT_CANCELLED : ROLLOUT_FAILED,
+      message: `rollout ${end.state}${end.message ? `: ${end.message}` : ''}`,
+      nonRetryable: true,
+      details: [end],
+    });
   return end;
 }

@@ -30,6 +30,7 @@ import {
   type UnexpectedExit,
 } from './processes.js';
 import { chaosSchedule, type ChaosTarget, type Kill } from './schedule.js';
+import { rolloutEnd } from '../../workers/control/rollout-status.js';
 
 export interface ChaosOptions {
   kills: number;
@@ -300,7 +301,7 @@ class RolloutProgress {
 
   /** The rollout's end; a rollout that paused (its failure budget spent) waits for a person: its status then. */
   async result(timeoutMs: number): Promise<RolloutStatus> {
-    const result = this.client.workflow.getHandle(this.rolloutId).result() as Promise<RolloutStatus>;
+    const result = rolloutEnd(this.client.workflow.getHandle(this.rolloutId));
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const done = await Promise.race([result, sleep(1_000).then(() => undefined)]);

@@ -9,6 +9,7 @@ import { startControllerWorker, type ControllerWorker } from '../../workers/cont
 import { startSimFleet, type SimFleetHandle, type SimFleetOptions } from '../../workers/sim/fleet.js';
 import { plan as parsePlan, quietLog, tempDir, temporalClient, testConfig, waitForOnline } from './controller.js';
 import { testStack, type TestStack } from './stack.js';
+import { rolloutEnd } from '../../workers/control/rollout-status.js';
 
 /** The controller worker in this process, on the suite's own task queue, and a Temporal client to it. */
 export interface TestController {
@@ -29,7 +30,7 @@ export async function startTestController(config: RefitConfig): Promise<TestCont
       const parsed = typeof p === 'string' ? parsePlan(p) : p;
       const id = `${parsed.name}-${randomBytes(4).toString('hex')}`;
       await startRollout(temporal.client, config.taskQueue, parsed, id);
-      return { id, result: (await temporal.client.workflow.getHandle(id).result()) as RolloutStatus };
+      return { id, result: await rolloutEnd(temporal.client.workflow.getHandle(id)) };
     },
     async stop() {
       await temporal.close();

@@ -44,6 +44,9 @@ export async function startRollout(
     taskQueue,
     args: [input],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+    // What the Temporal UI shows beside the id: the plan and its steps.
+    staticSummary: `refit rollout · plan ${plan.name}`,
+    staticDetails: `steps: ${plan.steps.map((s) => s.kind).join(' → ')}`,
     typedSearchAttributes: [
       { key: rolloutIdKey, value: rolloutId },
       { key: phaseKey, value: 'running' },
