@@ -11,7 +11,7 @@ import { startRollout } from '../workers/control/rollouts.js';
 import { plan, runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { recordHistory } from './helpers/history.js';
-import type { RolloutStatus } from '../schemas/rollout.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
 
 const tag = `ntf${randomBytes(2).toString('hex')}`;
 const [first, second, failing] = simHostIds(3, tag) as [string, string, string];
@@ -130,7 +130,7 @@ steps:
 
     expect((await runCli(config, ['rollout', 'approve', id])).code).toBe(0);
     // The workflow ends once its notifications are out (the status says completed a moment before).
-    const end = (await client.workflow.getHandle(id).result()) as RolloutStatus;
+    const end = await rolloutEnd(client.workflow.getHandle(id));
     expect(end.state).toBe('completed');
     expect(end.counts.succeeded).toBe(2);
     await recordHistory(config, id, 'notifications');
