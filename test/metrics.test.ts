@@ -24,6 +24,7 @@ import { startOnlineSimFleet } from './helpers/fleet.js';
 import { ownNatsServer } from './helpers/nats-server.js';
 import { parseExposition, sampleSum, type MetricFamily } from './helpers/prometheus.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
+import { dashboardMetricNames } from './helpers/dashboard.js';
 
 const stack = testStack();
 const PORT_0 = { address: { host: '127.0.0.1', port: 0 }, explicit: true, from: '--metrics-listen' } as const;
@@ -147,6 +148,12 @@ steps:
     expect(sampleSum(host, 'refit_audit_spool_depth')).toBeGreaterThanOrEqual(0);
     expect(sampleSum(host, 'refit_host_info', { host_id: agentHost, driver: 'sim' })).toBe(1);
     expect(sampleSum(host, 'refit_nats_connected')).toBe(1);
+
+    // The Grafana dashboard reads only what these processes export (rollout gauges while one runs).
+    const exported = new Set([...waiting, ...after, ...host].flatMap((f) => f.samples.map((x) => x.name)));
+    const read = dashboardMetricNames();
+    expect(read.length).toBeGreaterThan(10);
+    expect(read.filter((name) => !exported.has(name))).toEqual([]);
   });
 
   it('answer /healthz 503 with the reason while nats-server is stopped, and ok again once it is back', async () => {
