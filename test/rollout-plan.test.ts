@@ -158,6 +158,21 @@ describe('refit rollout plan', () => {
     expect(out.stdout).toContain(`steps[0].params.destinations.vm1: ${tag}-ghost is not a host of the inventory`);
   });
 
+  it('says a four-eyes plan cannot start without an operator key, as start would refuse it', async () => {
+    const file = await planFile('four-eyes', campaign('approvals: { afterCanary: true, distinctFrom: starter }'));
+    const unsigned = await runCli(config, ['rollout', 'plan', file], { REFIT_OPERATOR_KEY: '' });
+    expect(unsigned.code, unsigned.stderr).toBe(2);
+    expect(unsigned.stdout).toContain('the plan cannot run (1):');
+    expect(unsigned.stdout).toContain('requires four eyes (approvals.distinctFrom: starter)');
+    // With the operator's key, as start would sign it, it can run.
+    const keys = path.join(dir, 'config');
+    expect((await runCli(config, ['operator', 'keygen'], { XDG_CONFIG_HOME: keys })).code).toBe(0);
+    const signed = await runCli(config, ['rollout', 'plan', file], {
+      REFIT_OPERATOR_KEY: path.join(keys, 'refit', 'operator.nk'),
+    });
+    expect(signed.code, signed.stdout + signed.stderr).toBe(0);
+  });
+
   it('refuses an invalid plan as start does, with line and column', async () => {
     const out = await runCli(config, ['rollout', 'plan', await planFile('invalid', campaign('onOffline: later'))]);
     expect(out.code).toBe(2);
