@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import {
   access,
+  chmod,
   constants,
   copyFile,
   lstat,
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { hostPaths } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { RefitError } from '../schemas/errors.js';
+import { PROXMOX_BOOT_TOOL } from './scripts.js';
 import { ifupdown2Unpacked } from './tools.js';
 
 const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as const;
@@ -91,7 +93,10 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
       'the bridge-utils ifupdown hook (/etc/network/if-pre-up.d/bridge) is missing: apt-get install bridge-utils',
     );
   }
-  if (host.flavour === 'pve') await installIfupdown2(host);
+  if (host.flavour === 'pve') {
+    await installIfupdown2(host);
+    await installBootTool(host);
+  }
   await writeFile(path.join(etc, 'network/interfaces'), proxmoxInterfaces(lab, host));
   await writeFile(path.join(etc, 'default/grub'), DEBIAN_GRUB);
   const device = path.join(p.sys, 'class/net', host.nic, 'device');
@@ -115,6 +120,20 @@ const IFUPDOWN2_PROGRAMS = ['ifup', 'ifdown', 'ifreload', 'ifquery'] as const;
  * come first on the host's PATH (lab/bin/host-exec), and its configuration keeps its state in the
  * host's own /run instead of the /var/tmp/network every lab host would share.
  */
+/**
+ * A `pve` host boots as Proxmox VE on ZFS with UEFI: systemd-boot, kept by proxmox-boot-tool (the lab's
+ * stand-in) from /etc/kernel/cmdline onto one ESP.
+ */
+async function installBootTool(host: LabHost): Promise<void> {
+  const p = hostPaths(host);
+  await mkdir(path.dirname(p.kernelCmdline), { recursive: true });
+  await writeFile(p.kernelCmdline, 'root=ZFS=rpool/ROOT/pve-1 boot=zfs\n');
+  await writeFile(p.bootUuids, 'E014-501F\n');
+  await mkdir(p.sbin, { recursive: true });
+  await writeFile(path.join(p.sbin, 'proxmox-boot-tool'), PROXMOX_BOOT_TOOL, { mode: 0o755 });
+  await chmod(path.join(p.sbin, 'proxmox-boot-tool'), 0o755);
+}
+
 async function installIfupdown2(host: LabHost): Promise<void> {
   const unpacked = ifupdown2Unpacked();
   const program = path.join(unpacked, 'usr/share/ifupdown2/__main__.py');

@@ -31,6 +31,59 @@ mv "$root/boot/grub/grub.cfg.new" "$root/boot/grub/grub.cfg"
 echo "Generating grub configuration file ... done" >&2
 `;
 
+/**
+ * Stands in for Proxmox VE's proxmox-boot-tool on a `pve` lab host (systemd-boot on its ESPs), for
+ * the two commands refit runs, with their documented output: `status` (exit 2 and an E: line without
+ * /etc/kernel/proxmox-boot-uuids) and `refresh`, which writes the loader entry the lab boots from with
+ * /etc/kernel/cmdline as its options and logs that it ran. It lives in <root>/sbin, which host-exec
+ * puts first on the host's PATH; it finds the host's files from there.
+ */
+export const PROXMOX_BOOT_TOOL = `#!/bin/sh
+# refit lab: stand-in for proxmox-boot-tool (status, refresh) on one pve lab host.
+set -eu
+root="$(dirname "$(dirname "$(readlink -f "$0")")")"
+uuids="$root/etc/kernel/proxmox-boot-uuids"
+version=6.8.12-4-pve
+case "\${1:-}" in
+status)
+  if [ ! -e "$uuids" ]; then
+    echo "E: /etc/kernel/proxmox-boot-uuids does not exist." >&2
+    exit 2
+  fi
+  echo "Re-executing '/usr/sbin/proxmox-boot-tool' in new private mount namespace.."
+  echo "System currently booted with uefi"
+  while read -r uuid; do
+    [ -n "$uuid" ] && echo "$uuid is configured with: uefi (versions: $version)"
+  done <"$uuids"
+  ;;
+refresh)
+  echo "Running hook script 'proxmox-auto-removal'.."
+  echo "Running hook script 'zz-proxmox-boot'.."
+  echo "Re-executing '/usr/sbin/proxmox-boot-tool' in new private mount namespace.."
+  while read -r uuid; do
+    [ -n "$uuid" ] || continue
+    echo "Copying and configuring kernels on /dev/disk/by-uuid/$uuid"
+    printf '\tCopying kernel and creating boot-entry for %s\n' "$version"
+  done <"$uuids"
+  entries="$root/boot/efi/loader/entries"
+  mkdir -p "$entries"
+  {
+    echo "title    Proxmox Virtual Environment"
+    echo "version  $version"
+    echo "options  $(head -n1 "$root/etc/kernel/cmdline")"
+    echo "linux    /EFI/proxmox/$version/vmlinuz-$version"
+    echo "initrd   /EFI/proxmox/$version/initrd.img-$version"
+  } >"$entries/proxmox-$version.conf.new"
+  mv "$entries/proxmox-$version.conf.new" "$entries/proxmox-$version.conf"
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) refresh" >>"$root/var/log/proxmox-boot-tool.log"
+  ;;
+*)
+  echo "refit lab: this proxmox-boot-tool stand-in knows only status and refresh" >&2
+  exit 1
+  ;;
+esac
+`;
+
 export async function writeLabScripts(lab: LabState): Promise<void> {
   await mkdir(labBinDir(lab.labDir), { recursive: true });
   for (const [file, text] of [

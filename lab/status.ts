@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cmdlineHasIommu } from '../activities/host/linux/grub.js';
+import { iommuActive } from '../activities/host/linux/boot-config.js';
 import { reachableFromSwitch, runningBridge } from '../activities/host/lab/attach.js';
 import { hostPaths } from '../activities/host/lab/layout.js';
 import { locateVms } from '../activities/host/lab/migrate.js';
@@ -57,7 +57,7 @@ export async function hostStatus(lab: LabState, host: LabHost, vms: string[], pr
     sriov: {
       totalVfs: Number((await readTrim(path.join(device, 'sriov_totalvfs'))) ?? 0),
       numVfs: Number((await readTrim(path.join(device, 'sriov_numvfs'))) ?? 0),
-      iommu: cmdlineHasIommu((await readTrim(p.procCmdline)) ?? ''),
+      iommu: await iommuActive(p.sysIommu),
     },
     cordoned: existsSync(p.cordoned),
     vms,

@@ -93,8 +93,9 @@ async function makeHost(lab: LabState, host: LabHost): Promise<void> {
     lab.switch.bridge,
     'up',
   ]);
-  // As the installer does: generate grub.cfg once, then boot.
+  // As the installer does: generate grub.cfg (and on a pve host the systemd-boot entry) once, then boot.
   await hostRunner(lab, host)([labUpdateGrubScript(lab), host.root]);
+  if (host.flavour === 'pve') await hostRunner(lab, host)(['proxmox-boot-tool', 'refresh']);
   await bootHost(lab, host);
 }
 

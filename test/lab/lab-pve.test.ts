@@ -86,10 +86,31 @@ describe.skipIf(skip !== '')(
       expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
     });
 
-    it('pve: after a reboot ifupdown2 brings the same OVS bridge up from the file', async () => {
+    it('pve: sriov-enable edits /etc/kernel/cmdline and runs proxmox-boot-tool refresh, not GRUB', async () => {
+      const grub = await readFile(hostPaths(host('h1')).grub, 'utf8');
+      const outcome = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 });
+      expect(commands()).toEqual(['proxmox-boot-tool status', 'proxmox-boot-tool refresh']);
+      expect(outcome).toMatchObject({
+        changed: true,
+        rebootRequired: true,
+        after: {
+          bootloader: 'systemd-boot',
+          kernelCmdline: 'root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt',
+        },
+      });
+      expect(await readFile(hostPaths(host('h1')).loaderEntry, 'utf8')).toContain('intel_iommu=on iommu=pt\n');
+      expect(await readFile(hostPaths(host('h1')).grub, 'utf8')).toBe(grub);
+    });
+
+    it('pve: after a reboot ifupdown2 brings the same OVS bridge up, and systemd-boot the IOMMU and the VFs', async () => {
       await (drivers.get('h1') as LabDriver).reboot();
       expect(await ovsPorts('h1')).toEqual(['ens6', 'veth101i0', 'vlan1', 'vmbr0']);
       expect(await reachable('h1')).toBe(true);
+      expect((await (drivers.get('h1') as LabDriver).facts()).sriov).toMatchObject({ iommu: true, numVfs: 7 });
+      expect(await readFile(hostPaths(host('h1')).procCmdline, 'utf8')).toContain('boot=zfs intel_iommu=on iommu=pt');
+      const back = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7 }, 'revert');
+      expect(back).toMatchObject({ after: { bootloader: 'systemd-boot' } });
+      expect(await readFile(hostPaths(host('h1')).kernelCmdline, 'utf8')).toBe('root=ZFS=rpool/ROOT/pve-1 boot=zfs\n');
     });
 
     it('pve: revert takes the OVS bridge down and ifreload -a brings the Linux bridge back', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cmdlineHasIommu } from '../linux/grub.js';
+import { iommuActive } from '../linux/boot-config.js';
 import { parseSriovRules } from '../linux/sriov.js';
 import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.js';
 import { hostRunner, rootRunner } from './exec.js';
@@ -52,7 +52,8 @@ export async function bootHost(lab: LabState, host: LabHost): Promise<{ bootId: 
   await writeFile(p.bootId, `${bootId}\n`);
   const cmdline = await kernelCmdline(host);
   await writeFile(p.procCmdline, `${cmdline}\n`);
-  await applyPersistedVfs(host, cmdline);
+  await setIommu(host, labKernelIommu(cmdline));
+  await applyPersistedVfs(host);
   await startOvs(lab, host);
   // As networking.service does before ifup: ifupdown2 takes its lock in /run/network and will not run without it.
   await mkdir(path.join(p.run, 'network'), { recursive: true });
@@ -77,8 +78,30 @@ export async function rebootHost(lab: LabState, host: LabHost): Promise<{ bootId
   return bootHost(lab, host);
 }
 
-/** The `linux` line of the generated grub.cfg; without one, the kernel boots with the base options. */
+/**
+ * The lab's hardware is Intel (the NIC of the seed is an Intel 82576) and its kernel Debian's, whose
+ * Intel IOMMU is off unless the command line says `intel_iommu=on`.
+ */
+const labKernelIommu = (cmdline: string) => cmdline.split(/\s+/).includes('intel_iommu=on');
+
+/** What the kernel makes at boot: /sys/class/iommu/dmar0 while the IOMMU is on, nothing otherwise. */
+async function setIommu(host: LabHost, on: boolean): Promise<void> {
+  const dir = hostPaths(host).sysIommu;
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(on ? path.join(dir, 'dmar0') : dir, { recursive: true });
+}
+
+/**
+ * The command line the host boots with: a `pve` host boots with systemd-boot, from the `options` of
+ * the loader entry `proxmox-boot-tool refresh` wrote from /etc/kernel/cmdline; a `debian` host from
+ * the `linux` line of the generated grub.cfg. Without either, the kernel boots with the base options.
+ */
 async function kernelCmdline(host: LabHost): Promise<string> {
+  if (host.flavour === 'pve') {
+    const entry = await readFile(hostPaths(host).loaderEntry, 'utf8').catch(() => '');
+    const options = /^options\s+(.*)$/m.exec(entry)?.[1]?.trim() ?? 'root=ZFS=rpool/ROOT/pve-1 boot=zfs';
+    return `initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve ${options}`;
+  }
   const cfg = await readFile(hostPaths(host).grubCfg, 'utf8').catch(() => '');
   const line = cfg.split('\n').find((l) => /^\s*linux\s/.test(l));
   const options = line
@@ -99,10 +122,10 @@ async function resetVfs(host: LabHost): Promise<void> {
     if (/^virtfn\d+$/.test(entry)) await rm(path.join(dir, entry), { recursive: true, force: true });
 }
 
-/** What the persisted udev rules do at boot on real hardware: create the VFs, then set each VF's VLAN. */
-async function applyPersistedVfs(host: LabHost, cmdline: string): Promise<void> {
+/** What the persisted udev rules do at boot on real hardware: create the VFs (only with the IOMMU on), then set each VF's VLAN. */
+async function applyPersistedVfs(host: LabHost): Promise<void> {
   const rules = parseSriovRules(await readFile(hostPaths(host).sriovRules, 'utf8').catch(() => ''));
-  if (rules === undefined || rules.nic !== host.nic || !cmdlineHasIommu(cmdline)) return;
+  if (rules === undefined || rules.nic !== host.nic || !(await iommuActive(hostPaths(host).sysIommu))) return;
   await setLabVfs(host, rules.numVfs, rules.vfVlans);
 }
 

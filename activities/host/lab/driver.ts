@@ -8,7 +8,7 @@ import type { StepCommand } from '../../../schemas/command.js';
 import { HostDownError, type HostDriver, type StepContext } from '../driver.js';
 import type { HostEnv } from '../linux/host-env.js';
 import { ifName } from '../linux/names.js';
-import { cmdlineHasIommu } from '../linux/grub.js';
+import { iommuActive } from '../linux/boot-config.js';
 import { readText, withAudit } from '../linux/host-env.js';
 import { observeBridge } from '../linux/observe.js';
 import { runNetworkStep } from '../linux/steps/network.js';
@@ -84,7 +84,7 @@ export class LabDriver implements HostDriver {
         supported: totalVfs > 0,
         totalVfs,
         numVfs: await this.env.vfs.numVfs(nic),
-        iommu: cmdlineHasIommu((await readText(this.env.paths.procCmdline)) ?? ''),
+        iommu: await iommuActive(this.env.paths.sysIommu),
       },
       vms: vms.map((v) => ({ name: v.name, state: 'running', sriov: false })),
       cordoned: isCordoned(this.host),

@@ -71,6 +71,8 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
       bootId: p.bootId,
       stateDir,
       ifupdown2: p.ifupdown2,
+      kernelCmdline: p.kernelCmdline,
+      sysIommu: p.sysIommu,
     },
     vfs: labVfControl(host),
     grubUpdate: [labUpdateGrubScript(lab), host.root],

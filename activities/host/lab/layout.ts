@@ -89,6 +89,12 @@ export function hostPaths(host: LabHost) {
     cordoned: path.join(host.root, 'var/lib/refit/cordoned'),
     sys: path.join(host.root, 'sys'),
     grubCfg: path.join(host.root, 'boot/grub/grub.cfg'),
+    /** A `pve` host boots with systemd-boot: /etc/kernel/cmdline, the ESP list, and the entry refresh writes. */
+    kernelCmdline: path.join(host.root, 'etc/kernel/cmdline'),
+    bootUuids: path.join(host.root, 'etc/kernel/proxmox-boot-uuids'),
+    loaderEntry: path.join(host.root, 'boot/efi/loader/entries/proxmox-6.8.12-4-pve.conf'),
+    /** One entry per active IOMMU, as the kernel makes them at boot. */
+    sysIommu: path.join(host.root, 'sys/class/iommu'),
     /** A `pve` host's ifupdown2 (a link to the unpacked package) and the links on its PATH that run it. */
     ifupdown2: path.join(host.root, 'usr/share/ifupdown2'),
     sbin: path.join(host.root, 'sbin'),

@@ -8,7 +8,7 @@ import type { StepCommand } from '../../../schemas/command.js';
 import type { HostDriver, StepContext } from '../driver.js';
 import { createExecaRunner, type CommandRunner } from './command.js';
 import { controllerConfirmation } from './confirm.js';
-import { cmdlineHasIommu } from './grub.js';
+import { iommuActive } from './boot-config.js';
 import { readText, withAudit, type Confirmation, type HostEnv } from './host-env.js';
 import { drainLibvirtHost, isCordoned, runningDomains, undrainLibvirtHost, type LibvirtHost } from './libvirt-drain.js';
 import { ifName } from './names.js';
@@ -87,7 +87,7 @@ export class LinuxDriver implements HostDriver {
         supported: totalVfs > 0,
         totalVfs,
         numVfs: nic === undefined ? 0 : await this.env.vfs.numVfs(nic),
-        iommu: cmdlineHasIommu((await readText(this.env.paths.procCmdline)) ?? ''),
+        iommu: await iommuActive(this.env.paths.sysIommu),
       },
       vms: vms.map((name) => ({ name, state: 'running', sriov: false })),
       cordoned: isCordoned(this.libvirt),

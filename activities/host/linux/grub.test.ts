@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cmdlineHasIommu, kernelCmdlineFromGrub, planGrubIommu, planGrubIommuRemoval } from './grub.js';
+import { kernelCmdlineFromGrub, planGrubIommu, planGrubIommuRemoval } from './grub.js';
 import { parseSriovRules, renderSriovRules } from './sriov.js';
 
 const DEBIAN = `# If you change this file, run 'update-grub' afterwards to update
@@ -44,14 +44,12 @@ describe('grub IOMMU options', () => {
     expect(planGrubIommuRemoval(DEBIAN).changed).toBe(false);
   });
 
-  it('derives the kernel command line and sees whether the IOMMU is on', () => {
+  it('derives the kernel command line', () => {
     const on = planGrubIommu(
       DEBIAN.replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="console=ttyS0"'),
       'intel',
     ).text;
     expect(kernelCmdlineFromGrub(on)).toBe('console=ttyS0 quiet intel_iommu=on iommu=pt');
-    expect(cmdlineHasIommu('BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on')).toBe(true);
-    expect(cmdlineHasIommu('BOOT_IMAGE=/vmlinuz ro quiet iommu=pt')).toBe(false);
   });
 });
 

@@ -1,8 +1,4 @@
-/** Kernel options for SR-IOV: the IOMMU on, in pass-through mode for the host's own devices. */
-export const IOMMU_OPTIONS = { intel: ['intel_iommu=on', 'iommu=pt'], amd: ['amd_iommu=on', 'iommu=pt'] } as const;
-const ALL_IOMMU_OPTIONS = new Set<string>(['intel_iommu=on', 'amd_iommu=on', 'iommu=pt']);
-
-export type Iommu = keyof typeof IOMMU_OPTIONS;
+import { IOMMU_OPTIONS, REMOVED_IOMMU_OPTIONS, type Iommu } from './boot-config.js';
 
 const VARIABLE = 'GRUB_CMDLINE_LINUX_DEFAULT';
 const ASSIGNMENT = /^(\s*GRUB_CMDLINE_LINUX_DEFAULT=)(?:"([^"]*)"|'([^']*)'|(\S*))(.*)$/;
@@ -54,7 +50,7 @@ export function planGrubIommu(text: string, iommu: Iommu): GrubPlan {
 
 /** Take every IOMMU option off GRUB_CMDLINE_LINUX_DEFAULT again. */
 export function planGrubIommuRemoval(text: string): GrubPlan {
-  return rewrite(text, (words) => words.filter((w) => !ALL_IOMMU_OPTIONS.has(w)));
+  return rewrite(text, (words) => words.filter((w) => !REMOVED_IOMMU_OPTIONS.has(w)));
 }
 
 /** The kernel command line update-grub would generate from /etc/default/grub (the parts refit cares about). */
@@ -63,10 +59,4 @@ export function kernelCmdlineFromGrub(text: string): string {
     .join(' ')
     .trim()
     .replace(/\s+/g, ' ');
-}
-
-/** Does a running kernel's command line (/proc/cmdline) have the IOMMU on? */
-export function cmdlineHasIommu(cmdline: string): boolean {
-  const words = cmdline.trim().split(/\s+/);
-  return words.includes('intel_iommu=on') || words.includes('amd_iommu=on');
 }

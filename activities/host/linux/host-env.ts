@@ -19,6 +19,10 @@ export interface HostPathsEnv {
   bootId: string;
   /** The driver's own small state (traffic baselines, pending reboot). */
   stateDir: string;
+  /** The kernel command line proxmox-boot-tool puts in the boot entries (default /etc/kernel/cmdline). */
+  kernelCmdline?: string;
+  /** One entry per active IOMMU (default /sys/class/iommu). */
+  sysIommu?: string;
   /** ifupdown2's directory: present means the host runs ifupdown2 (default /usr/share/ifupdown2, as Proxmox VE checks). */
   ifupdown2?: string;
 }

@@ -2,6 +2,7 @@ import type { StepPreview } from '../../../../schemas/preview.js';
 import type { StepCall, StepParams } from '../../../../schemas/steps.js';
 import type { HostFacts } from '../../../../schemas/host.js';
 import { describeStep, filePreview } from '../../preview.js';
+import { detectBootloader, planCmdlineIommu } from '../boot-config.js';
 import { kernelCmdlineFromGrub, planGrubIommu } from '../grub.js';
 import { readText, type HostEnv } from '../host-env.js';
 import { detectIfupdown } from '../ifupdown.js';
@@ -63,17 +64,30 @@ async function previewSriovEnable(
       : params.vfs > total
         ? `${nic} supports at most ${total} VFs; the plan asks for ${params.vfs}`
         : undefined;
-  const grubText = (await readText(env.paths.grub)) ?? '';
-  const grub = planGrubIommu(grubText, params.iommu);
+  const boot = await detectBootloader(env).catch((err: unknown) => err as Error);
+  if (boot instanceof Error)
+    return { ...base, summary: 'cannot be planned', files: [], changes: [], error: boot.message };
+  const file = boot.kind === 'systemd-boot' ? (env.paths.kernelCmdline ?? '/etc/kernel/cmdline') : env.paths.grub;
+  const text = (await readText(file)) ?? '';
   const rulesText = (await readText(env.paths.sriovRules)) ?? '';
   const rules = sriovRulesFor(nic, params);
-  const cmdline = { before: kernelCmdlineFromGrub(grubText), after: kernelCmdlineFromGrub(grub.text) };
+  let planned: string;
+  let cmdline: { before: string; after: string };
+  if (boot.kind === 'systemd-boot') {
+    const plan = planCmdlineIommu(text, params.iommu);
+    planned = plan.text;
+    cmdline = { before: plan.before, after: plan.after };
+  } else {
+    planned = planGrubIommu(text, params.iommu).text;
+    cmdline = { before: kernelCmdlineFromGrub(text), after: kernelCmdlineFromGrub(planned) };
+  }
   return {
     ...base,
-    summary: grub.changed
-      ? `IOMMU on the kernel command line, ${params.vfs} VFs on ${nic} at every boot; a reboot follows`
-      : `${params.vfs} VFs on ${nic} at every boot (the IOMMU options are there already)`,
-    files: [filePreview(env.paths.grub, grubText, grub.text), filePreview(env.paths.sriovRules, rulesText, rules)],
+    summary:
+      planned !== text
+        ? `IOMMU on the kernel command line, ${params.vfs} VFs on ${nic} at every boot; a reboot follows`
+        : `${params.vfs} VFs on ${nic} at every boot (the IOMMU options are there already)`,
+    files: [filePreview(file, text, planned), filePreview(env.paths.sriovRules, rulesText, rules)],
     changes: cmdline.before === cmdline.after ? [] : [{ what: 'kernel command line', ...cmdline }],
     ...(unsupported ? { error: unsupported } : {}),
   };

@@ -1,7 +1,15 @@
 import { rm } from 'node:fs/promises';
 import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
 import { UnsupportedHardwareError, throwIfAborted, type StepContext } from '../../driver.js';
-import { cmdlineHasIommu, planGrubIommu, planGrubIommuRemoval, type GrubPlan } from '../grub.js';
+import {
+  detectBootloader,
+  IOMMU_OPTIONS,
+  iommuActive,
+  planCmdlineIommu,
+  planCmdlineIommuRemoval,
+  type Iommu,
+} from '../boot-config.js';
+import { planGrubIommu, planGrubIommuRemoval } from '../grub.js';
 import { backupFile, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff } from '../observe.js';
@@ -15,22 +23,59 @@ async function observeSriov(env: HostEnv, nic: IfName) {
     nic,
     totalVfs: (await env.vfs.totalVfs(nic)) ?? 0,
     numVfs: await env.vfs.numVfs(nic),
-    iommu: cmdlineHasIommu(cmdline),
+    iommu: await iommuActive(env.paths.sysIommu),
     cmdline,
     persisted: parseSriovRules((await readText(env.paths.sriovRules)) ?? '') ?? null,
   };
 }
 
-async function writeGrub(env: HostEnv, plan: GrubPlan, original: string, label: string): Promise<void> {
-  if (!plan.changed) return;
-  await backupFile(env, env.paths.grub, original, label);
-  await writeTextAtomic(env.paths.grub, plan.text);
-  await env.run(env.grubUpdate, { timeoutMs: 120_000 });
+/** What the kernel command line change did: where, before and after, and the file's diff. */
+interface BootChange {
+  changed: boolean;
+  bootloader: 'grub' | 'systemd-boot';
+  /** GRUB_CMDLINE_LINUX_DEFAULT, or the line of /etc/kernel/cmdline. */
+  before: string;
+  after: string;
+  diff: string[];
 }
 
 /**
- * Check the NIC can do SR-IOV, put the IOMMU options on the kernel command line (/etc/default/grub and
- * its update command), persist the VF count (and VF VLANs) in udev rules applied at every boot, and
+ * Put the IOMMU options on (or take them off) the kernel command line where this host keeps it: GRUB
+ * (/etc/default/grub, then its update command) or systemd-boot through proxmox-boot-tool
+ * (/etc/kernel/cmdline, then `proxmox-boot-tool refresh`). The file is backed up before it changes.
+ */
+async function changeKernelCmdline(env: HostEnv, iommu: Iommu | 'off', label: string): Promise<BootChange> {
+  const boot = await detectBootloader(env);
+  const [file, update]: [string, readonly string[]] =
+    boot.kind === 'systemd-boot'
+      ? [env.paths.kernelCmdline ?? '/etc/kernel/cmdline', ['proxmox-boot-tool', 'refresh']]
+      : [env.paths.grub, env.grubUpdate];
+  const text = (await readText(file)) ?? '';
+  const plan =
+    boot.kind === 'systemd-boot'
+      ? iommu === 'off'
+        ? planCmdlineIommuRemoval(text)
+        : planCmdlineIommu(text, iommu)
+      : iommu === 'off'
+        ? planGrubIommuRemoval(text)
+        : planGrubIommu(text, iommu);
+  if (plan.changed) {
+    await backupFile(env, file, text, label);
+    await writeTextAtomic(file, plan.text);
+    await env.run(update, { timeoutMs: 120_000 });
+  }
+  return {
+    changed: plan.changed,
+    bootloader: boot.kind,
+    before: plan.before,
+    after: plan.after,
+    diff: lineDiff(text, plan.text),
+  };
+}
+
+/**
+ * Check the NIC can do SR-IOV, put the IOMMU options on the kernel command line (GRUB or
+ * proxmox-boot-tool, whichever boots the host), persist the VF count (and VF VLANs) in udev rules applied at every boot, and
  * create the VFs now when the running kernel already has the IOMMU on; otherwise ask for a reboot.
  */
 export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
@@ -45,15 +90,9 @@ export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepCo
   const before = await observeSriov(env, nic);
   throwIfAborted(ctx.signal);
 
-  const grubText = (await readText(env.paths.grub)) ?? '';
-  const grub = planGrubIommu(grubText, params.iommu);
-  ctx.progress(
-    20,
-    grub.changed
-      ? `adding ${params.iommu}_iommu=on iommu=pt to the kernel command line`
-      : 'IOMMU options already configured',
-  );
-  await writeGrub(env, grub, grubText, 'before-sriov-enable');
+  const options = IOMMU_OPTIONS[params.iommu].join(' ');
+  ctx.progress(20, `putting ${options} on the kernel command line`);
+  const boot = await changeKernelCmdline(env, params.iommu, 'before-sriov-enable');
 
   const rulesText = (await readText(env.paths.sriovRules)) ?? '';
   const rules = sriovRulesFor(nic, params);
@@ -77,16 +116,22 @@ export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepCo
     }
   }
   const after = await observeSriov(env, nic);
-  const changed = grub.changed || rules !== rulesText || live;
+  const changed = boot.changed || rules !== rulesText || live;
   const rebootRequired = !after.iommu;
   ctx.progress(100, rebootRequired ? 'configured; a reboot is needed' : `${after.numVfs} VFs active`);
   return {
     changed,
     summary: rebootRequired
-      ? `${params.iommu}_iommu=on iommu=pt on the kernel command line and ${params.vfs} VFs on ${nic} persisted; reboot required`
+      ? `${options} on the kernel command line (${boot.bootloader === 'grub' ? '/etc/default/grub' : '/etc/kernel/cmdline, proxmox-boot-tool'}) and ${params.vfs} VFs on ${nic} persisted; reboot required`
       : `${after.numVfs} VFs active on ${nic}${changed ? '' : ' (nothing to change)'}`,
     before,
-    after: { ...after, grubDiff: lineDiff(grubText, grub.text), cmdlineDefault: grub.after },
+    after: {
+      ...after,
+      bootloader: boot.bootloader,
+      ...(boot.bootloader === 'grub'
+        ? { grubDiff: boot.diff, cmdlineDefault: boot.after }
+        : { kernelCmdlineDiff: boot.diff, kernelCmdline: boot.after }),
+    },
     rebootRequired,
   };
 }
@@ -95,9 +140,7 @@ export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepCo
 export async function revertSriovEnable(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
   const nic = ifName(params.nic, 'nic');
   const before = await observeSriov(env, nic);
-  const grubText = (await readText(env.paths.grub)) ?? '';
-  const grub = planGrubIommuRemoval(grubText);
-  await writeGrub(env, grub, grubText, 'before-sriov-revert');
+  const boot = await changeKernelCmdline(env, 'off', 'before-sriov-revert');
   const hadRules = (await readText(env.paths.sriovRules)) !== undefined;
   if (hadRules) await rm(env.paths.sriovRules, { force: true });
   const hadVfs = before.numVfs > 0 && (await env.vfs.totalVfs(nic)) !== undefined;
@@ -105,10 +148,14 @@ export async function revertSriovEnable(env: HostEnv, params: Params, ctx: StepC
   const after = await observeSriov(env, nic);
   ctx.progress(100, 'SR-IOV configuration removed');
   return {
-    changed: grub.changed || hadRules || hadVfs,
+    changed: boot.changed || hadRules || hadVfs,
     summary: `IOMMU options off the kernel command line, no persistent VFs on ${nic}${after.iommu ? '; a reboot takes the IOMMU off' : ''}`,
     before,
-    after: { ...after, grubDiff: lineDiff(grubText, grub.text) },
+    after: {
+      ...after,
+      bootloader: boot.bootloader,
+      ...(boot.bootloader === 'grub' ? { grubDiff: boot.diff } : { kernelCmdlineDiff: boot.diff }),
+    },
     rebootRequired: after.iommu,
   };
 }

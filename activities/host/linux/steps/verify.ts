@@ -2,7 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { StepParams, StepOutcome, TrafficStats } from '../../../../schemas/steps.js';
 import { InvalidStepParamsError, StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
-import { cmdlineHasIommu } from '../grub.js';
+import { iommuActive } from '../boot-config.js';
 import { hpingArgv, parseHpingStats } from '../hping.js';
 import { readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { readStateFile } from '../../../files.js';
@@ -92,11 +92,11 @@ async function vfProblems(env: HostEnv): Promise<{ problems: string[]; state: Re
   const rules = parseSriovRules((await readText(env.paths.sriovRules)) ?? '');
   if (rules === undefined) return { problems: [], state: undefined };
   const nic = ifName(rules.nic);
-  const iommu = cmdlineHasIommu((await readText(env.paths.procCmdline)) ?? '');
+  const iommu = await iommuActive(env.paths.sysIommu);
   const numVfs = await env.vfs.numVfs(nic);
   const vlans = await env.vfs.vfVlans(nic);
   const problems: string[] = [];
-  if (!iommu) problems.push('the running kernel has no IOMMU option: reboot needed for SR-IOV');
+  if (!iommu) problems.push('the running kernel has no IOMMU (/sys/class/iommu is empty): reboot needed for SR-IOV');
   else if (numVfs !== rules.numVfs) problems.push(`${nic} runs ${numVfs} VFs, ${rules.numVfs} persisted`);
   else
     for (const [vf, vlan] of Object.entries(rules.vfVlans))
