@@ -1,3 +1,4 @@
+import { formatDuration } from '../schemas/common.js';
 import type { PlanPreview } from '../workers/control/plan-preview.js';
 import { wrapped } from './render.js';
 import { tableLines } from './table.js';
@@ -48,7 +49,7 @@ export function renderPlanPreview(p: PlanPreview): string {
   }
   lines.push(
     `limits: failure budget ${limits.failureBudget} host${limits.failureBudget === 1 ? '' : 's'}; fleet-wide ${limits.fleetWide ?? 'none'}; on failure ${limits.onHostFailure}`,
-    `        busy hosts: ${limits.onBusyHost}; offline hosts: ${limits.onOffline}${limits.onOffline === 'wait' ? ` up to ${Math.round(limits.offlineWaitMs / 60_000)}m` : ''}`,
+    `        busy hosts: ${limits.onBusyHost}; offline hosts: ${limits.onOffline}${limits.onOffline === 'wait' ? ` up to ${formatDuration(limits.offlineWaitMs)}` : ''}`,
   );
 
   if (p.windows.length > 0) {

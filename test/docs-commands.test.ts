@@ -95,6 +95,10 @@ export const RULES: Record<string, Rule> = {
     how: 'help',
     reason: 'shown on an intact and on a tampered trail; test/audit.test.ts makes both',
   },
+  'docs/plans.md: npx refit rollout plan examples/saturday-window.yaml': {
+    how: 'help',
+    reason: 'shown on the fleet above it, one host offline; test/rollout-plan.test.ts makes one',
+  },
   'docs/audit.md: echo $?': { how: 'skip', reason: 'the exit status of the audit verify shown before it' },
   'docs/audit.md: npx refit audit verify --host sim-001': {
     how: 'help',

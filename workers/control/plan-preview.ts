@@ -8,6 +8,7 @@ import {
   selectTargets,
   unknownDestinations,
 } from '../../activities/controller/inventory.js';
+import { formatDuration } from '../../schemas/common.js';
 import { isOnline, type ReceivedPresence } from '../../schemas/host.js';
 import { SUBJECTS } from '../../schemas/names.js';
 import type { Plan } from '../../schemas/plan.js';
@@ -99,11 +100,7 @@ export interface PlanTargets {
 export function offlineFate(plan: Pick<Plan, 'onOffline' | 'offlineWait'>): string {
   if (plan.onOffline === 'skip') return 'skipped at start, counted as skipped (onOffline: skip)';
   if (plan.onOffline === 'fail') return 'failed at start, counts against the failure budget (onOffline: fail)';
-  return `waits at the end of the waves; at its turn waited for up to ${formatMinutes(plan.offlineWait)}, then failed (onOffline: wait)`;
-}
-
-function formatMinutes(ms: number): string {
-  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`;
+  return `waits at the end of the waves; at its turn waited for up to ${formatDuration(plan.offlineWait)}, then failed (onOffline: wait)`;
 }
 
 /**
