@@ -3,6 +3,8 @@ import { parseExposition, sampleSum } from './helpers/prometheus.js';
 import { Registry } from '../workers/metrics/registry.js';
 import { rolloutGaugesText } from '../workers/metrics/controller-metrics.js';
 import { parseListen } from '../workers/metrics/listen.js';
+import { openMetricsEndpoint } from '../workers/metrics/endpoint.js';
+import { pino } from 'pino';
 
 describe('the metrics registry', () => {
   it('writes counters, gauges and histograms that the Prometheus parser reads back as given', async () => {
@@ -72,5 +74,38 @@ describe('the metrics address', () => {
     expect(parseListen('off', 'x')).toBe('off');
     expect(() => parseListen('9464', 'REFIT_METRICS_LISTEN')).toThrow(/REFIT_METRICS_LISTEN "9464" must be host:port/);
     expect(() => parseListen('h:70000', '--metrics-listen')).toThrow(/--metrics-listen/);
+  });
+});
+
+describe('the metrics endpoint', () => {
+  const log = pino({ level: 'silent' });
+  it('runs on without it when its default address is taken, and refuses an address the operator chose', async () => {
+    const first = await openMetricsEndpoint(
+      { address: { host: '127.0.0.1', port: 0 }, explicit: true, from: '--metrics-listen' },
+      log,
+      'test',
+    );
+    try {
+      const port = Number(new URL(first.url!).port);
+      const taken = { host: '127.0.0.1', port };
+      const byDefault = await openMetricsEndpoint(
+        { address: taken, explicit: false, from: 'the default' },
+        log,
+        'test',
+      );
+      expect(byDefault.url).toBeUndefined();
+      await expect(
+        openMetricsEndpoint({ address: taken, explicit: true, from: 'REFIT_METRICS_LISTEN' }, log, 'test'),
+      ).rejects.toThrow(
+        new RegExp(`cannot serve metrics on http://127.0.0.1:${port}: .*EADDRINUSE.*REFIT_METRICS_LISTEN`),
+      );
+      // Until it follows a NATS connection, /healthz says so.
+      const res = await fetch(`${first.url}/healthz`);
+      expect([res.status, await res.text()]).toEqual([503, 'not connected to NATS yet\n']);
+      expect((await fetch(`${first.url}/nothing`)).status).toBe(404);
+      expect((await fetch(`${first.url}/metrics`, { method: 'POST' })).status).toBe(405);
+    } finally {
+      await first.close();
+    }
   });
 });
