@@ -95,5 +95,8 @@ describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${sk
     expect(pveOvs?.files[0]?.diff).toContain('+auto ens6');
     expect(pveOvs?.files[0]?.diff).not.toContain('+allow-vmbr0 ens6');
     expect(sriov?.error).toBe('ens6 has no SR-IOV capability (sriov_totalvfs is missing)');
+    // A pve host boots with systemd-boot: the IOMMU options would go to /etc/kernel/cmdline, not GRUB.
+    expect(sriov?.files[0]?.path).toMatch(/\/etc\/kernel\/cmdline$/);
+    expect(sriov?.files[0]?.diff).toContainEqual(expect.stringMatching(/^\+.* intel_iommu=on iommu=pt$/));
   });
 });
