@@ -8,7 +8,7 @@ import { verifyWebhook } from '../activities/controller/webhook-signature.js';
 import type { NotificationBody } from '../schemas/notify.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { startRollout } from '../workers/control/rollouts.js';
-import { plan, runCli, tempDir } from './helpers/controller.js';
+import { plan, rolloutReaches, runCli, tempDir } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { recordHistory } from './helpers/history.js';
 import { rolloutEnd } from '../workers/control/rollout-status.js';
@@ -208,5 +208,44 @@ steps:
     expect(unsent.every((e) => e.data.webhook === 'unset')).toBe(true);
     expect(unsent[0]?.data.error).toMatch(/REFIT_TEST_MISSING_SECRET is not set in the controller's environment/);
     expect(audit.events.filter((e) => e.type === 'notify.delivered').every((e) => e.data.webhook === '#1')).toBe(true);
+  });
+  it('tell an operator pause with its reason, and a cancel', async () => {
+    const id = `notify-pause-${tag}`;
+    const { client } = suite.controller;
+    await startRollout(
+      client,
+      config.taskQueue,
+      plan(`apiVersion: refit/v1
+kind: Campaign
+name: notify-pause
+targets: { hosts: [${first}, ${second}] }
+waves: { canary: 1, batchSize: 1, maxInFlight: 1 }
+approvals: { afterCanary: true }
+notify:
+  webhooks:
+    - url: ${base}/hook/pause
+      secret: { env: REFIT_TEST_WEBHOOK_SECRET }
+      events: [paused, cancelled]
+steps:
+  - kind: verify
+    params: { targets: [{ address: 10.77.0.1 }], count: 5 }
+`),
+      id,
+    );
+    await rolloutReaches(client, id, 'the approval after the canary', (s) => s.pendingApproval !== null);
+    expect((await runCli(config, ['rollout', 'pause', id, '--reason', 'change freeze'])).code).toBe(0);
+    const paused = await until(() => to('/hook/pause', id).find((r) => r.body.event === 'paused'), {
+      what: 'the paused notification',
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    expect(paused.body.detail).toMatch(/^change freeze \(by .+\)$/);
+    expect((await runCli(config, ['rollout', 'cancel', id])).code).toBe(0);
+    const end = await rolloutEnd(client.workflow.getHandle(id));
+    expect(end.state).toBe('cancelled');
+    const told = to('/hook/pause', id);
+    expect(told.map((r) => r.body.event)).toEqual(['paused', 'cancelled']);
+    expect(told.every(signedBy(ENV_SECRET))).toBe(true);
+    expect(told[1]?.body.state).toBe('cancelled');
   });
 });
