@@ -13,6 +13,10 @@ import { CLI, cliEnv, plan, runCli } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 
 const chromium = findChromium();
+if (chromium === undefined)
+  console.info(
+    'test/ui.test.ts: the browser tests skip: no chromium on PATH, or none at REFIT_CHROMIUM (scripts/setup.sh installs it as root)',
+  );
 /** `npm run ui-screenshots` sets this to docs/img: the pages are saved there as PNG as they are checked. */
 const shots = process.env.REFIT_UI_SCREENSHOTS;
 
@@ -30,6 +34,7 @@ name: ui-demo
 targets: { hosts: [${targets.join(', ')}] }
 waves: { canary: 1, batchSize: 2, maxInFlight: 2 }
 failureBudget: { maxFailedHosts: 1 }
+approvals: { afterCanary: true }
 steps:
   - kind: drain
   - kind: ovs-convert
@@ -94,7 +99,7 @@ describe('refit ui refuses what it must', () => {
 });
 
 describe.skipIf(chromium === undefined)(
-  `refit ui in headless Chromium${chromium === undefined ? ' (skipped: no chromium on PATH; scripts/setup.sh installs it as root)' : ''}`,
+  `refit ui in headless Chromium${chromium === undefined ? ' (skipped: no chromium on PATH, or none at REFIT_CHROMIUM; scripts/setup.sh installs it as root)' : ''}`,
   () => {
     let ui: { url: string; child: ChildProcess } | undefined;
     let browser: Browser | undefined;
@@ -151,14 +156,13 @@ describe.skipIf(chromium === undefined)(
       const canary = targets[0] as string;
       const stepOf = `document.querySelector('[data-host="${canary}"] [data-step]').textContent`;
       const firstStep = await page.waitFor<string>(`(${stepOf}) !== '-' && ${stepOf}`, 'the canary on a step');
-      const seen = new Set([firstStep]);
-      await page
-        .waitFor(
-          `(() => { const s = ${stepOf}; return s !== ${JSON.stringify(firstStep)} && s !== '-' && s; })()`,
-          `the canary's step to change from ${firstStep}`,
-        )
-        .then((s) => seen.add(s as string));
-      expect(seen.size).toBe(2);
+      // The step, and its wave's state, read together from one drawing of the page.
+      const [nextStep, canaryWave] = await page.waitFor<[string, string]>(
+        `(() => { const s = ${stepOf}; return s !== ${JSON.stringify(firstStep)} && s !== '-' && [s, document.querySelector('[data-wave="0"] h2 [data-state]').dataset.state]; })()`,
+        `the canary's step to change from ${firstStep}`,
+      );
+      expect(new Set([firstStep, nextStep]).size).toBe(2);
+      expect(canaryWave).toBe('running');
       await shoot('ui-rollout.png');
 
       // The host page: its step timeline from the host workflow and its audit events, with a diff.
@@ -176,6 +180,25 @@ describe.skipIf(chromium === undefined)(
       expect(await page.evaluate(`document.querySelector('pre.diff').textContent`)).toMatch(/→|^[+-]/m);
       await shoot('ui-host.png');
       expect(page.errors).toEqual([]);
+    });
+
+    it('shows the approval the rollout waits for after its canary, with the command that gives it', async () => {
+      await page.goto(`${server()}#/rollouts/${rolloutId}`);
+      const approval = await page.waitFor<string>(
+        `(() => { const t = document.querySelector('[data-approval]')?.textContent ?? ''; return t.includes('before wave 1') && t; })()`,
+        'the pending approval',
+      );
+      expect(approval).toContain(`refit rollout approve ${rolloutId}`);
+      expect(
+        await page.evaluate(`document.querySelector('[data-wave="1"] [data-host] [data-state]').dataset.state`),
+      ).toBe('pending');
+      await suite.controller.client.workflow
+        .getHandle(rolloutId)
+        .executeUpdate(operatorUpdates.approve, { args: [{ by: 'tester' }] });
+      await page.waitFor(
+        `document.querySelector('[data-approval]')?.textContent.endsWith('none')`,
+        'the approval to be given',
+      );
     });
 
     it('renders hostile text as text', async () => {

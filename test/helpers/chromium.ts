@@ -9,11 +9,10 @@ import type { Readable, Writable } from 'node:stream';
  * file descriptors 3 and 4, NUL-terminated JSON), so no WebSocket client is needed.
  */
 
-/** The Chromium binary (REFIT_CHROMIUM, else `chromium` or `chromium-browser` on PATH), or undefined. */
+/** The Chromium binary (REFIT_CHROMIUM if set, else `chromium` or `chromium-browser` on PATH), or undefined. */
 export function findChromium(): string | undefined {
-  const candidates = [process.env.REFIT_CHROMIUM, 'chromium', 'chromium-browser'].filter(
-    (c): c is string => c !== undefined && c !== '',
-  );
+  const named = process.env.REFIT_CHROMIUM;
+  const candidates = named !== undefined && named !== '' ? [named] : ['chromium', 'chromium-browser'];
   return candidates.find((c) => spawnSync(c, ['--version'], { stdio: 'ignore', timeout: 20_000 }).status === 0);
 }
 

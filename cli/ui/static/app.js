@@ -162,11 +162,16 @@ function rolloutPage({ status: s, online }) {
       h('td', {}, host.error ?? host.waitingFor ?? ''),
     );
   const header = ['host', 'state', 'step', 'presence', 'attempts', 'note'];
+  // The rollout marks a wave only pending or done; one whose hosts have started is shown running.
+  const waveState = (w) =>
+    w.state === 'pending' && w.hosts.some((id) => (byHost.get(id)?.state ?? 'pending') !== 'pending')
+      ? 'running'
+      : w.state;
   const waves = s.waves.map((w) =>
     h(
       'section',
       { 'data-wave': w.index },
-      h('h2', {}, `wave ${w.index}${w.index === 0 ? ' (canary)' : ''} `, state(w.state)),
+      h('h2', {}, `wave ${w.index}${w.index === 0 ? ' (canary)' : ''} `, state(waveState(w))),
       table(
         header,
         w.hosts
