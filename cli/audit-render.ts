@@ -70,7 +70,14 @@ export function summarize(e: StoredAuditEvent): string {
 /** `refit audit log`: one line per event, oldest first; the first column is a hash prefix `show` accepts. */
 export function renderLog(events: readonly TrailEvent[]): string {
   if (events.length === 0) return 'no audit events match';
-  const rows = events.map(({ event: e }) => [
+  return tableLines(logRows(events), { header: LOG_HEADER }).join('\n');
+}
+
+export const LOG_HEADER = ['REF', 'AT', 'TYPE', 'ACTOR', 'HOST', 'STEP', 'WHAT'];
+
+/** The cells of `refit audit log`'s rows, one row an event; `--follow` prints them as they come. */
+export function logRows(events: readonly TrailEvent[]): string[][] {
+  return events.map(({ event: e }) => [
     e.hash.slice(0, 12),
     e.at,
     e.type,
@@ -79,7 +86,6 @@ export function renderLog(events: readonly TrailEvent[]): string {
     e.step ?? '-',
     summarize(e),
   ]);
-  return tableLines(rows, { header: ['REF', 'AT', 'TYPE', 'ACTOR', 'HOST', 'STEP', 'WHAT'] }).join('\n');
 }
 
 const SHOWN_ELSEWHERE = new Set([

@@ -9,7 +9,21 @@ import { loadConfig, withNats } from '../workers/clients.js';
 import { IdentityRegistryFile, hostKeysOf, registryFile } from '../workers/dev/credentials.js';
 import { UsageError } from '../schemas/errors.js';
 import { problemText } from '../schemas/problems.js';
-import { eventsOf, matches, parseSince, renderEvent, renderLog, renderReport, type LogFilter } from './audit-render.js';
+import {
+  LOG_HEADER,
+  eventsOf,
+  logRows,
+  matches,
+  parseSince,
+  renderEvent,
+  renderLog,
+  renderReport,
+  type LogFilter,
+  type TrailEvent,
+} from './audit-render.js';
+import { tableLines } from './table.js';
+import { positiveNumber } from './numeric-options.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 
 /** `refit audit verify` found a broken, missing or reordered link. */
 export const EXIT_AUDIT_BROKEN = 3;
@@ -95,6 +109,36 @@ function hostKeys(file: string | undefined): { keys?: Record<string, string>; wh
   return { keys: hostKeysOf(parsed.data) };
 }
 
+/**
+ * `refit audit log --follow`: what is stored so far, then each new event as it is stored (read by
+ * direct get every `interval` seconds from the last sequence shown: the CLI may create no consumer).
+ * Runs until interrupted.
+ */
+async function followLog(
+  nc: NatsConnection,
+  first: TrailEvent[],
+  lastSeq: number,
+  filter: LogFilter,
+  opts: { json?: boolean; interval: number },
+): Promise<never> {
+  const print = (events: TrailEvent[], header: boolean) => {
+    if (events.length === 0) return;
+    if (opts.json) for (const e of events) process.stdout.write(`${JSON.stringify(e.event)}\n`);
+    else process.stdout.write(`${tableLines(logRows(events), header ? { header: LOG_HEADER } : {}).join('\n')}\n`);
+  };
+  print(first, true);
+  let seq = lastSeq;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, opts.interval * 1000));
+    const records = await readTrail(nc, { afterSeq: seq });
+    seq = records.at(-1)?.streamSeq ?? seq;
+    print(
+      eventsOf(records).filter((e) => matches(e.event, filter)),
+      false,
+    );
+  }
+}
+
 export function registerAuditCommands(program: Command): void {
   const audit = program
     .command('audit')
@@ -108,15 +152,17 @@ export function registerAuditCommands(program: Command): void {
     .option('--since <time>', 'from this time (2025-06-01T10:00Z) or this long ago (90m, 2d)', sinceTime)
     .option('--step <step>', 'events of this step kind (ovs-convert, sriov-enable, …)')
     .option('--type <type>', 'events of this type or family (step.command, rollout)')
-    .option('--json', 'print JSON: the events as stored')
-    .action(async (opts: LogOptions) => {
+    .option('--json', 'print JSON: the events as stored (with --follow, one event a line)')
+    .option('--follow', 'then keep printing events as they are stored, until interrupted')
+    .option('--interval <seconds>', 'with --follow: how often to look for new events', positiveNumber, 1)
+    .action(async (opts: LogOptions & { follow?: boolean; interval: number }) => {
       const filter = filterOf(opts);
       await withNats(loadConfig(), async (nc) => {
         // Stored a little after they happen: start reading early, filter on the event's own time.
         const from = filter.since && new Date(filter.since.getTime() - 10 * 60_000);
-        const events = eventsOf(await readTrail(nc, from ? { since: from } : {})).filter((e) =>
-          matches(e.event, filter),
-        );
+        const records = await readTrail(nc, from ? { since: from } : {});
+        const events = eventsOf(records).filter((e) => matches(e.event, filter));
+        if (opts.follow) return followLog(nc, events, records.at(-1)?.streamSeq ?? 0, filter, opts);
         process.stdout.write(
           opts.json
             ? `${JSON.stringify(

@@ -106,7 +106,9 @@ try {
   await startRollout(client, config.taskQueue, plan, id);
   say(`rollout ${id} started: ${plan.steps.map((s) => s.kind).join(' → ')}`);
   // A demo stops where an operator would step in (a paused rollout), and says so.
-  const final = await watchRollout(client, id, process.stdout, new Set(['completed', 'failed', 'cancelled', 'paused']));
+  const final = await watchRollout(client, id, process.stdout, {
+    stopAt: new Set(['completed', 'failed', 'cancelled', 'paused']),
+  });
   summary = summaryLine(final);
   exitCode = final.state === 'completed' ? 0 : 1;
 } finally {

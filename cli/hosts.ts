@@ -3,6 +3,9 @@ import { readInventory, type InventoryRow } from '../workers/control/inventory.j
 import { loadConfig, withNats } from '../workers/clients.js';
 import { tableLines } from './table.js';
 import { terminalSafe } from './terminal-text.js';
+import { positiveNumber } from './numeric-options.js';
+import { fitFrame } from './watch-frame.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 
 const HEADER = ['HOST', 'STATE', 'DRIVER', 'AGENT', 'BOOT', 'BRIDGE', 'VFS', 'VMS', 'CORDONED', 'BUSY', 'LABELS'];
 
@@ -27,39 +30,85 @@ export function cells(row: InventoryRow): string[] {
   ];
 }
 
+interface HostsOptions {
+  json?: boolean;
+  watch?: boolean;
+  interval: number;
+}
+
+/** The inventory as `refit hosts` prints it (text or JSON), and the warnings that go to stderr. */
+async function inventoryText(nc: NatsConnection, json: boolean): Promise<{ text: string; warnings: string[] }> {
+  const { hosts, invalid } = await readInventory(nc);
+  const warnings: string[] = [];
+  const duplicates = hosts.filter((h) => h.duplicate).map((h) => h.hostId);
+  if (duplicates.length > 0)
+    warnings.push(
+      `warning: two agents run with the same host id (each overwrites the other's presence): ${duplicates.join(', ')}; stop one of each`,
+    );
+  if (invalid.length > 0)
+    warnings.push(
+      `skipped ${invalid.length} presence entries that fail the schema: ${terminalSafe(invalid.join(', '))}`,
+    );
+  if (json) {
+    const rows = hosts.map((h) => ({ ...h.presence, online: h.online, duplicate: h.duplicate }));
+    return { text: JSON.stringify(rows, null, 2), warnings };
+  }
+  const online = hosts.filter((h) => h.online).length;
+  const simulated = hosts.filter((h) => h.simulated).length;
+  const lines = [
+    `${hosts.length} hosts, ${online} online${simulated > 0 ? `, ${simulated} SIMULATED (driver marked *)` : ''}`,
+  ];
+  if (hosts.length > 0) lines.push(...tableLines(hosts.map(cells), { header: HEADER }));
+  return { text: lines.join('\n'), warnings };
+}
+
+/**
+ * `refit hosts --watch`: the inventory again every `interval` seconds until interrupted. On a terminal,
+ * one screen redrawn and clipped to fit; elsewhere each change with its time (JSON: one line each).
+ */
+async function watchHosts(nc: NatsConnection, opts: HostsOptions): Promise<never> {
+  const out = process.stdout;
+  const screen = out.isTTY && !opts.json;
+  if (screen) {
+    out.write('\x1b[?1049h\x1b[?25l');
+    process.once('SIGINT', () => {
+      out.write('\x1b[?25h\x1b[?1049l');
+      process.exit(130);
+    });
+  }
+  let previous = '';
+  for (;;) {
+    const { text, warnings } = await inventoryText(nc, opts.json === true);
+    const stamp = new Date().toISOString().slice(11, 19);
+    if (screen) {
+      const frame = fitFrame(
+        [`${stamp}  every ${opts.interval}s, ^C to stop`, text, ...warnings].join('\n'),
+        out.rows || 24,
+        out.columns || 80,
+      );
+      out.write(`\x1b[H${frame.map((l) => `${l}\x1b[K`).join('\n')}\x1b[J`);
+    } else if (text !== previous) {
+      out.write(opts.json ? `${JSON.stringify(JSON.parse(text))}\n` : `${stamp}\n${text}\n`);
+      for (const w of warnings) process.stderr.write(`${w}\n`);
+    }
+    previous = text;
+    await new Promise((r) => setTimeout(r, opts.interval * 1000));
+  }
+}
+
 export function registerHostsCommand(program: Command): void {
   program
     .command('hosts')
     .description('the live inventory: every host, whether it reports, its facts')
-    .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
+    .option('--json', 'print JSON (with --watch: the inventory as one line each time it changes)')
+    .option('--watch', 'show it again every --interval seconds until interrupted')
+    .option('--interval <seconds>', 'with --watch: how often', positiveNumber, 2)
+    .action(async (opts: HostsOptions) => {
       await withNats(loadConfig(), async (nc) => {
-        const { hosts, invalid } = await readInventory(nc);
-        const duplicates = hosts.filter((h) => h.duplicate).map((h) => h.hostId);
-        if (duplicates.length > 0)
-          process.stderr.write(
-            `warning: two agents run with the same host id (each overwrites the other's presence): ${duplicates.join(', ')}; stop one of each\n`,
-          );
-        if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify(
-              hosts.map((h) => ({ ...h.presence, online: h.online, duplicate: h.duplicate })),
-              null,
-              2,
-            )}\n`,
-          );
-          return;
-        }
-        const online = hosts.filter((h) => h.online).length;
-        const simulated = hosts.filter((h) => h.simulated).length;
-        process.stdout.write(
-          `${hosts.length} hosts, ${online} online${simulated > 0 ? `, ${simulated} SIMULATED (driver marked *)` : ''}\n`,
-        );
-        if (hosts.length > 0) process.stdout.write(`${tableLines(hosts.map(cells), { header: HEADER }).join('\n')}\n`);
-        if (invalid.length > 0)
-          process.stderr.write(
-            `skipped ${invalid.length} presence entries that fail the schema: ${terminalSafe(invalid.join(', '))}\n`,
-          );
+        if (opts.watch) return watchHosts(nc, opts);
+        const { text, warnings } = await inventoryText(nc, opts.json === true);
+        process.stdout.write(`${text}\n`);
+        for (const w of warnings) process.stderr.write(`${w}\n`);
       });
     });
 }

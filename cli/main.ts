@@ -2,6 +2,15 @@
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../schemas/errors.js';
 import { terminalSafe } from './terminal-text.js';
+import { registerCompletionCommand } from './completion.js';
+
+// A reader that stops early (`refit hosts | head -1`, `| grep -q`) closes the pipe: that is the end
+// of the output, not an error to report. Stop quietly, with success.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
 
 type Register = (program: Command) => void;
 /**
@@ -39,6 +48,8 @@ for (const register of await Promise.all(load.map((loader) => loader()))) {
   registered.add(register);
   register(program);
 }
+// Completion describes every command, so it is offered when all are loaded (it is in no module).
+if (load.length > 1) registerCompletionCommand(program);
 
 /** An error's text, each of its lines made terminal-safe: it may quote a plan, a host or a server. */
 function errorText(message: string): string {

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import type { Client } from '@temporalio/client';
-import type { RolloutStatus } from '../schemas/rollout.js';
 import { listRollouts, loadPlan, newRolloutId, startRollout } from '../workers/control/rollouts.js';
 import { loadConfig, withNats, withTemporal } from '../workers/clients.js';
 import type { RefitConfig } from '../workers/config.js';
@@ -10,60 +8,15 @@ import type { Plan } from '../schemas/plan.js';
 import { operatorSeed, signIfKeyed } from '../workers/control/operators.js';
 import { UsageError } from '../schemas/errors.js';
 import { renderStatus, summaryLine } from './render.js';
+import { watchRollout } from './rollout-watch.js';
 import { getRolloutStatus } from '../workers/control/rollout-status.js';
 import { registerRolloutControlCommands } from './rollout-control.js';
 import { registerRolloutPlanCommand } from './rollout-plan.js';
 import { tableLines } from './table.js';
-import { terminalSafe } from './terminal-text.js';
 import { positiveInteger } from './numeric-options.js';
 
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-
-/**
- * Follow a rollout until it ends (or reaches one of `stopAt`). On a terminal, redraw in place;
- * otherwise print what changed. A status that cannot be read for a moment (the controller worker
- * restarting) is waited out, and said.
- */
-export async function watchRollout(
-  client: Client,
-  rolloutId: string,
-  out: NodeJS.WriteStream = process.stdout,
-  stopAt: ReadonlySet<string> = TERMINAL,
-): Promise<RolloutStatus> {
-  let drawn = 0;
-  let previous = '';
-  let unreadableSince: number | undefined;
-  for (;;) {
-    let status: RolloutStatus;
-    try {
-      status = await getRolloutStatus(client, rolloutId);
-      unreadableSince = undefined;
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      unreadableSince ??= Date.now();
-      if (Date.now() - unreadableSince > 120_000) throw err;
-      process.stderr.write(
-        `refit: cannot read the rollout's status yet (${terminalSafe((err as Error).message)}); is \`refit worker\` running? retrying\n`,
-      );
-      await new Promise((r) => setTimeout(r, 2_000));
-      continue;
-    }
-    const text = renderStatus(status);
-    if (out.isTTY) {
-      if (drawn > 0) out.write(`\x1b[${drawn}A\x1b[J`);
-      out.write(`${text}\n`);
-      drawn = text.split('\n').length;
-    } else if (text !== previous) {
-      out.write(`${new Date().toISOString().slice(11, 19)} ${text.split('\n').slice(1).join('\n    ')}\n`);
-    }
-    previous = text;
-    if (stopAt.has(status.state)) {
-      if (!out.isTTY) out.write(`${text}\n`);
-      return status;
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
-}
+/** Re-exported: `refit demo` follows its rollout with it. */
+export { watchRollout };
 
 /**
  * Refuse a plan whose drains send VMs to hosts the live inventory does not know, before anything
@@ -124,11 +77,12 @@ export function registerRolloutCommands(program: Command): void {
 
   rollout
     .command('watch <rolloutId>')
-    .description('follow a running rollout until it ends')
-    .action(async (id: string) => {
+    .description('follow a running rollout until it ends, with an ETA (on a terminal: one screen, redrawn)')
+    .option('--json', 'print the status as one JSON line each time it changes')
+    .action(async (id: string, opts: { json?: boolean }) => {
       await withTemporal(loadConfig(), async (client) => {
-        const final = await watchRollout(client, id);
-        process.stdout.write(`${summaryLine(final)}\n`);
+        const final = await watchRollout(client, id, process.stdout, { json: opts.json === true });
+        if (!opts.json) process.stdout.write(`${summaryLine(final)}\n`);
         if (final.state !== 'completed') process.exitCode = 1;
       });
     });

@@ -10,15 +10,22 @@ const FETCH_BATCH = 1_000;
 /**
  * Every message of the audit stream, in stream order, by batched direct get (controller and CLI
  * identities; the CLI may create no consumer, docs/security.md). `since` starts at that storage
- * time instead of the beginning.
+ * time instead of the beginning, `afterSeq` after that stream sequence (what `--follow` has shown).
  */
-export async function readTrail(nc: NatsConnection, opts: { since?: Date } = {}): Promise<AuditRecord[]> {
+export async function readTrail(
+  nc: NatsConnection,
+  opts: { since?: Date; afterSeq?: number } = {},
+): Promise<AuditRecord[]> {
   const jsm = await jetstreamManager(nc);
   const { state } = await jsm.streams.info(STREAMS.audit);
-  if (state.messages === 0) return [];
+  if (state.messages === 0 || (opts.afterSeq !== undefined && state.last_seq <= opts.afterSeq)) return [];
   const records: AuditRecord[] = [];
   let from: { seq: number } | { start_time: string } =
-    opts.since !== undefined ? { start_time: opts.since.toISOString() } : { seq: state.first_seq };
+    opts.afterSeq !== undefined
+      ? { seq: Math.max(opts.afterSeq + 1, state.first_seq) }
+      : opts.since !== undefined
+        ? { start_time: opts.since.toISOString() }
+        : { seq: state.first_seq };
   for (;;) {
     let got = 0;
     let pending = 0;
