@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,7 +30,10 @@ beforeAll(async () => {
     intervalMs: 200,
   });
 });
-afterAll(() => gone?.stop());
+afterAll(async () => {
+  await gone?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 async function planFile(name: string, yaml: string): Promise<string> {
   const file = path.join(dir, `${name}.yaml`);
