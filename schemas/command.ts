@@ -18,7 +18,8 @@ export const CommandId = z
  * command. The rule (docs/upgrading.md): a controller of contract N writes commands an agent of N or
  * N-1 takes; an agent takes N and N-1 and answers any other version failed at once.
  */
-export const COMMAND_CONTRACT_VERSION = 1;
+export const COMMAND_CONTRACT_VERSION = 2;
+/** Versions: 1, the first; 2, ovs-convert and sriov-enable take `baselineTargets` (commandForContract). */
 /** The contract versions an agent of this release takes: its own and the one before. */
 export const SUPPORTED_CONTRACT_VERSIONS: readonly number[] = [
   COMMAND_CONTRACT_VERSION - 1,
@@ -125,3 +126,17 @@ export function resultKey(hostId: string, commandId: string): string {
 /** Sent on the core subject `refit.confirm.<hostId>` for a running command whose progress awaits it. */
 export const ConfirmRequest = z.strictObject({ commandId: CommandId });
 export type ConfirmRequest = z.infer<typeof ConfirmRequest>;
+
+/**
+ * The command as an agent of `version` takes it: for contract 1, without the `baselineTargets` its
+ * strict params do not know (that host then measures only its gateway before a change, as before).
+ */
+export function commandForContract(command: StepCommand, version: number): StepCommand {
+  if (version >= COMMAND_CONTRACT_VERSION) return command;
+  const older = { ...command, contractVersion: version };
+  if ((older.kind === 'ovs-convert' || older.kind === 'sriov-enable') && older.params.baselineTargets !== undefined) {
+    const { baselineTargets: _targets, ...params } = older.params;
+    return { ...older, params } as StepCommand;
+  }
+  return older;
+}

@@ -49,6 +49,18 @@ describe('parsePlan', () => {
     expect(ovs?.kind === 'ovs-convert' && ovs.params.confirmWithin).toBe(60_000);
   });
 
+  it('gives each change the targets of the later verify steps sent from the host, to measure before it', () => {
+    const text = example.replace(
+      '  - kind: undrain',
+      '  - kind: verify\n    params:\n      targets: [{ address: 10.77.0.2 }, { address: 10.77.0.1, port: 80 }]\n  - kind: verify\n    params:\n      fromVm: vm101\n      targets: [{ address: 10.77.0.3 }]\n  - kind: undrain',
+    );
+    const parsed = parsePlan(text);
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+    const wanted = [{ address: '10.77.0.1', port: 80 }, { address: '10.77.0.2' }];
+    for (const step of parsed.plan.steps.filter((s) => s.kind === 'ovs-convert' || s.kind === 'sriov-enable'))
+      expect(step.params, step.kind).toMatchObject({ baselineTargets: wanted });
+  });
+
   it('names every bad field by its path', () => {
     const bad = example
       .replace('vfs: 7', 'vfs: 0')

@@ -188,7 +188,7 @@ export const Plan = z
     title: 'refit plan',
     description: 'One campaign: which hosts, in which waves and windows, through which steps (docs/plans.md).',
   })
-  .transform(({ $schema: _schema, ...plan }) => plan);
+  .transform(({ $schema: _schema, ...plan }) => ({ ...plan, steps: withBaselineTargets(plan.steps) }));
 export type Plan = z.output<typeof Plan>;
 export type PlanInput = z.input<typeof Plan>;
 
@@ -290,4 +290,24 @@ function offsetOf(doc: Document, issue: z.core.$ZodIssue): number {
 /** The JSON Schema of a plan file, for editors: what a plan author may write (durations with units). */
 export function planJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(Plan, { io: 'input', target: 'draft-07' });
+}
+
+/**
+ * Each change (ovs-convert, sriov-enable) gets, unless the plan set them, the targets of the verify
+ * steps after it that send from the host: the host measures them before it changes anything.
+ */
+function withBaselineTargets<S extends PlanStep>(steps: S[]): S[] {
+  return steps.map((step, index) => {
+    if ((step.kind !== 'ovs-convert' && step.kind !== 'sriov-enable') || step.params.baselineTargets !== undefined)
+      return step;
+    const seen = new Set<string>();
+    const targets = steps
+      .slice(index + 1)
+      .flatMap((s) => (s.kind === 'verify' && s.params.fromVm === undefined ? s.params.targets : []))
+      .filter((t) => {
+        const key = `${t.address}:${t.port ?? ''}`;
+        return !seen.has(key) && seen.add(key);
+      });
+    return targets.length === 0 ? step : { ...step, params: { ...step.params, baselineTargets: targets } };
+  });
 }

@@ -34,6 +34,13 @@ export const DrainParams = z.strictObject({
     .default({}),
 });
 export const UndrainParams = z.strictObject({});
+/**
+ * Targets the host measures before it changes anything, so that a later verify compares with a
+ * baseline from before the change; a loaded plan fills them from its later verify steps' targets sent
+ * from the host (a VM's are elsewhere, drained, while its host changes).
+ */
+const BaselineTargets = z.array(TrafficTarget).max(100).optional();
+
 export const OvsConvertParams = z.strictObject({
   bridge: InterfaceName.default('vmbr0'),
   /** The physical uplink; by default the Linux bridge's single port. */
@@ -42,6 +49,7 @@ export const OvsConvertParams = z.strictObject({
   hostVlan: z.number().int().min(1).max(4094).default(1),
   /** How long the host waits for the controller to confirm it can still reach it before it reverts by itself. */
   confirmWithin: durationWithin(CONFIRM_WITHIN.min, CONFIRM_WITHIN.max).default(60_000),
+  baselineTargets: BaselineTargets,
 });
 export const SriovEnableParams = z.strictObject({
   nic: InterfaceName,
@@ -49,6 +57,7 @@ export const SriovEnableParams = z.strictObject({
   iommu: z.enum(['intel', 'amd']).default('intel'),
   /** VLAN tag set on every VF after the reboot (`ip link set <nic> vf <n> vlan <tag>`); 0 clears the tag. */
   vfVlan: z.number().int().min(0).max(4094).optional(),
+  baselineTargets: BaselineTargets,
 });
 export const RebootParams = z.strictObject({
   /** How long the controller waits for a new boot id and a passing health check. */

@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../../schemas/names.js';
 import {
   COMMAND_CONTRACT_VERSION,
+  commandForContract,
   TERMINAL_STATES,
   resultKey,
   type CommandStatus,
@@ -69,6 +70,9 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       ...(applied ? { applied } : {}),
       issuedAt: new Date().toISOString(),
     };
+    // An agent one contract version older gets the command as its version reads it (docs/upgrading.md).
+    const hostContract = presence.values().find((p) => p.hostId === hostId)?.contractVersion ?? 1;
+    const sent = commandForContract(command, hostContract);
     let last: CommandStatus | undefined;
     const heartbeat = () => ctx.heartbeat({ state: last?.state ?? 'sent', progress: last?.progress });
     const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
@@ -93,7 +97,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       const known = await results.fetch(key);
       if (!known) {
         await ensureHostConsumer(req.hostId);
-        const ack = await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(command), { msgID: commandId });
+        const ack = await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(sent), { msgID: commandId });
         // A duplicate: an earlier attempt sent it and its result is not stored yet; the stream kept one.
         stepLog.info({ attempt: ctx.info.attempt, duplicate: ack.duplicate }, 'step sent');
       } else {

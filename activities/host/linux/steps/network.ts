@@ -23,7 +23,7 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
     case 'ovs-convert':
       return apply ? applyOvsConvert(env, step.params, ctx, rolloutId) : revertOvsConvert(env, step.params, ctx);
     case 'sriov-enable':
-      return apply ? applySriovEnable(env, step.params, ctx) : revertSriovEnable(env, step.params, ctx);
+      return apply ? applySriovEnable(env, step.params, ctx, rolloutId) : revertSriovEnable(env, step.params, ctx);
     case 'reboot':
       return apply ? applyReboot(env, ctx, commandId) : nothing('a reboot cannot be undone; nothing to revert');
     case 'verify':

@@ -7,7 +7,7 @@ import { ifName, type IfName } from '../names.js';
 import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
 import { clearPendingConfirmation, readEarlierConfirmation, recordPendingConfirmation } from '../confirm.js';
-import { recordGatewayBaseline } from './verify.js';
+import { recordBaselines } from './verify.js';
 
 type Params = StepParams<'ovs-convert'>;
 const BACKUP_LABEL = 'before-ovs-convert';
@@ -101,7 +101,7 @@ export async function applyOvsConvert(
     throwIfAborted(ctx.signal);
     if (earlier.kind === 'none') {
       ctx.progress(10, 'measuring a traffic baseline before the change');
-      await recordGatewayBaseline(env, original, rolloutId, ctx);
+      await recordBaselines(env, original, params.baselineTargets ?? [], rolloutId, ctx);
     }
     if (planned.changed) await backupFile(env, env.paths.interfaces, original, BACKUP_LABEL);
     throwIfAborted(ctx.signal);

@@ -13,6 +13,7 @@ import { planGrubIommu, planGrubIommuRemoval } from '../grub.js';
 import { backupFile, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff } from '../observe.js';
+import { recordBaselines } from './verify.js';
 import { parseSriovRules, sriovRulesFor, vfVlanMap } from '../sriov.js';
 
 type Params = StepParams<'sriov-enable'>;
@@ -78,7 +79,12 @@ async function changeKernelCmdline(env: HostEnv, iommu: Iommu | 'off', label: st
  * proxmox-boot-tool, whichever boots the host), persist the VF count (and VF VLANs) in udev rules applied at every boot, and
  * create the VFs now when the running kernel already has the IOMMU on; otherwise ask for a reboot.
  */
-export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
+export async function applySriovEnable(
+  env: HostEnv,
+  params: Params,
+  ctx: StepContext,
+  rolloutId: string,
+): Promise<StepOutcome> {
   const nic = ifName(params.nic, 'nic');
   const total = await env.vfs.totalVfs(nic);
   if (total === undefined || total === 0)
@@ -89,6 +95,10 @@ export async function applySriovEnable(env: HostEnv, params: Params, ctx: StepCo
     throw new UnsupportedHardwareError(`${nic} supports at most ${total} VFs; the plan asks for ${params.vfs}`);
   const before = await observeSriov(env, nic);
   throwIfAborted(ctx.signal);
+  if (params.baselineTargets !== undefined && params.baselineTargets.length > 0) {
+    ctx.progress(10, 'measuring a traffic baseline before the change');
+    await recordBaselines(env, undefined, params.baselineTargets, rolloutId, ctx);
+  }
 
   const options = IOMMU_OPTIONS[params.iommu].join(' ');
   ctx.progress(20, `putting ${options} on the kernel command line`);

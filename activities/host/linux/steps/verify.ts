@@ -64,26 +64,32 @@ export async function probe(
 }
 
 /**
- * Before a network change: measure the host's gateway (from the interfaces file) so that a later verify
- * against it has a baseline from before the change. Best effort: a host without a gateway has none.
+ * Before a change: measure each target (the plan's verify targets sent from this host) and the host's
+ * gateway from the interfaces file, so that a later verify of this rollout compares with the network as
+ * it was before. A target measured already in this rollout keeps its first baseline; one that does not
+ * answer gets none (verify then measures its own). Best effort: a failed probe does not stop the change.
  */
-export async function recordGatewayBaseline(
+export async function recordBaselines(
   env: HostEnv,
-  interfaces: string,
+  interfaces: string | undefined,
+  targets: readonly { address: string; port?: number | undefined }[],
   rolloutId: string,
   ctx: StepContext,
 ): Promise<void> {
-  const gateway = parseInterfaces(interfaces)
+  const gateway = parseInterfaces(interfaces ?? '')
     .filter((b) => b.type === 'iface')
     .map((b) => (b.type === 'iface' ? optionValue(b, 'gateway') : undefined))
     .find((g) => g !== undefined && z.ipv4().safeParse(g).success);
-  if (gateway === undefined) return;
-  const existing = await loadBaselines(env);
-  for (const port of [undefined, 80]) {
-    const key = targetKey(gateway, port, 'host');
-    if (existing[rolloutId]?.[key] !== undefined) continue;
-    const stats = await probe(env, { address: gateway, port }, 20, undefined, ctx.signal).catch(() => undefined);
-    if (stats !== undefined) await saveBaseline(env, rolloutId, key, stats);
+  const all = [...targets, ...(gateway !== undefined ? [{ address: gateway }, { address: gateway, port: 80 }] : [])];
+  const existing = (await loadBaselines(env))[rolloutId] ?? {};
+  const done = new Set<string>();
+  for (const target of all) {
+    const key = targetKey(target.address, target.port, 'host');
+    if (existing[key] !== undefined || done.has(key)) continue;
+    done.add(key);
+    throwIfAborted(ctx.signal);
+    const stats = await probe(env, target, 20, undefined, ctx.signal).catch(() => undefined);
+    if (stats !== undefined && stats.received > 0) await saveBaseline(env, rolloutId, key, stats);
   }
 }
 
