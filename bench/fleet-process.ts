@@ -41,7 +41,13 @@ echo?.subscribe(echoSubject ?? '', {
 });
 announce({ hostIds: fleet.hostIds });
 
-await untilStopSignal();
+try {
+  await Promise.race([untilStopSignal(), fleet.lost]);
+} catch (err) {
+  // NATS lost for longer than the connect bound: exit 1 as `refit sim-fleet` does.
+  log.error({ err }, 'simulated fleet stopped: NATS lost');
+  process.exit(1);
+}
 await echo?.drain();
 await fleet.stop();
 process.exit(0);

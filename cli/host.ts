@@ -6,7 +6,7 @@ import { HostId } from '../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/log.js';
-import { InvalidLabelsError, parseLabels, startHost, untilStopSignal } from '../workers/host/host-process.js';
+import { InvalidLabelsError, parseLabels, startHost, runUntilStopped } from '../workers/host/host-process.js';
 import {
   createDriver,
   defaultHostId,
@@ -101,8 +101,7 @@ export function registerHostCommands(program: Command): void {
       process.stderr.write(
         startLine('refit host', { hostId, driver, natsUrl: config.natsUrl, stateDir, metricsUrl: running.metricsUrl }),
       );
-      await untilStopSignal();
-      await running.stop();
+      await runUntilStopped(running);
     });
 
   host
@@ -151,8 +150,7 @@ export function registerHostCommands(program: Command): void {
       process.stderr.write(
         `refit sim-fleet: ${ids.length} SIMULATED hosts ${ids[0]}…${ids.at(-1)} (sim driver: no commands run, no packets sent), NATS ${config.natsUrl}, state ${stateDir}\n`,
       );
-      await untilStopSignal();
-      await fleet.stop();
+      await runUntilStopped(fleet);
     });
 }
 

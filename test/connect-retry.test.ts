@@ -3,7 +3,6 @@ import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Connection } from '@temporalio/client';
@@ -11,7 +10,8 @@ import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SimDriver } from '../activities/host/sim/driver.js';
 import { until } from '../activities/poll.js';
-import { BUCKETS, STREAMS } from '../schemas/names.js';
+import { BUCKETS, IDENTITIES, inboxPrefix, STREAMS } from '../schemas/names.js';
+import { createInbox } from '@nats-io/transport-node';
 import { HostPresence } from '../schemas/host.js';
 import { credsFile, type RefitConfig } from '../workers/config.js';
 import {
@@ -21,7 +21,7 @@ import {
   ServerUnreachableError,
   type ConnectPolicy,
 } from '../workers/connect-retry.js';
-import { startControllerWorker } from '../workers/controller.js';
+import { startControllerWorker, TEMPORAL_CHECK_MS } from '../workers/controller.js';
 import {
   ensureCoreIdentities,
   ensureHostIdentities,
@@ -33,7 +33,7 @@ import { controllerIdentity, freePort, freePorts } from '../workers/dev/stack.js
 import { findTool } from '../workers/dev/tools.js';
 import { startHost } from '../workers/host/host-process.js';
 import { ensureHostConsumer, ensureMessaging } from '../workers/messaging.js';
-import { connectNats } from '../workers/nats.js';
+import { connectNats, natsReconnectCounts } from '../workers/nats.js';
 import { withNats } from '../workers/clients.js';
 import { quietLog, tempDir, testConfig } from './helpers/controller.js';
 import { testStack, uniqueHostId } from './helpers/stack.js';
@@ -46,7 +46,7 @@ const IMPATIENT: ConnectPolicy = { timeoutMs: 1_500, firstDelayMs: 100, maxDelay
 const servers: ChildProcess[] = [];
 const homes: string[] = [];
 afterEach(async () => {
-  await Promise.all(servers.splice(0).map(stopServer));
+  await Promise.all(servers.splice(0).map((child) => stopServer(child)));
 });
 afterAll(async () => {
   await stack.closeAll();
@@ -100,11 +100,32 @@ async function startNats(server: { home: string; monitorUrl: string }): Promise<
   });
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+async function stopServer(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
-  child.kill('SIGTERM');
+  child.kill(signal);
   await exited;
+}
+
+const AGENT = path.resolve('dist/workers/host/agent-main.js');
+
+/** The store a `refit dev up` leaves behind: streams, buckets and, for each host, its consumer. */
+async function setUpMessaging(server: { home: string; url: string }, hostIds: string[] = []): Promise<void> {
+  const setup = await connectNats(controllerIdentity(server.home, server.url));
+  try {
+    await ensureMessaging(setup);
+    for (const hostId of hostIds) await ensureHostConsumer(setup, hostId);
+  } finally {
+    await setup.close();
+  }
+}
+
+/** The attempt numbers of the "reconnecting to NATS" lines, in order. */
+function reconnectAttempts(messages: string[]): number[] {
+  return messages.flatMap((m) => {
+    const n = /^reconnecting to NATS at \S+ \(attempt (\d+), lost for [\d.]+s; giving up in [\d.]+s\)$/.exec(m)?.[1];
+    return n === undefined ? [] : [Number(n)];
+  });
 }
 
 describe('connecting with retries', () => {
@@ -131,7 +152,7 @@ describe('connecting with retries', () => {
     await ensureMessaging(setup);
     await ensureHostConsumer(setup, hostId);
     await setup.close();
-    await Promise.all(servers.splice(0).map(stopServer));
+    await Promise.all(servers.splice(0).map((child) => stopServer(child)));
 
     const { log, lines } = capturedLog();
     const starting = startHost({
@@ -247,10 +268,15 @@ describe('connecting with retries', () => {
       port = p;
     }
     const config: RefitConfig = { ...testConfig(stack), temporalAddress: `127.0.0.1:${port}` };
-    const controller = await startControllerWorker(config, quietLog, { connect: PATIENT });
+    const { log, lines } = capturedLog();
+    const controller = await startControllerWorker(config, log, { connect: PATIENT });
     try {
       await stopServer(first);
-      await sleep(3_000);
+      // Longer than TEMPORAL_CHECK_MS: the controller notices, and says so.
+      await until(() => lines.some((l) => l.what === 'Temporal' && l.msg.startsWith('lost Temporal at ')), {
+        what: 'the controller to notice Temporal is gone',
+        timeoutMs: TEMPORAL_CHECK_MS * 3,
+      });
       startTemporal();
       const connection = await until(
         () => Connection.connect({ address: config.temporalAddress }).catch(() => undefined),
@@ -260,6 +286,16 @@ describe('connecting with retries', () => {
         // Pollers seen before the restart are forgotten with the server's memory; these are new polls.
         await untilPolled(connection, config, 'a poller on the task queue after the restart', 60_000);
         expect(controller.worker.getState()).toBe('RUNNING');
+        await until(
+          () => lines.some((l) => /^reached Temporal at \S+ again after [\d.]+s \(attempt \d+\)$/.test(l.msg)),
+          {
+            what: 'the controller to say Temporal is back',
+            timeoutMs: TEMPORAL_CHECK_MS * 3,
+          },
+        );
+        expect(lines.find((l) => l.msg.startsWith('lost Temporal at '))?.msg).toMatch(
+          new RegExp(`^lost Temporal at ${config.temporalAddress} \\(attempt 1: .+\\); giving up in \\d+s$`),
+        );
       } finally {
         await connection.close();
       }
@@ -309,6 +345,100 @@ describe('connecting with retries', () => {
   it('leaves one-shot commands failing at once with their message', async () => {
     const config: RefitConfig = { ...testConfig(stack), natsUrl: `nats://127.0.0.1:${await freePort()}` };
     await expect(withNats(config, () => Promise.resolve())).rejects.toThrow(/^cannot reach NATS at .* refit dev up/);
+  });
+});
+
+describe('reconnecting after losing the server', () => {
+  it('a host agent that loses NATS logs each attempt, and past the bound exits 1 saying why', async () => {
+    const hostId = uniqueHostId('lost');
+    const server = await natsHome([hostId]);
+    await startNats(server);
+    await setUpMessaging(server, [hostId]);
+    const args = ['run', '--nats-url', server.url, '--creds', credsFile(server.home, { host: hostId })];
+    args.push('--id', hostId, '--driver', 'sim', '--state-dir', path.join(server.home, 'agent'));
+    const agent = spawn(process.execPath, [AGENT, ...args], {
+      env: { ...process.env, REFIT_CONNECT_TIMEOUT: '4s', REFIT_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = once(agent, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    let stderr = '';
+    agent.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    try {
+      await until(() => stderr.includes('host worker started'), { what: 'the agent to start', timeoutMs: 30_000 });
+      const killedAt = Date.now();
+      servers[0]?.kill('SIGKILL');
+      const [code] = await exited;
+      const took = Date.now() - killedAt;
+      const messages = stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as LogLine).msg);
+      expect(messages).toContainEqual(expect.stringMatching(/^lost NATS at \S+; reconnecting, giving up in 4\.0s$/));
+      const attempts = reconnectAttempts(messages);
+      expect(attempts.length).toBeGreaterThanOrEqual(3);
+      expect(attempts).toEqual(attempts.map((_, i) => i + 1));
+      expect(stderr).toMatch(
+        new RegExp(
+          `refit-host: lost NATS at \\S+ and reached no server of ${server.url} again: gave up after \\d+ attempts in [\\d.]+s \\(bound: 4\\.0s, set with REFIT_CONNECT_TIMEOUT\\)\\n`,
+        ),
+      );
+      expect(code).toBe(1);
+      expect(took).toBeGreaterThanOrEqual(4_000);
+      expect(took).toBeLessThan(20_000);
+    } finally {
+      agent.kill('SIGKILL');
+    }
+  });
+
+  it('the controller counts a reconnect, and when NATS stays away past the bound its worker stops with the error', async () => {
+    const server = await natsHome();
+    await startNats(server);
+    const config: RefitConfig = { ...testConfig(stack), home: server.home, natsUrl: server.url };
+    const { log, lines } = capturedLog();
+    const policy: ConnectPolicy = { timeoutMs: 3_000, firstDelayMs: 100, maxDelayMs: 400 };
+    const controller = await startControllerWorker(config, log, { connect: policy });
+    const before = { ...natsReconnectCounts };
+    try {
+      // Back within the bound: one reconnect, logged.
+      await Promise.all(servers.splice(0).map((child) => stopServer(child, 'SIGKILL')));
+      await startNats(server);
+      await until(() => lines.some((l) => /^reconnected to NATS at \S+ after [\d.]+s \(attempt \d+\)$/.test(l.msg)), {
+        what: 'the controller to reconnect',
+        timeoutMs: 20_000,
+      });
+      expect(natsReconnectCounts.disconnects - before.disconnects).toBe(1);
+      expect(natsReconnectCounts.reconnects - before.reconnects).toBe(1);
+      expect(controller.worker.getState()).toBe('RUNNING');
+
+      // Gone for good.
+      await Promise.all(servers.splice(0).map((child) => stopServer(child, 'SIGKILL')));
+      await expect(controller.running).rejects.toThrow(
+        new RegExp(`^lost NATS at \\S+ and reached no server of ${server.url} again: gave up after \\d+ attempts`),
+      );
+      expect(natsReconnectCounts.givenUp - before.givenUp).toBe(1);
+      expect(natsReconnectCounts.attempts - before.attempts).toBeGreaterThanOrEqual(3);
+      expect(reconnectAttempts(lines.map((l) => l.msg)).length).toBeGreaterThanOrEqual(3);
+      expect(controller.worker.getState()).not.toBe('RUNNING');
+    } finally {
+      await controller.shutdown().catch(() => undefined);
+    }
+  });
+
+  it('a CLI read whose NATS server dies under it fails with the reason instead of waiting for ever', async () => {
+    const server = await natsHome();
+    await startNats(server);
+    const config: RefitConfig = { ...testConfig(stack), home: server.home, natsUrl: server.url };
+    const started = Date.now();
+    const read = withNats(config, async (nc) => {
+      // A read that waits for the server to say something (on the CLI's own inbox; nothing will).
+      const waiting = nc.subscribe(createInbox(inboxPrefix(IDENTITIES.cli)));
+      await Promise.all(servers.splice(0).map((child) => stopServer(child, 'SIGKILL')));
+      for await (const msg of waiting) void msg;
+    });
+    await expect(read).rejects.toThrow(
+      /^lost NATS at \S+ and reached no server of .* again: gave up after \d+ attempts in [\d.]+s \(bound: 10s\); try again once NATS answers$/,
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 });
 

@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { IDENTITIES } from '../schemas/names.js';
 import { credsFile, loadConfig, temporalTlsOptions, type RefitConfig } from './config.js';
-import { connectNats } from './nats.js';
+import { connectNatsOnce } from './nats.js';
 import { UsageError } from '../schemas/errors.js';
 
 export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) => Promise<T>): Promise<T> {
@@ -29,13 +29,14 @@ export async function withTemporal<T>(config: RefitConfig, fn: (client: Client) 
 /** The CLI's own NATS identity: it reads inventory and results, and cannot send commands. */
 export async function withNats<T>(config: RefitConfig, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
   let nc: NatsConnection;
+  let lost: Promise<never>;
   try {
-    nc = await connectNats({
+    ({ nc, lost } = await connectNatsOnce({
       url: config.natsUrl,
       credsFile: config.natsCreds ?? credsFile(config.home, IDENTITIES.cli),
       identity: IDENTITIES.cli,
       tls: config.natsTls,
-    });
+    }));
   } catch (cause) {
     throw new UsageError(
       `cannot reach NATS at ${config.natsUrl} (is the stack up? try: refit dev up): ${(cause as Error).message}`,
@@ -43,7 +44,16 @@ export async function withNats<T>(config: RefitConfig, fn: (nc: NatsConnection) 
     );
   }
   try {
-    return await fn(nc);
+    // A server lost in the middle of the command, and not back within the bound: fail, saying so
+    // (also when what the command waited for ended with the closed connection).
+    let lostWith: Error | undefined;
+    const gone = lost.catch((err: unknown) => {
+      lostWith = new UsageError(`${(err as Error).message}; try again once NATS answers`, 1, { cause: err });
+      throw lostWith;
+    });
+    const result = await Promise.race([fn(nc), gone]);
+    if (lostWith !== undefined) throw lostWith;
+    return result;
   } finally {
     await nc.close();
   }

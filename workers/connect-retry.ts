@@ -96,7 +96,8 @@ export async function connectWithRetry<T>(
   }
 }
 
-function seconds(ms: number): string {
+/** A duration as log lines and errors give it: 2.5s, 90s, never. */
+export function seconds(ms: number): string {
   if (ms === Number.POSITIVE_INFINITY) return 'never';
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
 }

@@ -13,8 +13,18 @@ import { HostPresence } from '../schemas/host.js';
 import { credsFile, temporalTlsOptions, type RefitConfig } from './config.js';
 import type { Logger } from './log.js';
 import { ensureHostConsumer, ensureMessaging } from './messaging.js';
-import { connectNatsWithRetry } from './nats.js';
-import { connectPolicy, connectWithRetry, type ConnectPolicy, type RetryOptions } from './connect-retry.js';
+import { connectNatsWithRetry, type WatchedNats } from './nats.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  backoffDelay,
+  connectPolicy,
+  connectWithRetry,
+  DEFAULT_CONNECT_POLICY,
+  seconds,
+  ServerUnreachableError,
+  type ConnectPolicy,
+  type RetryOptions,
+} from './connect-retry.js';
 import { openMetricsEndpoint, stepMetricsOn, type MetricsEndpoint, type MetricsSetting } from './metrics/endpoint.js';
 import {
   appendRolloutGauges,
@@ -98,7 +108,7 @@ async function startWorker(
     if (sdkPort !== undefined) sdkMetricsUrl = `http://127.0.0.1:${sdkPort}`;
   }
   const policy = opts.connect ?? connectPolicy();
-  const [nc, connection] = await bothOrNeither((signal) => [
+  const [{ nc, lost: natsLost }, connection] = await bothOrNeither((signal) => [
     connectNatsWithRetry(
       {
         url: config.natsUrl,
@@ -160,13 +170,33 @@ async function startWorker(
     { taskQueue: config.taskQueue, temporal: config.temporalAddress, nats: config.natsUrl },
     'controller worker started',
   );
-  const running = worker
-    .run()
+  // A server lost for longer than the bound stops the worker with that error: the process exits 1
+  // and its supervisor (systemd's Restart=always) starts it again.
+  const temporalWatch = new AbortController();
+  const lost = Promise.race([
+    natsLost,
+    watchTemporal(connection, config, { policy, log, signal: temporalWatch.signal }),
+  ]);
+  const ran = worker.run();
+  let lostServer: Error | undefined;
+  const running = Promise.race([
+    ran.then(() => {
+      if (lostServer !== undefined) throw lostServer;
+    }),
+    lost.catch(async (err: unknown) => {
+      lostServer = err as Error;
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      // Without its server the worker may not finish shutting down: the error is what matters.
+      await Promise.race([ran.catch(() => undefined), sleep(LOSS_SHUTDOWN_GRACE_MS)]);
+      throw err;
+    }),
+  ])
     .catch((err: unknown) => {
       log.error({ err }, 'controller worker stopped with an error');
       throw err;
     })
     .finally(async () => {
+      temporalWatch.abort();
       for (const stop of stops) stop();
       await nc.drain().catch(() => undefined);
       await connection.close().catch(() => undefined);
@@ -183,6 +213,9 @@ async function startWorker(
     },
   };
 }
+
+/** How long a controller that lost a server waits for its worker to stop before it exits anyway (ms). */
+const LOSS_SHUTDOWN_GRACE_MS = 10_000;
 
 /** A connection that answers for the namespace: the port of a server still starting may not yet. */
 function connectTemporal(config: RefitConfig, retry: RetryOptions): Promise<NativeConnection> {
@@ -207,8 +240,8 @@ function connectTemporal(config: RefitConfig, retry: RetryOptions): Promise<Nati
 
 /** Both connections, or neither: when one gives up, the other stops trying, or is closed. */
 async function bothOrNeither(
-  start: (signal: AbortSignal) => [Promise<NatsConnection>, Promise<NativeConnection>],
-): Promise<[NatsConnection, NativeConnection]> {
+  start: (signal: AbortSignal) => [Promise<WatchedNats>, Promise<NativeConnection>],
+): Promise<[WatchedNats, NativeConnection]> {
   const giveUp = new AbortController();
   const [n, t] = (await Promise.allSettled(
     start(giveUp.signal).map((p) =>
@@ -217,9 +250,70 @@ async function bothOrNeither(
         throw err;
       }),
     ),
-  )) as [PromiseSettledResult<NatsConnection>, PromiseSettledResult<NativeConnection>];
+  )) as [PromiseSettledResult<WatchedNats>, PromiseSettledResult<NativeConnection>];
   if (n.status === 'fulfilled' && t.status === 'fulfilled') return [n.value, t.value];
-  if (n.status === 'fulfilled') await n.value.close().catch(() => undefined);
+  if (n.status === 'fulfilled') await n.value.nc.close().catch(() => undefined);
   if (t.status === 'fulfilled') await t.value.close().catch(() => undefined);
   throw n.status === 'rejected' ? n.reason : (t as PromiseRejectedResult).reason;
+}
+
+/** Counts of the controller's checks of its Temporal server that failed, and of its returns. */
+export const temporalReconnectCounts = { failedChecks: 0, reconnects: 0, givenUp: 0 };
+
+/** How often a controller asks its Temporal server whether it is there (ms). */
+export const TEMPORAL_CHECK_MS = 5_000;
+
+/**
+ * The worker's own connection retries a lost Temporal server without end and says nothing. This
+ * asks the server every TEMPORAL_CHECK_MS (more often while it is lost, as the policy's back-off
+ * says), logs each failed check and the return, and rejects once it has been lost for the
+ * policy's bound.
+ */
+export async function watchTemporal(
+  connection: NativeConnection,
+  config: RefitConfig,
+  { policy, log, signal }: RetryOptions & { signal: AbortSignal },
+): Promise<void> {
+  const ids = { what: 'Temporal', where: config.temporalAddress };
+  const bound = Number.isFinite(policy.timeoutMs) ? policy.timeoutMs : DEFAULT_CONNECT_POLICY.timeoutMs;
+  let lostAt: number | undefined;
+  let failures = 0;
+  while (!signal.aborted) {
+    const wait = lostAt === undefined ? TEMPORAL_CHECK_MS : Math.min(TEMPORAL_CHECK_MS, backoffDelay(failures, policy));
+    await sleep(wait, undefined, { signal }).catch(() => undefined);
+    if (signal.aborted) return;
+    try {
+      await connection.withDeadline(Date.now() + Math.min(TEMPORAL_CHECK_MS, 5_000), () =>
+        connection.workflowService.describeNamespace({ namespace: config.temporalNamespace }),
+      );
+      if (lostAt !== undefined) {
+        temporalReconnectCounts.reconnects++;
+        log.info(
+          { ...ids, attempts: failures, lostForMs: Date.now() - lostAt },
+          `reached Temporal at ${config.temporalAddress} again after ${seconds(Date.now() - lostAt)} (attempt ${failures})`,
+        );
+      }
+      lostAt = undefined;
+      failures = 0;
+    } catch (err) {
+      if (signal.aborted) return;
+      temporalReconnectCounts.failedChecks++;
+      lostAt ??= Date.now();
+      failures++;
+      const lostFor = Date.now() - lostAt;
+      if (lostFor >= bound) {
+        temporalReconnectCounts.givenUp++;
+        const gaveUp = new ServerUnreachableError(
+          `lost Temporal at ${config.temporalAddress}: no answer for ${seconds(lostFor)} over ${failures} attempts (bound: ${seconds(bound)}, set with REFIT_CONNECT_TIMEOUT); last error: ${(err as Error).message}`,
+          { cause: err },
+        );
+        log.error({ ...ids, attempts: failures }, gaveUp.message);
+        throw gaveUp;
+      }
+      log.warn(
+        { ...ids, attempt: failures, lostForMs: lostFor, giveUpInMs: bound - lostFor, err: (err as Error).message },
+        `lost Temporal at ${config.temporalAddress} (attempt ${failures}: ${(err as Error).message}); giving up in ${seconds(bound - lostFor)}`,
+      );
+    }
+  }
 }

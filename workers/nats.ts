@@ -3,7 +3,15 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } f
 import { inboxPrefix } from '../schemas/names.js';
 import { RefitError } from '../schemas/errors.js';
 import { seedOfCredentials, signerOfSeed, type Signer } from '../activities/nkey.js';
-import { connectWithRetry, type RetryOptions } from './connect-retry.js';
+import {
+  backoffDelay,
+  connectWithRetry,
+  DEFAULT_CONNECT_POLICY,
+  seconds,
+  ServerUnreachableError,
+  type ConnectPolicy,
+  type RetryOptions,
+} from './connect-retry.js';
 import type { Logger } from './log.js';
 import type { NatsTls } from './config.js';
 
@@ -42,6 +50,8 @@ export interface NatsIdentity {
   timeout?: number;
   /** TLS to the server; absent: plain TCP. */
   tls?: NatsTls | undefined;
+  /** The wait before the next attempt after losing the server (ms); default 0.5 s. */
+  reconnectDelay?: () => number;
 }
 
 export function identityOfHost(hostId: string): string {
@@ -60,7 +70,7 @@ export async function connectNats(id: NatsIdentity): Promise<NatsConnection> {
     inboxPrefix: inboxPrefix(id.identity),
     name: id.name ?? `refit-${id.identity}`,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
+    ...(id.reconnectDelay !== undefined ? { reconnectDelayHandler: id.reconnectDelay } : { reconnectTimeWait: 500 }),
     ...SERVER_LOSS_DETECTION,
     timeout: id.timeout ?? 10_000,
     ...(id.tls !== undefined
@@ -86,32 +96,154 @@ export const SERVER_LOSS_DETECTION = { pingInterval: 10_000, maxPingOut: 2 } as 
 const ATTEMPT_TIMEOUT_MS = 10_000;
 
 /**
- * Connect as a long-running process does: retry as `policy` says (workers/connect-retry.ts), then
- * log each loss and return of the server. Once connected, the client itself reconnects without end
- * (`maxReconnectAttempts: -1`) and keeps the subscriptions.
+ * How a connection that lost its server tries again: at once on a node not tried lately (another
+ * node of a cluster), then, while no server answers, doubling from 0.5 s up to 5 s between attempts.
+ * The bound is the connect policy's (REFIT_CONNECT_TIMEOUT, default 5 minutes).
+ */
+export const RECONNECT_DELAYS = { firstDelayMs: 500, maxDelayMs: 5_000 } as const;
+
+/**
+ * What this process's long-running NATS connections went through, counted since it started:
+ * connections lost, reconnect attempts, reconnects, and connections given up after the bound.
+ */
+export const natsReconnectCounts = { disconnects: 0, attempts: 0, reconnects: 0, givenUp: 0 };
+
+export interface WatchedNats {
+  nc: NatsConnection;
+  /**
+   * Rejects with ServerUnreachableError when the connection lost its server and did not get one back
+   * within the bound (the connection is closed then); never resolves. The process should exit.
+   */
+  lost: Promise<never>;
+}
+
+/**
+ * Connect as a long-running process does: retry as `policy` says (workers/connect-retry.ts). Once
+ * connected, a lost server is tried again with back-off (RECONNECT_DELAYS), each attempt logged,
+ * until the policy's bound (a policy without one: the default bound); then `lost` rejects.
  */
 export async function connectNatsWithRetry(
   id: NatsIdentity,
   retry: Omit<RetryOptions, 'isPermanent'>,
-): Promise<NatsConnection> {
+): Promise<WatchedNats> {
+  const bound = Number.isFinite(retry.policy.timeoutMs) ? retry.policy.timeoutMs : DEFAULT_CONNECT_POLICY.timeoutMs;
+  const reconnect = { ...RECONNECT_DELAYS, timeoutMs: bound, setWith: 'REFIT_CONNECT_TIMEOUT' };
+  const state = { failures: 0 };
   const nc = await connectWithRetry(
     { what: 'NATS', where: id.url },
     (remainingMs) =>
-      connectNats({ ...id, timeout: Math.max(1_000, Math.min(id.timeout ?? ATTEMPT_TIMEOUT_MS, remainingMs)) }),
+      connectNats({
+        ...id,
+        timeout: Math.max(1_000, Math.min(id.timeout ?? ATTEMPT_TIMEOUT_MS, remainingMs)),
+        reconnectDelay: () => backoffDelay(state.failures, reconnect),
+      }),
     {
       ...retry,
       isPermanent: (err) => err instanceof CredentialsError || (err as Error).name === 'InvalidArgumentError',
     },
   );
-  void logConnectionChanges(nc, id, retry.log);
-  return nc;
+  return { nc, lost: watchConnection(nc, id, reconnect, state, retry.log) };
 }
 
-async function logConnectionChanges(nc: NatsConnection, id: NatsIdentity, log: Logger): Promise<void> {
+/** How long a one-shot command (a CLI read) tries to get a lost NATS server back before it fails (ms). */
+export const ONE_SHOT_RECONNECT_BOUND_MS = 10_000;
+
+/**
+ * One attempt to connect, as one-shot commands do (connectNats), and a `lost` that rejects when the
+ * server is lost for longer than `boundMs`: a command waiting on it fails with that instead of hanging.
+ */
+export async function connectNatsOnce(id: NatsIdentity, boundMs = ONE_SHOT_RECONNECT_BOUND_MS): Promise<WatchedNats> {
+  const state = { failures: 0 };
+  const reconnect = { ...RECONNECT_DELAYS, timeoutMs: boundMs };
+  const nc = await connectNats({ ...id, reconnectDelay: () => backoffDelay(state.failures, reconnect) });
+  return { nc, lost: watchConnection(nc, id, reconnect, state) };
+}
+
+/**
+ * Log each loss of the server, each attempt to reach one again and each return, and count them; past
+ * the bound, close the connection and reject.
+ */
+function watchConnection(
+  nc: NatsConnection,
+  id: NatsIdentity,
+  policy: ConnectPolicy & { setWith?: string },
+  state: { failures: number },
+  log?: Logger,
+): Promise<never> {
+  let fail: (err: Error) => void = () => undefined;
+  const lost = new Promise<never>((_resolve, reject) => (fail = reject));
+  // Nobody need listen: an unheard loss is not an unhandled rejection.
+  lost.catch(() => undefined);
+  void followConnection(nc, id, policy, state, fail, log);
+  return lost;
+}
+
+async function followConnection(
+  nc: NatsConnection,
+  id: NatsIdentity,
+  policy: ConnectPolicy & { setWith?: string },
+  state: { failures: number },
+  fail: (err: Error) => void,
+  log?: Logger,
+): Promise<void> {
+  const ids = { what: 'NATS', where: id.url, identity: id.identity };
+  let lostAt: number | undefined;
+  let lostFrom = '';
+  let giveUp: NodeJS.Timeout | undefined;
+  let gaveUp = false;
   for await (const s of nc.status()) {
-    if (s.type === 'disconnect')
-      log.warn({ nats: s.server, identity: id.identity }, `lost NATS at ${s.server}; reconnecting`);
-    else if (s.type === 'reconnect')
-      log.info({ nats: s.server, identity: id.identity }, `reconnected to NATS at ${s.server}`);
+    if (s.type === 'disconnect') {
+      natsReconnectCounts.disconnects++;
+      lostAt = Date.now();
+      lostFrom = s.server;
+      state.failures = 0;
+      log?.warn(
+        { ...ids, nats: s.server, giveUpInMs: policy.timeoutMs },
+        `lost NATS at ${s.server}; reconnecting, giving up in ${seconds(policy.timeoutMs)}`,
+      );
+      giveUp = setTimeout(() => {
+        natsReconnectCounts.givenUp++;
+        gaveUp = true;
+        const err = new ServerUnreachableError(
+          `lost NATS at ${lostFrom} and reached no server of ${id.url} again: gave up after ${state.failures} attempts in ${seconds(Date.now() - (lostAt ?? Date.now()))} (bound: ${seconds(policy.timeoutMs)}${policy.setWith ? `, set with ${policy.setWith}` : ''})`,
+        );
+        log?.error({ ...ids, attempts: state.failures }, err.message);
+        // Rejected before the close, so that whoever waits on both hears why.
+        fail(err);
+        void nc.close();
+      }, policy.timeoutMs);
+    } else if (s.type === 'reconnecting') {
+      natsReconnectCounts.attempts++;
+      state.failures++;
+      const lostFor = Date.now() - (lostAt ?? Date.now());
+      log?.warn(
+        {
+          ...ids,
+          attempt: state.failures,
+          lostForMs: lostFor,
+          giveUpInMs: Math.max(0, policy.timeoutMs - lostFor),
+        },
+        `reconnecting to NATS at ${id.url} (attempt ${state.failures}, lost for ${seconds(lostFor)}; giving up in ${seconds(Math.max(0, policy.timeoutMs - lostFor))})`,
+      );
+    } else if (s.type === 'reconnect') {
+      natsReconnectCounts.reconnects++;
+      clearTimeout(giveUp);
+      const lostFor = Date.now() - (lostAt ?? Date.now());
+      log?.info(
+        { ...ids, nats: s.server, attempts: state.failures, lostForMs: lostFor },
+        `reconnected to NATS at ${s.server} after ${seconds(lostFor)} (attempt ${state.failures})`,
+      );
+      lostAt = undefined;
+      state.failures = 0;
+    }
   }
+  clearTimeout(giveUp);
+  const closedWith = await nc.closed();
+  // Closed by its owner (nothing was lost), or after giving up (said already).
+  if (gaveUp || !(closedWith instanceof Error)) return;
+  const err = new ServerUnreachableError(`the connection to NATS at ${id.url} closed: ${closedWith.message}`, {
+    cause: closedWith,
+  });
+  log?.error({ ...ids, err: closedWith.message }, err.message);
+  fail(err);
 }

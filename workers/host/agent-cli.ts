@@ -9,7 +9,7 @@ import { connectPolicy } from '../connect-retry.js';
 import { createLogger } from '../log.js';
 import { ensureSeed } from '../nkey.js';
 import { createDriver, defaultHostId, defaultStateDir, enrollRequest, hostSeedFile, startLine } from './agent.js';
-import { parseLabels, startHost, untilStopSignal, InvalidLabelsError } from './host-process.js';
+import { parseLabels, startHost, runUntilStopped, InvalidLabelsError } from './host-process.js';
 import { AGENT_VERSION } from './version.js';
 import { StateDirError } from './state-lock.js';
 import { AGENT_METRICS_LISTEN, InvalidListenAddressError, metricsListen } from '../metrics/listen.js';
@@ -192,8 +192,7 @@ async function run(s: AgentSettings): Promise<void> {
     }),
   );
   process.stderr.write(startLine(`refit-host ${AGENT_VERSION}`, { ...s, metricsUrl: host.metricsUrl }));
-  await untilStopSignal();
-  await host.stop();
+  await runUntilStopped(host);
 }
 
 /** The whole agent command line: what agent-main.ts runs. */

@@ -58,6 +58,11 @@ export interface RunningHost {
   readonly metricsUrl: string | undefined;
   /** Stops the worker, then drains the connection. */
   stop(): Promise<void>;
+  /**
+   * Rejects with ServerUnreachableError when NATS was lost for longer than the connect bound (the
+   * connection is closed then): the process should stop the host and exit 1. Never resolves.
+   */
+  lost: Promise<never>;
 }
 
 /**
@@ -70,10 +75,11 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   const lock = lockStateDir(o.stateDir, o.hostId);
   let nc: NatsConnection;
   let metrics: MetricsEndpoint | undefined;
+  let lost: Promise<never>;
   try {
     // Served while the agent still waits for NATS: /healthz then says so.
     if (o.metrics !== undefined) metrics = await openMetricsEndpoint(o.metrics, o.log, 'host agent');
-    nc = await connectNatsWithRetry(
+    ({ nc, lost } = await connectNatsWithRetry(
       {
         url: o.natsUrl,
         credsFile: o.credsFile,
@@ -82,7 +88,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
         ...(o.connectionName !== undefined ? { name: o.connectionName } : {}),
       },
       { policy: o.connect ?? connectPolicy(), log: o.log },
-    );
+    ));
   } catch (err) {
     await metrics?.close();
     lock.release();
@@ -107,6 +113,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     return {
       hostId: o.hostId,
       metricsUrl: metrics?.url,
+      lost,
       async stop() {
         await worker.stop();
         await nc.drain().catch(() => nc.close());
@@ -164,4 +171,18 @@ export function untilStopSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
   });
+}
+
+/**
+ * Run until SIGINT or SIGTERM, then stop; or until the connection is lost for good, then stop what
+ * can be stopped and throw its error (the process exits 1, and its supervisor starts it again).
+ */
+export async function runUntilStopped(running: { stop(): Promise<void>; lost: Promise<never> }): Promise<void> {
+  try {
+    await Promise.race([untilStopSignal(), running.lost]);
+  } catch (err) {
+    await running.stop().catch(() => undefined);
+    throw err;
+  }
+  await running.stop();
 }

@@ -38,6 +38,8 @@ export interface SimFleetHandle {
   /** The simulated host behind each id, to look at its state. */
   readonly hosts: ReadonlyMap<string, SimDriver>;
   stop(): Promise<void>;
+  /** Rejects when any host's connection to NATS was lost for longer than the connect bound. */
+  lost: Promise<never>;
 }
 
 export class SimFleetError extends RefitError {}
@@ -114,5 +116,8 @@ export async function startSimFleet(o: SimFleetOptions): Promise<SimFleetHandle>
     });
   }
   o.log.info({ hosts: hostIds.length, simulated: true }, 'simulated fleet started');
-  return { hostIds, hosts: drivers, stop };
+  // The first host whose connection is lost for good: the fleet's process should stop and exit.
+  const lost = Promise.race([...running.values()].map((host) => host.lost));
+  lost.catch(() => undefined);
+  return { hostIds, hosts: drivers, stop, lost };
 }
