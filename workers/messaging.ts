@@ -74,40 +74,39 @@ export async function ensureMessaging(
   log: Logger = createLogger('messaging'),
 ): Promise<void> {
   const jsm = await jetstreamManager(nc);
-  await ensureStream(
-    jsm,
-    {
-      name: STREAMS.commands,
-      subjects: [SUBJECTS.commandsAll],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      duplicate_window: nanos(COMMAND_DEDUP_WINDOW_MS),
-      max_age: nanos(30 * 24 * 3_600_000),
-      num_replicas: replicas,
-    },
-    // Only the controller writes commands, and an operator may have to purge a host's stale queue.
-    { max_msg_size: MAX_MESSAGE_BYTES.commands },
-    log,
-  );
-  await ensureStream(
-    jsm,
-    {
-      name: STREAMS.audit,
-      subjects: [SUBJECTS.auditAll],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      duplicate_window: nanos(60 * 60_000),
-      max_age: 0,
-      // Hosts read the end of their own chain by direct get (schemas/permissions.ts, decision 0005).
-      allow_direct: true,
-      num_replicas: replicas,
-    },
-    // No one, the controller included, removes an event: tampering can only add, and the chains show it.
-    { ...NO_ERASING, max_msg_size: MAX_MESSAGE_BYTES.audit },
-    log,
-  );
+  const streams: [Parameters<JetStreamManager['streams']['add']>[0], Settings][] = [
+    [
+      {
+        name: STREAMS.commands,
+        subjects: [SUBJECTS.commandsAll],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        duplicate_window: nanos(COMMAND_DEDUP_WINDOW_MS),
+        max_age: nanos(30 * 24 * 3_600_000),
+        num_replicas: replicas,
+      },
+      // Only the controller writes commands, and an operator may have to purge a host's stale queue.
+      { max_msg_size: MAX_MESSAGE_BYTES.commands },
+    ],
+    [
+      {
+        name: STREAMS.audit,
+        subjects: [SUBJECTS.auditAll],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        duplicate_window: nanos(60 * 60_000),
+        max_age: 0,
+        // Hosts read the end of their own chain by direct get (schemas/permissions.ts, decision 0005).
+        allow_direct: true,
+        num_replicas: replicas,
+      },
+      // No one, the controller included, removes an event: tampering can only add, and the chains show it.
+      { ...NO_ERASING, max_msg_size: MAX_MESSAGE_BYTES.audit },
+    ],
+  ];
+  for (const [config, settings] of streams) await ensureStream(jsm, config, settings, log);
   const kvm = new Kvm(nc);
   const buckets = [
     [BUCKETS.hosts, {}, { max_msg_size: MAX_MESSAGE_BYTES.presence }],
