@@ -2,16 +2,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kvm, type KV } from '@nats-io/kv';
 import { until } from '../activities/poll.js';
-import { BUCKETS } from '../schemas/names.js';
-import { CommandStatus } from '../schemas/command.js';
+import type { CommandStatus } from '../schemas/command.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, spawnControllerWorker, temporalClient } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { rolloutEnd } from '../workers/control/rollout-status.js';
+import { hostCommands } from './helpers/results.js';
 
 // Eight hosts, three in each campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(8, `kc${randomBytes(2).toString('hex')}`);
@@ -25,17 +24,7 @@ afterAll(() => {
   worker?.kill('SIGKILL');
 });
 
-let results: KV | undefined;
-
-async function commandsOf(hostId: string): Promise<CommandStatus[]> {
-  results ??= await new Kvm(await stack.controllerConnection()).open(BUCKETS.results);
-  const out: CommandStatus[] = [];
-  for await (const key of await results.keys(`${hostId}.>`)) {
-    const entry = await results.get(key);
-    if (entry?.operation === 'PUT') out.push(CommandStatus.parse(entry.json()));
-  }
-  return out;
-}
+const commandsOf = hostCommands(() => stack.controllerConnection());
 
 /** The first step after drain that runs on one of the hosts. */
 function untilRunning(hostIds: readonly string[]): Promise<CommandStatus> {

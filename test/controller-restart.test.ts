@@ -1,15 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
 import { afterAll, describe, expect, it } from 'vitest';
 import { until } from '../activities/poll.js';
-import { BUCKETS } from '../schemas/names.js';
-import { CommandStatus } from '../schemas/command.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { plan, quietLog, temporalClient } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { rolloutEnd } from '../workers/control/rollout-status.js';
+import { hostCommands } from './helpers/results.js';
 
 // Four hosts, two in the campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(4, `rs${randomBytes(2).toString('hex')}`);
@@ -19,16 +17,7 @@ const { stack, config } = suite;
 let controller: ControllerWorker | undefined;
 afterAll(() => controller?.shutdown());
 
-let results: KV | undefined;
-async function commandsOf(hostId: string): Promise<CommandStatus[]> {
-  results ??= await new Kvm(await stack.controllerConnection()).open(BUCKETS.results);
-  const out: CommandStatus[] = [];
-  for await (const key of await results.keys(`${hostId}.>`)) {
-    const entry = await results.get(key);
-    if (entry?.operation === 'PUT') out.push(CommandStatus.parse(entry.json()));
-  }
-  return out;
-}
+const commandsOf = hostCommands(() => stack.controllerConnection());
 
 describe('a controller upgrade: the worker stopped (SIGTERM) and a new one started mid-rollout', () => {
   it('leaves the steps running on the hosts alone, and the rollout completes', async () => {

@@ -2,7 +2,6 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { Kvm, type KV } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { until } from '../../activities/poll.js';
@@ -13,8 +12,6 @@ import { pendingConfirmationFile } from '../../activities/host/linux/confirm.js'
 import { labDown } from '../../lab/down.js';
 import { labUp } from '../../lab/up.js';
 import { startLabWorkers, type LabWorkers } from '../../lab/workers.js';
-import { CommandStatus } from '../../schemas/command.js';
-import { BUCKETS } from '../../schemas/names.js';
 import type { RolloutStatus } from '../../schemas/rollout.js';
 import { buildHostPackage } from '../../scripts/package-host.js';
 import { startRollout } from '../../workers/control/rollouts.js';
@@ -26,6 +23,7 @@ import {
   testConfig,
   waitForOnline,
 } from '../helpers/controller.js';
+import { hostCommands } from '../helpers/results.js';
 import { testStack } from '../helpers/stack.js';
 import { labSkipReason, testLabDir } from './lab-env.js';
 
@@ -83,15 +81,8 @@ describe.skipIf(skip !== '')(
         const id = host.id;
         const service = workers.services.get(id) ?? expect.fail(`no agent for ${id}`);
         const stateDir = path.join(labDir, 'agents', id);
-        const results: KV = await new Kvm(await stack.controllerConnection()).open(BUCKETS.results);
-        const commands = async (): Promise<CommandStatus[]> => {
-          const out: CommandStatus[] = [];
-          for await (const key of await results.keys(`${id}.>`)) {
-            const entry = await results.get(key);
-            if (entry?.operation === 'PUT') out.push(CommandStatus.parse(entry.json()));
-          }
-          return out;
-        };
+        const commandsOf = hostCommands(() => stack.controllerConnection());
+        const commands = () => commandsOf(id);
         const kills: { during: string; pid: number; restartedAs: number }[] = [];
         const killAgent = async (during: string): Promise<void> => {
           const pid = service.mainPid ?? expect.fail(`${id}'s agent is not running`);
