@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,12 +12,16 @@ import { runChaos, type ChaosOptions } from './run-chaos.js';
  * `npm run chaos -- [--kills 50] [--seed S] [--hosts 16] [--step-ms MS] [--json] [--record] [--keep-home]`:
  * a rollout over a SIMULATED fleet while a seeded schedule SIGKILLs the controller, the fleet, nats-server
  * and Temporal. Exits 0 when it passed, 1 when it failed, 2 on a usage error.
+ * `npm run chaos -- --lab` (as root): the lab variant instead, test/lab/lab-chaos.test.ts: host agents
+ * of a real lab rollout SIGKILLed in ovs-convert's confirmation window and during verify.
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const say = (line: string) => process.stderr.write(`chaos ${new Date().toISOString().slice(11, 19)}: ${line}\n`);
 
 function usage(message: string): never {
-  say(`${message}\nusage: npm run chaos -- [--kills N] [--seed S] [--hosts H] [--step-ms MS] [--json] [--record]`);
+  say(
+    `${message}\nusage: npm run chaos -- [--kills N] [--seed S] [--hosts H] [--step-ms MS] [--json] [--record] | --lab`,
+  );
   process.exit(2);
 }
 
@@ -39,10 +43,22 @@ try {
       json: { type: 'boolean', default: false },
       record: { type: 'boolean', default: false },
       'keep-home': { type: 'boolean', default: false },
+      lab: { type: 'boolean', default: false },
     },
   }));
 } catch (err) {
   usage((err as Error).message);
+}
+if (values.lab) {
+  if (Object.keys(values).some((k) => !['lab', 'json', 'record', 'keep-home'].includes(k)))
+    usage('--lab runs the lab scenario as it is: no --kills, --seed, --hosts or --step-ms');
+  if (values.json || values.record || values['keep-home']) usage('--lab takes no other option');
+  const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs');
+  const run = spawnSync(process.execPath, [vitest, 'run', 'test/lab/lab-chaos.test.ts'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  process.exit(run.status ?? 1);
 }
 const options: ChaosOptions = {
   kills: wholeNumber('kills', values.kills, 50, 1),
