@@ -7,7 +7,21 @@ import { CLI, tempDir } from './helpers/controller.js';
 
 const dir = tempDir('cli');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const COMMANDS = ['dev', 'worker', 'host', 'sim-fleet', 'hosts', 'enroll', 'rollout', 'audit', 'lab', 'ovs-config'];
+const COMMANDS = [
+  'dev',
+  'worker',
+  'host',
+  'sim-fleet',
+  'hosts',
+  'enroll',
+  'operator',
+  'rollout',
+  'audit',
+  'ui',
+  'completion',
+  'lab',
+  'ovs-config',
+];
 
 /** Run the built `refit` without a stack; `traceTemporal` reports every @temporalio module it loads. */
 function refit(args: string[], traceTemporal = false) {
