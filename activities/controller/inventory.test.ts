@@ -140,6 +140,17 @@ describe('chooseDestinations', () => {
     expect(chooseDestinations([...fleet, stale], 'h1', ['h4'], now)).toEqual({ a: 'h3', b: 'h2', c: 'h3' });
   });
 
+  it('sends VMs only to hosts of the same driver and the same cluster label, however empty others are', () => {
+    const source = withVms({ ...host('l1', { cluster: 'c1' }), driver: 'lab', simulated: false }, ['a'], 8);
+    const sameCluster = withVms({ ...host('l2', { cluster: 'c1' }), driver: 'lab', simulated: false }, ['x'], 2);
+    const otherDriver = withVms(host('s1', { cluster: 'c1' }), [], 16);
+    const otherCluster = withVms({ ...host('l3', { cluster: 'c2' }), driver: 'lab', simulated: false }, [], 16);
+    expect(chooseDestinations([source, otherDriver, otherCluster, sameCluster], 'l1', [], now)).toEqual({ a: 'l2' });
+    expect(() => chooseDestinations([source, otherDriver, otherCluster], 'l1', [], now)).toThrow(
+      /no host has room for VM a/,
+    );
+  });
+
   it('fails clearly when no host has room', () => {
     expect(() => chooseDestinations(fleet, 'h1', ['h2', 'h3', 'h4'], now)).toThrow(/no host has room for VM a/);
   });

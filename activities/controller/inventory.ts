@@ -84,7 +84,10 @@ export class NoDestinationError extends RefitError {
 /**
  * Where each VM of a host goes when it is drained: hosts that report, are not cordoned, are not in
  * `avoid` (the same wave: they are about to be drained too) and have free VM slots, the emptiest
- * first. VMs with SR-IOV functions cannot be live-migrated; they make the drain fail.
+ * first. Only hosts a VM can live-migrate to at all: the same driver (a sim host is no destination
+ * for a real VM, nor a libvirt host for a lab one) and the same `cluster` label (live migration stays
+ * inside a cluster; hosts without the label are one cluster). VMs with SR-IOV functions cannot be
+ * live-migrated; they make the drain fail.
  */
 export function chooseDestinations(
   inventory: readonly ReceivedPresence[],
@@ -103,6 +106,7 @@ export function chooseDestinations(
   const free = new Map(
     inventory
       .filter((p) => p.hostId !== hostId && !avoid.includes(p.hostId) && isOnline(p, now) && !p.facts.cordoned)
+      .filter((p) => p.driver === source.driver && p.labels['cluster'] === source.labels['cluster'])
       .map((p) => [p.hostId, p.facts.capacity.vmSlots - p.facts.capacity.vmsRunning] as const)
       .filter(([, slots]) => slots > 0),
   );
@@ -111,7 +115,7 @@ export function chooseDestinations(
     const best = [...free.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
     if (!best)
       throw new NoDestinationError(
-        `no host has room for VM ${vm.name} (all others are cordoned, full, silent or in the same wave)`,
+        `no host has room for VM ${vm.name} (all others are cordoned, full, silent, in the same wave, or of another driver or cluster)`,
       );
     destinations[vm.name] = best[0];
     free.set(best[0], best[1] - 1);
