@@ -79,6 +79,16 @@ describe('refit completion bash', () => {
   });
 });
 
+/**
+ * stderr without refit's warning about presence entries that fail the schema: the suite's shared stack
+ * holds some on purpose (the permission and forgery tests write them), and the warning is right there.
+ */
+const withoutPresenceWarning = (stderr: string) =>
+  stderr
+    .split('\n')
+    .filter((l) => !/^skipped \d+ presence entr(y|ies) that fail/.test(l))
+    .join('\n');
+
 describe('a reader that stops early', () => {
   it('ends refit quietly, with success: no EPIPE error', async () => {
     // The reading end closed before refit writes: every write fails with EPIPE.
@@ -96,13 +106,13 @@ describe('a reader that stops early', () => {
     const env = { ...cliEnv(suite.config), REFIT: `${process.execPath} ${CLI}` };
     const head = spawnSync('bash', ['-o', 'pipefail', '-c', '$REFIT hosts | head -1'], { env, encoding: 'utf8' });
     expect(head.stdout).toMatch(/^\d+ hosts, \d+ online/);
-    expect(head.stderr).toBe('');
+    expect(withoutPresenceWarning(head.stderr)).toBe('');
     expect(head.status).toBe(0);
     const grep = spawnSync('bash', ['-o', 'pipefail', '-c', `$REFIT hosts --json | grep -q ${hosts[0]}`], {
       env,
       encoding: 'utf8',
     });
-    expect(grep.stderr).toBe('');
+    expect(withoutPresenceWarning(grep.stderr)).toBe('');
     expect(grep.status).toBe(0);
   });
 });
@@ -134,7 +144,7 @@ describe('following', () => {
     });
     expect(count().at(-1)).toBe(before + 1);
     await watch.stop();
-    expect(watch.out.stderr).toBe('');
+    expect(withoutPresenceWarning(watch.out.stderr)).toBe('');
   });
 
   it('refit audit log --follow --json prints the events of a rollout as they are stored', async () => {
