@@ -11,7 +11,7 @@ import { BUCKETS, STREAMS } from '../schemas/names.js';
 import { CommandStatus } from '../schemas/command.js';
 import { loadConfig, natsNodes, readStackFile, type NatsNode, type RefitConfig } from '../workers/config.js';
 import { withNats } from '../workers/clients.js';
-import { bucketKeys } from '../activities/controller/bucket-keys.js';
+import { bucketKeys, READ_RETRY_BUDGET_MS, SHORT_REQUEST_MS } from '../activities/controller/bucket-keys.js';
 import { readInventory } from '../workers/control/inventory.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { startControllerWorker, type ControllerWorker } from '../workers/controller.js';
@@ -261,8 +261,8 @@ ${campaignStepsYaml()}
 
       // Every inventory read answered, and none took long.
       expect(failedReads, JSON.stringify(reads)).toEqual([]);
-      // Four 2 s requests and the pauses between them at most (bucket-keys.ts), with room for a loaded machine.
-      expect(longestReadMs).toBeLessThan(12_000);
+      // The read's retry budget and one more short request at most (bucket-keys.ts), with room for a loaded machine.
+      expect(longestReadMs).toBeLessThan(READ_RETRY_BUDGET_MS + SHORT_REQUEST_MS + 3_000);
       // The minute the issue saw would fail this; docs/RELIABILITY.md has what it measures.
       expect(stalledMs).toBeLessThan(45_000);
     } finally {

@@ -3,20 +3,26 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 
 /**
- * A read that rides out a cluster electing new stream leaders (a few seconds after it lost a node):
- * short requests (`SHORT_REQUEST_MS`), asked again after a timeout, instead of one request that
- * waits out the client's 5 s and fails.
+ * A read that rides out a cluster electing new stream leaders after it lost a node: short requests
+ * (`SHORT_REQUEST_MS`), asked again after a timeout, instead of one request that waits out the
+ * client's 5 s and fails. nats-server's Raft groups wait 4 to 9 s without a leader before they elect
+ * another, so a read keeps asking for `READ_RETRY_BUDGET_MS`: the longest wait and a request more,
+ * with room for a loaded machine.
  */
 export const SHORT_REQUEST_MS = 2_000;
-const ATTEMPTS = 4;
+export const READ_RETRY_BUDGET_MS = 15_000;
 const PAUSE_MS = 250;
 
-export async function retryTimeouts<T>(read: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+export async function retryTimeouts<T>(
+  read: () => Promise<T>,
+  { budgetMs = READ_RETRY_BUDGET_MS }: { budgetMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (;;) {
     try {
       return await read();
     } catch (err) {
-      if (attempt >= ATTEMPTS || (err as Error).name !== 'TimeoutError') throw err;
+      if ((err as Error).name !== 'TimeoutError' || Date.now() + PAUSE_MS >= deadline) throw err;
       await sleep(PAUSE_MS);
     }
   }
