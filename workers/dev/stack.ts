@@ -198,14 +198,20 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
       children.push(child);
       return child;
     });
-    const natsReady = clustered
-      ? Promise.all(
-          nodes.map((n, i) =>
-            waitUntilAnswering(`nats-server ${n.name}`, servers[i] as ChildProcess, n.log, NATS_START_TIMEOUT_MS, () =>
-              natsHealthy(n.monitorUrl).then((ok) => ok || undefined),
-            ),
+    const allNodesHealthy = () =>
+      Promise.all(
+        nodes.map((n, i) =>
+          waitUntilAnswering(`nats-server ${n.name}`, servers[i] as ChildProcess, n.log, NATS_START_TIMEOUT_MS, () =>
+            natsHealthy(n.monitorUrl).then((ok) => ok || undefined),
           ),
-        ).then(() => prepareClusterMessaging(home, natsUrl, replicas, tls?.nats))
+        ),
+      );
+    // Asked again once the streams exist: a node says it is unhealthy while its new replicas catch up,
+    // and `refit dev up` returns a stack that `refit dev status` calls healthy.
+    const natsReady = clustered
+      ? allNodesHealthy()
+          .then(() => prepareClusterMessaging(home, natsUrl, replicas, tls?.nats))
+          .then(allNodesHealthy)
       : waitUntilAnswering('nats-server', servers[0] as ChildProcess, nodes[0]?.log ?? '', NATS_START_TIMEOUT_MS, () =>
           connectNats(controllerIdentity(home, natsUrl, tls?.nats)).catch(() => undefined),
         ).then(prepareMessaging(home, replicas));
