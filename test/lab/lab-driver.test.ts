@@ -137,6 +137,9 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
       targets: [{ address: '10.77.0.1', port: 80 }],
       count: 30,
       maxLossPct: 1,
+      // As examples/lab-ovs-sriov.yaml: the lab's OVS is the userspace datapath on a shared machine, and
+      // a clean-clone run saw 34 ms on average through it against 0.5 ms through the kernel's bridge.
+      rttToleranceMs: 100,
     });
     expect(outcome.traffic?.[0]).toMatchObject({ target: '10.77.0.1:80', transmitted: 30, received: 30, lossPct: 0 });
     expect(outcome.after).toMatchObject({
