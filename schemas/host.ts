@@ -14,6 +14,13 @@ export const BridgeType = z.enum(['linux', 'ovs', 'none', 'unknown']);
 export const MAX_VMS_PER_HOST = 1_000;
 const VmCount = z.number().int().nonnegative().max(MAX_VMS_PER_HOST);
 
+/**
+ * Programs refit's steps need that a minimal install lacks, found (true) or not on the host.
+ * Optional: an older agent reports none, and nothing is assumed missing then.
+ */
+export const HostTools = z.object({ hping3: z.boolean().optional() });
+export type HostTools = z.infer<typeof HostTools>;
+
 export const HostFacts = z.object({
   bootId: z.string().min(1),
   bridge: z.object({ name: InterfaceName.optional(), type: BridgeType, ports: z.array(z.string()).default([]) }),
@@ -29,6 +36,7 @@ export const HostFacts = z.object({
     .max(MAX_VMS_PER_HOST),
   cordoned: z.boolean(),
   capacity: z.object({ vmSlots: VmCount, vmsRunning: VmCount }),
+  tools: HostTools.optional(),
 });
 export type HostFacts = z.infer<typeof HostFacts>;
 

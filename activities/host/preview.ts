@@ -2,6 +2,7 @@ import { diffLines } from '../audit/diff.js';
 import { MAX_DIFF_LINES, type FilePreview, type StepPreview } from '../../schemas/preview.js';
 import type { StepCall } from '../../schemas/steps.js';
 import type { HostFacts } from '../../schemas/host.js';
+import { missingToolMessage } from './linux/tools.js';
 
 /** A file before and after, as a step would leave it; the diff cut at MAX_DIFF_LINES, saying so. */
 export function filePreview(path: string, before: string, after: string): FilePreview {
@@ -46,6 +47,9 @@ export function describeStep(step: StepCall, index: number, facts: HostFacts | u
       return {
         ...base,
         summary: `sends ${step.params.count} packets to ${step.params.targets.map((t) => t.address).join(', ')}; changes nothing`,
+        ...(step.params.fromVm === undefined && facts?.tools?.hping3 === false
+          ? { error: missingToolMessage('hping3') }
+          : {}),
       };
     default:
       return { ...base, summary: `${step.kind}: this driver cannot say what it would change` };

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { HostFacts } from '../../../schemas/host.js';
+import type { HostFacts, HostTools } from '../../../schemas/host.js';
 import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
 import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
@@ -14,6 +14,7 @@ import { observeBridge } from '../linux/observe.js';
 import { runNetworkStep } from '../linux/steps/network.js';
 import { previewLinuxSteps } from '../linux/steps/preview.js';
 import { rebootOwed } from '../linux/steps/reboot.js';
+import { toolFacts } from '../linux/tools.js';
 import { rebootHost } from './boot.js';
 import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
 import { labHostEnv, type LabConfirmation } from './environment.js';
@@ -42,13 +43,16 @@ export class LabDriver implements HostDriver {
   private rebooting: Promise<void> | undefined;
   /** Asked the supervisor for a reboot: this process is about to be stopped by it. */
   private rebootRequested = false;
+  private readonly tools: () => Promise<HostTools>;
 
   private constructor(
     private readonly lab: LabState,
     private readonly host: LabHost,
     private readonly env: HostEnv,
     private readonly log: Logger | undefined,
-  ) {}
+  ) {
+    this.tools = toolFacts(env.run);
+  }
 
   static async open(opts: LabDriverOptions): Promise<LabDriver> {
     const lab = await loadLab(opts.labDir);
@@ -89,6 +93,7 @@ export class LabDriver implements HostDriver {
       vms: vms.map((v) => ({ name: v.name, state: 'running', sriov: false })),
       cordoned: isCordoned(this.host),
       capacity: { vmSlots: this.host.vmSlots, vmsRunning: vms.length },
+      tools: await this.tools(),
     };
   }
 

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { HostFacts } from '../../../schemas/host.js';
+import type { HostFacts, HostTools } from '../../../schemas/host.js';
 import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
 import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
@@ -17,6 +17,7 @@ import { SRIOV_RULES_FILE } from './sriov.js';
 import { runNetworkStep } from './steps/network.js';
 import { previewLinuxSteps } from './steps/preview.js';
 import { rebootOwed } from './steps/reboot.js';
+import { toolFacts } from './tools.js';
 import { sysfsVfControl } from './vf-sysfs.js';
 
 export interface LinuxDriverOptions {
@@ -61,10 +62,12 @@ export class LinuxDriver implements HostDriver {
   readonly kind = 'linux' as const;
   private readonly env: HostEnv;
   private readonly libvirt: LibvirtHost;
+  private readonly tools: () => Promise<HostTools>;
 
   constructor(private readonly opts: LinuxDriverOptions) {
     const run = opts.run ?? createExecaRunner();
     this.env = realHostEnv(opts, run);
+    this.tools = toolFacts(run);
     this.libvirt = {
       run,
       hostId: opts.hostId,
@@ -92,6 +95,7 @@ export class LinuxDriver implements HostDriver {
       vms: vms.map((name) => ({ name, state: 'running', sriov: false })),
       cordoned: isCordoned(this.libvirt),
       capacity: { vmSlots: this.opts.vmSlots ?? 16, vmsRunning: vms.length },
+      tools: await this.tools(),
     };
   }
 

@@ -9,6 +9,7 @@ import { readStateFile } from '../../../files.js';
 import { optionValue, parseInterfaces } from '../interfaces-file.js';
 import { ifName } from '../names.js';
 import { parseSriovRules } from '../sriov.js';
+import { requireTool } from '../tools.js';
 
 /** Below this, a difference in loss from the baseline is noise; for latency the plan says (rttToleranceMs). */
 export const LOSS_NOISE_PCT = 1;
@@ -122,6 +123,9 @@ export async function applyVerify(
   ctx: StepContext,
   rolloutId: string,
 ): Promise<StepOutcome> {
+  const sender = params.fromVm === undefined ? env.run : env.runInVm?.(params.fromVm);
+  if (sender !== undefined)
+    await requireTool(sender, 'hping3', params.fromVm === undefined ? 'this host' : `VM ${params.fromVm}`);
   const baselines = (await loadBaselines(env))[rolloutId] ?? {};
   const traffic: TrafficStats[] = [];
   const problems: string[] = [];
