@@ -9,9 +9,9 @@ import { hostPaths, type LabShape } from '../activities/host/lab/layout.js';
 import { liveSupervisor, requestReboot } from '../activities/host/lab/power.js';
 import { until } from '../activities/poll.js';
 import { LabFlavour, type LabHost } from '../activities/host/lab/state.js';
-import { migrateVm } from '../activities/host/lab/migrate.js';
+import { describeMove, migrateVm } from '../activities/host/lab/migrate.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
-import { LabNotFoundError, labHost, loadLab, LabPrefix } from '../activities/host/lab/state.js';
+import { LabNotFoundError, labHost, loadLab, LabPrefix, LabVmKind } from '../activities/host/lab/state.js';
 import { labUp, LabSetupError } from '../lab/up.js';
 import { loadConfig, refitHome } from '../workers/config.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
@@ -39,6 +39,13 @@ export function labFlavours(text: string): FlavourSpec {
     flavours[m[1] as string] = flavour.data;
   }
   return { flavours };
+}
+
+/** `--vm-kind`: qemu (real guests) or netns (namespace VMs). */
+export function labVmKind(text: string): LabVmKind {
+  const kind = LabVmKind.safeParse(text);
+  if (!kind.success) throw new InvalidArgumentError('Expected qemu (real QEMU guests) or netns (namespace VMs).');
+  return kind.data;
 }
 
 /** The lab lives in <REFIT_HOME>/lab. */
@@ -87,12 +94,25 @@ export function registerLabCommands(program: Command): void {
     .option('--prefix <prefix>', 'namespace name prefix', 'rf-')
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
     .option(
+      '--vm-kind <kind>',
+      'qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh) or netns (namespace VMs)',
+      labVmKind,
+      'qemu' as LabVmKind,
+    )
+    .option(
       '--flavour <flavour>',
       'debian (classic ifupdown) or pve (ifupdown2, as Proxmox VE 7/8), for every host or per host: h1=pve,h2=pve (others debian)',
       labFlavours,
     )
     .action(
-      async (opts: { hosts: number; vms: number; prefix: string; withoutSriov?: string; flavour?: FlavourSpec }) => {
+      async (opts: {
+        hosts: number;
+        vms: number;
+        prefix: string;
+        withoutSriov?: string;
+        flavour?: FlavourSpec;
+        vmKind: LabVmKind;
+      }) => {
         const prefix = LabPrefix.safeParse(opts.prefix);
         if (!prefix.success) throw new UsageError(`--prefix: ${prefix.error.issues[0]?.message}`);
         const noSriov = opts.withoutSriov !== undefined ? opts.withoutSriov.split(',').filter((h) => h !== '') : [];
@@ -104,6 +124,7 @@ export function registerLabCommands(program: Command): void {
               vmsPerHost: opts.vms,
               prefix: prefix.data,
               noSriov,
+              vmKind: opts.vmKind,
               ...opts.flavour,
             },
             createLogger('refit-lab'),
@@ -164,11 +185,18 @@ export function registerLabCommands(program: Command): void {
 
   lab
     .command('migrate <vm> <host>')
-    .description('live-migrate a lab VM to another lab host (its veth moves, its addresses stay)')
+    .description(
+      'live-migrate a lab VM to another lab host (a QEMU guest by QMP migrate; its MAC and address stay), measuring the loss of a ping stream',
+    )
     .action(async (vm: string, hostId: string) => {
       const state = await usage(() => loadLab(labDirOf()));
       const moved = await usage(() => migrateVm(state, vm, hostId));
-      process.stdout.write(moved.moved ? `${vm}: ${moved.from} → ${moved.to}\n` : `${vm} is already on ${moved.to}\n`);
+      const measured = describeMove(moved);
+      process.stdout.write(
+        moved.moved
+          ? `${vm}: ${moved.from} → ${moved.to}${measured ? ` (${measured})` : ''}\n`
+          : `${vm} is already on ${moved.to}\n`,
+      );
     });
 
   lab

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { LabGuestImage } from '../activities/host/lab/state.js';
 import { toolCacheDir } from '../workers/dev/tools.js';
 
 /**
@@ -39,5 +40,20 @@ export function labPrerequisitesMissing(): string[] {
   for (const hook of HOOKS) if (!existsSync(hook)) missing.push(hook);
   if (!existsSync('/usr/share/openvswitch/vswitch.ovsschema')) missing.push('/usr/share/openvswitch/vswitch.ovsschema');
   if (!existsSync('/dev/net/tun')) missing.push('/dev/net/tun');
+  return missing;
+}
+
+/** The lab's QEMU guest, built by scripts/setup-guest.sh: a Debian kernel and a busybox initramfs. */
+export function guestImage(env: NodeJS.ProcessEnv = process.env): LabGuestImage {
+  const dir = path.join(toolCacheDir(env), 'guest');
+  return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
+}
+
+/** What the lab's QEMU VMs need and is not here (empty when they can run). */
+export function qemuMissing(env: NodeJS.ProcessEnv = process.env): string[] {
+  const missing: string[] = [];
+  if (!onPath('qemu-system-x86_64')) missing.push('qemu-system-x86_64 (Debian: qemu-system-x86)');
+  const guest = guestImage(env);
+  for (const file of [guest.kernel, guest.initrd]) if (!existsSync(file)) missing.push(file);
   return missing;
 }

@@ -9,7 +9,8 @@ import { writeHostFiles } from './host-files.js';
 import { MAX_HOSTS, MAX_VMS_PER_HOST, planLab, type LabShape } from '../activities/host/lab/layout.js';
 import { writeLabScripts } from './scripts.js';
 import { labStateFile, saveLab, type LabHost, type LabState, type LabVm } from '../activities/host/lab/state.js';
-import { labPrerequisitesMissing } from './tools.js';
+import { startGuest, waitForGuest } from '../activities/host/lab/qemu.js';
+import { guestImage, labPrerequisitesMissing, qemuMissing } from './tools.js';
 import { RefitError } from '../schemas/errors.js';
 
 export class LabSetupError extends RefitError {}
@@ -27,7 +28,14 @@ export async function labUp(shape: LabShape, log?: Logger): Promise<LabState> {
     throw new LabSetupError(`--vms must be 0-${MAX_VMS_PER_HOST}`);
   if (existsSync(labStateFile(shape.labDir)))
     throw new LabSetupError(`a lab is already up in ${shape.labDir} (\`refit lab down\` first)`);
-  const lab = planLab(shape);
+  if (shape.vmKind === 'qemu' && shape.vmsPerHost > 0) {
+    const missing = qemuMissing();
+    if (missing.length > 0)
+      throw new LabSetupError(
+        `the lab's QEMU VMs cannot run here; missing: ${missing.join(', ')} (scripts/setup-guest.sh)`,
+      );
+  }
+  const lab = planLab({ ...shape, ...(shape.vmKind === 'qemu' ? { guest: shape.guest ?? guestImage() } : {}) });
   const leftovers = await labNamespaces(lab.prefix);
   if (leftovers.length > 0)
     throw new LabSetupError(
@@ -42,7 +50,12 @@ export async function labUp(shape: LabShape, log?: Logger): Promise<LabState> {
       await makeHost(lab, host);
       log?.info({ host: host.id, ns: host.ns, address: host.address }, 'lab host up');
     }
-    for (const vm of lab.vms) await makeVm(lab, vm);
+    for (const vm of lab.vms.filter((v) => v.kind !== 'qemu')) await makeVm(lab, vm);
+    // The guests boot in parallel (~8 s each under TCG): started first, then waited for.
+    const guests = lab.vms.filter((v) => v.kind === 'qemu');
+    for (const vm of guests) await startGuest(lab, homeOf(lab, vm), vm);
+    await Promise.all(guests.map((vm) => waitForGuest(homeOf(lab, vm), vm)));
+    if (guests.length > 0) log?.info({ vms: guests.map((v) => v.name) }, 'lab QEMU guests up');
     return lab;
   } catch (err) {
     await labDown({ labDir: lab.labDir }).catch((cleanup: unknown) =>
@@ -99,8 +112,10 @@ async function makeHost(lab: LabState, host: LabHost): Promise<void> {
   await bootHost(lab, host);
 }
 
+const homeOf = (lab: LabState, vm: LabVm) => lab.hosts.find((h) => h.id === vm.home) as LabHost;
+
 async function makeVm(lab: LabState, vm: LabVm): Promise<void> {
-  const host = lab.hosts.find((h) => h.id === vm.home) as LabHost;
+  const host = homeOf(lab, vm);
   const ip = (...args: string[]) => rootRunner(['ip', '-n', vm.ns, ...args]);
   await rootRunner(['ip', 'netns', 'add', vm.ns]);
   await rootRunner([

@@ -70,23 +70,9 @@ venv_tool "$prom_dir" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "the metri
   chmod +x "$bin/prometheus-python"
 
 # --- system packages for the network-namespace lab and the web view's test (root only) ------
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing system packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    # policy-rc.d keeps the package scripts from starting the host's own Open vSwitch daemons.
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d
-  fi
-else
-  say "not root: skipping the lab's system packages (the lab needs root; the sim driver does not)"
-fi
+# shellcheck source=scripts/apt-packages.sh
+. "$here/scripts/apt-packages.sh"
+apt_install_missing "the lab's system packages" "${APT_PACKAGES[@]}"
 
 # --- ifupdown2, unpacked privately for the lab's pve hosts ------------------------------------
 # The package conflicts with ifupdown (which the lab's debian hosts and this machine use), so it is
@@ -110,6 +96,9 @@ if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
   fi
   [ -f "$ifupdown2_dir/.complete" ] && ln -sfn "$ifupdown2_dir" "$cache/ifupdown2"
 fi
+
+# --- the lab's QEMU guests: qemu-system-x86, busybox-static, a pinned kernel, the initramfs -----
+bash "$here/scripts/setup-guest.sh"
 
 # --- npm dependencies and build ----------------------------------------------------------------
 cd "$here"

@@ -111,6 +111,10 @@ describe('refit command line', () => {
       "option '--ifupdown <1|2>' argument '3' is invalid. Expected 1 (classic ifupdown) or 2 (ifupdown2).",
     ],
     [
+      ['lab', 'up', '--vm-kind', 'kvm'],
+      "option '--vm-kind <kind>' argument 'kvm' is invalid. Expected qemu (real QEMU guests) or netns (namespace VMs).",
+    ],
+    [
       ['lab', 'up', '--flavour', 'proxmox'],
       "option '--flavour <flavour>' argument 'proxmox' is invalid. Expected debian, pve, or per host",
     ],

@@ -33,7 +33,8 @@ driverContract('sim', async () => {
 driverContract(
   'lab',
   async () => {
-    const lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix });
+    // Namespace VMs, not QEMU guests: this contract suite is about the driver's steps, and stays fast.
+    const lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, vmKind: 'netns' });
     const driver = await createLabDriver({ hostId: 'h1', labDir, stateDir: path.join(scratch, 'lab-h1') });
     return { driver, hostId: lab.hosts[0]?.id ?? 'h1', nic: 'ens6', totalVfs: 7, whenUp: () => driver.whenUp() };
   },

@@ -57,7 +57,15 @@ describe.skipIf(skip !== '')(
     let controller: ChildProcess | undefined;
 
     beforeAll(async () => {
-      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, hostPrefix: `k${randomBytes(2).toString('hex')}-` });
+      // Namespace VMs, not QEMU guests: this test is about agents killed mid-step (QEMU: lab.test, lab-e2e).
+      lab = await labUp({
+        labDir,
+        hosts: 2,
+        vmsPerHost: 1,
+        prefix,
+        hostPrefix: `k${randomBytes(2).toString('hex')}-`,
+        vmKind: 'netns',
+      });
       const built = await buildHostPackage({ outDir: path.join(path.dirname(labDir), 'package') });
       workers = await startLabWorkers({
         lab,

@@ -38,7 +38,8 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
   const address = (id: string) => host(id).address.split('/')[0] as string;
 
   beforeAll(async () => {
-    lab = await labUp({ labDir, hosts: 3, vmsPerHost: 1, prefix, noSriov: ['h3'] });
+    // Namespace VMs, not QEMU guests: every step and failure path, kept fast (QEMU: lab.test, lab-e2e).
+    lab = await labUp({ labDir, hosts: 3, vmsPerHost: 1, prefix, noSriov: ['h3'], vmKind: 'netns' });
     for (const h of lab.hosts) {
       drivers.set(
         h.id,

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { StepAuditNote, StepContext } from '../../activities/host/driver.js';
-import { labPrerequisitesMissing } from '../../lab/tools.js';
+import { labPrerequisitesMissing, qemuMissing } from '../../lab/tools.js';
 import type { ReceivedCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 
@@ -13,6 +13,15 @@ export function labSkipReason(): string {
   const missing = labPrerequisitesMissing();
   if (missing.length === 0) return '';
   const reason = `lab tests skipped: need ${missing.join(', ')} (run as root after scripts/setup.sh)`;
+  console.warn(reason);
+  return reason;
+}
+
+/** Why the lab's QEMU guests cannot run here ('' when they can): qemu-system-x86 and the guest of scripts/setup-guest.sh. */
+export function qemuSkipReason(): string {
+  const missing = qemuMissing();
+  if (missing.length === 0) return '';
+  const reason = `lab QEMU tests skipped: need ${missing.join(', ')} (run scripts/setup-guest.sh as root)`;
   console.warn(reason);
   return reason;
 }

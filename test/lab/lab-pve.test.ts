@@ -45,7 +45,8 @@ describe.skipIf(skip !== '')(
         .sort();
 
     beforeAll(async () => {
-      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, flavours: { h1: 'pve' } });
+      // Namespace VMs, not QEMU guests: this test is about ifupdown2 and systemd-boot, and stays fast.
+      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, flavours: { h1: 'pve' }, vmKind: 'netns' });
       for (const h of lab.hosts)
         drivers.set(
           h.id,

@@ -8,6 +8,7 @@ import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.j
 import { hostRunner, rootRunner } from './exec.js';
 import { hostPaths } from './layout.js';
 import { startOvs, stopOvs } from './ovs-daemons.js';
+import { setGuestRunning } from './qemu.js';
 import type { LabHost, LabState } from './state.js';
 
 const BASE_CMDLINE = 'BOOT_IMAGE=/boot/vmlinuz-lab root=/dev/vda1 ro';
@@ -20,10 +21,14 @@ const BASE_CMDLINE = 'BOOT_IMAGE=/boot/vmlinuz-lab root=/dev/vda1 ro';
 export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> {
   const p = hostPaths(host);
   await writeFile(p.down, `${new Date().toISOString()}\n`);
+  const links = await hostLinks(lab, host);
+  // QEMU guests still on the host are paused (QMP `stop`) while it is down and resumed at boot: a
+  // rollout drains a host before its reboot; this keeps a lab reboot of a host with guests fast.
+  for (const vm of guestsAmong(lab, links)) await setGuestRunning(host, vm, false);
   await stopOvs(host);
   const ns = ['ip', '-n', host.ns];
   const hardware = new Set([host.uplink, ...lab.vms.map((v) => v.port)]);
-  for (const link of await hostLinks(lab, host)) {
+  for (const link of links) {
     if (link.name === 'lo') {
       await rootRunner([...ns, 'link', 'set', 'dev', 'lo', 'down']);
     } else if (hardware.has(link.name)) {
@@ -68,10 +73,15 @@ export async function bootHost(lab: LabState, host: LabHost): Promise<{ bootId: 
   const bridge = await runningBridge(lab, host, links);
   const vmPorts = new Set(lab.vms.map((v) => v.port));
   for (const link of links.filter((l) => vmPorts.has(l.name))) await attachVmPort(lab, host, link.name, bridge);
+  for (const vm of guestsAmong(lab, links)) await setGuestRunning(host, vm, true);
   await announceHost(lab, host);
   await rm(p.down, { force: true });
   return { bootId, cmdline };
 }
+
+/** The QEMU guests whose tap is among these links. */
+const guestsAmong = (lab: LabState, links: { name: string }[]) =>
+  lab.vms.filter((v) => v.kind === 'qemu' && links.some((l) => l.name === v.port));
 
 export async function rebootHost(lab: LabState, host: LabHost): Promise<{ bootId: string; cmdline: string }> {
   await shutdownHost(lab, host);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { StepOutcome } from '../../../schemas/steps.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../driver.js';
 import { hostPaths } from './layout.js';
-import { locateVms, migrateVm } from './migrate.js';
+import { describeMove, locateVms, migrateVm } from './migrate.js';
 import type { LabHost, LabState } from './state.js';
 
 export const isCordoned = (host: LabHost) => existsSync(hostPaths(host).cordoned);
@@ -60,9 +60,11 @@ export async function drainLabHost(
     throwIfAborted(ctx.signal);
     const to = destinationFor(lab, host, vm, destinations, load);
     ctx.progress(Math.round((i / here.length) * 100), `live-migrating ${vm} to ${to}`);
-    await migrateVm(lab, vm, to);
+    const move = await migrateVm(lab, vm, to);
     load.set(to, (load.get(to) ?? 0) + 1);
-    moves.push(`${vm}→${to}`);
+    const measured = describeMove(move);
+    moves.push(`${vm}→${to}${measured ? ` (${measured})` : ''}`);
+    if (measured) ctx.progress(Math.round(((i + 1) / here.length) * 100), `${vm} on ${to}: ${measured}`);
   }
   return {
     changed: true,
@@ -82,12 +84,19 @@ export async function undrainLabHost(lab: LabState, host: LabHost, ctx: StepCont
   };
   if (away.length === 0 && !before.cordoned)
     return { changed: false, summary: 'not cordoned, no VMs away', before, after: before };
+  const moves: string[] = [];
   for (const [i, vm] of away.entries()) {
     throwIfAborted(ctx.signal);
     ctx.progress(Math.round((i / away.length) * 100), `live-migrating ${vm.name} back`);
-    await migrateVm(lab, vm.name, host.id);
+    const measured = describeMove(await migrateVm(lab, vm.name, host.id));
+    moves.push(`${vm.name}${measured ? ` (${measured})` : ''}`);
   }
   await setCordon(host, false);
-  const after = { vms: [...before.vms, ...away.map((v) => v.name)], cordoned: false };
-  return { changed: true, summary: `migrated ${away.length} VMs back; host uncordoned`, before, after };
+  const after = { vms: [...before.vms, ...away.map((v) => v.name)], cordoned: false, moved: moves };
+  return {
+    changed: true,
+    summary: `migrated ${away.length} VMs back${moves.length ? ` (${moves.join(', ')})` : ''}; host uncordoned`,
+    before,
+    after,
+  };
 }

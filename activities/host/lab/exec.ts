@@ -22,7 +22,12 @@ export function hostRunner(lab: LabState, host: LabHost): CommandRunner {
   return createExecaRunner(hostPrefix(lab, host));
 }
 
+/** Commands inside a namespace VM. A QEMU guest runs no commands for the lab: they fail saying so. */
 export function vmRunner(vm: LabVm): CommandRunner {
+  if (vm.kind === 'qemu')
+    return async (argv) => {
+      throw new Error(`${vm.name} is a QEMU guest: the lab cannot run ${argv[0] ?? 'commands'} inside it`);
+    };
   return createExecaRunner(['ip', 'netns', 'exec', vm.ns]);
 }
 

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LabFlavour, LabHost, LabState, LabVm } from './state.js';
+import type { LabFlavour, LabGuestImage, LabHost, LabState, LabVm, LabVmKind } from './state.js';
 
 export const LAB_NETWORK = '10.77.0.0/16';
 export const SWITCH_ADDRESS = '10.77.0.1';
@@ -23,6 +23,9 @@ export interface LabShape {
   flavour?: LabFlavour;
   /** Host ids are <hostPrefix>h<n> (namespaces stay <prefix>h<n>); for tests sharing one NATS. */
   hostPrefix?: string;
+  /** `qemu` (real guests, booted from `guest`) or `netns` (namespace VMs; the default of planLab). */
+  vmKind?: LabVmKind;
+  guest?: LabGuestImage;
 }
 
 /**
@@ -50,13 +53,16 @@ export function planLab(shape: LabShape, now = new Date()): LabState {
     });
     for (let m = 1; m <= shape.vmsPerHost; m++) {
       const vmid = 100 * n + m;
+      const hex = (x: number) => x.toString(16).padStart(2, '0');
       vms.push({
         name: `vm${vmid}`,
         vmid,
         ns: `${prefix}vm${vmid}`,
         address: `10.77.${n}.${m}/16`,
         home: id,
-        port: `veth${vmid}i0`,
+        ...(shape.vmKind === 'qemu'
+          ? { port: `tap${vmid}i0`, kind: 'qemu' as const, mac: `52:54:00:77:${hex(n)}:${hex(m)}` }
+          : { port: `veth${vmid}i0`, kind: 'netns' as const }),
       });
     }
   }
@@ -69,6 +75,7 @@ export function planLab(shape: LabShape, now = new Date()): LabState {
     switch: { ns: `${prefix}sw`, bridge: 'rfsw0', address: `${SWITCH_ADDRESS}/16` },
     hosts,
     vms,
+    ...(shape.vmKind === 'qemu' && shape.guest !== undefined ? { guest: shape.guest } : {}),
   };
 }
 
@@ -100,6 +107,8 @@ export function hostPaths(host: LabHost) {
     sbin: path.join(host.root, 'sbin'),
     procCmdline: path.join(host.root, 'proc/cmdline'),
     bootId: path.join(host.root, 'proc/sys/kernel/random/boot_id'),
+    /** Its QEMU guests' QMP sockets, pid files and serial consoles (`<vmid>.qmp|pid|console.log`), kept across reboots. */
+    qemuServer: path.join(host.root, 'qemu-server'),
     /** Present while the host is rebooting: its agent reports nothing then. */
     down: path.join(host.root, 'down'),
   };

@@ -34,6 +34,18 @@ export const LabHost = z.object({
 });
 export type LabHost = z.infer<typeof LabHost>;
 
+/**
+ * `qemu`: a real QEMU guest (TCG) on a tap in its host's bridge, live-migrated over the lab network
+ * with QMP. `netns`: a network namespace on a veth, moved between hosts (labs from before QEMU, and
+ * the fast contract tests that say so).
+ */
+export const LabVmKind = z.enum(['netns', 'qemu']);
+export type LabVmKind = z.infer<typeof LabVmKind>;
+
+/** The guest every QEMU VM of a lab boots: built by scripts/setup-guest.sh into the tool cache. */
+export const LabGuestImage = z.object({ kernel: z.string(), initrd: z.string() });
+export type LabGuestImage = z.infer<typeof LabGuestImage>;
+
 export const LabVm = z.object({
   name: VmName,
   vmid: z.number().int().min(100),
@@ -41,8 +53,14 @@ export const LabVm = z.object({
   address: z.string(),
   /** The host it was created on; undrain brings it back there. */
   home: HostId,
-  /** The host end of its veth (Proxmox's name for a VM's first NIC). */
+  /** The host end of its NIC: `tap<vmid>i0` for a QEMU guest, `veth<vmid>i0` for a namespace VM (Proxmox's names). */
   port: InterfaceName,
+  kind: LabVmKind.default('netns'),
+  /** A QEMU guest's NIC MAC, kept across migrations. */
+  mac: z
+    .string()
+    .regex(/^52:54:00(:[0-9a-f]{2}){3}$/)
+    .optional(),
 });
 export type LabVm = z.infer<typeof LabVm>;
 
@@ -55,6 +73,8 @@ export const LabState = z.object({
   switch: z.object({ ns: NsName, bridge: InterfaceName, address: z.string() }),
   hosts: z.array(LabHost),
   vms: z.array(LabVm),
+  /** Where the lab's QEMU VMs boot from (absent when it has none). */
+  guest: LabGuestImage.optional(),
 });
 export type LabState = z.infer<typeof LabState>;
 
