@@ -17,6 +17,15 @@ import { parseEnvironmentFile, withEnvironment } from './systemd-unit.js';
 /** Another process already runs this lab's agents. */
 export class LabAgentsRunningError extends RefitError {}
 
+/**
+ * The labels a lab host reports. One lab is one cluster: its VMs are drained to its own hosts only,
+ * never to another lab's (or a simulated fleet's) hosts on the same NATS (chooseDestinations keeps a
+ * drain inside a cluster). The caller's labels come last and win.
+ */
+export function labHostLabels(prefix: string, extra: Labels = {}): Labels {
+  return { role: 'hypervisor', lab: 'lab', cluster: `lab-${prefix.replace(/-$/, '')}`, ...extra };
+}
+
 export interface LabWorkersOptions {
   lab: LabState;
   /** REFIT_HOME of the stack: where `refit dev` keeps the NATS credentials. */
@@ -81,7 +90,7 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
       const stateDir = path.join(o.lab.labDir, 'agents', host.id);
       const envFile = path.join(host.root, PACKAGE_PATHS.env);
       await mkdir(path.dirname(envFile), { recursive: true });
-      const labels = { role: 'hypervisor', lab: 'lab', ...o.labels };
+      const labels = labHostLabels(o.lab.prefix, o.labels);
       const passed = Object.fromEntries(PASSED_ON.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])));
       await writeFile(
         envFile,
