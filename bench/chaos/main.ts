@@ -57,7 +57,6 @@ if (values.lab) {
   const run = spawnSync(process.execPath, [vitest, 'run', 'test/lab/lab-chaos.test.ts'], {
     cwd: root,
     stdio: 'inherit',
-    env: { ...process.env, REFIT_LAB_CHAOS: '1' },
   });
   process.exit(run.status ?? 1);
 }
