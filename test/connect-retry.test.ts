@@ -233,40 +233,7 @@ describe('connecting with retries', () => {
   });
 
   it('keeps the controller polling through a restart of its Temporal server', async () => {
-    // A dev server that does not come up (a port taken between freePorts and its bind) is started
-    // again on other ports: this test is about the controller outliving a restart, not about ports.
-    let flags: string[] = [];
-    let first: ReturnType<typeof spawn> | undefined;
-    let port = 0;
-    const startTemporal = () => {
-      const child = spawn(findTool('temporal'), ['server', 'start-dev', ...flags], { stdio: 'ignore' });
-      servers.push(child);
-      return child;
-    };
-    for (let attempt = 1; first === undefined; attempt++) {
-      const [p, ui, http, metrics] = (await freePorts(4)) as [number, number, number, number];
-      const db = path.join(tempDir('temporal'), 'temporal.db');
-      homes.push(path.dirname(db));
-      flags = ['--ip', '127.0.0.1', '--port', String(p), '--headless', '--ui-port', String(ui)];
-      flags.push('--http-port', String(http), '--metrics-port', String(metrics), '--log-level', 'error');
-      flags.push('--db-filename', db);
-      const child = startTemporal();
-      const answering = await until(() => Connection.connect({ address: `127.0.0.1:${p}` }).catch(() => undefined), {
-        what: 'the first Temporal dev server to answer',
-        timeoutMs: 30_000,
-        intervalMs: 250,
-      }).catch((err: unknown) => {
-        if (attempt >= 3) throw err;
-        return undefined;
-      });
-      if (answering === undefined) {
-        child.kill('SIGKILL');
-        continue;
-      }
-      await answering.close();
-      first = child;
-      port = p;
-    }
+    const { first, port, startTemporal } = await dedicatedTemporal();
     const config: RefitConfig = { ...testConfig(stack), temporalAddress: `127.0.0.1:${port}` };
     const { log, lines } = capturedLog();
     const controller = await startControllerWorker(config, log, { connect: PATIENT });
@@ -348,7 +315,69 @@ describe('connecting with retries', () => {
   });
 });
 
+/**
+ * A Temporal dev server of the test's own, and how to start it again on the same ports and database.
+ * A dev server that does not come up (a port taken between freePorts and its bind) is started again
+ * on other ports: the tests are about the controller outliving its server, not about ports.
+ */
+async function dedicatedTemporal(): Promise<{ first: ChildProcess; port: number; startTemporal: () => ChildProcess }> {
+  let flags: string[] = [];
+  const startTemporal = () => {
+    const child = spawn(findTool('temporal'), ['server', 'start-dev', ...flags], { stdio: 'ignore' });
+    servers.push(child);
+    return child;
+  };
+  for (let attempt = 1; ; attempt++) {
+    const [p, ui, http, metrics] = (await freePorts(4)) as [number, number, number, number];
+    const db = path.join(tempDir('temporal'), 'temporal.db');
+    homes.push(path.dirname(db));
+    flags = ['--ip', '127.0.0.1', '--port', String(p), '--headless', '--ui-port', String(ui)];
+    flags.push('--http-port', String(http), '--metrics-port', String(metrics), '--log-level', 'error');
+    flags.push('--db-filename', db);
+    const child = startTemporal();
+    const answering = await until(() => Connection.connect({ address: `127.0.0.1:${p}` }).catch(() => undefined), {
+      what: 'the first Temporal dev server to answer',
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    }).catch((err: unknown) => {
+      if (attempt >= 3) throw err;
+      return undefined;
+    });
+    if (answering === undefined) {
+      child.kill('SIGKILL');
+      continue;
+    }
+    await answering.close();
+    return { first: child, port: p, startTemporal };
+  }
+}
+
 describe('reconnecting after losing the server', () => {
+  it('a controller that loses Temporal for longer than the bound stops with an error saying how long', async () => {
+    const { first, port } = await dedicatedTemporal();
+    const config: RefitConfig = { ...testConfig(stack), temporalAddress: `127.0.0.1:${port}` };
+    const { log, lines } = capturedLog();
+    const controller = await startControllerWorker(config, log, {
+      connect: { timeoutMs: 4_000, firstDelayMs: 200, maxDelayMs: 1_000 },
+    });
+    const stopped = controller.running.then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    await stopServer(first);
+    const err = await stopped;
+    expect(err).toBeInstanceOf(ServerUnreachableError);
+    expect(err?.message).toMatch(
+      new RegExp(
+        `^lost Temporal at ${config.temporalAddress}: no answer for [\\d.]+s over \\d+ attempts \\(bound: 4\\.0s`,
+      ),
+    );
+    // A line when it was lost and one per attempt after that, each saying when it gives up.
+    const attempts = lines.filter((l) => l.what === 'Temporal' && l.msg.startsWith('lost Temporal at '));
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(attempts[0]?.msg).toMatch(/\(attempt 1: .+\); giving up in [\d.]+s$/);
+  });
+
   it('a host agent that loses NATS logs each attempt, and past the bound exits 1 saying why', async () => {
     const hostId = uniqueHostId('lost');
     const server = await natsHome([hostId]);
