@@ -79,7 +79,11 @@ describe('a rollout in Temporal', () => {
     const child = client.workflow.getHandle(hostWorkflowId(h(0)));
     expect(await (await child.describe()).staticSummary()).toBe(h(0));
     const childEvents = (await child.fetchHistory()).events ?? [];
-    const scheduled = childEvents.filter((e) => e.activityTaskScheduledEventAttributes);
+    // Audit events are local activities (decision 0024): their summaries are on their markers.
+    const scheduled = childEvents.filter(
+      (e) =>
+        e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+    );
     const summaries = scheduled.map(summaryOf);
     for (const kind of ['drain', 'undrain']) expect(summaries).toContain(`${h(0)} · ${kind}`);
     expect(summaries).toContain(`${h(0)} · host.started`);

@@ -17,6 +17,9 @@ import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
 import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
+/** Host workflows that took it audit as local activities and set their phase once, not per step. */
+export const LEAN_HOST_HISTORY = 'lean-host-history';
+
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
 const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
 
@@ -66,6 +69,9 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   setHandler(hostProgressQuery, () => progress);
   // Histories recorded before their activities had summaries replay without them.
   const summaries = patched(SUMMARIES);
+  // Fewer history events per host (decision 0024): audit events as local activities, the phase set
+  // once to running rather than to each step. Histories recorded before replay the old way.
+  const lean = patched(LEAN_HOST_HISTORY);
   // The rollout asks a host to stop (cancel with onCancel: rollback): the running step is cancelled
   // at a safe point on the host, then the completed steps are undone.
   const steps = new CancellationScope();
@@ -82,7 +88,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     applied?: StepOutcome,
   ): Promise<StepOutcome> {
     progress.current = { index, kind: step.kind, mode };
-    upsertSearchAttributes([{ key: phaseKey, value: stepLabel(step.kind, mode) }]);
+    if (!lean) upsertSearchAttributes([{ key: phaseKey, value: stepLabel(step.kind, mode) }]);
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
     records.push(record);
     const acts = activitiesFor(step, summaries ? `${input.hostId} · ${stepLabel(step.kind, mode)}` : undefined);
@@ -121,21 +127,28 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
   const touched: { step: PlanStep; index: number; outcome?: StepOutcome }[] = [];
   const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
-  await audit({
-    ...base,
-    type: 'host.started',
-    data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure },
-  });
+  await audit(
+    {
+      ...base,
+      type: 'host.started',
+      data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure },
+    },
+    { localActivity: lean },
+  );
+  if (lean) upsertSearchAttributes([{ key: phaseKey, value: 'running' }]);
   const finish = async (result: HostMaintenanceResult): Promise<HostMaintenanceResult> => {
     upsertSearchAttributes([{ key: phaseKey, value: result.state }]);
-    await audit({
-      ...base,
-      type: `host.${result.state}`,
-      data: {
-        steps: result.steps.map((r) => `${stepLabel(r.kind, r.mode)}:${r.state}`),
-        ...(result.error ? { error: result.error } : {}),
+    await audit(
+      {
+        ...base,
+        type: `host.${result.state}`,
+        data: {
+          steps: result.steps.map((r) => `${stepLabel(r.kind, r.mode)}:${r.state}`),
+          ...(result.error ? { error: result.error } : {}),
+        },
       },
-    });
+      { localActivity: lean },
+    );
     return result;
   };
   try {
