@@ -1,4 +1,5 @@
 import { formatDuration } from '../schemas/common.js';
+import { gib } from '../activities/controller/inventory.js';
 import type { PlanPreview } from '../workers/control/plan-preview.js';
 import { wrapped } from './render.js';
 import { tableLines } from './table.js';
@@ -61,7 +62,7 @@ export function renderPlanPreview(p: PlanPreview): string {
   }
 
   if (p.drains.length > 0) {
-    lines.push('', 'drains (VM → host; free VM slots there now → after):');
+    lines.push('', 'drains (VM → host; free memory or VM slots there now → after):');
     for (const d of p.drains) {
       if (d.error) {
         lines.push(clip(`  ${d.hostId}: cannot drain: ${d.error}`));
@@ -81,7 +82,11 @@ export function renderPlanPreview(p: PlanPreview): string {
       lines.push(
         ...wrapped(
           '     room:',
-          d.destinations.map((x) => `${x.hostId} ${x.freeBefore}→${x.freeAfter}/${x.slots}`),
+          d.destinations.map((x) =>
+            x.memory
+              ? `${x.hostId} ${gib(x.memory.freeBefore)}→${gib(x.memory.freeAfter)} of ${gib(x.memory.totalBytes)}`
+              : `${x.hostId} ${x.freeBefore}→${x.freeAfter}/${x.slots} slots`,
+          ),
         ),
       );
     }

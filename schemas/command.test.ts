@@ -20,4 +20,17 @@ describe('a command for an agent of the previous contract', () => {
     expect(older.params).toMatchObject({ bridge: 'vmbr0', hostVlan: 1 });
     expect(commandForContract(ovs, COMMAND_CONTRACT_VERSION)).toBe(ovs);
   });
+
+  it('leaves out the nonMigratable policy contract 2 does not know', () => {
+    const drain = StepCommand.parse({
+      ...ovs,
+      kind: 'drain',
+      params: { destinations: { vm1: 'h2' }, nonMigratable: 'skip' },
+    });
+    const older = commandForContract(drain, 2);
+    expect(older.contractVersion).toBe(2);
+    expect(older.params).toEqual({ destinations: { vm1: 'h2' } });
+    expect(commandForContract(drain, 1).params).toEqual({ destinations: { vm1: 'h2' } });
+    expect(commandForContract(drain, COMMAND_CONTRACT_VERSION).params).toMatchObject({ nonMigratable: 'skip' });
+  });
 });

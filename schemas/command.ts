@@ -18,8 +18,11 @@ export const CommandId = z
  * command. The rule (docs/upgrading.md): a controller of contract N writes commands an agent of N or
  * N-1 takes; an agent takes N and N-1 and answers any other version failed at once.
  */
-export const COMMAND_CONTRACT_VERSION = 2;
-/** Versions: 1, the first; 2, ovs-convert and sriov-enable take `baselineTargets` (commandForContract). */
+export const COMMAND_CONTRACT_VERSION = 3;
+/**
+ * Versions: 1, the first; 2, ovs-convert and sriov-enable take `baselineTargets`; 3, drain takes
+ * `nonMigratable` (commandForContract strips what an older agent does not know).
+ */
 /** The contract versions an agent of this release takes: its own and the one before. */
 export const SUPPORTED_CONTRACT_VERSIONS: readonly number[] = [
   COMMAND_CONTRACT_VERSION - 1,
@@ -134,6 +137,13 @@ export type ConfirmRequest = z.infer<typeof ConfirmRequest>;
 export function commandForContract(command: StepCommand, version: number): StepCommand {
   if (version >= COMMAND_CONTRACT_VERSION) return command;
   const older = { ...command, contractVersion: version };
+  // Contract 2 and older: a drain without its policy (such an agent live-migrates every VM it is given a
+  // destination for; a VM left out by skip makes it fail naming the VM, one sent for shutdown fails to migrate).
+  if (older.kind === 'drain' && older.params.nonMigratable !== undefined) {
+    const { nonMigratable: _policy, ...params } = older.params;
+    return commandForContract({ ...older, params }, version);
+  }
+  if (version >= 2) return older;
   if ((older.kind === 'ovs-convert' || older.kind === 'sriov-enable') && older.params.baselineTargets !== undefined) {
     const { baselineTargets: _targets, ...params } = older.params;
     return { ...older, params } as StepCommand;

@@ -13,6 +13,26 @@ export const BridgeType = z.enum(['linux', 'ovs', 'none', 'unknown']);
  */
 export const MAX_VMS_PER_HOST = 1_000;
 const VmCount = z.number().int().nonnegative().max(MAX_VMS_PER_HOST);
+/** Bytes of memory: at most 64 TiB, more than one hypervisor holds (a claim beyond is refused, not believed). */
+const MemoryBytes = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(64 * 2 ** 40);
+
+/**
+ * One VM as its host reports it. `memoryBytes` (its configured maximum) and `passthrough` (the devices
+ * that pin it to this host: Proxmox `hostpciN`, libvirt `<hostdev>`) are optional, like every field added
+ * to the facts: an older agent's presence stays valid. A VM with a passed-through device is `sriov: true`.
+ */
+export const VmFacts = z.object({
+  name: VmName,
+  state: z.string().max(64),
+  sriov: z.boolean().default(false),
+  memoryBytes: MemoryBytes.optional(),
+  passthrough: z.array(z.string().max(64)).max(32).optional(),
+});
+export type VmFacts = z.infer<typeof VmFacts>;
 
 /**
  * Programs refit's steps need that a minimal install lacks, found (true) or not on the host.
@@ -31,12 +51,17 @@ export const HostFacts = z.object({
     numVfs: z.number().int().nonnegative(),
     iommu: z.boolean(),
   }),
-  vms: z
-    .array(z.object({ name: VmName, state: z.string().max(64), sriov: z.boolean().default(false) }))
-    .max(MAX_VMS_PER_HOST),
+  vms: z.array(VmFacts).max(MAX_VMS_PER_HOST),
   cordoned: z.boolean(),
+  /** VM slots: the placement's fallback where a host or its VMs report no memory. */
   capacity: z.object({ vmSlots: VmCount, vmsRunning: VmCount }),
   tools: HostTools.optional(),
+  /**
+   * The host's memory (Linux: MemTotal and MemAvailable of /proc/meminfo; Proxmox: the node's maxmem and
+   * maxmem - mem in /cluster/resources) and CPUs; optional, so an older agent's presence stays valid.
+   */
+  memory: z.object({ totalBytes: MemoryBytes, freeBytes: MemoryBytes }).optional(),
+  cpus: z.number().int().positive().max(100_000).optional(),
 });
 export type HostFacts = z.infer<typeof HostFacts>;
 

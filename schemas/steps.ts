@@ -26,12 +26,23 @@ export const REBOOT_TIMEOUT = { min: 10 * SECOND, max: 2 * HOUR } as const;
 /** How long one step may take on its host before the controller gives up on it. */
 export const STEP_TIMEOUT = { min: SECOND, max: 24 * HOUR } as const;
 
+export const NON_MIGRATABLE = ['refuse', 'shutdown', 'skip'] as const;
+export const NonMigratable = z.enum(NON_MIGRATABLE);
+export type NonMigratable = z.infer<typeof NonMigratable>;
+
 export const DrainParams = z.strictObject({
   /** Where each VM goes; chosen by the controller. A VM without a destination goes wherever the driver picks. */
   destinations: z
     .record(VmName, HostId)
     .refine((d) => Object.keys(d).length <= MAX_VMS_PER_HOST, `at most ${MAX_VMS_PER_HOST} VMs`)
     .default({}),
+  /**
+   * What to do with VMs that cannot be live-migrated (a passed-through device: Proxmox `hostpciN`, libvirt
+   * `<hostdev>`): `refuse` (the default: the step fails naming them), `shutdown` (shut down, migrate
+   * offline, start on the destination) or `skip` (leave them running; the host is not drained and a later
+   * reboot refuses). Absent means refuse, and is what an agent of contract 2 is sent.
+   */
+  nonMigratable: NonMigratable.optional(),
 });
 export const UndrainParams = z.strictObject({});
 /**

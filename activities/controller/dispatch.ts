@@ -161,8 +161,11 @@ async function withDestinations(
     return drain;
   }
   try {
-    const destinations = await waitForDestinations(inventory, hostId, avoid, { timeoutMs: DESTINATION_WAIT_MS });
-    return { ...drain, params: { destinations } };
+    const destinations = await waitForDestinations(inventory, hostId, avoid, {
+      timeoutMs: DESTINATION_WAIT_MS,
+      ...(drain.params.nonMigratable !== undefined ? { nonMigratable: drain.params.nonMigratable } : {}),
+    });
+    return { ...drain, params: { ...drain.params, destinations } };
   } catch (err) {
     if (err instanceof NoDestinationError)
       throw ApplicationFailure.nonRetryable(`drain of ${hostId}: ${err.message}`, 'StepFailed');

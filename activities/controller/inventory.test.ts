@@ -157,7 +157,108 @@ describe('chooseDestinations', () => {
 
   it('refuses to live-migrate VMs with SR-IOV functions', () => {
     const pinned = [withVms(host('h1', {}), ['a'], 8, true), ...fleet.slice(1)];
-    expect(() => chooseDestinations(pinned, 'h1', [], now)).toThrow(/SR-IOV functions cannot be live-migrated: a/);
+    expect(() => chooseDestinations(pinned, 'h1', [], now)).toThrow(/cannot be live-migrated: a \(the drain's/);
+  });
+});
+
+describe('placement by memory', () => {
+  const GiB = 2 ** 30;
+  type Vm = { name: string; gib?: number; passthrough?: string[] };
+  const node = (hostId: string, vms: Vm[], mem?: { total: number; free: number }, slots = 16): ReceivedPresence => {
+    const base = host(hostId, {});
+    return {
+      ...base,
+      facts: {
+        ...base.facts,
+        vms: vms.map((v) => ({
+          name: v.name,
+          state: 'running',
+          sriov: v.passthrough !== undefined,
+          ...(v.gib !== undefined ? { memoryBytes: v.gib * GiB } : {}),
+          ...(v.passthrough !== undefined ? { passthrough: v.passthrough } : {}),
+        })),
+        capacity: { vmSlots: slots, vmsRunning: vms.length },
+        ...(mem ? { memory: { totalBytes: mem.total * GiB, freeBytes: mem.free * GiB } } : {}),
+      },
+    };
+  };
+
+  it('places the largest VMs first on the host with the most free memory, not by VM slots', () => {
+    const source = node('src', [
+      { name: 'small', gib: 2 },
+      { name: 'big', gib: 24 },
+      { name: 'mid', gib: 8 },
+    ]);
+    // d1 runs 30 VMs (slots long exhausted) but has the memory; d2 has slots and little memory.
+    const d1 = node(
+      'd1',
+      Array.from({ length: 30 }, (_, i) => ({ name: `x${i}`, gib: 1 })),
+      { total: 128, free: 30 },
+      16,
+    );
+    const d2 = node('d2', [], { total: 32, free: 12 }, 16);
+    expect(chooseDestinations([source, d1, d2], 'src', [], now)).toEqual({ big: 'd1', mid: 'd2', small: 'd1' });
+  });
+
+  it('refuses a VM that fits nowhere, naming it, its size and the most headroom there is', () => {
+    const source = node('src', [{ name: 'db', gib: 64 }]);
+    const d1 = node('d1', [], { total: 64, free: 40 });
+    const d2 = node('d2', [], { total: 64, free: 20 });
+    expect(() => chooseDestinations([source, d1, d2], 'src', [], now)).toThrow(
+      'no host has room for VM db (64.0 GiB) (most headroom: d1 with 40.0 GiB free)',
+    );
+  });
+
+  it('counts what it already placed: two VMs that each fit do not both go where only one fits', () => {
+    const source = node('src', [
+      { name: 'a', gib: 6 },
+      { name: 'b', gib: 6 },
+    ]);
+    const d1 = node('d1', [], { total: 16, free: 10 });
+    expect(() => chooseDestinations([source, d1], 'src', [], now)).toThrow(/no host has room for VM b \(6.0 GiB\)/);
+    const d2 = node('d2', [], { total: 16, free: 7 });
+    expect(chooseDestinations([source, d1, d2], 'src', [], now)).toEqual({ a: 'd1', b: 'd2' });
+  });
+
+  it('falls back to VM slots where a host (an older agent) or a VM reports no memory', () => {
+    const source = node('src', [{ name: 'a', gib: 4 }, { name: 'unsized' }]);
+    const old = node('old', [], undefined, 1);
+    const full = node('full', [], { total: 8, free: 1 }, 16);
+    expect(chooseDestinations([source, old, full], 'src', [], now)).toEqual({ a: 'old', unsized: 'full' });
+  });
+
+  describe("VMs with passed-through devices, by the drain's nonMigratable", () => {
+    const source = node('src', [
+      { name: 'web', gib: 2 },
+      { name: 'nfv', gib: 4, passthrough: ['hostpci0'] },
+    ]);
+    const dest = node('d1', [], { total: 64, free: 32 });
+
+    it('refuse (the default) fails at once naming each VM and its devices', () => {
+      for (const policy of [undefined, 'refuse'] as const) {
+        let thrown: unknown;
+        try {
+          chooseDestinations([source, dest], 'src', [], now, policy);
+        } catch (err) {
+          thrown = err;
+        }
+        expect(thrown).toBeInstanceOf(NoDestinationError);
+        expect((thrown as NoDestinationError).transient).toBe(false);
+        expect((thrown as Error).message).toMatch(/cannot be live-migrated: nfv \(hostpci0\)/);
+      }
+    });
+
+    it('skip gives them no destination; shutdown places them like the others', () => {
+      expect(chooseDestinations([source, dest], 'src', [], now, 'skip')).toEqual({ web: 'd1' });
+      expect(chooseDestinations([source, dest], 'src', [], now, 'shutdown')).toEqual({ web: 'd1', nfv: 'd1' });
+    });
+
+    it('shutdown still needs room for them', () => {
+      const small = node('d1', [], { total: 8, free: 3 });
+      expect(() => chooseDestinations([source, small], 'src', [], now, 'shutdown')).toThrow(
+        /no host has room for VM nfv \(4.0 GiB\)/,
+      );
+    });
   });
 });
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isOnline, type HostPresence, type ReceivedPresence } from '../../schemas/host.js';
+import { isOnline, type HostPresence, type ReceivedPresence, type VmFacts } from '../../schemas/host.js';
 import type { Plan } from '../../schemas/plan.js';
-import type { PlanStep } from '../../schemas/steps.js';
+import type { NonMigratable, PlanStep } from '../../schemas/steps.js';
 import type { TargetResolution } from '../../schemas/activities.js';
 import { RefitError } from '../../schemas/errors.js';
 
@@ -81,45 +81,85 @@ export class NoDestinationError extends RefitError {
   transient = true;
 }
 
+/** Memory as an operator reads it: GiB with one decimal. */
+export const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/** What a destination can still take: memory where it and the VM report it, else VM slots. */
+interface Room {
+  hostId: string;
+  freeBytes: number | undefined;
+  slots: number;
+}
+
+const fits = (room: Room, vm: VmFacts) =>
+  room.freeBytes !== undefined && vm.memoryBytes !== undefined ? room.freeBytes >= vm.memoryBytes : room.slots > 0;
+
+/** Most headroom first: free memory where reported (hosts that report it before those that do not), then slots. */
+const byHeadroom = (a: Room, b: Room) =>
+  (b.freeBytes ?? -1) - (a.freeBytes ?? -1) || b.slots - a.slots || a.hostId.localeCompare(b.hostId);
+
+/** The VMs of a host that cannot be live-migrated (a passed-through device), with their devices. */
+export function nonMigratableVms(vms: readonly VmFacts[]): string[] {
+  return vms
+    .filter((vm) => vm.sriov)
+    .map((vm) => (vm.passthrough?.length ? `${vm.name} (${vm.passthrough.join(', ')})` : vm.name));
+}
+
 /**
  * Where each VM of a host goes when it is drained: hosts that report, are not cordoned, are not in
- * `avoid` (the same wave: they are about to be drained too) and have free VM slots, the emptiest
- * first. Only hosts a VM can live-migrate to at all: the same driver (a sim host is no destination
- * for a real VM, nor a libvirt host for a lab one) and the same `cluster` label (live migration stays
- * inside a cluster; hosts without the label are one cluster). VMs with SR-IOV functions cannot be
- * live-migrated; they make the drain fail.
+ * `avoid` (the same wave: they are about to be drained too) and have room, the most headroom first.
+ * Room is memory where the destination reports its free memory and the VM its size (the largest VMs
+ * are placed first), VM slots otherwise (older agents, VMs of unknown size). Only hosts a VM can
+ * live-migrate to at all: the same driver (a sim host is no destination for a real VM, nor a libvirt
+ * host for a lab one) and the same `cluster` label (live migration stays inside a cluster; hosts
+ * without the label are one cluster). VMs with passed-through devices (`sriov`) cannot be
+ * live-migrated: under `refuse` they make the drain fail naming them, under `skip` they get no
+ * destination (they stay), under `shutdown` they are placed like the others (they move offline).
  */
 export function chooseDestinations(
   inventory: readonly ReceivedPresence[],
   hostId: string,
   avoid: readonly string[],
   now = Date.now(),
+  nonMigratable: NonMigratable = 'refuse',
 ): Record<string, string> {
   const source = inventory.find((p) => p.hostId === hostId);
   if (!source) throw new NoDestinationError(`host ${hostId} does not report presence; its VMs are unknown`);
-  const pinned = source.facts.vms.filter((vm) => vm.sriov).map((vm) => vm.name);
-  if (pinned.length > 0) {
-    const err = new NoDestinationError(`VMs with SR-IOV functions cannot be live-migrated: ${pinned.join(', ')}`);
+  const pinned = nonMigratableVms(source.facts.vms);
+  if (pinned.length > 0 && nonMigratable === 'refuse') {
+    const err = new NoDestinationError(
+      `VMs with passed-through devices (SR-IOV functions) cannot be live-migrated: ${pinned.join(', ')} ` +
+        `(the drain's nonMigratable is refuse; shutdown moves them offline, skip leaves them and the host undrained)`,
+    );
     err.transient = false;
     throw err;
   }
-  const free = new Map(
-    inventory
-      .filter((p) => p.hostId !== hostId && !avoid.includes(p.hostId) && isOnline(p, now) && !p.facts.cordoned)
-      .filter((p) => p.driver === source.driver && p.labels['cluster'] === source.labels['cluster'])
-      .map((p) => [p.hostId, p.facts.capacity.vmSlots - p.facts.capacity.vmsRunning] as const)
-      .filter(([, slots]) => slots > 0),
-  );
+  const rooms: Room[] = inventory
+    .filter((p) => p.hostId !== hostId && !avoid.includes(p.hostId) && isOnline(p, now) && !p.facts.cordoned)
+    .filter((p) => p.driver === source.driver && p.labels['cluster'] === source.labels['cluster'])
+    .map((p) => ({
+      hostId: p.hostId,
+      freeBytes: p.facts.memory?.freeBytes,
+      slots: p.facts.capacity.vmSlots - p.facts.capacity.vmsRunning,
+    }));
+  const moving = source.facts.vms
+    .filter((vm) => !(vm.sriov && nonMigratable === 'skip'))
+    .sort((a, b) => (b.memoryBytes ?? 0) - (a.memoryBytes ?? 0) || a.name.localeCompare(b.name));
   const destinations: Record<string, string> = {};
-  for (const vm of source.facts.vms) {
-    const best = [...free.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
-    if (!best)
-      throw new NoDestinationError(
-        `no host has room for VM ${vm.name} (all others are cordoned, full, silent, in the same wave, or of another driver or cluster)`,
-      );
-    destinations[vm.name] = best[0];
-    free.set(best[0], best[1] - 1);
-    if (best[1] - 1 === 0) free.delete(best[0]);
+  for (const vm of moving) {
+    const best = rooms.filter((r) => fits(r, vm)).sort(byHeadroom)[0];
+    if (!best) {
+      const most = [...rooms].sort(byHeadroom)[0];
+      const size = vm.memoryBytes === undefined ? '' : ` (${gib(vm.memoryBytes)})`;
+      const widest =
+        most === undefined
+          ? 'all others are cordoned, silent, in the same wave, or of another driver or cluster'
+          : `most headroom: ${most.hostId} with ${most.freeBytes !== undefined ? `${gib(most.freeBytes)} free` : `${most.slots} free VM slots`}`;
+      throw new NoDestinationError(`no host has room for VM ${vm.name}${size} (${widest})`);
+    }
+    destinations[vm.name] = best.hostId;
+    if (best.freeBytes !== undefined && vm.memoryBytes !== undefined) best.freeBytes -= vm.memoryBytes;
+    best.slots -= 1;
   }
   return destinations;
 }
@@ -128,18 +168,22 @@ export function chooseDestinations(
  * chooseDestinations over the inventory as `read` gives it, asked again every `intervalMs` while no
  * host can take the VMs, for up to `timeoutMs`: right after nats-server or the fleet restarted, every
  * other host's presence is a few seconds old, and a moment later they report again. A drain that
- * cannot happen at all (VMs with SR-IOV functions) fails at once.
+ * cannot happen at all (VMs with passed-through devices under `refuse`) fails at once.
  */
 export async function waitForDestinations(
   read: () => readonly ReceivedPresence[],
   hostId: string,
   avoid: readonly string[],
-  { timeoutMs, intervalMs = 500 }: { timeoutMs: number; intervalMs?: number },
+  {
+    timeoutMs,
+    intervalMs = 500,
+    nonMigratable = 'refuse',
+  }: { timeoutMs: number; intervalMs?: number; nonMigratable?: NonMigratable },
 ): Promise<Record<string, string>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return chooseDestinations(read(), hostId, avoid);
+      return chooseDestinations(read(), hostId, avoid, Date.now(), nonMigratable);
     } catch (err) {
       if (!(err instanceof NoDestinationError) || !err.transient || Date.now() >= deadline) throw err;
     }

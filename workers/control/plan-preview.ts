@@ -29,8 +29,17 @@ export interface DrainPreview {
   hostId: string;
   /** VM → the host it would go to. */
   vms: Record<string, string>;
-  /** Each destination's VM slots: free now, and free after this host's VMs alone arrived. */
-  destinations: { hostId: string; slots: number; freeBefore: number; freeAfter: number }[];
+  /**
+   * Each destination's VM slots: free now, and free after this host's VMs alone arrived; and its memory
+   * the same way where the destination reports it (bytes; VMs that report no size count as none).
+   */
+  destinations: {
+    hostId: string;
+    slots: number;
+    freeBefore: number;
+    freeAfter: number;
+    memory?: { totalBytes: number; freeBefore: number; freeAfter: number };
+  }[];
   error?: string;
 }
 
@@ -210,8 +219,8 @@ export function localTime(ms: number, timeZone: string): string {
 
 /**
  * Where each host's VMs would go if it were drained now, the way the controller chooses them (not
- * to the same wave), with each destination's free VM slots before and after; the facts carry no
- * memory, so VM slots are the headroom.
+ * to the same wave, by memory headroom where hosts report it, VM slots otherwise), with each
+ * destination's free memory and VM slots before and after.
  */
 export function drainPreviews(
   plan: Plan,
@@ -220,19 +229,36 @@ export function drainPreviews(
   now = Date.now(),
 ): DrainPreview[] {
   const drain = plan.steps.find((s) => s.kind === 'drain');
-  if (drain === undefined) return [];
+  if (drain?.kind !== 'drain') return [];
   const byHost = new Map(inventory.map((p) => [p.hostId, p]));
   return waves.flatMap((wave) =>
     wave.map((hostId): DrainPreview => {
-      const fixed = drain.kind === 'drain' ? drain.params.destinations : {};
+      const fixed = drain.params.destinations;
       try {
-        const vms = Object.keys(fixed).length > 0 ? fixed : chooseDestinations(inventory, hostId, wave, now);
-        const arriving = new Map<string, number>();
-        for (const to of Object.values(vms)) arriving.set(to, (arriving.get(to) ?? 0) + 1);
-        const destinations = [...arriving].map(([to, n]) => {
-          const cap = byHost.get(to)?.facts.capacity;
+        const vms =
+          Object.keys(fixed).length > 0
+            ? fixed
+            : chooseDestinations(inventory, hostId, wave, now, drain.params.nonMigratable);
+        const size = new Map((byHost.get(hostId)?.facts.vms ?? []).map((vm) => [vm.name, vm.memoryBytes ?? 0]));
+        const arriving = new Map<string, { n: number; bytes: number }>();
+        for (const [vm, to] of Object.entries(vms)) {
+          const a = arriving.get(to) ?? { n: 0, bytes: 0 };
+          arriving.set(to, { n: a.n + 1, bytes: a.bytes + (size.get(vm) ?? 0) });
+        }
+        const destinations = [...arriving].map(([to, { n, bytes }]) => {
+          const facts = byHost.get(to)?.facts;
+          const cap = facts?.capacity;
           const free = cap ? cap.vmSlots - cap.vmsRunning : 0;
-          return { hostId: to, slots: cap?.vmSlots ?? 0, freeBefore: free, freeAfter: free - n };
+          const mem = facts?.memory;
+          return {
+            hostId: to,
+            slots: cap?.vmSlots ?? 0,
+            freeBefore: free,
+            freeAfter: free - n,
+            ...(mem
+              ? { memory: { totalBytes: mem.totalBytes, freeBefore: mem.freeBytes, freeAfter: mem.freeBytes - bytes } }
+              : {}),
+          };
         });
         return { hostId, vms, destinations };
       } catch (err) {
