@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { z } from 'zod';
+import { z as zod, type z } from 'zod';
+import { PveNode } from '../activities/host/linux/proxmox.js';
 import { HostId } from '../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
@@ -14,6 +15,7 @@ import {
   enrollRequest,
   hostSeedFile,
   startLine,
+  type DriverChoice,
 } from '../workers/host/agent.js';
 import { connectPolicy } from '../workers/connect-retry.js';
 import { StateDirError } from '../workers/host/state-lock.js';
@@ -33,6 +35,9 @@ interface HostCommandOptions {
   presenceInterval: number;
   speed?: number;
   metricsListen?: string;
+  vmBackend?: string;
+  pveNode?: string;
+  pveNodes?: string;
 }
 
 interface SimFleetCommandOptions {
@@ -66,6 +71,16 @@ export function registerHostCommands(program: Command): void {
     .option('--presence-interval <ms>', 'how often presence is published', positiveInteger, PRESENCE_INTERVAL_MS)
     .option('--speed <x>', 'sim only: 2 runs steps twice as fast, 0.5 half as fast', positiveNumber)
     .option(
+      '--vm-backend <backend>',
+      'linux only: who runs the VMs: proxmox (qm, pvesh, ha-manager), libvirt (virsh) or auto (proxmox where qm and pvesh are on PATH)',
+      'auto',
+    )
+    .option('--pve-node <name>', "linux on Proxmox: this node's name in the cluster (default: the short hostname)")
+    .option(
+      '--pve-nodes <hostId=node,...>',
+      'linux on Proxmox: node names of refit host ids that differ from them (default: a host id is its node name)',
+    )
+    .option(
       '--metrics-listen <host:port>',
       `serve /metrics and /healthz there, or off (REFIT_METRICS_LISTEN; default ${AGENT_METRICS_LISTEN}; port 0 takes a free port)`,
     )
@@ -95,7 +110,15 @@ export function registerHostCommands(program: Command): void {
           stateDir,
           log,
           metrics,
-          driver: await createDriver({ driver, hostId, stateDir, labDir, log, ...optional('speed', opts.speed) }),
+          driver: await createDriver({
+            driver,
+            hostId,
+            stateDir,
+            labDir,
+            log,
+            ...optional('speed', opts.speed),
+            linux: linuxChoice(opts),
+          }),
         }),
       );
       process.stderr.write(
@@ -166,6 +189,23 @@ function hostAndStateDir(opts: HostCommandOptions) {
   const labDir = path.join(config.home, 'lab');
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir(driver, hostId, { home: config.home, labDir }));
   return { hostId, driver, stateDir, labDir, config };
+}
+
+const VmBackend = zod.enum(['auto', 'libvirt', 'proxmox']);
+
+/** The linux driver's VM backend and Proxmox node names, checked: a hostile name is a usage error. */
+function linuxChoice(opts: HostCommandOptions): NonNullable<DriverChoice['linux']> {
+  const pveNodes: Record<string, string> = {};
+  for (const pair of (opts.pveNodes ?? '').split(',').filter((p) => p.trim() !== '')) {
+    const [id = '', node = '', ...extra] = pair.trim().split('=');
+    if (extra.length > 0 || node === '') throw new UsageError(`--pve-nodes "${pair}": must be hostId=node`);
+    pveNodes[checked(HostId, id, '--pve-nodes')] = checked(PveNode, node, '--pve-nodes');
+  }
+  return {
+    vmBackend: checked(VmBackend, opts.vmBackend ?? 'auto', '--vm-backend'),
+    ...(opts.pveNode !== undefined ? { pveNode: checked(PveNode, opts.pveNode, '--pve-node') } : {}),
+    pveNodes,
+  };
 }
 
 function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {

@@ -69,6 +69,8 @@ export interface DriverChoice {
   log: Logger;
   /** Sim driver only: 2 runs steps twice as fast. */
   speed?: number;
+  /** Linux driver only: its VM backend and Proxmox node names (LinuxDriverOptions). */
+  linux?: { vmBackend?: 'auto' | 'libvirt' | 'proxmox'; pveNode?: string; pveNodes?: Record<string, string> };
 }
 
 /**
@@ -79,7 +81,7 @@ export async function createDriver(c: DriverChoice): Promise<HostDriver> {
   switch (c.driver) {
     case 'linux': {
       const { createLinuxDriver } = await import('../../activities/host/linux/driver.js');
-      return createLinuxDriver({ hostId: c.hostId, stateDir: c.stateDir, log: c.log });
+      return createLinuxDriver({ hostId: c.hostId, stateDir: c.stateDir, log: c.log, ...c.linux });
     }
     case 'lab': {
       const { createLabDriver } = await import('../../activities/host/lab/driver.js');

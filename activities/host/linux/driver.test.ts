@@ -98,6 +98,45 @@ describe('the linux driver, command layer', () => {
     await expect(driver.runStep(prepareStep(command('drain', {})), ctx())).rejects.toThrow(/no destination for test/);
   });
 
+  it('a domain with a <hostdev>: refused by default, left running under skip (and a reboot refuses), shutdown only on Proxmox', async () => {
+    const calls: string[][] = [];
+    const run: CommandRunner = async (argv) => {
+      calls.push([...argv]);
+      const stdout = argv.includes('list')
+        ? captured('virsh-list-all.stdout')
+        : argv.includes('dumpxml')
+          ? captured('virsh-dumpxml-hostdev.stdout')
+          : '';
+      return { argv, stdout, stderr: '', exitCode: 0 };
+    };
+    const open = () =>
+      createLinuxDriver({
+        hostId: 'hv1',
+        stateDir: mkdtempSync(path.join(os.tmpdir(), 'refit-linux-driver-')),
+        run,
+        libvirtUri: 'test:///default',
+        vmBackend: 'libvirt',
+      });
+    const driver = open();
+    expect((await driver.facts()).vms).toEqual([
+      { name: 'test', state: 'running', sriov: true, memoryBytes: 16 * 2 ** 30, passthrough: ['hostdev0', 'hostdev1'] },
+    ]);
+    const drain = (nonMigratable?: string) =>
+      prepareStep(command('drain', { destinations: {}, ...(nonMigratable ? { nonMigratable } : {}) }));
+    await expect(driver.runStep(drain(), ctx())).rejects.toThrow(
+      'drain: VMs with passed-through devices cannot be live-migrated: test (hostdev0, hostdev1) (nonMigratable: refuse)',
+    );
+    await expect(open().runStep(drain('shutdown'), ctx())).rejects.toThrow(/shutdown is done on Proxmox nodes only/);
+    const skipped = await driver.runStep(drain('skip'), ctx());
+    expect(skipped.summary).toBe(
+      'migrated 0 VMs away; host NOT drained: left test (hostdev0, hostdev1) running here (nonMigratable: skip); host cordoned',
+    );
+    expect(calls.filter((c) => c.includes('migrate'))).toEqual([]);
+    await expect(driver.runStep(prepareStep(command('reboot', {})), ctx())).rejects.toThrow(
+      'reboot refused: this host is not drained: the drain left test running here (nonMigratable: skip)',
+    );
+  });
+
   it('never lets a hostile interface name reach a command', async () => {
     expect(() => prepareStep(command('ovs-convert', { bridge: 'eth0; rm -rf /' }))).toThrow(InvalidStepParamsError);
     expect(() => prepareStep(command('sriov-enable', { nic: '-x', vfs: 1 }))).toThrow(InvalidStepParamsError);

@@ -1,6 +1,30 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import type { ReceivedCommand } from '../../../schemas/command.js';
+import type { StepContext } from '../driver.js';
 
 /** Real captured output of a command, from test/fixtures/captured. */
 export function captured(name: string): string {
   return readFileSync(new URL(`../../../test/fixtures/captured/${name}`, import.meta.url), 'utf8');
 }
+
+/** A step context that logs nothing and is never cancelled. */
+export const quietCtx = (): StepContext => ({
+  signal: new AbortController().signal,
+  progress: () => undefined,
+  log: pino({ level: 'silent' }),
+  recovering: false,
+});
+
+/** An apply command of `kind` for host hv1, as the host worker receives it. */
+export const applyCommand = (kind: ReceivedCommand['kind'], params: Record<string, unknown>): ReceivedCommand => ({
+  commandId: `t/${kind}/${randomUUID()}`,
+  hostId: 'hv1',
+  kind,
+  mode: 'apply',
+  params,
+  rolloutId: 'r',
+  workflowId: 'w',
+  issuedAt: new Date().toISOString(),
+});

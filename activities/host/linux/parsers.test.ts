@@ -3,7 +3,15 @@ import { captured } from './fixtures.js';
 import { hpingArgv, parseHpingStats } from './hping.js';
 import { inet4Of, parseIpAddrs, parseIpLinks } from './ip.js';
 import { parseOvsPorts, parseOvsShow, parseOvsdbTable } from './ovs-vsctl.js';
-import { parseVirshDominfo, parseVirshList, virshDominfoArgv, virshListArgv, virshMigrateLiveArgv } from './virsh.js';
+import {
+  parseDomainXml,
+  parseVirshDominfo,
+  parseVirshList,
+  virshDominfoArgv,
+  virshDumpxmlArgv,
+  virshListArgv,
+  virshMigrateLiveArgv,
+} from './virsh.js';
 
 describe('hping3', () => {
   it('reads transmitted, received, loss and round-trip times from the summary on stderr', () => {
@@ -128,6 +136,27 @@ describe('ovs-vsctl', () => {
   it('lists bridges and ports one per line', () => {
     expect(captured('ovs-vsctl-list-br.stdout').trim().split('\n')).toEqual(['vmbr0']);
     expect(captured('ovs-vsctl-list-ports-vmbr0.stdout').trim().split('\n').sort()).toEqual(['ens6', 'vlan1']);
+  });
+});
+
+describe('virsh dumpxml', () => {
+  it('reads the memory and finds no passed-through device in a plain domain', () => {
+    expect(parseDomainXml(captured('virsh-dumpxml-test.stdout'))).toEqual({
+      memoryBytes: 8388608 * 1024,
+      passthrough: [],
+    });
+  });
+
+  it('counts each <hostdev> and <interface type="hostdev"> (an SR-IOV VF) as a passed-through device', () => {
+    expect(parseDomainXml(captured('virsh-dumpxml-hostdev.stdout'))).toEqual({
+      memoryBytes: 16 * 2 ** 30,
+      passthrough: ['hostdev0', 'hostdev1'],
+    });
+  });
+
+  it('refuses output that is no domain, and a hostile domain name never reaches the command', () => {
+    expect(() => parseDomainXml('error: failed to get domain')).toThrow(/no <domain>/);
+    expect(() => virshDumpxmlArgv('qemu:///system', '--help; reboot')).toThrow(/not valid/);
   });
 });
 

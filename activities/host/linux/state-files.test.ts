@@ -2,31 +2,15 @@ import { mkdtempSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { CorruptStateFileError } from '../../files.js';
-import { prepareStep, type StepContext } from '../driver.js';
-import type { ReceivedCommand } from '../../../schemas/command.js';
+import { prepareStep } from '../driver.js';
 import type { CommandRunner } from './command.js';
 import { createLinuxDriver } from './driver.js';
-import { captured } from './fixtures.js';
+import { applyCommand, captured, quietCtx } from './fixtures.js';
 
-const ctx = (): StepContext => ({
-  signal: new AbortController().signal,
-  progress: () => undefined,
-  log: pino({ level: 'silent' }),
-  recovering: false,
-});
-const command = (kind: ReceivedCommand['kind'], params: Record<string, unknown>): ReceivedCommand => ({
-  commandId: `t/${kind}`,
-  hostId: 'hv1',
-  kind,
-  mode: 'apply',
-  params,
-  rolloutId: 'r',
-  workflowId: 'w',
-  issuedAt: new Date().toISOString(),
-});
+const ctx = quietCtx;
+const command = applyCommand;
 
 /** Answers virsh with real captured output and hping3 with nothing: the steps here fail before probing. */
 const run: CommandRunner = async (argv) => {

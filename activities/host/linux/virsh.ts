@@ -73,3 +73,34 @@ export function parseVirshDominfo(stdout: string): Record<string, string> {
   if (info.Name === undefined) throw new VirshOutputError('virsh dominfo: no "Name:" line');
   return info;
 }
+
+export const virshDumpxmlArgv = (uri: string, domain: string): string[] => [
+  ...virsh(uri),
+  'dumpxml',
+  '--domain',
+  vmArg(domain),
+];
+
+/**
+ * From `virsh dumpxml`: the domain's memory in bytes (`<memory unit='KiB'>`) and the devices that pin
+ * it to this host: each `<hostdev>` and each `<interface type='hostdev'>` (an SR-IOV VF), named
+ * hostdev0, hostdev1, ... in document order.
+ */
+export function parseDomainXml(xml: string): { memoryBytes: number | undefined; passthrough: string[] } {
+  if (!/<domain[\s>]/.test(xml)) throw new VirshOutputError('virsh dumpxml: no <domain> element');
+  const mem = /<memory(?:\s+unit=['"](\w+)['"])?\s*>(\d+)<\/memory>/.exec(xml);
+  const unit: Record<string, number> = {
+    b: 1,
+    bytes: 1,
+    KiB: 1024,
+    k: 1024,
+    MiB: 2 ** 20,
+    M: 2 ** 20,
+    GiB: 2 ** 30,
+    G: 2 ** 30,
+  };
+  const factor = mem === null ? undefined : unit[mem[1] ?? 'KiB'];
+  const memoryBytes = mem === null || factor === undefined ? undefined : Number(mem[2]) * factor;
+  const devices = xml.match(/<hostdev[\s>]|<interface\s+type=['"]hostdev['"]/g) ?? [];
+  return { memoryBytes, passthrough: devices.map((_, i) => `hostdev${i}`) };
+}
