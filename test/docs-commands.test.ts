@@ -50,6 +50,11 @@ export const RULES: Record<string, Rule> = {
     how: 'skip',
     reason: "the linux driver's agent, as root on a hypervisor: not on a development machine",
   },
+  'docs/proxmox.md: npx refit host --id hv1 --driver linux --vm-backend proxmox --pve-node pve1 --pve-nodes hv2=pve2,hv3=pve3':
+    {
+      how: 'skip',
+      reason: "the linux driver's agent on a Proxmox node, as root: not on a development machine",
+    },
   'README.md: npx refit sim-fleet --hosts 100 --fail sim-007=verify': {
     how: 'daemon',
     seconds: 6,

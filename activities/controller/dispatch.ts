@@ -70,8 +70,10 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       ...(applied ? { applied } : {}),
       issuedAt: new Date().toISOString(),
     };
-    // An agent one contract version older gets the command as its version reads it (docs/upgrading.md).
-    const hostContract = presence.values().find((p) => p.hostId === hostId)?.contractVersion ?? 1;
+    // An agent one contract version older gets the command as its version reads it, and so does a host
+    // whose presence is not seen: every agent this controller works with takes N-1 (docs/upgrading.md).
+    const hostContract =
+      presence.values().find((p) => p.hostId === hostId)?.contractVersion ?? COMMAND_CONTRACT_VERSION - 1;
     const sent = commandForContract(command, hostContract);
     let last: CommandStatus | undefined;
     const heartbeat = () => ctx.heartbeat({ state: last?.state ?? 'sent', progress: last?.progress });

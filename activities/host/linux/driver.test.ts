@@ -7,7 +7,7 @@ import { InvalidStepParamsError, prepareStep, type StepContext } from '../driver
 import type { ReceivedCommand } from '../../../schemas/command.js';
 import type { CommandRunner } from './command.js';
 import { createLinuxDriver } from './driver.js';
-import { captured } from './fixtures.js';
+import { captured, ipOnLinuxBridge } from './fixtures.js';
 import { applyOvsConvert } from './steps/ovs-convert.js';
 
 const ctx = (): StepContext => ({
@@ -102,11 +102,13 @@ describe('the linux driver, command layer', () => {
     const calls: string[][] = [];
     const run: CommandRunner = async (argv) => {
       calls.push([...argv]);
-      const stdout = argv.includes('list')
-        ? captured('virsh-list-all.stdout')
-        : argv.includes('dumpxml')
-          ? captured('virsh-dumpxml-hostdev.stdout')
-          : '';
+      const stdout =
+        ipOnLinuxBridge(argv) ??
+        (argv.includes('list')
+          ? captured('virsh-list-all.stdout')
+          : argv.includes('dumpxml')
+            ? captured('virsh-dumpxml-hostdev.stdout')
+            : '');
       return { argv, stdout, stderr: '', exitCode: 0 };
     };
     const open = () =>

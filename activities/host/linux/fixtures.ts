@@ -28,3 +28,9 @@ export const applyCommand = (kind: ReceivedCommand['kind'], params: Record<strin
   workflowId: 'w',
   issuedAt: new Date().toISOString(),
 });
+
+/** `ip -j` output of a lab host on a Linux bridge, for runners whose tests read the facts; undefined for other commands. */
+export function ipOnLinuxBridge(argv: readonly string[]): string | undefined {
+  if (argv[0] !== 'ip' || !argv.includes('-j')) return undefined;
+  return captured(argv.includes('link') ? 'ip-j-d-link-linux-bridge-host.json' : 'ip-j-addr-linux-bridge-host.json');
+}

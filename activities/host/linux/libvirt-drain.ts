@@ -37,10 +37,11 @@ export async function runningDomainFacts(h: LibvirtHost): Promise<VmFacts[]> {
   const names = await runningDomains(h);
   const vms: VmFacts[] = [];
   for (const name of names) {
-    const xml = await h.run(virshDumpxmlArgv(h.uri, name)).then(
-      (r) => parseDomainXml(r.stdout),
-      () => undefined,
-    );
+    // A domain whose XML cannot be read (gone meanwhile, an odd libvirt) is reported without size or devices.
+    const xml = await h
+      .run(virshDumpxmlArgv(h.uri, name))
+      .then((r) => parseDomainXml(r.stdout))
+      .catch(() => undefined);
     vms.push({
       name,
       state: 'running',

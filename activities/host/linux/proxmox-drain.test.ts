@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { prepareStep, StepFailedError } from '../driver.js';
-import { applyCommand, quietCtx } from './fixtures.js';
+import { applyCommand, ipOnLinuxBridge, quietCtx } from './fixtures.js';
 import { HostFacts } from '../../../schemas/host.js';
 import { CommandFailedError, type CommandRunner } from './command.js';
 import { createLinuxDriver, onPath } from './driver.js';
@@ -46,7 +46,7 @@ function cluster(vms: Vm[]) {
   };
   const vm = (id: string) => vms.find((v) => String(v.vmid) === id) ?? fail([id], `Configuration file does not exist`);
   const migrate = (argv: readonly string[], v: Vm, target: string, online: boolean) => {
-    if (v.status === 'running' && /^hostpci\d+:/m.test(v.config))
+    if (v.status === 'running' && /^hostpci\d+:/m.test(v.config.split('\n[')[0] ?? ''))
       fail(argv, "can't migrate VM which uses local devices: hostpci0");
     if (v.status === 'running' && !online) fail(argv, "can't migrate running VM without --online");
     v.node = target;
@@ -54,6 +54,8 @@ function cluster(vms: Vm[]) {
   const run: CommandRunner = async (argv) => {
     calls.push([...argv]);
     const ok = (stdout = '') => ({ argv, stdout, stderr: '', exitCode: 0 });
+    const ip = ipOnLinuxBridge(argv);
+    if (ip !== undefined) return ok(ip);
     const [cmd, verb, a, b, ...rest] = argv;
     if (cmd === 'pvesh' && verb === 'get') {
       const m = /^\/nodes\/([^/]+)\/(qemu|storage)$/.exec(a ?? '');
