@@ -13,8 +13,8 @@ export interface RolloutInput {
   plan: Plan;
   /** Who started it (user@host of the CLI). */
   startedBy: string;
-  /** State carried across continue-as-new; absent on the first run. */
-  carried?: RolloutCarried;
+  /** State carried across continue-as-new; absent on the first run. Compact since decision 0024. */
+  carried?: RolloutCarried | CompactCarried;
   /** Continue as new past this many history events (default 10,000; tests set it low). */
   historyLimit?: number;
   /** The starting operator's signature of the start (action `start`, args `{ plan }`), verified by the rollout. */
@@ -32,6 +32,29 @@ export interface RolloutCarried {
   gatesPassed: number[];
   /** Nonces of signed actions taken, with when (ms): a signature is used once. */
   nonces?: Record<string, number>;
+}
+
+/**
+ * `RolloutCarried` as continue-as-new hands it on (decision 0024, `workflows/carried.ts`): what grows
+ * with the fleet is encoded compactly, so a run carries a few bytes a host instead of about 90.
+ */
+export interface CompactCarried extends Omit<RolloutCarried, 'status' | 'domains'> {
+  encoding: 'compact-1';
+  status: Omit<RolloutStatus, 'hosts' | 'waves'> & { waves: Omit<RolloutStatus['waves'][number], 'hosts'>[] };
+  hosts: {
+    /** Host ids in the status's order; a run of numbered ids is `[prefix, first, count, width]`. */
+    ids: (string | [string, number, number, number])[];
+    /** Each host's state, as runs of one letter (`s9998f2`). */
+    states: string;
+    /** Each host's wave, as `[wave, count]` runs. */
+    waves: [number, number][];
+    /** By host index, what a host has beyond what its state implies (null: a field it lacks). */
+    extra: Record<number, Partial<HostStatus>>;
+    /** Per failure-domain label of the plan, its values and each host's (as `[value index, count]` runs). */
+    domains: { label: string; values: string[]; codes: [number, number][] }[];
+  };
+  /** The plan's named hosts, which the carried plan leaves out. */
+  planHosts?: (string | [string, number, number, number])[];
 }
 
 /** Who asked for an operator action, and why. Carried into the audit trail. */

@@ -103,7 +103,8 @@ export function patchHost(status: RolloutStatus, host: HostStatus, patch: HostPa
     else (host as unknown as Record<string, unknown>)[key] = value;
   }
   status.counts[host.state] += 1;
-  status.failureBudget.failed = status.hosts.filter((h) => FAILED_STATES.has(h.state)).length;
+  // From the counts, not a pass over every host: at 100,000 hosts that pass made each change O(hosts).
+  status.failureBudget.failed = [...FAILED_STATES].reduce((n, state) => n + status.counts[state], 0);
 }
 
 /** The end of a rollout: cancelled, completed when every host succeeded or was skipped, otherwise failed and why. */

@@ -38,6 +38,7 @@ import { ActionNotAudited, ActionRefused, type Action } from './operator.js';
 import type { GateDecision } from './rollout-decision.js';
 import { RolloutMachine } from './rollout-machine.js';
 import { newRollout, offlineFates } from './rollout-state.js';
+import { compactCarried, expandCarried, expandPlan, planWithoutHosts } from './carried.js';
 import { startNotifier } from './notify.js';
 
 const { resolveTargets, findOffline, acquireLease, releaseLease } = proxyActivities<ControllerActivities>({
@@ -51,6 +52,8 @@ const { verifyOperatorAction } = proxyActivities<ControllerActivities>({
 });
 
 const DEFAULT_HISTORY_LIMIT = 10_000;
+/** Continue-as-new carries the state compactly (decision 0024). */
+const COMPACT_CARRIED = 'compact-carried-state';
 /**
  * What Temporal shows of a rollout (decision 0017): the RefitPhase search attribute follows the
  * rollout's state, a rollout that ends failed or cancelled fails its workflow (its status in the
@@ -105,8 +108,12 @@ const ACTION_EVENTS = {
  * large, after the hosts in flight have finished. `RolloutMachine` decides; this carries it out.
  */
 export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> {
-  const { plan, rolloutId } = input;
-  const carried = input.carried ?? newRollout(input, workflowInfo().startTime.getTime());
+  const { rolloutId } = input;
+  // A compact carried state (decision 0024) holds the plan's named hosts and every host's status.
+  const plan = expandPlan(input.plan, input.carried);
+  const carried = input.carried
+    ? expandCarried(input.carried, plan)
+    : newRollout(input, workflowInfo().startTime.getTime());
   // A window decision made before DST-correct windows stays as its history recorded it; a rollout
   // started before offline targets neither keeps them nor checks presence at a host's turn.
   const offlineTargets = patched('offline-targets');
@@ -389,7 +396,15 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
     if (decision.kind === 'continueAsNew') {
       await notifier?.flush();
       await condition(allHandlersFinished);
-      return continueAsNew<typeof fleetRollout>({ ...input, carried: machine.carryOver() });
+      const carry = machine.carryOver();
+      // What grows with the fleet is carried compactly; runs recorded before carried it as it is.
+      if (patched(COMPACT_CARRIED))
+        return continueAsNew<typeof fleetRollout>({
+          ...input,
+          plan: planWithoutHosts(plan),
+          carried: compactCarried(carry, plan),
+        });
+      return continueAsNew<typeof fleetRollout>({ ...input, carried: carry });
     }
     if (decision.kind === 'wait')
       await waitForChange(decision.untilMs === undefined ? undefined : decision.untilMs - now);
