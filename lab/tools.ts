@@ -24,6 +24,7 @@ const TOOLS = [
   'brctl',
   'mount',
   'tc',
+  'ethtool',
 ];
 const HOOKS = ['/etc/network/if-pre-up.d/openvswitch', '/etc/network/if-pre-up.d/bridge'];
 

@@ -106,6 +106,11 @@ async function makeHost(lab: LabState, host: LabHost): Promise<void> {
     lab.switch.bridge,
     'up',
   ]);
+  // The cable delivers frames of wire size, as a real NIC receives them: the switch's port segments
+  // and checksums what it sends to the host (veths pass 64 KB GSO frames with partial checksums,
+  // which an OVS userspace datapath on the host reading the uplink drops: a QEMU migration stream to
+  // a host on OVS stalled without this, while ICMP and SYN probes got through).
+  await rootRunner(['ip', 'netns', 'exec', lab.switch.ns, 'ethtool', '-K', host.switchPort, 'tx', 'off']);
   // As the installer does: generate grub.cfg (and on a pve host the systemd-boot entry) once, then boot.
   await hostRunner(lab, host)([labUpdateGrubScript(lab), host.root]);
   if (host.flavour === 'pve') await hostRunner(lab, host)(['proxmox-boot-tool', 'refresh']);
