@@ -134,9 +134,11 @@ export async function measureDispatch(h: Harness, o: DispatchOptions): Promise<D
         activity.dispatch.push(a.completed - a.scheduled);
         legs.pickup.push(a.started - a.scheduled);
         const seen = hostTimes.get(`${full.workflowId}/${full.firstExecutionRunId}/${a.activityId}`);
-        if (seen?.accepted !== undefined && seen.running !== undefined && seen.succeeded !== undefined) {
-          legs.toHost.push(seen.accepted - a.started);
-          legs.accepted.push(seen.running - seen.accepted);
+        // Agents before 0023 wrote `accepted`, then `running`; since, one `running` says both.
+        const accepted = seen?.accepted ?? seen?.running;
+        if (accepted !== undefined && seen?.running !== undefined && seen.succeeded !== undefined) {
+          legs.toHost.push(accepted - a.started);
+          legs.accepted.push(seen.running - accepted);
           legs.running.push(seen.succeeded - seen.running);
           legs.back.push(a.completed - seen.succeeded);
         }

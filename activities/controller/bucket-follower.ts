@@ -186,7 +186,13 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
   async waitFor(
     key: string,
     done: (v: Received<z.output<S>>) => boolean,
-    opts: { onValue?: Listener<Received<z.output<S>>>; signal?: AbortSignal; timeoutMs?: number } = {},
+    opts: {
+      onValue?: Listener<Received<z.output<S>>>;
+      /** Told what the key held when the wait began (its own read), before onValue hears it. */
+      onRead?: (value: Received<z.output<S>> | undefined) => void;
+      signal?: AbortSignal;
+      timeoutMs?: number;
+    } = {},
   ): Promise<Received<z.output<S>>> {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -220,10 +226,15 @@ export class BucketFollower<S extends z.ZodType<{ hostId: string }>> {
       }
       // Registered first, read second: a value written in between is seen by one or the other.
       const known = this.keepAll ? this.latest.get(key) : undefined;
-      if (known !== undefined) listener(known);
-      else
+      if (known !== undefined) {
+        opts.onRead?.(known);
+        listener(known);
+      } else
         this.fetch(key).then(
-          (value) => value !== undefined && set.has(listener) && listener(value),
+          (value) => {
+            opts.onRead?.(value);
+            if (value !== undefined && set.has(listener)) listener(value);
+          },
           (err: unknown) => finish(() => reject(err instanceof Error ? err : new Error(String(err)))),
         );
     });

@@ -72,8 +72,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
     };
     // An agent one contract version older gets the command as its version reads it, and so does a host
     // whose presence is not seen: every agent this controller works with takes N-1 (docs/upgrading.md).
-    const hostContract =
-      presence.values().find((p) => p.hostId === hostId)?.contractVersion ?? COMMAND_CONTRACT_VERSION - 1;
+    const hostContract = presence.get(hostId)?.contractVersion ?? COMMAND_CONTRACT_VERSION - 1;
     const sent = commandForContract(command, hostContract);
     let last: CommandStatus | undefined;
     const heartbeat = () => ctx.heartbeat({ state: last?.state ?? 'sent', progress: last?.progress });
@@ -82,7 +81,11 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
     try {
       /** The start of the command on the host (more than one after a host worker restart) last confirmed. */
       let confirmedStart = 0;
+      // The wait's own read of the key tells whether the host already has the command: one KV get, not two.
+      let read!: (value: CommandStatus | undefined) => void;
+      const firstRead = new Promise<CommandStatus | undefined>((resolve) => (read = resolve));
       const settled = results.waitFor(key, (s) => TERMINAL_STATES.has(s.state), {
+        onRead: read,
         onValue: (s) => {
           last = s;
           heartbeat();
@@ -96,7 +99,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
       });
       // Awaited below; if NATS fails before that (the attempt is retried), its rejection is not unhandled.
       settled.catch(() => undefined);
-      const known = await results.fetch(key);
+      const known = await Promise.race([firstRead, settled]);
       if (!known) {
         await ensureHostConsumer(req.hostId);
         const ack = await js.publish(SUBJECTS.command(req.hostId), JSON.stringify(sent), { msgID: commandId });

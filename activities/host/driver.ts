@@ -40,6 +40,11 @@ export interface HostDriver {
   readonly kind: Driver;
   /** Throws HostDownError while the host is rebooting: no presence is published then. */
   facts(): Promise<HostFacts>;
+  /**
+   * The current boot id alone, for the statuses of every command: cheaper than {@link facts} where
+   * those look at the bridge, the NICs and the VMs. Throws HostDownError like facts.
+   */
+  bootId?(): Promise<string>;
   runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome>;
   /** Runs after the result is stored and the command acknowledged, e.g. the reboot itself. */
   afterReported?(step: StepCommand, outcome: StepOutcome): Promise<void>;

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -56,7 +56,36 @@ describe('the host audit spool', () => {
     expect(stored(store)).toEqual([1, 2, 3]);
     expect(verifyTrail(store.records).ok).toBe(true);
     expect(store.reads).toBe(0);
+    await audit.stop(0);
     expect(await readdir(path.join(dir, 'spool'))).toEqual([]);
+  });
+
+  it('removes the spool files of stored events once their batch is stored, and notes the chain end in tail.json', async () => {
+    const store = new CountingStore();
+    const audit = await open(store);
+    for (let n = 1; n <= 4; n++) void audit.record(draft(n));
+    await audit.flush(AbortSignal.timeout(5_000));
+    expect(stored(store)).toEqual([1, 2, 3, 4]);
+    await audit.stop(0);
+    expect(await readdir(path.join(dir, 'spool'))).toEqual([]);
+    const tail = JSON.parse(await readFile(path.join(dir, 'tail.json'), 'utf8')) as { seq: number; eventId: string };
+    expect(tail).toMatchObject({ seq: 4, eventId: 'c/1/e4' });
+    expect(store.reads).toBe(0);
+  });
+
+  it('opens with an unreadable tail.json and reads the end of its chain from the stream instead', async () => {
+    const store = new CountingStore();
+    const before = await open(store);
+    await before.record(draft(1));
+    await before.flush(AbortSignal.timeout(5_000));
+    await before.stop(0);
+    await writeFile(path.join(dir, 'tail.json'), '{"chain": "audit.host.h1", "se');
+    const after = await open(store);
+    await after.record(draft(2));
+    await after.flush(AbortSignal.timeout(10_000));
+    expect(store.records.map((r) => (r.event as { seq: number }).seq)).toEqual([1, 2]);
+    expect(verifyTrail(store.records).ok).toBe(true);
+    expect(store.reads).toBe(1);
   });
 
   it('sends what a stopped worker left behind at the next start, chained on what it stored before', async () => {

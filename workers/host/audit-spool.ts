@@ -1,10 +1,11 @@
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AUDIT_CHAINS, AuditDraft } from '../../schemas/audit.js';
-import { readJsonFile, writeJsonAtomic } from '../../activities/files.js';
+import { StateFileError, readJsonFile } from '../../activities/files.js';
 import type { ChainTail } from '../../activities/audit/hash.js';
 import type { ChainStore } from '../../activities/audit/store.js';
 import { appendToChain } from '../../activities/audit/writer.js';
@@ -37,18 +38,34 @@ export interface HostAuditLogOptions {
   signer?: Signer | undefined;
 }
 
+/** An event recorded by this process: sent from memory while its spool file is written. */
+interface Recorded {
+  draft: AuditDraft;
+  /** Resolves true once its spool file is in place, false if it could not be written. */
+  written: Promise<boolean>;
+}
+
 /**
- * The host's side of the audit trail. Events are first written to a spool in the host's state dir
- * (one file each, in order), then appended one at a time to the host's chain. The host is the only
- * writer of its chain and remembers its end in `tail.json`, so it appends without reading; only
- * when the stream says the chain moved (a lost acknowledgement, a lost state dir) does it read the
- * chain's last message, the one read its permissions allow.
+ * The host's side of the audit trail. Events are written to a spool in the host's state dir (one
+ * file each, numbered in order) and appended one at a time to the host's chain, sent from memory as
+ * soon as they are recorded. The host is the only writer of its chain and remembers its end in
+ * `tail.json`, so it appends without reading; only when the stream says the chain moved (a lost
+ * acknowledgement, a lost or stale state dir) does it read the chain's last message, the one read
+ * its permissions allow.
+ *
+ * What is flushed to disk, and when (docs/decisions/0023-cheaper-host-steps.md): a spool file is
+ * written and renamed into place without fsync, which a killed process cannot tear; the files of
+ * events still unsent when a step ends ({@link flush}) or the worker stops are fsynced then, in one
+ * pass. `tail.json` is a cache of the chain's end, written once per batch of appends without fsync;
+ * an unreadable or stale one only makes the host read its chain's end again.
  */
 export class HostAuditLog {
   private readonly chain: string;
   private readonly pending = new Set<number>();
+  private readonly recorded = new Map<number, Recorded>();
   private next: number;
-  private appending: Promise<void> = Promise.resolve();
+  /** The tail last written to tail.json. */
+  private savedTail: ChainTail | undefined;
   private wake: (() => void) | undefined;
   private progress = new Set<() => void>();
   private stopping = new AbortController();
@@ -60,13 +77,19 @@ export class HostAuditLog {
     spooled: number[],
   ) {
     this.chain = AUDIT_CHAINS.host(o.hostId);
+    this.savedTail = tail;
     for (const n of spooled) this.pending.add(n);
     this.next = Math.max(0, ...spooled) + 1;
   }
 
   static async open(o: HostAuditLogOptions): Promise<HostAuditLog> {
     await mkdir(path.join(o.dir, 'spool'), { recursive: true, mode: 0o700 });
-    const stored = await readJsonFile(path.join(o.dir, 'tail.json'), Tail);
+    const stored = await readJsonFile(path.join(o.dir, 'tail.json'), Tail).catch((err: unknown) => {
+      if (!(err instanceof StateFileError)) throw err;
+      // Only a cache: the chain's end is read from the stream at the first append.
+      o.log.warn({ err }, "the host's audit tail.json is unreadable; the chain's end is read from the stream");
+      return undefined;
+    });
     const tail: ChainTail | undefined =
       stored?.chain === AUDIT_CHAINS.host(o.hostId)
         ? {
@@ -88,26 +111,64 @@ export class HostAuditLog {
     return this.pending.size;
   }
 
-  /** Spool an event durably; it is sent in the order recorded. */
+  /**
+   * Spool an event; it is sent in the order recorded, at once. Resolves when its spool file is in
+   * place (not yet fsynced: {@link flush} does that for what is still unsent).
+   */
   record(draft: AuditDraft): Promise<void> {
     const checked = AuditDraft.parse(draft);
     const n = this.next++;
-    const write = this.appending.then(async () => {
-      await writeJsonAtomic(this.fileOf(n), checked);
-      this.pending.add(n);
-      this.wake?.();
+    const write = writeSpoolFile(this.fileOf(n), `${JSON.stringify(checked)}\n`);
+    this.recorded.set(n, {
+      draft: checked,
+      written: write.then(
+        () => true,
+        () => false,
+      ),
     });
-    this.appending = write.catch(() => undefined);
+    this.pending.add(n);
+    this.wake?.();
     return write;
   }
 
-  /** Resolves once every event recorded before the call is stored; rejects if `giveUp` aborts first. */
+  /**
+   * Resolves once every event recorded before the call is stored; rejects if `giveUp` aborts first.
+   * Events still unsent are fsynced in the spool meanwhile, so that they outlive a power cut.
+   */
   async flush(giveUp: AbortSignal): Promise<void> {
-    await this.appending;
     const target = this.next - 1;
     const done = () => [...this.pending].every((n) => n > target);
     if (done()) return;
-    await new Promise<void>((resolve, reject) => {
+    const synced = this.syncSpool([...this.pending].filter((n) => n <= target));
+    await Promise.all([synced, this.stored(done, giveUp)]);
+  }
+
+  /** fsync the spool files of these events (those still there) and the spool directory, once. */
+  private async syncSpool(ns: number[]): Promise<void> {
+    await Promise.all(
+      ns.map(async (n) => {
+        if ((await this.recorded.get(n)?.written) === false) return;
+        const handle = await open(this.fileOf(n), 'r').catch(() => undefined);
+        if (handle === undefined) return;
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      }),
+    );
+    const dir = await open(path.join(this.o.dir, 'spool'), 'r');
+    // Some filesystems refuse fsync on a directory; the renames are still atomic there.
+    try {
+      await dir.sync().catch(() => undefined);
+    } finally {
+      await dir.close();
+    }
+  }
+
+  private stored(done: () => boolean, giveUp: AbortSignal): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
       const check = () => {
         if (done()) finish(resolve);
       };
@@ -134,6 +195,9 @@ export class HostAuditLog {
     this.stopping.abort();
     this.wake?.();
     await this.sending;
+    await this.syncSpool([...this.pending]).catch((err: unknown) =>
+      this.o.log.error({ err }, 'cannot flush the audit spool to disk'),
+    );
   }
 
   private fileOf(n: number): string {
@@ -144,25 +208,56 @@ export class HostAuditLog {
     const { log } = this.o;
     let wait = 250;
     let failing = false;
+    /** Events stored since tail.json was last written; their spool files go once it is. */
+    const sent: number[] = [];
     while (!this.stopping.signal.aborted) {
       const n = Math.min(...this.pending);
       if (!Number.isFinite(n)) {
+        await this.settle(sent.splice(0));
+        if (this.pending.size > 0 || this.stopping.signal.aborted) continue;
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
       }
       try {
         await this.sendOne(n);
+        sent.push(n);
         if (failing) log.info({ backlog: this.pending.size }, 'audit events are being stored again');
         failing = false;
         wait = 250;
       } catch (err) {
+        await this.settle(sent.splice(0));
         if (!failing)
           log.warn({ err, backlog: this.pending.size }, 'cannot store audit events; they stay spooled and are retried');
         failing = true;
         await sleep(wait, undefined, { signal: this.stopping.signal }).catch(() => undefined);
         wait = Math.min(wait * 2, RETRY_MAX_MS);
       }
+    }
+    await this.settle(sent);
+  }
+
+  /**
+   * After a batch of appends: the chain's new end to tail.json, then the stored events' spool files
+   * removed (in that order, so that a file left behind is found stored, not appended twice).
+   */
+  private async settle(sent: number[]): Promise<void> {
+    if (sent.length === 0) return;
+    try {
+      const tail = this.tail;
+      if (tail !== undefined && tail.streamSeq !== this.savedTail?.streamSeq) {
+        await writeSpoolFile(path.join(this.o.dir, 'tail.json'), `${JSON.stringify({ chain: this.chain, ...tail })}\n`);
+        this.savedTail = tail;
+      }
+      await Promise.all(
+        sent.map(async (n) => {
+          const written = this.recorded.get(n)?.written;
+          this.recorded.delete(n);
+          if ((await written) !== false) await rm(this.fileOf(n), { force: true });
+        }),
+      );
+    } catch (err) {
+      this.o.log.warn({ err }, 'cannot tidy the audit spool; stored events may be sent again (they are stored once)');
     }
   }
 
@@ -182,10 +277,12 @@ export class HostAuditLog {
 
   private async sendOne(n: number): Promise<void> {
     const file = this.fileOf(n);
-    const parsed = await readJsonFile(file, AuditDraft).catch((err: unknown) => {
-      this.o.log.error({ err, file }, 'an audit spool file is unreadable; it is set aside');
-      return undefined;
-    });
+    const parsed =
+      this.recorded.get(n)?.draft ??
+      (await readJsonFile(file, AuditDraft).catch((err: unknown) => {
+        this.o.log.error({ err, file }, 'an audit spool file is unreadable; it is set aside');
+        return undefined;
+      }));
     if (parsed !== undefined) {
       const done = await appendToChain(this.o.store, this.chain, parsed, {
         tail: this.tail ?? null,
@@ -193,15 +290,26 @@ export class HostAuditLog {
         signer: this.o.signer,
         onMoved: (believed, found) => this.moved(believed, found, parsed.eventId),
       });
-      if (done.tail !== undefined && done.tail.streamSeq !== this.tail?.streamSeq) {
-        this.tail = done.tail;
-        await writeJsonAtomic(path.join(this.o.dir, 'tail.json'), { chain: this.chain, ...done.tail });
-      }
+      if (done.tail !== undefined) this.tail = done.tail;
     } else {
       await rename(file, `${file}.unreadable`);
     }
-    await rm(file, { force: true });
     this.pending.delete(n);
     for (const check of [...this.progress]) check();
+  }
+}
+
+/**
+ * Write a file whole under a temporary name and rename it into place: a killed process leaves the
+ * old or the new content. Not fsynced (see {@link HostAuditLog} for what is, and when).
+ */
+async function writeSpoolFile(file: string, text: string): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
   }
 }

@@ -161,14 +161,11 @@ export class CommandRunner {
     let step: StepCommand | undefined;
     let terminal: Terminal;
     try {
-      await reporter.update('accepted', {
-        pct: 0,
-        message: recovering ? 'resuming after a host worker restart' : 'accepted',
-      });
       step = prepareStep(command);
       throwIfAborted(abort.signal);
       log.info({ recovering }, 'running step');
-      await reporter.update('running', { pct: 0, message: 'started' });
+      // One status for accepted and started (docs/decisions/0023-cheaper-host-steps.md).
+      await reporter.running({ pct: 0, message: recovering ? 'resuming after a host worker restart' : 'started' });
       trail.started(base.bootId);
       const ctx = {
         signal: abort.signal,
@@ -184,6 +181,7 @@ export class CommandRunner {
     } catch (err) {
       if (err instanceof WorkerStoppingError) {
         log.info('worker stopping; the step stays unfinished and resumes at the next start');
+        reporter.abandon();
         this.current = undefined;
         return { kind: 'left' };
       }

@@ -97,7 +97,10 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     driver: o.driver,
     log,
     audit,
-    bootId: async () => (await o.driver.facts().catch(() => undefined))?.bootId ?? presence.lastBootId() ?? 'unknown',
+    bootId: async () =>
+      (await (o.driver.bootId?.() ?? o.driver.facts().then((f) => f.bootId)).catch(() => undefined)) ??
+      presence.lastBootId() ??
+      'unknown',
   });
   const presence = startPresence({
     hostId: o.hostId,

@@ -73,9 +73,18 @@ export class LabDriver implements HostDriver {
     await this.rebooting;
   }
 
-  async facts(): Promise<HostFacts> {
+  private throwIfDown(): void {
     if (this.rebooting !== undefined || this.rebootRequested || existsSync(hostPaths(this.host).down))
       throw new HostDownError(`lab host ${this.host.id} is rebooting`);
+  }
+
+  async bootId(): Promise<string> {
+    this.throwIfDown();
+    return ((await readText(this.env.paths.bootId)) ?? 'unknown').trim();
+  }
+
+  async facts(): Promise<HostFacts> {
+    this.throwIfDown();
     const nic = ifName(this.host.nic);
     const bridge = await observeBridge(this.env, ifName('vmbr0'));
     const totalVfs = (await this.env.vfs.totalVfs(nic)) ?? 0;

@@ -166,6 +166,10 @@ export class LinuxDriver implements HostDriver {
     };
   }
 
+  async bootId(): Promise<string> {
+    return ((await readText(this.env.paths.bootId)) ?? 'unknown').trim();
+  }
+
   async facts(): Promise<HostFacts> {
     const bridge = await observeBridge(this.env, ifName(this.opts.bridge ?? 'vmbr0'));
     const nic = this.opts.nic === undefined ? undefined : ifName(this.opts.nic);
