@@ -655,7 +655,8 @@ describe('a host worker killed mid-step', () => {
 
   function runHost(hostId: string, stateDir: string): ChildProcess {
     const args = ['--id', hostId, '--url', stack.natsUrl, '--creds', credsFile(stack.home, { host: hostId })];
-    args.push('--state-dir', stateDir, '--speed', '0.1', '--presence-interval', '500');
+    // 6 s for ovs-convert: a step's progress is written only after its first 3 s (PROGRESS_HOLD_MS).
+    args.push('--state-dir', stateDir, '--speed', '0.05', '--presence-interval', '500');
     const child = spawn(process.execPath, [entry, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, REFIT_LOG_LEVEL: 'info' },
