@@ -95,9 +95,9 @@ export function registerLabCommands(program: Command): void {
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
     .option(
       '--vm-kind <kind>',
-      'qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh) or netns (namespace VMs)',
+      'netns (namespace VMs) or qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh; not yet reachable after a migration onto a host on OVS, see docs/lab.md)',
       labVmKind,
-      'qemu' as LabVmKind,
+      'netns' as LabVmKind,
     )
     .option(
       '--flavour <flavour>',
