@@ -20,10 +20,12 @@ export const REAL_STEP_MS: Readonly<Record<StepKind, number>> = {
   reboot: 5_000,
   verify: 10_000,
   undrain: 3 * 40_000,
+  'nic-tuning': 5_000,
+  'net-health': 10_000,
 };
 export const REAL_REBOOT_DOWN_MS = 180_000;
 /** One host's ideal time through the campaign, in real time. */
-export const REAL_HOST_MS = Object.values(REAL_STEP_MS).reduce((a, b) => a + b, 0) + REAL_REBOOT_DOWN_MS;
+export const REAL_HOST_MS = CAMPAIGN_STEPS.reduce((a, k) => a + REAL_STEP_MS[k], 0) + REAL_REBOOT_DOWN_MS;
 
 export interface ModelledRun {
   /** Real durations are divided by this. */

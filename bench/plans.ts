@@ -9,6 +9,8 @@ const PARAMS: Record<StepKind, Record<string, unknown>> = {
   'sriov-enable': { nic: 'ens6', vfs: 7 },
   reboot: { timeout: '30m' },
   verify: { targets: [{ address: '10.77.0.1' }], count: 10 },
+  'nic-tuning': { interfaces: [{ name: 'ens6', txqueuelen: 2000 }] },
+  'net-health': { window: '1s' },
 };
 
 /**
@@ -62,4 +64,6 @@ export const NO_WAIT: Record<StepKind, number> = {
   'sriov-enable': 0,
   reboot: 0,
   verify: 0,
+  'nic-tuning': 0,
+  'net-health': 0,
 };

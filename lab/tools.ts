@@ -17,6 +17,8 @@ const TOOLS = [
   'ifup',
   'ifdown',
   'hping3',
+  'ethtool',
+  'nstat',
   'ovsdb-server',
   'ovs-vswitchd',
   'ovs-vsctl',

@@ -55,6 +55,8 @@ export const StepCommand = z.discriminatedUnion('kind', [
   commandOf('sriov-enable'),
   commandOf('reboot'),
   commandOf('verify'),
+  commandOf('nic-tuning'),
+  commandOf('net-health'),
 ]);
 export type StepCommand = z.output<typeof StepCommand>;
 

@@ -7,7 +7,7 @@ export interface StepOrderProblem {
 }
 
 /** Steps that change the host's network; a plan proves the network afterwards with a verify. */
-const CHANGES = new Set<StepKind>(['ovs-convert', 'sriov-enable']);
+const CHANGES = new Set<StepKind>(['ovs-convert', 'sriov-enable', 'nic-tuning']);
 /** Steps that cut a running VM off (its bridge moves, or its host goes down): its host must be drained. */
 const NEED_DRAINED = new Set<StepKind>(['ovs-convert', 'reboot']);
 
@@ -16,7 +16,7 @@ const NEED_DRAINED = new Set<StepKind>(['ovs-convert', 'reboot']);
  * - ovs-convert and reboot run on a drained host (a drain before them and no undrain between);
  * - an undrain follows a drain, and a drain is followed by an undrain (no host left cordoned and empty);
  * - sriov-enable is followed by a reboot (its kernel options take effect only then);
- * - after the last step that changes the network (ovs-convert, sriov-enable) comes a verify.
+ * - after the last step that changes the network (ovs-convert, sriov-enable, nic-tuning) comes a verify.
  */
 export function stepOrderProblems(kinds: readonly StepKind[]): StepOrderProblem[] {
   const problems: StepOrderProblem[] = [];

@@ -3,7 +3,16 @@ import { durationWithin, InterfaceName, millisWithin, TrafficTarget, VmName, Hos
 import { MAX_VMS_PER_HOST } from './host.js';
 
 /** The step catalogue. Each kind has parameters (in the plan) and a result (from the host). */
-export const STEP_KINDS = ['drain', 'ovs-convert', 'sriov-enable', 'reboot', 'verify', 'undrain'] as const;
+export const STEP_KINDS = [
+  'drain',
+  'ovs-convert',
+  'sriov-enable',
+  'reboot',
+  'verify',
+  'undrain',
+  'nic-tuning',
+  'net-health',
+] as const;
 export const StepKind = z.enum(STEP_KINDS);
 export type StepKind = z.infer<typeof StepKind>;
 
@@ -88,6 +97,81 @@ export const VerifyParams = z.strictObject({
   rttToleranceMs: z.number().nonnegative().max(60_000).default(5),
 });
 
+const onOff = z.boolean();
+/** One interface's settings; what the plan leaves out stays as it is. */
+export const NicSettings = z
+  .strictObject({
+    name: InterfaceName,
+    /** `ethtool -K`: TCP/generic segmentation, generic/large receive, rx/tx checksumming. */
+    offloads: z
+      .strictObject({ tso: onOff, gso: onOff, gro: onOff, lro: onOff, rx: onOff, tx: onOff })
+      .partial()
+      .optional(),
+    /** `ethtool -G`: descriptors per ring. */
+    rings: z
+      .strictObject({ rx: z.number().int().min(1).max(65_536), tx: z.number().int().min(1).max(65_536) })
+      .partial()
+      .optional(),
+    /** `ethtool -L`: queue counts. */
+    channels: z
+      .strictObject({
+        combined: z.number().int().min(1).max(4_096),
+        rx: z.number().int().min(1).max(4_096),
+        tx: z.number().int().min(1).max(4_096),
+      })
+      .partial()
+      .optional(),
+    txqueuelen: z.number().int().min(0).max(1_000_000).optional(),
+    mtu: z.number().int().min(68).max(65_535).optional(),
+  })
+  .refine(
+    (s) =>
+      Object.keys(s.offloads ?? {}).length + Object.keys(s.rings ?? {}).length + Object.keys(s.channels ?? {}).length >
+        0 ||
+      s.txqueuelen !== undefined ||
+      s.mtu !== undefined,
+    'names no setting to change (offloads, rings, channels, txqueuelen, mtu)',
+  );
+export type NicSettings = z.output<typeof NicSettings>;
+export const NicTuningParams = z.strictObject({
+  interfaces: z
+    .array(NicSettings)
+    .min(1)
+    .max(32)
+    .refine((l) => new Set(l.map((i) => i.name)).size === l.length, 'names an interface twice'),
+});
+
+/** The counters net-health compares; a limit the plan leaves out is not checked (errors and overruns: 0). */
+export const HEALTH_COUNTERS = [
+  'rxDropped',
+  'txDropped',
+  'rxErrors',
+  'txErrors',
+  'rxOverruns',
+  'tcpRetransmits',
+] as const;
+export type HealthCounter = (typeof HEALTH_COUNTERS)[number];
+const CounterLimit = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** How long net-health watches the counters. */
+export const HEALTH_WINDOW = { min: SECOND, max: HOUR } as const;
+export const NetHealthParams = z.strictObject({
+  /** Default: every interface of the host but lo. */
+  interfaces: z.array(InterfaceName).min(1).max(64).optional(),
+  window: durationWithin(HEALTH_WINDOW.min, HEALTH_WINDOW.max).default(10_000),
+  /** The largest increase of each counter over the window that still passes. */
+  max: z
+    .strictObject({
+      rxDropped: CounterLimit,
+      txDropped: CounterLimit,
+      rxErrors: CounterLimit.default(0),
+      txErrors: CounterLimit.default(0),
+      rxOverruns: CounterLimit.default(0),
+      tcpRetransmits: CounterLimit,
+    })
+    .partial({ rxDropped: true, txDropped: true, tcpRetransmits: true })
+    .prefault({}),
+});
+
 /** Params as a step command carries them: a loaded plan's, its durations already in milliseconds. */
 export const STEP_PARAMS = {
   drain: DrainParams,
@@ -97,6 +181,10 @@ export const STEP_PARAMS = {
   'sriov-enable': SriovEnableParams,
   reboot: RebootParams.extend({ timeout: millisWithin(1, REBOOT_TIMEOUT.max).default(600_000) }),
   verify: VerifyParams,
+  'nic-tuning': NicTuningParams,
+  'net-health': NetHealthParams.extend({
+    window: millisWithin(HEALTH_WINDOW.min, HEALTH_WINDOW.max).default(10_000),
+  }),
 } as const satisfies Record<StepKind, z.ZodType>;
 
 export type StepParams<K extends StepKind> = z.output<(typeof STEP_PARAMS)[K]>;
@@ -121,6 +209,12 @@ export const PlanStep = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('sriov-enable'), params: SriovEnableParams, timeout: StepTimeout.optional() }),
   z.strictObject({ kind: z.literal('reboot'), params: RebootParams.prefault({}), timeout: StepTimeout.optional() }),
   z.strictObject({ kind: z.literal('verify'), params: VerifyParams, timeout: StepTimeout.optional() }),
+  z.strictObject({ kind: z.literal('nic-tuning'), params: NicTuningParams, timeout: StepTimeout.optional() }),
+  z.strictObject({
+    kind: z.literal('net-health'),
+    params: NetHealthParams.prefault({}),
+    timeout: StepTimeout.optional(),
+  }),
 ]);
 export type PlanStep = z.output<typeof PlanStep>;
 

@@ -1,6 +1,6 @@
 import { diffLines } from '../audit/diff.js';
 import { MAX_DIFF_LINES, type FilePreview, type StepPreview } from '../../schemas/preview.js';
-import type { StepCall } from '../../schemas/steps.js';
+import type { StepCall, StepParams } from '../../schemas/steps.js';
 import type { HostFacts } from '../../schemas/host.js';
 import { missingToolMessage } from './linux/tools.js';
 
@@ -16,6 +16,20 @@ export function filePreview(path: string, before: string, after: string): FilePr
         ? [...diff.slice(0, MAX_DIFF_LINES), `@@ … ${diff.length - MAX_DIFF_LINES} more lines`]
         : diff,
   };
+}
+
+const onOff = (v: boolean | undefined) => (v === true ? 'on' : 'off');
+
+/** `ens6: gro off, rings rx 4096, mtu 9000`. */
+function describeNic(s: StepParams<'nic-tuning'>['interfaces'][number]): string {
+  const parts = [
+    ...Object.entries(s.offloads ?? {}).map(([k, v]) => `${k} ${onOff(v)}`),
+    ...Object.entries(s.rings ?? {}).map(([k, v]) => `rings ${k} ${v}`),
+    ...Object.entries(s.channels ?? {}).map(([k, v]) => `channels ${k} ${v}`),
+    ...(s.txqueuelen !== undefined ? [`txqueuelen ${s.txqueuelen}`] : []),
+    ...(s.mtu !== undefined ? [`mtu ${s.mtu}`] : []),
+  ];
+  return `${s.name}: ${parts.join(', ')}`;
 }
 
 /**
@@ -50,6 +64,16 @@ export function describeStep(step: StepCall, index: number, facts: HostFacts | u
         ...(step.params.fromVm === undefined && facts?.tools?.hping3 === false
           ? { error: missingToolMessage('hping3') }
           : {}),
+      };
+    case 'nic-tuning':
+      return {
+        ...base,
+        summary: `tunes ${step.params.interfaces.map(describeNic).join('; ')}, at once and in their stanzas of /etc/network/interfaces`,
+      };
+    case 'net-health':
+      return {
+        ...base,
+        summary: `watches the drop, error and overrun counters of ${step.params.interfaces?.join(', ') ?? 'every interface'} and TCP retransmissions for ${step.params.window / 1000} s; changes nothing`,
       };
     default:
       return { ...base, summary: `${step.kind}: this driver cannot say what it would change` };

@@ -35,6 +35,7 @@ export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> 
       if (link.master !== undefined) await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'nomaster']);
       await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'down']);
       await rootRunner([...ns, 'addr', 'flush', 'dev', link.name]);
+      if (link.name === host.uplink) await resetUplink(host);
     } else {
       await rootRunner([...ns, 'link', 'delete', 'dev', link.name]).catch(() => undefined);
     }
@@ -42,6 +43,33 @@ export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> 
   await rm(p.run, { recursive: true, force: true });
   await mkdir(p.run, { recursive: true });
   await resetVfs(host);
+}
+
+/**
+ * A power cycle resets a NIC to its driver's defaults: the uplink (a veth) gets the settings `ip link
+ * add … type veth` gives one (captured: test/fixtures/captured/ethtool-*-veth.*), so that only what
+ * the host persisted (nic-tuning) comes back at boot.
+ */
+async function resetUplink(host: LabHost): Promise<void> {
+  const exec = ['ip', 'netns', 'exec', host.ns];
+  await rootRunner(['ip', '-n', host.ns, 'link', 'set', 'dev', host.uplink, 'mtu', '1500', 'txqueuelen', '1000']);
+  await rootRunner([...exec, 'ethtool', '-L', host.uplink, 'rx', '1', 'tx', '1']);
+  await rootRunner([
+    ...exec,
+    'ethtool',
+    '-K',
+    host.uplink,
+    'rx',
+    'on',
+    'tx',
+    'on',
+    'tso',
+    'on',
+    'gso',
+    'on',
+    'gro',
+    'off',
+  ]);
 }
 
 /**

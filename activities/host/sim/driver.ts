@@ -28,6 +28,8 @@ export const SIM_STEP_MS: Readonly<Record<StepKind, number>> = {
   'sriov-enable': 300,
   reboot: 200,
   verify: 500,
+  'nic-tuning': 200,
+  'net-health': 300,
 };
 export const SIM_REBOOT_PAUSE_MS = 1_500;
 const TICKS = 4;

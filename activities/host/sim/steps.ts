@@ -41,7 +41,30 @@ export function planSimStep(state: SimState, step: StepCommand): SimPlan {
       return step.mode === 'apply'
         ? planVerify(step.params)
         : { done: true, summary: 'a traffic check changes nothing; nothing to revert', change: unchanged };
+    case 'nic-tuning':
+      return planNicTuning(state, step.params, step.mode);
+    case 'net-health':
+      return step.mode === 'apply'
+        ? {
+            done: false,
+            summary: `simulated counters of ${step.params.interfaces?.join(', ') ?? 'every interface'}: no change, nothing measured`,
+            change: unchanged,
+          }
+        : { done: true, summary: 'a counter check changes nothing; nothing to revert', change: unchanged };
   }
+}
+
+/** The simulated host has its uplink and its bridge; their settings are not modelled. */
+function planNicTuning(state: SimState, params: StepParams<'nic-tuning'>, mode: 'apply' | 'revert'): SimPlan {
+  const names = params.interfaces.map((i) => i.name);
+  const known = new Set([state.bridge.uplink, state.bridge.name, state.nic.name]);
+  const missing = names.filter((n) => !known.has(n));
+  if (missing.length > 0) throw new StepFailedError(`sim: no interface ${missing.join(', ')} on this host`);
+  return {
+    done: false,
+    summary: `simulated: ${mode === 'apply' ? 'tuned' : 'restored'} ${names.join(', ')} (settings not modelled)`,
+    change: unchanged,
+  };
 }
 
 function planDrain(state: SimState, destinations: Record<string, string>): SimPlan {

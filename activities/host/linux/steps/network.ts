@@ -6,6 +6,8 @@ import { applyOvsConvert, revertOvsConvert } from './ovs-convert.js';
 import { applyReboot } from './reboot.js';
 import { applySriovEnable, revertSriovEnable } from './sriov-enable.js';
 import { applyVerify } from './verify.js';
+import { applyNicTuning, revertNicTuning } from './nic-tuning.js';
+import { applyNetHealth } from './net-health.js';
 
 /** Every step but drain and undrain, which each driver does its own way (libvirt, the lab). */
 export type NetworkStep = Exclude<StepCommand, { kind: 'drain' | 'undrain' }>;
@@ -30,5 +32,13 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
       return apply
         ? applyVerify(env, step.params, ctx, rolloutId)
         : nothing('a traffic check changes nothing; nothing to revert');
+    case 'nic-tuning':
+      return apply
+        ? applyNicTuning(env, step.params, ctx, rolloutId)
+        : revertNicTuning(env, step.params, ctx, rolloutId);
+    case 'net-health':
+      return apply
+        ? applyNetHealth(env, step.params, ctx)
+        : nothing('a counter check changes nothing; nothing to revert');
   }
 }
