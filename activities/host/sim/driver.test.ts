@@ -141,6 +141,18 @@ describe('the sim driver', () => {
     ]);
   });
 
+  it('says nic-tuning and net-health are not modelled, and refuses an interface the host does not have', async () => {
+    const sim = await open();
+    const tuned = await sim.runStep(step('nic-tuning', { interfaces: [{ name: 'ens6', mtu: 9000 }] }), context());
+    expect(tuned.summary).toBe('sim: tuned ens6 (settings not modelled)');
+    const health = await sim.runStep(step('net-health', { window: 1_000 }), context());
+    expect(health.summary).toBe('sim: counters of every interface not modelled: nothing measured');
+    const err: unknown = await sim
+      .runStep(step('nic-tuning', { interfaces: [{ name: 'eno9', mtu: 9000 }] }), context())
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'StepFailedError', message: 'sim: no interface eno9 on this host' });
+  });
+
   it('keeps its state across a restart of the worker, boot id included', async () => {
     const sim = await open();
     await sim.runStep(step('ovs-convert'), context());

@@ -47,7 +47,7 @@ export function planSimStep(state: SimState, step: StepCommand): SimPlan {
       return step.mode === 'apply'
         ? {
             done: false,
-            summary: `simulated counters of ${step.params.interfaces?.join(', ') ?? 'every interface'}: no change, nothing measured`,
+            summary: `counters of ${step.params.interfaces?.join(', ') ?? 'every interface'} not modelled: nothing measured`,
             change: unchanged,
           }
         : { done: true, summary: 'a counter check changes nothing; nothing to revert', change: unchanged };
@@ -62,7 +62,7 @@ function planNicTuning(state: SimState, params: StepParams<'nic-tuning'>, mode: 
   if (missing.length > 0) throw new StepFailedError(`sim: no interface ${missing.join(', ')} on this host`);
   return {
     done: false,
-    summary: `simulated: ${mode === 'apply' ? 'tuned' : 'restored'} ${names.join(', ')} (settings not modelled)`,
+    summary: `${mode === 'apply' ? 'tuned' : 'restored'} ${names.join(', ')} (settings not modelled)`,
     change: unchanged,
   };
 }
