@@ -17,7 +17,6 @@ const TOOLS = [
   'ifup',
   'ifdown',
   'hping3',
-  'ethtool',
   'nstat',
   'ovsdb-server',
   'ovs-vswitchd',
