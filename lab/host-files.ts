@@ -14,7 +14,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { hostPaths } from '../activities/host/lab/layout.js';
+import { hostPaths, LAB_NIC_PCI } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { RefitError } from '../schemas/errors.js';
 import { PROXMOX_BOOT_TOOL } from './scripts.js';
@@ -103,6 +103,8 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
   if (host.totalVfs > 0) {
     await writeFile(path.join(device, 'sriov_totalvfs'), `${host.totalVfs}\n`);
     await writeFile(path.join(device, 'sriov_numvfs'), '0\n');
+    // As a PCI device's uevent in sysfs: refit persists VFs by this address.
+    await writeFile(path.join(device, 'uevent'), `DRIVER=igb\nPCI_SLOT_NAME=${LAB_NIC_PCI}\n`);
   }
   // Only network/ and default/ are shown to the host over /etc: `ip netns exec` binds every entry
   // of /etc/netns/<ns>, and a directory this machine lacks (udev/ here) would fail to bind.

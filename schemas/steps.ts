@@ -71,14 +71,55 @@ export const OvsConvertParams = z.strictObject({
   confirmWithin: durationWithin(CONFIRM_WITHIN.min, CONFIRM_WITHIN.max).default(60_000),
   baselineTargets: BaselineTargets,
 });
-export const SriovEnableParams = z.strictObject({
-  nic: InterfaceName,
-  vfs: z.number().int().min(1).max(256),
-  iommu: z.enum(['intel', 'amd']).default('intel'),
-  /** VLAN tag set on every VF after the reboot (`ip link set <nic> vf <n> vlan <tag>`); 0 clears the tag. */
-  vfVlan: z.number().int().min(0).max(4094).optional(),
-  baselineTargets: BaselineTargets,
+/** What `ip link set <nic> vf <n> ...` sets on one VF; what is left out stays as the driver has it. */
+export const VfSettings = z.strictObject({
+  vlan: z.number().int().min(0).max(4094).optional(),
+  mac: z
+    .string()
+    .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, 'must be a MAC address such as 52:54:00:12:34:56')
+    .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'must be a unicast MAC address')
+    .optional(),
+  spoofchk: z.boolean().optional(),
+  trust: z.boolean().optional(),
 });
+export type VfSettings = z.infer<typeof VfSettings>;
+
+export const SriovEnableParams = z
+  .strictObject({
+    nic: InterfaceName,
+    vfs: z.number().int().min(1).max(256),
+    iommu: z.enum(['intel', 'amd']).default('intel'),
+    /** VLAN tag set on every VF after the reboot (`ip link set <nic> vf <n> vlan <tag>`); 0 clears the tag. */
+    vfVlan: z.number().int().min(0).max(4094).optional(),
+    /**
+     * VF settings set now where the VFs run, after the reboot otherwise, and at every boot: under `all`
+     * for every VF, under a VF's number for that one (over `all`). Optional: without it VFs keep the
+     * driver's settings.
+     */
+    vfSettings: z.record(z.string(), VfSettings).optional(),
+    baselineTargets: BaselineTargets,
+  })
+  .superRefine((p, ctx) => {
+    for (const [key, settings] of Object.entries(p.vfSettings ?? {})) {
+      if (!/^(all|0|[1-9]\d{0,2})$/.test(key))
+        ctx.addIssue({ code: 'custom', path: ['vfSettings', key], message: 'must be "all" or a VF number' });
+      else if (key !== 'all' && Number(key) >= p.vfs)
+        ctx.addIssue({ code: 'custom', path: ['vfSettings', key], message: `there are VFs 0 to ${p.vfs - 1} only` });
+      if (key === 'all' && settings.mac !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vfSettings', 'all', 'mac'],
+          message: 'one MAC address on every VF: give each VF its own under its number',
+        });
+    }
+    const allVlan = p.vfSettings?.all?.vlan;
+    if (p.vfVlan !== undefined && allVlan !== undefined && allVlan !== p.vfVlan)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['vfSettings', 'all', 'vlan'],
+        message: `vfVlan says ${p.vfVlan}: give the VLAN of every VF once`,
+      });
+  });
 export const RebootParams = z.strictObject({
   /** How long the controller waits for a new boot id and a passing health check. */
   timeout: durationWithin(REBOOT_TIMEOUT.min, REBOOT_TIMEOUT.max).default(600_000),

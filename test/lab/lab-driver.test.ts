@@ -106,8 +106,21 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     expect((await run('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1 })).changed).toBe(false);
   });
 
+  // VF settings for every VF and one VF's own, persisted by the NIC's PCI address.
+  const sriovParams = {
+    nic: 'ens6',
+    vfs: 7,
+    iommu: 'intel',
+    vfVlan: 0,
+    vfSettings: { all: { spoofchk: false, trust: true }, 3: { mac: '52:54:00:00:03:03', vlan: 30 } },
+  };
+  const vfFile = (vf: number, file: string) =>
+    readFile(path.join(hostPaths(host('h1')).sys, 'class/net/ens6/device', `virtfn${vf}`, file), 'utf8').then((t) =>
+      t.trim(),
+    );
+
   it('enables SR-IOV in the boot configuration and asks for a reboot', async () => {
-    const outcome = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 });
+    const outcome = await run('h1', 'sriov-enable', sriovParams);
     expect(outcome).toMatchObject({
       changed: true,
       rebootRequired: true,
@@ -116,7 +129,10 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     expect(await readFile(hostPaths(host('h1')).grub, 'utf8')).toContain(
       'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"',
     );
-    expect((await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7, iommu: 'intel', vfVlan: 0 })).changed).toBe(false);
+    expect(await readFile(hostPaths(host('h1')).sriovRules, 'utf8')).toContain(
+      'KERNELS=="0000:00:06.0", RUN+="/usr/sbin/ip link set dev $name vf 3 vlan 30 mac 52:54:00:00:03:03 spoofchk off trust on"',
+    );
+    expect((await run('h1', 'sriov-enable', sriovParams)).changed).toBe(false);
   });
 
   it('reboots: a new boot id, and the persisted bridge, kernel options and VFs come back', async () => {
@@ -129,6 +145,16 @@ describe.skipIf(skip !== '')(`the lab driver on lab hosts (namespaces ${prefix}*
     expect(facts.bootId).not.toBe(before);
     expect(facts.bridge.type).toBe('ovs');
     expect(facts.sriov).toMatchObject({ iommu: true, numVfs: 7, totalVfs: 7 });
+    expect([await vfFile(3, 'mac'), await vfFile(3, 'vlan'), await vfFile(3, 'trust')]).toEqual([
+      '52:54:00:00:03:03',
+      '30',
+      'on',
+    ]);
+    expect([await vfFile(6, 'vlan'), await vfFile(6, 'spoofchk'), await vfFile(6, 'trust')]).toEqual([
+      '0',
+      'off',
+      'on',
+    ]);
     expect(await reachableFromSwitch(lab, address('h1'))).toBe(true);
     expect((await driver('h1').runStep(step, ctx())).changed).toBe(false);
   });

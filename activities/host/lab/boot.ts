@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { iommuActive } from '../linux/boot-config.js';
-import { parseSriovRules } from '../linux/sriov.js';
+import type { VfSettings } from '../../../schemas/steps.js';
+import { parseSriovRules, pciAddressFromUevent, type VfState } from '../linux/sriov.js';
 import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.js';
 import { hostRunner, rootRunner } from './exec.js';
 import { hostPaths } from './layout.js';
@@ -160,22 +161,63 @@ async function resetVfs(host: LabHost): Promise<void> {
     if (/^virtfn\d+$/.test(entry)) await rm(path.join(dir, entry), { recursive: true, force: true });
 }
 
-/** What the persisted udev rules do at boot on real hardware: create the VFs (only with the IOMMU on), then set each VF's VLAN. */
+/**
+ * What the persisted udev rules do at boot on real hardware: when the NIC at the rules' PCI address
+ * appears (only with the IOMMU on), create its VFs, then set each VF's settings. Rules an older refit
+ * wrote match the NIC's name, which the lab's NIC has from the start.
+ */
 async function applyPersistedVfs(host: LabHost): Promise<void> {
-  const rules = parseSriovRules(await readFile(hostPaths(host).sriovRules, 'utf8').catch(() => ''));
-  if (rules === undefined || rules.nic !== host.nic || !(await iommuActive(hostPaths(host).sysIommu))) return;
-  await setLabVfs(host, rules.numVfs, rules.vfVlans);
+  const p = hostPaths(host);
+  const text = await readFile(p.sriovRules, 'utf8').catch(() => readFile(p.legacySriovRules, 'utf8').catch(() => ''));
+  const rules = parseSriovRules(text);
+  if (rules === undefined || !(await iommuActive(p.sysIommu))) return;
+  const pci = pciAddressFromUevent(await readFile(path.join(deviceDir(host), 'uevent'), 'utf8').catch(() => ''));
+  if (rules.pci !== undefined ? rules.pci !== pci : rules.nic !== host.nic) return;
+  await setLabVfs(host, rules.numVfs, rules.vfs);
 }
 
-/** The fake NIC's VFs: sriov_numvfs and one virtfn<n>/ per VF holding its VLAN. Refuses more than sriov_totalvfs. */
-export async function setLabVfs(host: LabHost, count: number, vlans: Record<number, number> = {}): Promise<void> {
+/** A fresh VF as an Intel 82576 reports it: no MAC yet, no VLAN, spoof checking on, not trusted. */
+const NEW_VF: Required<VfSettings> = { vlan: 0, mac: '00:00:00:00:00:00', spoofchk: true, trust: false };
+
+/** The fake NIC's VFs: sriov_numvfs and one virtfn<n>/ per VF holding its settings. Refuses more than sriov_totalvfs. */
+export async function setLabVfs(
+  host: LabHost,
+  count: number,
+  settings: Record<number, VfSettings> = {},
+): Promise<void> {
   const dir = deviceDir(host);
   const total = Number((await readFile(path.join(dir, 'sriov_totalvfs'), 'utf8').catch(() => '0')).trim());
   if (count > total) throw new Error(`${host.nic}: ${count} VFs asked, sriov_totalvfs is ${total}`);
   await resetVfs(host);
   for (let vf = 0; vf < count; vf++) {
     await mkdir(path.join(dir, `virtfn${vf}`), { recursive: true });
-    await writeFile(path.join(dir, `virtfn${vf}`, 'vlan'), `${vlans[vf] ?? 0}\n`);
+    await writeLabVf(path.join(dir, `virtfn${vf}`), { ...NEW_VF, ...settings[vf] });
   }
   await writeFile(path.join(dir, 'sriov_numvfs'), `${count}\n`);
+}
+
+/** Set what `ip link set <pf> vf <n> ...` sets, in the VF's directory; what is left out stays. */
+export async function writeLabVf(dir: string, settings: VfSettings): Promise<void> {
+  if (!existsSync(dir)) throw new Error(`no such VF: ${path.basename(dir)}`);
+  const onOff = (b: boolean) => (b ? 'on' : 'off');
+  if (settings.vlan !== undefined) await writeFile(path.join(dir, 'vlan'), `${settings.vlan}\n`);
+  if (settings.mac !== undefined) await writeFile(path.join(dir, 'mac'), `${settings.mac.toLowerCase()}\n`);
+  if (settings.spoofchk !== undefined) await writeFile(path.join(dir, 'spoofchk'), `${onOff(settings.spoofchk)}\n`);
+  if (settings.trust !== undefined) await writeFile(path.join(dir, 'trust'), `${onOff(settings.trust)}\n`);
+}
+
+/** A VF as `ip -j link show <pf>` would report it, from its directory. */
+export async function readLabVf(dir: string): Promise<VfState> {
+  const read = (file: string) =>
+    readFile(path.join(dir, file), 'utf8').then(
+      (t) => t.trim(),
+      () => undefined,
+    );
+  const flag = (t: string | undefined) => (t === undefined ? undefined : t === 'on');
+  return {
+    vlan: Number((await read('vlan')) ?? 0),
+    mac: await read('mac'),
+    spoofchk: flag(await read('spoofchk')),
+    trust: flag(await read('trust')),
+  };
 }

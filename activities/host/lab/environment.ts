@@ -1,17 +1,23 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Confirmation, HostEnv, VfControl } from '../linux/host-env.js';
+import { ifName } from '../linux/names.js';
+import { pciAddressFromUevent, type VfState } from '../linux/sriov.js';
 import { controllerConfirmation } from '../linux/confirm.js';
 import { announceHost, attachVmPort, reachableFromSwitch, runningBridge } from './attach.js';
-import { setLabVfs } from './boot.js';
+import { readLabVf, setLabVfs, writeLabVf } from './boot.js';
 import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
 import { hostPaths } from './layout.js';
 import { vmsOn } from './migrate.js';
 import { labVm, type LabHost, type LabState } from './state.js';
 
-/** The fake NIC under <root>/sys: the same files a real one has, plus virtfn<n>/vlan for each VF's VLAN. */
+/**
+ * The fake NIC under <root>/sys: the same files a real one has (sriov_totalvfs, sriov_numvfs, a uevent
+ * with its PCI address), plus virtfn<n>/{vlan,mac,spoofchk,trust} holding what `ip link set <pf> vf <n>`
+ * would set on each VF.
+ */
 export function labVfControl(host: LabHost): VfControl {
   const device = path.join(hostPaths(host).sys, 'class/net', host.nic, 'device');
   const read = (file: string) =>
@@ -19,21 +25,23 @@ export function labVfControl(host: LabHost): VfControl {
       (t) => Number(t.trim()),
       () => undefined,
     );
-  const vlans = async (): Promise<Record<number, number>> => {
-    const out: Record<number, number> = {};
+  const pci = async () => pciAddressFromUevent(await readFile(path.join(device, 'uevent'), 'utf8').catch(() => ''));
+  const states = async (): Promise<Record<number, VfState>> => {
+    const out: Record<number, VfState> = {};
     for (const entry of existsSync(device) ? await readdir(device) : []) {
       const m = /^virtfn(\d+)$/.exec(entry);
-      if (m !== null)
-        out[Number(m[1])] = Number((await readFile(path.join(device, entry, 'vlan'), 'utf8').catch(() => '0')).trim());
+      if (m !== null) out[Number(m[1])] = await readLabVf(path.join(device, entry));
     }
     return out;
   };
   return {
     totalVfs: async (nic) => (nic === host.nic ? read('sriov_totalvfs') : undefined),
     numVfs: async (nic) => (nic === host.nic ? ((await read('sriov_numvfs')) ?? 0) : 0),
-    setNumVfs: async (nic, count) => setLabVfs(host, nic === host.nic ? count : 0, count === 0 ? {} : await vlans()),
-    vfVlans: async () => vlans(),
-    setVfVlan: async (_nic, vf, vlan) => writeFile(path.join(device, `virtfn${vf}`, 'vlan'), `${vlan}\n`),
+    setNumVfs: async (nic, count) => setLabVfs(host, nic === host.nic ? count : 0),
+    pciAddress: async (nic) => (nic === host.nic ? pci() : undefined),
+    nicAt: async (address) => ((await pci()) === address ? ifName(host.nic) : undefined),
+    vfStates: async () => states(),
+    setVf: async (_nic, vf, settings) => writeLabVf(path.join(device, `virtfn${vf}`), settings),
   };
 }
 
@@ -67,6 +75,7 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
       backupDir: p.interfacesBackupDir,
       grub: p.grub,
       sriovRules: p.sriovRules,
+      legacySriovRules: p.legacySriovRules,
       procCmdline: p.procCmdline,
       bootId: p.bootId,
       stateDir,

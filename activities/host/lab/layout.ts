@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { LEGACY_SRIOV_RULES_FILE, SRIOV_RULES_FILE } from '../linux/sriov.js';
 import type { LabFlavour, LabGuestImage, LabHost, LabState, LabVm, LabVmKind } from './state.js';
 
 export const LAB_NETWORK = '10.77.0.0/16';
@@ -8,6 +9,8 @@ export const DEFAULT_PREFIX = 'rf-';
 export const LAB_UPLINK = 'ens6';
 /** As an Intel 82576 (the NIC of the SR-IOV seed, 001_f590dfafc891b798.txt): 7 VFs per port. */
 export const LAB_TOTAL_VFS = 7;
+/** The PCI address of every lab host's NIC (in its fake sysfs uevent): slot 6, as its name ens6 says. */
+export const LAB_NIC_PCI = '0000:00:06.0';
 export const MAX_HOSTS = 50;
 export const MAX_VMS_PER_HOST = 20;
 
@@ -87,7 +90,8 @@ export function hostPaths(host: LabHost) {
     interfaces: path.join(etc, 'network/interfaces'),
     interfacesBackupDir: path.join(host.root, 'var/backups/refit'),
     grub: path.join(etc, 'default/grub'),
-    sriovRules: path.join(host.root, 'etc/udev/rules.d/70-refit-sriov.rules'),
+    sriovRules: path.join(host.root, 'etc/udev/rules.d', SRIOV_RULES_FILE),
+    legacySriovRules: path.join(host.root, 'etc/udev/rules.d', LEGACY_SRIOV_RULES_FILE),
     /** Bound over /run inside the host: wiped at every lab reboot. */
     run: path.join(host.root, 'run'),
     ovsRun: path.join(host.root, 'run/openvswitch'),

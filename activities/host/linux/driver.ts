@@ -32,7 +32,7 @@ import {
 import { PveNode } from './proxmox.js';
 import { ifName } from './names.js';
 import { observeBridge } from './observe.js';
-import { SRIOV_RULES_FILE } from './sriov.js';
+import { LEGACY_SRIOV_RULES_FILE, SRIOV_RULES_FILE } from './sriov.js';
 import { runNetworkStep } from './steps/network.js';
 import { previewLinuxSteps } from './steps/preview.js';
 import { rebootOwed } from './steps/reboot.js';
@@ -77,6 +77,7 @@ export function realHostEnv(opts: LinuxDriverOptions, run: CommandRunner): HostE
       backupDir: '/var/backups/refit',
       grub: '/etc/default/grub',
       sriovRules: path.join('/etc/udev/rules.d', SRIOV_RULES_FILE),
+      legacySriovRules: path.join('/etc/udev/rules.d', LEGACY_SRIOV_RULES_FILE),
       procCmdline: '/proc/cmdline',
       bootId: '/proc/sys/kernel/random/boot_id',
       stateDir: opts.stateDir,

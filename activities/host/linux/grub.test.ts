@@ -54,11 +54,31 @@ describe('grub IOMMU options', () => {
 });
 
 describe('persistent VF count', () => {
-  it('writes udev rules that it reads back', () => {
-    const text = renderSriovRules({ nic: 'ens6', numVfs: 7, vfVlans: { 0: 0, 6: 0 } });
-    expect(text).toContain('ACTION=="add", SUBSYSTEM=="net", KERNEL=="ens6", ATTR{device/sriov_numvfs}="7"');
-    expect(text).toContain('RUN+="/usr/sbin/ip link set dev ens6 vf 6 vlan 0"');
-    expect(parseSriovRules(text)).toEqual({ nic: 'ens6', numVfs: 7, vfVlans: { 0: 0, 6: 0 } });
+  it('writes udev rules matched by PCI address that it reads back', () => {
+    const text = renderSriovRules({
+      nic: 'ens6',
+      pci: '0000:03:00.0',
+      numVfs: 7,
+      vfs: { 0: { vlan: 0 }, 6: { vlan: 20, mac: '52:54:00:AB:CD:06', spoofchk: false, trust: true } },
+    });
+    expect(text).toContain('ACTION=="add", SUBSYSTEM=="net", KERNELS=="0000:03:00.0", ATTR{device/sriov_numvfs}="7"');
+    expect(text).toContain(
+      'RUN+="/usr/sbin/ip link set dev $name vf 6 vlan 20 mac 52:54:00:ab:cd:06 spoofchk off trust on"',
+    );
+    expect(parseSriovRules(text)).toEqual({
+      pci: '0000:03:00.0',
+      nic: 'ens6',
+      numVfs: 7,
+      vfs: { 0: { vlan: 0 }, 6: { vlan: 20, mac: '52:54:00:ab:cd:06', spoofchk: false, trust: true } },
+    });
     expect(parseSriovRules('# nothing here\n')).toBeUndefined();
+  });
+
+  it('still reads the rules an older refit wrote, matched by name', () => {
+    const legacy =
+      '# Written by refit (sriov-enable): SR-IOV virtual functions created at every boot.\n' +
+      'ACTION=="add", SUBSYSTEM=="net", KERNEL=="ens6", ATTR{device/sriov_numvfs}="7"\n' +
+      'ACTION=="add", SUBSYSTEM=="net", KERNEL=="ens6", RUN+="/usr/sbin/ip link set dev ens6 vf 6 vlan 0"\n';
+    expect(parseSriovRules(legacy)).toEqual({ nic: 'ens6', numVfs: 7, vfs: { 6: { vlan: 0 } } });
   });
 });

@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { StepContext } from '../driver.js';
 import { CommandFailedError, type CommandRunner } from './command.js';
 import type { IfName } from './names.js';
+import type { VfState } from './sriov.js';
+import type { VfSettings } from '../../../schemas/steps.js';
 import { writeFileAtomic } from '../../files.js';
 
 /** Where a host's files are, seen by the host worker (a real host: the real paths; a lab host: under its lab dir). */
@@ -13,6 +15,8 @@ export interface HostPathsEnv {
   grub: string;
   /** The udev rules refit writes to create VFs at boot. */
   sriovRules: string;
+  /** Where an older refit wrote them (matched by name); removed when sriovRules is written or reverted. */
+  legacySriovRules?: string;
   /** The running kernel's command line (/proc/cmdline). */
   procCmdline: string;
   /** /proc/sys/kernel/random/boot_id. */
@@ -33,8 +37,13 @@ export interface VfControl {
   totalVfs(nic: IfName): Promise<number | undefined>;
   numVfs(nic: IfName): Promise<number>;
   setNumVfs(nic: IfName, count: number): Promise<void>;
-  vfVlans(nic: IfName): Promise<Record<number, number>>;
-  setVfVlan(nic: IfName, vf: number, vlan: number): Promise<void>;
+  /** The NIC's PCI address (PCI_SLOT_NAME in its device's uevent); undefined where it has none. */
+  pciAddress(nic: IfName): Promise<string | undefined>;
+  /** Each VF as the PF reports it: VLAN, MAC, spoof checking, trust. */
+  vfStates(nic: IfName): Promise<Record<number, VfState>>;
+  /** The name of the network interface at a PCI address now (it may have been renamed since the rules were written). */
+  nicAt(pci: string): Promise<IfName | undefined>;
+  setVf(nic: IfName, vf: number, settings: VfSettings): Promise<void>;
 }
 
 /**

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { ifName, type IfName } from './names.js';
 import { RefitError } from '../../../schemas/errors.js';
+import { VfSettings } from '../../../schemas/steps.js';
+import { vfSettingWords, type VfState } from './sriov.js';
 
 /** `ip -j -d link show [dev]`: every link with its kind, master and (on SR-IOV NICs) its VFs. */
 export function ipLinksArgv(dev?: IfName): string[] {
@@ -29,17 +31,28 @@ export function ipLinkDeleteArgv(dev: IfName): string[] {
   return ['ip', 'link', 'delete', 'dev', ifName(dev)];
 }
 
-/** `ip link set <pf> vf <n> vlan <tag>`; `vlan 0` clears the VF's tag (as the SR-IOV seed, 001_f590dfafc891b798.txt, does). */
-export function ipVfVlanArgv(pf: IfName, vf: number, vlan: number): string[] {
+/**
+ * `ip link set dev <pf> vf <n> [vlan <tag>] [mac <mac>] [spoofchk on|off] [trust on|off]`; `vlan 0` clears
+ * the VF's tag (as the SR-IOV seed, 001_f590dfafc891b798.txt, does).
+ */
+export function ipVfArgv(pf: IfName, vf: number, settings: VfSettings): string[] {
   const n = z.number().int().min(0).max(1023).parse(vf);
-  const tag = z.number().int().min(0).max(4094).parse(vlan);
-  return ['ip', 'link', 'set', 'dev', ifName(pf), 'vf', String(n), 'vlan', String(tag)];
+  const checked = VfSettings.parse(settings);
+  const words = vfSettingWords(checked);
+  if (words.length === 0) throw new Error(`nothing to set on vf ${n}`);
+  return ['ip', 'link', 'set', 'dev', ifName(pf), 'vf', String(n), ...words];
 }
 
 const VfInfo = z.looseObject({
   vf: z.number().int(),
+  /** `address` since iproute2 4.18 (with `link_type`), `mac` before. */
   address: z.string().optional(),
+  mac: z.string().optional(),
   vlan_list: z.array(z.looseObject({ vlan: z.number().int().optional() })).optional(),
+  /** Older iproute2 and drivers without VLAN lists print the tag here. */
+  vlan: z.number().int().optional(),
+  spoofchk: z.boolean().optional(),
+  trust: z.boolean().optional(),
 });
 
 const IpLink = z.looseObject({
@@ -63,7 +76,7 @@ export interface Link {
   /** "bridge" for a Linux bridge port, "openvswitch" for a port of the kernel OVS datapath. */
   portKind: string | undefined;
   mac: string | undefined;
-  vfs: { vf: number; mac: string | undefined; vlan: number }[];
+  vfs: ({ vf: number } & VfState)[];
 }
 
 export class IpOutputError extends RefitError {}
@@ -93,7 +106,14 @@ export function parseIpLinks(stdout: string): Link[] {
     master: l.master,
     portKind: l.linkinfo?.info_slave_kind,
     mac: l.address,
-    vfs: (l.vfinfo_list ?? []).map((v) => ({ vf: v.vf, mac: v.address, vlan: v.vlan_list?.[0]?.vlan ?? 0 })),
+    vfs: (l.vfinfo_list ?? []).map((v) => ({
+      vf: v.vf,
+      mac: v.address ?? v.mac,
+      // iproute2 leaves out a VLAN of 0 (no tag).
+      vlan: v.vlan_list?.[0]?.vlan ?? v.vlan ?? 0,
+      spoofchk: v.spoofchk,
+      trust: v.trust,
+    })),
   }));
 }
 

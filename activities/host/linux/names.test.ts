@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { InvalidStepParamsError } from '../driver.js';
 import type { CommandRunner } from './command.js';
-import { ipLinkMasterArgv, ipLinksArgv, ipVfVlanArgv } from './ip.js';
+import { ipLinkMasterArgv, ipLinksArgv, ipVfArgv } from './ip.js';
 import { ifName, type IfName } from './names.js';
 import { planOvsConversion } from './ovs-plan.js';
 import { ovsAddPortArgv, ovsDelPortArgv } from './ovs-vsctl.js';
@@ -16,11 +16,11 @@ describe('interface names', () => {
     for (const build of [
       () => ipLinksArgv(asIf),
       () => ipLinkMasterArgv(asIf, 'vmbr0' as IfName),
-      () => ipVfVlanArgv(asIf, 0, 0),
+      () => ipVfArgv(asIf, 0, { vlan: 0 }),
       () => ovsAddPortArgv('vmbr0' as IfName, asIf, 1),
       () => ovsDelPortArgv(asIf, 'ens6' as IfName),
       () => sriovPaths('/sys', asIf),
-      () => renderSriovRules({ nic: name, numVfs: 1, vfVlans: {} }),
+      () => renderSriovRules({ nic: name, pci: '0000:03:00.0', numVfs: 1, vfs: {} }),
       () =>
         planOvsConversion('auto vmbr0\niface vmbr0 inet manual\n\tbridge-ports ens6\n', { bridge: name, hostVlan: 1 }),
       () =>

@@ -1,12 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HostFacts } from '../../../schemas/host.js';
-import type { StepContext } from '../driver.js';
 import { describeStep } from '../preview.js';
 import { createExecaRunner, type CommandRunner } from './command.js';
+import { quietCtx } from './fixtures.js';
 import type { HostEnv } from './host-env.js';
 import { applyVerify } from './steps/verify.js';
 import { MissingToolError, requireTool, toolFacts, toolPresent } from './tools.js';
@@ -18,12 +17,7 @@ afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 const withHping = createExecaRunner();
 const withoutHping = createExecaRunner(['env', 'PATH=/nonexistent']);
 
-const ctx = {
-  signal: new AbortController().signal,
-  progress: () => undefined,
-  log: pino({ level: 'silent' }),
-  recovering: false,
-} as StepContext;
+const ctx = quietCtx();
 const verifyParams = {
   targets: [{ address: '127.0.0.1' }],
   count: 3,

@@ -28,7 +28,7 @@ function host(totalVfs: number | undefined = 8): { env: HostEnv; dir: string } {
     interfaces: path.join(dir, 'interfaces'),
     backupDir: path.join(dir, 'backups'),
     grub: path.join(dir, 'grub'),
-    sriovRules: path.join(dir, '70-refit-sriov.rules'),
+    sriovRules: path.join(dir, '81-refit-sriov.rules'),
     procCmdline: path.join(dir, 'cmdline'),
     bootId: path.join(dir, 'boot_id'),
     stateDir: dir,
@@ -43,8 +43,10 @@ function host(totalVfs: number | undefined = 8): { env: HostEnv; dir: string } {
       totalVfs: () => Promise.resolve(totalVfs),
       numVfs: () => Promise.resolve(0),
       setNumVfs: never,
-      vfVlans: () => Promise.resolve({}),
-      setVfVlan: never,
+      pciAddress: () => Promise.resolve('0000:03:00.0'),
+      nicAt: never,
+      vfStates: () => Promise.resolve({}),
+      setVf: never,
     },
     grubUpdate: ['update-grub'],
     confirm: never,
@@ -69,7 +71,7 @@ describe('a dry run on a linux host', () => {
     expect(ovs?.error).toBeUndefined();
     expect(sriov?.files.map((f) => [path.basename(f.path), f.changed])).toEqual([
       ['grub', true],
-      ['70-refit-sriov.rules', true],
+      ['81-refit-sriov.rules', true],
     ]);
     expect(sriov?.files[0]?.diff).toContain('+GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"');
     expect(sriov?.changes).toEqual([

@@ -58,19 +58,22 @@ async function previewSriovEnable(
   const nic = ifName(params.nic, 'nic');
   const base = { index, kind: 'sriov-enable' as const };
   const total = await env.vfs.totalVfs(nic);
+  const pci = await env.vfs.pciAddress(nic);
   const unsupported =
     total === undefined || total === 0
       ? `${nic} has no SR-IOV capability (sriov_totalvfs is ${total === undefined ? 'missing' : '0'})`
       : params.vfs > total
         ? `${nic} supports at most ${total} VFs; the plan asks for ${params.vfs}`
-        : undefined;
+        : pci === undefined
+          ? `${nic} has no PCI address in sysfs (device/uevent): its VFs are persisted by PCI address`
+          : undefined;
   const boot = await detectBootloader(env).catch((err: unknown) => err as Error);
   if (boot instanceof Error)
     return { ...base, summary: 'cannot be planned', files: [], changes: [], error: boot.message };
   const file = boot.kind === 'systemd-boot' ? (env.paths.kernelCmdline ?? '/etc/kernel/cmdline') : env.paths.grub;
   const text = (await readText(file)) ?? '';
   const rulesText = (await readText(env.paths.sriovRules)) ?? '';
-  const rules = sriovRulesFor(nic, params);
+  const rules = pci === undefined ? rulesText : sriovRulesFor(nic, pci, params);
   let planned: string;
   let cmdline: { before: string; after: string };
   if (boot.kind === 'systemd-boot') {

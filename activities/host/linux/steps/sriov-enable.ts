@@ -14,19 +14,23 @@ import { backupFile, readText, writeTextAtomic, type HostEnv } from '../host-env
 import { ifName, type IfName } from '../names.js';
 import { lineDiff } from '../observe.js';
 import { recordBaselines } from './verify.js';
-import { parseSriovRules, sriovRulesFor, vfVlanMap } from '../sriov.js';
+import { sriovRulesFor, vfMismatches, vfSettingsFor } from '../sriov.js';
+import { readPersistedVfs, removeLegacyRules } from '../vf-persistence.js';
 
 type Params = StepParams<'sriov-enable'>;
 
 async function observeSriov(env: HostEnv, nic: IfName) {
   const cmdline = ((await readText(env.paths.procCmdline)) ?? '').trim();
+  const numVfs = await env.vfs.numVfs(nic);
   return {
     nic,
+    pci: (await env.vfs.pciAddress(nic)) ?? null,
     totalVfs: (await env.vfs.totalVfs(nic)) ?? 0,
-    numVfs: await env.vfs.numVfs(nic),
+    numVfs,
+    vfs: numVfs > 0 ? await env.vfs.vfStates(nic) : {},
     iommu: await iommuActive(env.paths.sysIommu),
     cmdline,
-    persisted: parseSriovRules((await readText(env.paths.sriovRules)) ?? '') ?? null,
+    persisted: (await readPersistedVfs(env)) ?? null,
   };
 }
 
@@ -76,7 +80,7 @@ async function changeKernelCmdline(env: HostEnv, iommu: Iommu | 'off', label: st
 
 /**
  * Check the NIC can do SR-IOV, put the IOMMU options on the kernel command line (GRUB or
- * proxmox-boot-tool, whichever boots the host), persist the VF count (and VF VLANs) in udev rules applied at every boot, and
+ * proxmox-boot-tool, whichever boots the host), persist the VF count and VF settings in udev rules matched by PCI address at every boot, and
  * create the VFs now when the running kernel already has the IOMMU on; otherwise ask for a reboot.
  */
 export async function applySriovEnable(
@@ -104,10 +108,16 @@ export async function applySriovEnable(
   ctx.progress(20, `putting ${options} on the kernel command line`);
   const boot = await changeKernelCmdline(env, params.iommu, 'before-sriov-enable');
 
+  const pci = await env.vfs.pciAddress(nic);
+  if (pci === undefined)
+    throw new UnsupportedHardwareError(
+      `${nic} has no PCI address in sysfs (device/uevent): its VFs are persisted by PCI address`,
+    );
   const rulesText = (await readText(env.paths.sriovRules)) ?? '';
-  const rules = sriovRulesFor(nic, params);
+  const rules = sriovRulesFor(nic, pci, params);
   if (rules !== rulesText) await writeTextAtomic(env.paths.sriovRules, rules);
-  const vfVlans = vfVlanMap(params.vfs, params.vfVlan);
+  const legacyRemoved = await removeLegacyRules(env);
+  const wanted = vfSettingsFor(params);
 
   let live = false;
   if (before.iommu) {
@@ -117,16 +127,16 @@ export async function applySriovEnable(
       await env.vfs.setNumVfs(nic, params.vfs);
       live = true;
     }
-    const current = await env.vfs.vfVlans(nic);
-    for (const [vf, vlan] of Object.entries(vfVlans)) {
-      if ((current[Number(vf)] ?? 0) !== vlan) {
-        await env.vfs.setVfVlan(nic, Number(vf), vlan);
+    const current = await env.vfs.vfStates(nic);
+    for (const [vf, settings] of Object.entries(wanted)) {
+      if (vfMismatches({ [Number(vf)]: settings }, current).length > 0) {
+        await env.vfs.setVf(nic, Number(vf), settings);
         live = true;
       }
     }
   }
   const after = await observeSriov(env, nic);
-  const changed = boot.changed || rules !== rulesText || live;
+  const changed = boot.changed || rules !== rulesText || legacyRemoved || live;
   const rebootRequired = !after.iommu;
   ctx.progress(100, rebootRequired ? 'configured; a reboot is needed' : `${after.numVfs} VFs active`);
   return {
@@ -153,12 +163,13 @@ export async function revertSriovEnable(env: HostEnv, params: Params, ctx: StepC
   const boot = await changeKernelCmdline(env, 'off', 'before-sriov-revert');
   const hadRules = (await readText(env.paths.sriovRules)) !== undefined;
   if (hadRules) await rm(env.paths.sriovRules, { force: true });
+  const hadLegacyRules = await removeLegacyRules(env);
   const hadVfs = before.numVfs > 0 && (await env.vfs.totalVfs(nic)) !== undefined;
   if (hadVfs) await env.vfs.setNumVfs(nic, 0);
   const after = await observeSriov(env, nic);
   ctx.progress(100, 'SR-IOV configuration removed');
   return {
-    changed: boot.changed || hadRules || hadVfs,
+    changed: boot.changed || hadRules || hadLegacyRules || hadVfs,
     summary: `IOMMU options off the kernel command line, no persistent VFs on ${nic}${after.iommu ? '; a reboot takes the IOMMU off' : ''}`,
     before,
     after: {

@@ -1,11 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { StepContext } from '../../driver.js';
 import type { CommandRunner } from '../command.js';
-import { captured } from '../fixtures.js';
+import { captured, quietCtx } from '../fixtures.js';
 import type { HostEnv } from '../host-env.js';
 import { applyVerify, recordBaselines } from './verify.js';
 
@@ -23,12 +21,7 @@ const env = {
   run,
   paths: { stateDir, sriovRules: path.join(stateDir, 'none.rules') },
 } as unknown as HostEnv;
-const ctx = {
-  signal: new AbortController().signal,
-  progress: () => undefined,
-  log: pino({ level: 'silent' }),
-  recovering: false,
-} as StepContext;
+const ctx = quietCtx();
 
 describe('verify baselines', () => {
   it('measures every target before the change, so a regression on any of them fails verify', async () => {

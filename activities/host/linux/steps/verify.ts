@@ -4,11 +4,12 @@ import type { StepParams, StepOutcome, TrafficStats } from '../../../../schemas/
 import { InvalidStepParamsError, StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import { iommuActive } from '../boot-config.js';
 import { hpingArgv, parseHpingStats } from '../hping.js';
-import { readText, writeTextAtomic, type HostEnv } from '../host-env.js';
+import { writeTextAtomic, type HostEnv } from '../host-env.js';
 import { readStateFile } from '../../../files.js';
 import { optionValue, parseInterfaces } from '../interfaces-file.js';
 import { ifName } from '../names.js';
-import { parseSriovRules } from '../sriov.js';
+import { vfMismatches } from '../sriov.js';
+import { readPersistedVfs } from '../vf-persistence.js';
 import { requireTool } from '../tools.js';
 
 /** Below this, a difference in loss from the baseline is noise; for latency the plan says (rttToleranceMs). */
@@ -94,22 +95,28 @@ export async function recordBaselines(
   }
 }
 
-/** Problems with the VFs: the persisted count (udev rules) is not what runs, or a VF's VLAN differs. */
+/**
+ * Problems with the VFs: the persisted count (udev rules) is not what runs, or a VF's settings (VLAN,
+ * MAC, spoof checking, trust) differ. The NIC is found by the PCI address the rules match, under
+ * whatever name it has now.
+ */
 async function vfProblems(env: HostEnv): Promise<{ problems: string[]; state: Record<string, unknown> | undefined }> {
-  const rules = parseSriovRules((await readText(env.paths.sriovRules)) ?? '');
+  const rules = await readPersistedVfs(env);
   if (rules === undefined) return { problems: [], state: undefined };
-  const nic = ifName(rules.nic);
+  const nic = rules.pci === undefined ? ifName(rules.nic) : await env.vfs.nicAt(rules.pci);
+  if (nic === undefined)
+    return { problems: [`no network interface at PCI ${rules.pci}, whose VFs are persisted`], state: undefined };
   const iommu = await iommuActive(env.paths.sysIommu);
   const numVfs = await env.vfs.numVfs(nic);
-  const vlans = await env.vfs.vfVlans(nic);
+  const vfs = numVfs > 0 ? await env.vfs.vfStates(nic) : {};
   const problems: string[] = [];
   if (!iommu) problems.push('the running kernel has no IOMMU (/sys/class/iommu is empty): reboot needed for SR-IOV');
   else if (numVfs !== rules.numVfs) problems.push(`${nic} runs ${numVfs} VFs, ${rules.numVfs} persisted`);
-  else
-    for (const [vf, vlan] of Object.entries(rules.vfVlans))
-      if ((vlans[Number(vf)] ?? 0) !== vlan)
-        problems.push(`${nic} vf ${vf} has vlan ${vlans[Number(vf)]}, ${vlan} wanted`);
-  return { problems, state: { nic, iommu, numVfs, persisted: rules.numVfs, vfVlans: vlans } };
+  else problems.push(...vfMismatches(rules.vfs, vfs).map((p) => `${nic} ${p}`));
+  return {
+    problems,
+    state: { nic, ...(rules.pci !== undefined ? { pci: rules.pci } : {}), iommu, numVfs, persisted: rules.numVfs, vfs },
+  };
 }
 
 /**
