@@ -22,6 +22,7 @@ export const REAL_STEP_MS: Readonly<Record<StepKind, number>> = {
   undrain: 3 * 40_000,
   'nic-tuning': 5_000,
   'net-health': 10_000,
+  'vxlan-tunnel': 5_000,
 };
 export const REAL_REBOOT_DOWN_MS = 180_000;
 /** One host's ideal time through the campaign, in real time. */

@@ -11,6 +11,14 @@ const PARAMS: Record<StepKind, Record<string, unknown>> = {
   verify: { targets: [{ address: '10.77.0.1' }], count: 10 },
   'nic-tuning': { interfaces: [{ name: 'ens6', txqueuelen: 2000 }] },
   'net-health': { window: '1s' },
+  'vxlan-tunnel': {
+    type: 'linux',
+    name: 'vx100',
+    vni: 100,
+    remote: '10.77.0.12',
+    local: '10.77.0.11',
+    underlay: 'vmbr0',
+  },
 };
 
 /**
@@ -66,4 +74,5 @@ export const NO_WAIT: Record<StepKind, number> = {
   verify: 0,
   'nic-tuning': 0,
   'net-health': 0,
+  'vxlan-tunnel': 0,
 };

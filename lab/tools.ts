@@ -18,6 +18,7 @@ const TOOLS = [
   'ifdown',
   'hping3',
   'nstat',
+  'ping',
   'ovsdb-server',
   'ovs-vswitchd',
   'ovs-vsctl',

@@ -57,6 +57,7 @@ export const StepCommand = z.discriminatedUnion('kind', [
   commandOf('verify'),
   commandOf('nic-tuning'),
   commandOf('net-health'),
+  commandOf('vxlan-tunnel'),
 ]);
 export type StepCommand = z.output<typeof StepCommand>;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationWithin, InterfaceName, millisWithin, TrafficTarget, VmName, HostId } from './common.js';
+import { durationWithin, InterfaceName, IPv4, millisWithin, TrafficTarget, VmName, HostId } from './common.js';
 import { MAX_VMS_PER_HOST } from './host.js';
 
 /** The step catalogue. Each kind has parameters (in the plan) and a result (from the host). */
@@ -12,6 +12,7 @@ export const STEP_KINDS = [
   'undrain',
   'nic-tuning',
   'net-health',
+  'vxlan-tunnel',
 ] as const;
 export const StepKind = z.enum(STEP_KINDS);
 export type StepKind = z.infer<typeof StepKind>;
@@ -212,6 +213,55 @@ export const NetHealthParams = z.strictObject({
     .partial({ rxDropped: true, txDropped: true, tcpRetransmits: true })
     .prefault({}),
 });
+/** Bytes VXLAN over IPv4 adds to a frame: outer IPv4 (20), UDP (8), VXLAN (8) and the inner Ethernet header (14). */
+export const VXLAN_IPV4_OVERHEAD = 50;
+
+/**
+ * A point-to-point VXLAN tunnel: an Open vSwitch port of type vxlan on an OVS bridge (`type: ovs`) or a
+ * kernel `vxlan` device (`type: linux`). The UDP destination port is always set (Linux's own default is
+ * 8472, not the IANA 4789).
+ */
+export const VxlanTunnelParams = z
+  .strictObject({
+    type: z.enum(['ovs', 'linux']),
+    /** The OVS port, or the Linux device. */
+    name: InterfaceName,
+    vni: z.number().int().min(1).max(16_777_215),
+    remote: IPv4,
+    /** This host's tunnel address (the source of the encapsulated packets); by default the kernel's choice. */
+    local: IPv4.optional(),
+    dstPort: z.number().int().min(1).max(65_535).default(4789),
+    /** The device the encapsulated packets leave by; its MTU less 50 is what the tunnel carries. */
+    underlay: InterfaceName,
+    /** `ovs`: the OVS bridge the port joins. */
+    bridge: InterfaceName.optional(),
+    /** `ovs`: the access VLAN of the tunnel port on the bridge (VMs of that tag reach the other end). */
+    tag: z.number().int().min(1).max(4094).optional(),
+    /** `linux`: an address on the tunnel device, e.g. 192.168.100.2/24. */
+    address: z.cidrv4().optional(),
+    /** `linux`: the device's MTU; at most, and by default, the underlay's MTU less 50. */
+    mtu: z.number().int().min(576).max(65_485).optional(),
+    /**
+     * Prove the tunnel: pings across it with the don't-fragment bit at the largest payload that must
+     * fit (tunnel MTU − 28) must come back, and one byte more must not.
+     */
+    check: z.strictObject({ address: IPv4, fromVm: VmName.optional() }).optional(),
+  })
+  .superRefine((p, ctx) => {
+    const wrong = (key: keyof typeof p, why: string) =>
+      p[key] !== undefined && ctx.addIssue({ code: 'custom', path: [key], message: why });
+    if (p.type === 'ovs') {
+      if (p.bridge === undefined)
+        ctx.addIssue({ code: 'custom', path: ['bridge'], message: 'type ovs needs the OVS bridge' });
+      wrong('address', 'only a linux vxlan device carries an address; put a VM or an internal port on the tag instead');
+      wrong('mtu', 'an OVS tunnel port has no MTU of its own; its VMs must stay at the underlay MTU less 50');
+    } else {
+      wrong('bridge', 'only an ovs tunnel joins a bridge');
+      wrong('tag', 'only an ovs tunnel port takes a VLAN tag');
+    }
+    if (p.local !== undefined && p.local === p.remote)
+      ctx.addIssue({ code: 'custom', path: ['remote'], message: 'must differ from local' });
+  });
 
 /** Params as a step command carries them: a loaded plan's, its durations already in milliseconds. */
 export const STEP_PARAMS = {
@@ -226,6 +276,7 @@ export const STEP_PARAMS = {
   'net-health': NetHealthParams.extend({
     window: millisWithin(HEALTH_WINDOW.min, HEALTH_WINDOW.max).default(10_000),
   }),
+  'vxlan-tunnel': VxlanTunnelParams,
 } as const satisfies Record<StepKind, z.ZodType>;
 
 export type StepParams<K extends StepKind> = z.output<(typeof STEP_PARAMS)[K]>;
@@ -256,6 +307,7 @@ export const PlanStep = z.discriminatedUnion('kind', [
     params: NetHealthParams.prefault({}),
     timeout: StepTimeout.optional(),
   }),
+  z.strictObject({ kind: z.literal('vxlan-tunnel'), params: VxlanTunnelParams, timeout: StepTimeout.optional() }),
 ]);
 export type PlanStep = z.output<typeof PlanStep>;
 

@@ -10,7 +10,7 @@ NATS_SERVER_VERSION="v2.12.15"   # built from the Go module proxy
 ANSIBLE_CORE_VERSION="2.19.14"   # PyPI; the newest line that runs on Python 3.11 (deploy/ansible/)
 PROMETHEUS_CLIENT_VERSION="0.23.1" # PyPI; its exposition parser checks refit's /metrics in the tests
 # chromium: test/ui.test.ts drives `refit ui` in it, headless (skipped where it is missing)
-APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iproute2 ethtool libvirt-clients chromium)
+APT_PACKAGES=(openvswitch-switch ifupdown bridge-utils hping3 iputils-ping iproute2 ethtool libvirt-clients chromium)
 IFUPDOWN2_VERSION="3.0.0-1.1"    # Debian bookworm; conflicts with ifupdown, so only unpacked (the lab's pve hosts)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -30,6 +30,7 @@ export const SIM_STEP_MS: Readonly<Record<StepKind, number>> = {
   verify: 500,
   'nic-tuning': 200,
   'net-health': 300,
+  'vxlan-tunnel': 200,
 };
 export const SIM_REBOOT_PAUSE_MS = 1_500;
 const TICKS = 4;

@@ -51,6 +51,8 @@ export function planSimStep(state: SimState, step: StepCommand): SimPlan {
             change: unchanged,
           }
         : { done: true, summary: 'a counter check changes nothing; nothing to revert', change: unchanged };
+    case 'vxlan-tunnel':
+      return { done: true, summary: 'simulated host: it has no network, so no tunnel is made', change: unchanged };
   }
 }
 

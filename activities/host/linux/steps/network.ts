@@ -8,6 +8,7 @@ import { applySriovEnable, revertSriovEnable } from './sriov-enable.js';
 import { applyVerify } from './verify.js';
 import { applyNicTuning, revertNicTuning } from './nic-tuning.js';
 import { applyNetHealth } from './net-health.js';
+import { applyVxlanTunnel, revertVxlanTunnel } from './vxlan-tunnel.js';
 
 /** Every step but drain and undrain, which each driver does its own way (libvirt, the lab). */
 export type NetworkStep = Exclude<StepCommand, { kind: 'drain' | 'undrain' }>;
@@ -40,5 +41,7 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
       return apply
         ? applyNetHealth(env, step.params, ctx)
         : nothing('a counter check changes nothing; nothing to revert');
+    case 'vxlan-tunnel':
+      return apply ? applyVxlanTunnel(env, step.params, ctx) : revertVxlanTunnel(env, step.params, ctx);
   }
 }

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { StepCall } from '../../../../schemas/steps.js';
+import { STEP_PARAMS, type StepCall } from '../../../../schemas/steps.js';
+import { captured } from '../fixtures.js';
 import type { HostEnv } from '../host-env.js';
 import { previewLinuxSteps } from './preview.js';
 
@@ -93,5 +94,29 @@ describe('a dry run on a linux host', () => {
     const [, ovs, sriov] = await previewLinuxSteps(env, steps, undefined);
     expect(ovs?.error).toMatch(/no Linux bridge "vmbr0"/);
     expect(sriov?.error).toBe('ens6 supports at most 2 VFs; the plan asks for 4');
+  });
+
+  it('shows the stanza vxlan-tunnel would write, with the MTU its underlay leaves, and only reads', async () => {
+    const { env } = host();
+    const asked: string[] = [];
+    env.run = (argv) => {
+      asked.push(argv.join(' '));
+      // An underlay of MTU 1450 (the captured link is itself a vxlan device).
+      return Promise.resolve({ argv, stdout: captured('ip-j-d-link-vxlan.json'), stderr: '', exitCode: 0 });
+    };
+    const params = STEP_PARAMS['vxlan-tunnel'].parse({
+      type: 'linux',
+      name: 'vx200',
+      vni: 200,
+      remote: '10.77.0.12',
+      underlay: 'vmbr0',
+    });
+    const [tunnel] = await previewLinuxSteps(env, [{ kind: 'vxlan-tunnel', params }], undefined);
+    expect(asked).toEqual(['ip -j -d link show dev vmbr0']);
+    expect(tunnel?.summary).toBe('vxlan device vx200: VNI 200 to 10.77.0.12, UDP 4789, MTU 1400');
+    expect(tunnel?.files[0]?.diff).toContain(
+      '+\tpre-up ip link add vx200 mtu 1400 type vxlan id 200 dstport 4789 remote 10.77.0.12 dev vmbr0',
+    );
+    expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(INTERFACES);
   });
 });

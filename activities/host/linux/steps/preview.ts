@@ -9,6 +9,7 @@ import { detectIfupdown } from '../ifupdown.js';
 import { ifName } from '../names.js';
 import { InterfacesPlanError, planOvsConversion } from '../ovs-plan.js';
 import { sriovRulesFor } from '../sriov.js';
+import { previewVxlanTunnel } from './vxlan-tunnel.js';
 
 /**
  * What each step would change on this host, from its real files, changing nothing: the
@@ -24,6 +25,7 @@ export async function previewLinuxSteps(
   for (const [index, step] of steps.entries()) {
     if (step.kind === 'ovs-convert') previews.push(await previewOvsConvert(env, step.params, index));
     else if (step.kind === 'sriov-enable') previews.push(await previewSriovEnable(env, step.params, index));
+    else if (step.kind === 'vxlan-tunnel') previews.push(await previewVxlanTunnel(env, step.params, index));
     else previews.push(describeStep(step, index, facts));
   }
   return previews;
