@@ -52,6 +52,7 @@ export const StepCommand = z.discriminatedUnion('kind', [
   commandOf('drain'),
   commandOf('undrain'),
   commandOf('ovs-convert'),
+  commandOf('ovs-bond'),
   commandOf('sriov-enable'),
   commandOf('reboot'),
   commandOf('verify'),

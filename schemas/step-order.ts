@@ -7,16 +7,16 @@ export interface StepOrderProblem {
 }
 
 /** Steps that change the host's network; a plan proves the network afterwards with a verify. */
-const CHANGES = new Set<StepKind>(['ovs-convert', 'sriov-enable', 'nic-tuning']);
+const CHANGES = new Set<StepKind>(['ovs-convert', 'ovs-bond', 'sriov-enable', 'nic-tuning']);
 /** Steps that cut a running VM off (its bridge moves, or its host goes down): its host must be drained. */
-const NEED_DRAINED = new Set<StepKind>(['ovs-convert', 'reboot']);
+const NEED_DRAINED = new Set<StepKind>(['ovs-convert', 'ovs-bond', 'reboot']);
 
 /**
  * Where a plan's steps are in an order that would hurt a host or prove nothing:
- * - ovs-convert and reboot run on a drained host (a drain before them and no undrain between);
+ * - ovs-convert, ovs-bond and reboot run on a drained host (a drain before them and no undrain between);
  * - an undrain follows a drain, and a drain is followed by an undrain (no host left cordoned and empty);
  * - sriov-enable is followed by a reboot (its kernel options take effect only then);
- * - after the last step that changes the network (ovs-convert, sriov-enable, nic-tuning) comes a verify.
+ * - after the last step that changes the network (ovs-convert, ovs-bond, sriov-enable, nic-tuning) comes a verify.
  */
 export function stepOrderProblems(kinds: readonly StepKind[]): StepOrderProblem[] {
   const problems: StepOrderProblem[] = [];

@@ -6,6 +6,7 @@ import { MAX_VMS_PER_HOST } from './host.js';
 export const STEP_KINDS = [
   'drain',
   'ovs-convert',
+  'ovs-bond',
   'sriov-enable',
   'reboot',
   'verify',
@@ -33,6 +34,8 @@ const HOUR = 60 * MINUTE;
 export const CONFIRM_WITHIN = { min: 5 * SECOND, max: 15 * MINUTE } as const;
 /** How long the controller waits for a rebooted host to come back. */
 export const REBOOT_TIMEOUT = { min: 10 * SECOND, max: 2 * HOUR } as const;
+/** How long an OVS bond may take to have every member enabled (and LACP negotiated) before ovs-bond puts the old file back. */
+export const BOND_SETTLE_WITHIN = { min: SECOND, max: 5 * MINUTE } as const;
 /** How long one step may take on its host before the controller gives up on it. */
 export const STEP_TIMEOUT = { min: SECOND, max: 24 * HOUR } as const;
 
@@ -71,6 +74,28 @@ export const OvsConvertParams = z.strictObject({
   /** How long the host waits for the controller to confirm it can still reach it before it reverts by itself. */
   confirmWithin: durationWithin(CONFIRM_WITHIN.min, CONFIRM_WITHIN.max).default(60_000),
   baselineTargets: BaselineTargets,
+});
+/** Open vSwitch's bond modes (ovs-vswitchd.conf.db(5), Port bond_mode). */
+export const OvsBondMode = z.enum(['active-backup', 'balance-slb', 'balance-tcp']);
+export type OvsBondMode = z.infer<typeof OvsBondMode>;
+/** Port `lacp`: `active` sends LACPDUs, `passive` only answers, `off` runs none. */
+export const LacpMode = z.enum(['active', 'passive', 'off']);
+export type LacpMode = z.infer<typeof LacpMode>;
+/** Port `other_config:lacp-time` (a Linux bond's `lacp_rate`): fast is a LACPDU a second, slow one in 30. */
+export const LacpTime = z.enum(['fast', 'slow']);
+export type LacpTime = z.infer<typeof LacpTime>;
+
+export const OvsBondParams = z.strictObject({
+  bridge: InterfaceName.default('vmbr0'),
+  /** The bond: a Linux bond under the OVS bridge, which becomes an OVSBond of the same name and members. */
+  bond: InterfaceName.default('bond0'),
+  /** Default from the Linux bond: 802.3ad by layer3+4 → balance-tcp, by layer2(+3) → balance-slb, active-backup → active-backup. */
+  mode: OvsBondMode.optional(),
+  /** Default: active for balance-tcp and for a Linux 802.3ad bond, off otherwise. */
+  lacp: LacpMode.optional(),
+  /** Default: the Linux bond's lacp rate, or slow. */
+  lacpTime: LacpTime.optional(),
+  settleWithin: durationWithin(BOND_SETTLE_WITHIN.min, BOND_SETTLE_WITHIN.max).default(30_000),
 });
 /** What `ip link set <nic> vf <n> ...` sets on one VF; what is left out stays as the driver has it. */
 export const VfSettings = z.strictObject({
@@ -269,6 +294,9 @@ export const STEP_PARAMS = {
   undrain: UndrainParams,
   // A host takes shorter confirmation waits than a plan (its tests use a second or two), never longer ones.
   'ovs-convert': OvsConvertParams.extend({ confirmWithin: millisWithin(1, CONFIRM_WITHIN.max).default(60_000) }),
+  'ovs-bond': OvsBondParams.extend({
+    settleWithin: millisWithin(1, BOND_SETTLE_WITHIN.max).default(30_000),
+  }),
   'sriov-enable': SriovEnableParams,
   reboot: RebootParams.extend({ timeout: millisWithin(1, REBOOT_TIMEOUT.max).default(600_000) }),
   verify: VerifyParams,
@@ -298,6 +326,7 @@ export const PlanStep = z.discriminatedUnion('kind', [
     params: OvsConvertParams.prefault({}),
     timeout: StepTimeout.optional(),
   }),
+  z.strictObject({ kind: z.literal('ovs-bond'), params: OvsBondParams.prefault({}), timeout: StepTimeout.optional() }),
   z.strictObject({ kind: z.literal('sriov-enable'), params: SriovEnableParams, timeout: StepTimeout.optional() }),
   z.strictObject({ kind: z.literal('reboot'), params: RebootParams.prefault({}), timeout: StepTimeout.optional() }),
   z.strictObject({ kind: z.literal('verify'), params: VerifyParams, timeout: StepTimeout.optional() }),

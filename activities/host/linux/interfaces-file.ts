@@ -108,3 +108,37 @@ export function withoutClassNames(blocks: readonly InterfacesBlock[], names: Rea
   }
   return out;
 }
+
+/**
+ * Drop the stanzas of `names` (and their `auto`/`allow-*` mentions) and put `group` where the first
+ * stanza of `anchor` was. A blank line that only separated a dropped stanza goes with it.
+ */
+export function replaceStanzas(
+  blocks: InterfacesBlock[],
+  names: ReadonlySet<string>,
+  anchor: string,
+  group: string,
+): InterfacesBlock[] {
+  const out: InterfacesBlock[] = [];
+  let placed = false;
+  let droppedLast = false;
+  for (const b of withoutClassNames(blocks, names)) {
+    if (b.type === 'iface' && names.has(b.name)) {
+      if (b.name === anchor && !placed) {
+        out.push({ type: 'other', raw: group });
+        placed = true;
+        droppedLast = false;
+      } else {
+        droppedLast = true;
+      }
+      continue;
+    }
+    if (droppedLast && b.type === 'other' && b.raw.trim() === '') {
+      droppedLast = false;
+      continue;
+    }
+    droppedLast = false;
+    out.push(b);
+  }
+  return out;
+}

@@ -4,13 +4,23 @@ import {
   parseInterfaces,
   printInterfaces,
   renderStanza,
-  withoutClassNames,
+  replaceStanzas,
   type IfaceStanza,
   type InterfacesBlock,
 } from './interfaces-file.js';
 import type { IfupdownFlavour } from './ifupdown.js';
 import { ifName } from './names.js';
 import { RefitError } from '../../../schemas/errors.js';
+import {
+  BondPlanError,
+  linuxBondIn,
+  memberOptionsIn,
+  ovsBondOptions,
+  ovsBondSettingsFor,
+  parseOvsBondOptions,
+  renderLinuxBond,
+  renderOvsBond,
+} from './bond-plan.js';
 
 export interface OvsConversionParams {
   bridge: string;
@@ -75,13 +85,25 @@ export function planOvsConversion(observed: string, params: OvsConversionParams)
   const tag = String(params.hostVlan);
   const v2 = params.ifupdown === 2;
   const portClass = (name: string) => (v2 ? `auto ${name}` : `allow-${bridge} ${name}`);
+  const bond = linuxBondIn(blocks, uplink);
+  const uplinkGroup =
+    bond === undefined
+      ? renderStanza([portClass(uplink)], uplink, 'inet', 'manual', [
+          ['ovs_bridge', bridge],
+          ['ovs_type', 'OVSPort'],
+          ['ovs_options', `tag=${tag} vlan_mode=native-untagged`],
+          ...uplinkExtra.filter(([k]) => !isOvsOption(k)),
+        ])
+      : renderOvsBond({
+          bridge,
+          bond: uplink,
+          members: bond.members,
+          options: ovsBondOptions(bondSettings(bond), [`tag=${tag}`, 'vlan_mode=native-untagged']),
+          ifupdown: params.ifupdown ?? 1,
+          memberOptions: memberOptionsIn(blocks),
+        });
   const group = [
-    renderStanza([portClass(uplink)], uplink, 'inet', 'manual', [
-      ['ovs_bridge', bridge],
-      ['ovs_type', 'OVSPort'],
-      ['ovs_options', `tag=${tag} vlan_mode=native-untagged`],
-      ...uplinkExtra.filter(([k]) => !isOvsOption(k)),
-    ]),
+    uplinkGroup,
     renderStanza(v2 ? [`auto ${bridge}`] : [`auto ${bridge}`, `allow-ovs ${bridge}`], bridge, 'inet', 'manual', [
       ['ovs_type', 'OVSBridge'],
       ['ovs_ports', `${uplink} ${hostPort}`],
@@ -99,14 +121,19 @@ export function planOvsConversion(observed: string, params: OvsConversionParams)
     ),
   ].join('\n');
 
-  const text = printInterfaces(replaceStanzas(blocks, new Set([bridge, uplink]), bridge, group));
+  const replaced = new Set([bridge, uplink, ...(bond?.members ?? [])]);
+  const text = printInterfaces(replaceStanzas(blocks, replaced, bridge, group));
+  const uplinkAs =
+    bond === undefined
+      ? `uplink ${uplink} as OVSPort`
+      : `Linux bond ${uplink} (${bond.mode}) as OVSBond over ${bond.members.join(' ')} (${ovsBondOptions(bondSettings(bond))})`;
   return {
     changed: true,
     text,
     bridge,
     uplink,
     hostPort,
-    summary: `${bridge}: Linux bridge → OVSBridge, uplink ${uplink} as OVSPort (tag=${tag} vlan_mode=native-untagged), host address on OVSIntPort ${hostPort} (${v2 ? 'ports marked auto, for ifupdown2' : `ports announced with allow-${bridge}, for classic ifupdown`})`,
+    summary: `${bridge}: Linux bridge → OVSBridge, ${uplinkAs} (tag=${tag} vlan_mode=native-untagged), host address on OVSIntPort ${hostPort} (${v2 ? 'ports marked auto, for ifupdown2' : `ports announced with allow-${bridge}, for classic ifupdown`})`,
   };
 }
 
@@ -133,12 +160,17 @@ export function planLinuxBridgeRestore(observed: string, params: { bridge: strin
     };
   }
   const members = blocks.filter((b): b is IfaceStanza => b.type === 'iface' && optionValue(b, 'ovs_bridge') === bridge);
-  const uplinks = [...new Set(members.filter((s) => ovsType(s) === 'OVSPort').map((s) => s.name))];
+  const uplinkStanzas = members.filter((s) => ovsType(s) === 'OVSPort' || ovsType(s) === 'OVSBond');
+  const uplinks = [...new Set(uplinkStanzas.map((s) => s.name))];
   if (uplinks.length !== 1)
     throw new InterfacesPlanError(
-      `${bridge} has ${uplinks.length} OVSPort uplinks; only one can go back to a Linux bridge`,
+      `${bridge} has ${uplinks.length} OVSPort or OVSBond uplinks; only one can go back to a Linux bridge`,
     );
   const uplink = uplinks[0] as string;
+  const ovsBond = uplinkStanzas.find((s) => ovsType(s) === 'OVSBond');
+  const bondMembers = (ovsBond === undefined ? '' : (optionValue(ovsBond, 'ovs_bonds') ?? ''))
+    .split(/\s+/)
+    .filter((m) => m !== '');
   const intPorts = members.filter((s) => ovsType(s) === 'OVSIntPort');
   const hostPortName =
     intPorts.find((s) => optionValue(s, 'address') !== undefined || s.method !== 'manual')?.name ?? intPorts[0]?.name;
@@ -151,7 +183,9 @@ export function planLinuxBridgeRestore(observed: string, params: { bridge: strin
     s.options.filter((o) => !isOvsOption(o.key)).map((o): [string, string] => [o.key, o.value]),
   );
   const group = [
-    renderStanza([], uplink, 'inet', 'manual', uplinkExtra),
+    ovsBond === undefined
+      ? renderStanza([], uplink, 'inet', 'manual', uplinkExtra)
+      : renderLinuxBond(uplink, bondMembers, parseOvsBondOptions(optionValue(ovsBond, 'ovs_options') ?? '').settings),
     families
       .map((s, i) =>
         renderStanza(i === 0 ? [`auto ${bridge}`] : [], bridge, s.family, s.method, [
@@ -167,7 +201,7 @@ export function planLinuxBridgeRestore(observed: string, params: { bridge: strin
       )
       .join('\n'),
   ].join('\n');
-  const names = new Set([bridge, uplink, ...intPorts.map((s) => s.name)]);
+  const names = new Set([bridge, uplink, ...bondMembers, ...intPorts.map((s) => s.name)]);
   return {
     changed: true,
     text: printInterfaces(replaceStanzas(blocks, names, bridge, group)),
@@ -176,6 +210,16 @@ export function planLinuxBridgeRestore(observed: string, params: { bridge: strin
     hostPort: bridge,
     summary: `${bridge}: OVSBridge → Linux bridge with bridge-ports ${uplink}${hostPortName ? `, host address back from ${hostPortName}` : ''}`,
   };
+}
+
+/** The OVS bond a Linux bond uplink becomes in ovs-convert: as ovs-bond would make it, from the bond's own settings. */
+function bondSettings(bond: NonNullable<ReturnType<typeof linuxBondIn>>) {
+  try {
+    return ovsBondSettingsFor(bond, {});
+  } catch (err) {
+    if (err instanceof BondPlanError) throw new InterfacesPlanError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 function pickUplink(ports: string[], bridge: string): string {
@@ -193,42 +237,8 @@ function alreadyOvs(observed: string, blocks: InterfacesBlock[], bridge: string)
     changed: false,
     text: observed,
     bridge,
-    uplink: members.find((s) => ovsType(s) === 'OVSPort')?.name ?? '',
+    uplink: members.find((s) => ovsType(s) === 'OVSPort' || ovsType(s) === 'OVSBond')?.name ?? '',
     hostPort: members.find((s) => ovsType(s) === 'OVSIntPort')?.name ?? '',
     summary: `${bridge} is already an OVSBridge in the file`,
   };
-}
-
-/**
- * Drop the stanzas of `names` (and their `auto`/`allow-*` mentions) and put `group` where the first
- * stanza of `anchor` was. A blank line that only separated a dropped stanza goes with it.
- */
-function replaceStanzas(
-  blocks: InterfacesBlock[],
-  names: ReadonlySet<string>,
-  anchor: string,
-  group: string,
-): InterfacesBlock[] {
-  const out: InterfacesBlock[] = [];
-  let placed = false;
-  let droppedLast = false;
-  for (const b of withoutClassNames(blocks, names)) {
-    if (b.type === 'iface' && names.has(b.name)) {
-      if (b.name === anchor && !placed) {
-        out.push({ type: 'other', raw: group });
-        placed = true;
-        droppedLast = false;
-      } else {
-        droppedLast = true;
-      }
-      continue;
-    }
-    if (droppedLast && b.type === 'other' && b.raw.trim() === '') {
-      droppedLast = false;
-      continue;
-    }
-    droppedLast = false;
-    out.push(b);
-  }
-  return out;
 }

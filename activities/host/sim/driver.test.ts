@@ -99,6 +99,23 @@ describe('the sim driver', () => {
     expect(sim.snapshot().effects).toEqual({ 'ovs-convert': 1, 'revert:ovs-convert': 1 });
   });
 
+  it('makes the uplink an OVS bond only on an OVS bridge, says it is simulated, and reverts it', async () => {
+    const sim = await open();
+    await expect(sim.runStep(step('ovs-bond', { mode: 'balance-tcp' }), context())).rejects.toThrow(
+      /not an Open vSwitch bridge here \(ovs-convert first\)/,
+    );
+    await sim.runStep(step('ovs-convert'), context());
+    const bonded = await sim.runStep(step('ovs-bond', { mode: 'balance-tcp' }), context());
+    expect(bonded).toMatchObject({
+      changed: true,
+      summary: 'sim: bond0 is an OVSBond on vmbr0 (bond_mode=balance-tcp lacp=active), simulated',
+      after: { simulated: true, bridge: { ovsBond: { name: 'bond0', mode: 'balance-tcp', lacp: 'active' } } },
+    });
+    expect((await sim.runStep(step('ovs-bond', { mode: 'balance-tcp' }), context())).changed).toBe(false);
+    expect((await sim.runStep(step('ovs-bond', {}, 'revert'), context())).changed).toBe(true);
+    expect(sim.snapshot().bridge).toEqual({ name: 'vmbr0', type: 'ovs', uplink: 'ens6', hostVlan: 1 });
+  });
+
   it('enables SR-IOV only after a reboot, which brings a new boot id and the VFs', async () => {
     const sim = await open();
     const bootBefore = (await sim.facts()).bootId;

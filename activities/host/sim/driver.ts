@@ -25,6 +25,7 @@ export const SIM_STEP_MS: Readonly<Record<StepKind, number>> = {
   drain: 400,
   undrain: 400,
   'ovs-convert': 300,
+  'ovs-bond': 300,
   'sriov-enable': 300,
   reboot: 200,
   verify: 500,

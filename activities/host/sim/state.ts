@@ -14,6 +14,8 @@ export const SimState = z.object({
     type: z.enum(['linux', 'ovs']),
     uplink: z.string(),
     hostVlan: z.number().optional(),
+    /** The OVS bond ovs-bond made the uplink (simulated: no members, no LACP partner). */
+    ovsBond: z.object({ name: z.string(), mode: z.string(), lacp: z.string() }).optional(),
   }),
   nic: z.object({ name: z.string(), totalVfs: z.number().int().nonnegative() }),
   /** What the running kernel has. */
@@ -110,7 +112,11 @@ export function simObservation(state: SimState): Record<string, unknown> {
   return {
     simulated: true,
     bootId: state.bootId,
-    bridge: { name: state.bridge.name, type: state.bridge.type },
+    bridge: {
+      name: state.bridge.name,
+      type: state.bridge.type,
+      ...(state.bridge.ovsBond !== undefined ? { ovsBond: state.bridge.ovsBond } : {}),
+    },
     sriov: { running: state.running, bootConfig: state.bootConfig },
     vms: [...state.vms],
     cordoned: state.cordoned,

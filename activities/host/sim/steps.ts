@@ -31,6 +31,8 @@ export function planSimStep(state: SimState, step: StepCommand): SimPlan {
         step.mode === 'apply' ? 'ovs' : 'linux',
         step.params.hostVlan,
       );
+    case 'ovs-bond':
+      return step.mode === 'apply' ? planSimBond(state, step.params) : planSimBondOff(state, step.params.bond);
     case 'sriov-enable':
       return step.mode === 'apply' ? planSriov(state, step.params) : planSriovOff(state);
     case 'reboot':
@@ -113,6 +115,37 @@ function planBridge(
       ...s,
       bridge: type === 'ovs' ? { ...s.bridge, type, hostVlan } : { name: s.bridge.name, uplink: s.bridge.uplink, type },
     }),
+  };
+}
+
+/** A simulated host has no Linux bond to read: the mode is the plan's, balance-tcp when it names none. */
+function planSimBond(state: SimState, params: StepParams<'ovs-bond'>): SimPlan {
+  if (params.bridge !== state.bridge.name || state.bridge.type !== 'ovs')
+    throw new StepFailedError(`sim: ${params.bridge} is not an Open vSwitch bridge here (ovs-convert first)`);
+  const mode = params.mode ?? 'balance-tcp';
+  const lacp = params.lacp ?? (mode === 'active-backup' ? 'off' : 'active');
+  const bond = { name: params.bond, mode, lacp };
+  const now = state.bridge.ovsBond;
+  if (now?.name === bond.name && now.mode === mode && now.lacp === lacp)
+    return { done: true, summary: `${params.bond} is already an OVS bond (${mode}, lacp=${lacp})`, change: unchanged };
+  return {
+    done: false,
+    summary: `${params.bond} is an OVSBond on ${params.bridge} (bond_mode=${mode} lacp=${lacp}), simulated`,
+    change: (s) => ({ ...s, bridge: { ...s.bridge, ovsBond: bond } }),
+  };
+}
+
+function planSimBondOff(state: SimState, bond: string): SimPlan {
+  if (state.bridge.ovsBond?.name !== bond)
+    return { done: true, summary: `${bond} is not an OVS bond here; nothing to revert`, change: unchanged };
+  return {
+    done: false,
+    summary: `${bond} is a Linux bond again, simulated`,
+    change: (s) => {
+      const bridge = { ...s.bridge };
+      delete bridge.ovsBond;
+      return { ...s, bridge };
+    },
   };
 }
 

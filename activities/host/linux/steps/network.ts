@@ -2,6 +2,7 @@ import type { StepOutcome } from '../../../../schemas/steps.js';
 import type { StepCommand } from '../../../../schemas/command.js';
 import type { StepContext } from '../../driver.js';
 import type { HostEnv } from '../host-env.js';
+import { applyOvsBond, revertOvsBond } from './ovs-bond.js';
 import { applyOvsConvert, revertOvsConvert } from './ovs-convert.js';
 import { applyReboot } from './reboot.js';
 import { applySriovEnable, revertSriovEnable } from './sriov-enable.js';
@@ -25,6 +26,8 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
   switch (step.kind) {
     case 'ovs-convert':
       return apply ? applyOvsConvert(env, step.params, ctx, rolloutId) : revertOvsConvert(env, step.params, ctx);
+    case 'ovs-bond':
+      return apply ? applyOvsBond(env, step.params, ctx) : revertOvsBond(env, step.params, ctx);
     case 'sriov-enable':
       return apply ? applySriovEnable(env, step.params, ctx, rolloutId) : revertSriovEnable(env, step.params, ctx);
     case 'reboot':

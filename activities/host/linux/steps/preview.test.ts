@@ -119,4 +119,30 @@ describe('a dry run on a linux host', () => {
     );
     expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(INTERFACES);
   });
+
+  it('shows ovs-bond on the file an earlier ovs-convert would leave, and a bond that cannot be converted', async () => {
+    const { env } = host();
+    const bonded = INTERFACES.replace(
+      'iface ens6 inet manual\n',
+      'iface ens6 inet manual\n\niface ens7 inet manual\n\nauto bond0\niface bond0 inet manual\n\tbond-slaves ens6 ens7\n\tbond-mode 802.3ad\n\tbond-xmit-hash-policy layer2+3\n',
+    ).replace('bridge-ports ens6', 'bridge-ports bond0');
+    writeFileSync(env.paths.interfaces, bonded);
+    const bond = {
+      kind: 'ovs-bond',
+      params: { bridge: 'vmbr0', bond: 'bond0', mode: 'balance-tcp', settleWithin: 30_000 },
+    } as const;
+    const [convert, changed] = await previewLinuxSteps(env, [steps[1] as StepCall, bond], undefined);
+    expect(convert?.files[0]?.diff).toContain(
+      '+\tovs_options bond_mode=balance-slb lacp=active other_config:lacp-time=slow tag=1 vlan_mode=native-untagged',
+    );
+    expect(changed).toMatchObject({
+      kind: 'ovs-bond',
+      summary: expect.stringContaining('OVSBond options now bond_mode=balance-tcp'),
+    });
+    expect(changed?.files[0]?.diff).toContain(
+      '+\tovs_options bond_mode=balance-tcp lacp=active other_config:lacp-time=slow tag=1 vlan_mode=native-untagged',
+    );
+    const [alone] = await previewLinuxSteps(env, [bond], undefined);
+    expect(alone?.error).toMatch(/vmbr0 is not an OVSBridge in the file: ovs-convert/);
+  });
 });

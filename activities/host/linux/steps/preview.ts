@@ -7,6 +7,7 @@ import { kernelCmdlineFromGrub, planGrubIommu } from '../grub.js';
 import { readText, type HostEnv } from '../host-env.js';
 import { detectIfupdown } from '../ifupdown.js';
 import { ifName } from '../names.js';
+import { BondPlanError, planOvsBond } from '../bond-plan.js';
 import { InterfacesPlanError, planOvsConversion } from '../ovs-plan.js';
 import { sriovRulesFor } from '../sriov.js';
 import { previewVxlanTunnel } from './vxlan-tunnel.js';
@@ -24,6 +25,8 @@ export async function previewLinuxSteps(
   const previews: StepPreview[] = [];
   for (const [index, step] of steps.entries()) {
     if (step.kind === 'ovs-convert') previews.push(await previewOvsConvert(env, step.params, index));
+    else if (step.kind === 'ovs-bond')
+      previews.push(await previewOvsBond(env, step.params, index, steps.slice(0, index)));
     else if (step.kind === 'sriov-enable') previews.push(await previewSriovEnable(env, step.params, index));
     else if (step.kind === 'vxlan-tunnel') previews.push(await previewVxlanTunnel(env, step.params, index));
     else previews.push(describeStep(step, index, facts));
@@ -48,6 +51,38 @@ async function previewOvsConvert(env: HostEnv, params: StepParams<'ovs-convert'>
     return { ...base, summary: plan.summary, files: [filePreview(env.paths.interfaces, text, plan.text)] };
   } catch (err) {
     if (!(err instanceof InterfacesPlanError)) throw err;
+    return { ...base, summary: 'cannot be planned', files: [], error: err.message };
+  }
+}
+
+/**
+ * The file ovs-bond would write: from the file as it is, or as an earlier ovs-convert of the same
+ * bridge in the plan would leave it (which already builds the bridge on an OVSBond from a Linux bond).
+ */
+async function previewOvsBond(
+  env: HostEnv,
+  params: StepParams<'ovs-bond'>,
+  index: number,
+  earlier: readonly StepCall[],
+): Promise<StepPreview> {
+  const base = { index, kind: 'ovs-bond' as const, changes: [] };
+  const text = await readText(env.paths.interfaces);
+  if (text === undefined)
+    return { ...base, summary: 'cannot be planned', files: [], error: `${env.paths.interfaces} does not exist` };
+  const ifupdown = detectIfupdown(env.paths.ifupdown2);
+  const convert = earlier.find(
+    (s): s is Extract<StepCall, { kind: 'ovs-convert' }> =>
+      s.kind === 'ovs-convert' && s.params.bridge === params.bridge,
+  );
+  try {
+    const from =
+      convert === undefined
+        ? text
+        : planOvsConversion(text, { ...convert.params, datapathType: env.datapathType, ifupdown }).text;
+    const plan = planOvsBond(from, { ...params, ifupdown });
+    return { ...base, summary: plan.summary, files: [filePreview(env.paths.interfaces, from, plan.text)] };
+  } catch (err) {
+    if (!(err instanceof InterfacesPlanError) && !(err instanceof BondPlanError)) throw err;
     return { ...base, summary: 'cannot be planned', files: [], error: err.message };
   }
 }
