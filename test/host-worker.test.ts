@@ -409,7 +409,7 @@ describe('a command the host cannot process', () => {
   it('answers failed at once a command of a kind it does not know, or in a mode that does not exist', async () => {
     const hostId = uniqueHostId('unknown');
     await startWorker(hostId);
-    const unknownKind = { ...command(hostId, 'drain'), kind: 'ovs-bond', commandId: `${hostId}/kind/1` };
+    const unknownKind = { ...command(hostId, 'drain'), kind: 'firmware-flash', commandId: `${hostId}/kind/1` };
     const badMode = { ...command(hostId, 'drain'), mode: 'sideways', commandId: `${hostId}/mode/1` };
     await send(hostId, unknownKind);
     await send(hostId, badMode);
@@ -417,7 +417,7 @@ describe('a command the host cannot process', () => {
     const seq = await send(hostId, next);
 
     expect(await statusIs(hostId, unknownKind.commandId, 'failed')).toMatchObject({
-      kind: 'ovs-bond',
+      kind: 'firmware-flash',
       error: {
         type: 'InvalidCommandError',
         message: expect.stringMatching(/^rejected by the host: not a step command: kind: Invalid option/),

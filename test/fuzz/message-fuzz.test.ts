@@ -42,7 +42,7 @@ const damagedField = fc.record({
     fc.constantFrom(...HOSTILE_STRINGS),
     fc.constant(undefined),
     fc.jsonValue({ maxDepth: 3 }),
-    fc.constantFrom(1e308, -1, { confirmWithin: 3650 * 86_400_000 }, { vfs: 1e9 }, 'ovs-bond'),
+    fc.constantFrom(1e308, -1, { confirmWithin: 3650 * 86_400_000 }, { vfs: 1e9 }, 'firmware-flash'),
   ),
 });
 
@@ -60,7 +60,8 @@ function namedCommand(field: string, value: unknown): { commandId: string; body:
     workflowId: 'fuzz',
     issuedAt: new Date().toISOString(),
   };
-  if (field === 'kind' && (typeof value !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(value))) body.kind = 'ovs-bond';
+  if (field === 'kind' && (typeof value !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(value)))
+    body.kind = 'firmware-flash';
   else if (field === 'params') body.params = { count: value ?? 'x', nic: value };
   else body[field] = value ?? null;
   if (field === 'extra') body.extra = value ?? 1;
