@@ -7,7 +7,10 @@ import { hostWorkflowId } from '../schemas/names.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { RolloutStatusJson } from '../schemas/rollout-json.js';
 import { simHostIds } from '../workers/sim/fleet.js';
-import { runCli, tempDir, campaignStepsYaml } from './helpers/controller.js';
+import { startRollout } from '../workers/control/rollouts.js';
+import { rolloutEnd } from '../workers/control/rollout-status.js';
+import { runCli, tempDir, campaignStepsYaml, plan, rolloutReaches } from './helpers/controller.js';
+import { recordHistory } from './helpers/history.js';
 import { useSimFleet } from './helpers/fleet.js';
 
 const hosts = simHostIds(6, `ro${randomBytes(2).toString('hex')}`);
@@ -80,6 +83,23 @@ describe('a rollout across a simulated fleet', () => {
     expect(status.hosts.map((h) => [h.hostId, h.state, h.step])).toEqual(
       targets.map((h) => [h, 'succeeded', 'undrain']),
     );
+  });
+
+  it('shows a wave running while its hosts run, the later waves pending, and every wave done at the end', async () => {
+    const { client } = suite.controller;
+    const id = `waves-${randomBytes(4).toString('hex')}`;
+    await startRollout(client, config.taskQueue, plan(planYaml(targets.slice(0, 3))), id);
+    const wavesWhen = async (what: string, ok: (s: RolloutStatus) => boolean) =>
+      (await rolloutReaches(client, id, what, ok)).waves.map((w) => w.state);
+    const runs = (s: RolloutStatus, hostId: string) => s.hosts.find((h) => h.hostId === hostId)?.state === 'running';
+    expect(await wavesWhen('the canary running', (s) => runs(s, canaryHost))).toEqual(['running', 'pending']);
+    expect(
+      await wavesWhen('a host of wave 1 running', (s) => s.hosts.some((h) => h.wave === 1 && runs(s, h.hostId))),
+    ).toEqual(['done', 'running']);
+    const end = await rolloutEnd(client.workflow.getHandle(id));
+    expect(end.state).toBe('completed');
+    expect(end.waves.map((w) => w.state)).toEqual(['done', 'done']);
+    await recordHistory(config, id, 'wave-running');
   });
 
   it('rolls back a host whose verify fails and reports the rollout failed', async () => {

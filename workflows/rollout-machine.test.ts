@@ -115,15 +115,66 @@ describe('waves', () => {
     finish(m, 'h0');
     expect(startAll(m)).toEqual({ started: [], then: { kind: 'wait' } });
     finish(m, 'h1');
-    expect(m.status.waves[0]?.state).toBe('pending');
     passGate(m, 1);
-    expect(m.status.waves[0]?.state).toBe('done');
     expect(startAll(m).started).toEqual(['h2', 'h3']);
     finish(m, 'h2');
     finish(m, 'h3');
     passGate(m, 2);
     expect(startAll(m).started).toEqual(['h4']);
     expect(m.status.currentWave).toBe(2);
+  });
+
+  it('marks a wave running while its hosts run, and done once its last host has settled', () => {
+    const m = rollout(hostsNamed(5), { waves: { canary: 1, batchSize: 2, maxInFlight: 4 } });
+    const states = () => m.status.waves.map((w) => w.state);
+    expect(states()).toEqual(['pending', 'pending', 'pending']);
+    startAll(m);
+    expect(states()).toEqual(['running', 'pending', 'pending']);
+    finish(m, 'h0');
+    expect(states()).toEqual(['done', 'pending', 'pending']);
+    passGate(m, 1);
+    expect(startAll(m).started).toEqual(['h1', 'h2']);
+    expect(states()).toEqual(['done', 'running', 'pending']);
+    finish(m, 'h1', 'failed');
+    expect(states()).toEqual(['done', 'running', 'pending']);
+    finish(m, 'h2');
+    expect(states()).toEqual(['done', 'done', 'pending']);
+  });
+
+  it('marks a done wave running again while a retried host of it runs', () => {
+    const m = rollout(hostsNamed(3), {
+      waves: { canary: 1, batchSize: 2, maxInFlight: 4 },
+      failureBudget: { maxFailedHosts: 5 },
+    });
+    startAll(m);
+    finish(m, 'h0', 'failed');
+    // The canary failed: the rollout pauses; the operator retries it and resumes.
+    expect(decide(m)).toMatchObject({ kind: 'pause' });
+    expect(m.status.waves[0]?.state).toBe('done');
+    m.actions.retryHost.apply({ ...by, hostId: 'h0' });
+    m.actions.resume.apply(by);
+    passGate(m, 1);
+    expect(startAll(m).started).toEqual(['h0']);
+    expect(m.status.waves.map((w) => w.state)).toEqual(['running', 'pending']);
+    finish(m, 'h0');
+    expect(m.status.waves.map((w) => w.state)).toEqual(['done', 'pending']);
+    expect(startAll(m).started).toEqual(['h1', 'h2']);
+    expect(m.status.waves.map((w) => w.state)).toEqual(['done', 'running']);
+  });
+
+  it('leaves a wave pending until the rollout moves past it in a rollout started before wave-running', () => {
+    const plan = planOf({ waves: { canary: 0, batchSize: 2, maxInFlight: 4 } });
+    const m = new RolloutMachine(plan, newRollout({ rolloutId: 'r', plan, startedBy: 'test' }, T0), () => true, {
+      waveRunning: () => false,
+    });
+    m.targetsResolved({ hostIds: hostsNamed(3), missing: [], excluded: [], labels: {} });
+    expect(startAll(m).started).toEqual(['h0', 'h1']);
+    expect(m.status.waves[0]?.state).toBe('pending');
+    finish(m, 'h0');
+    finish(m, 'h1');
+    expect(m.status.waves[0]?.state).toBe('pending');
+    passGate(m, 1);
+    expect(m.status.waves[0]?.state).toBe('done');
   });
 
   it('never has more than maxInFlight hosts in flight, and starts the next as one finishes', () => {

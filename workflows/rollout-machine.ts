@@ -44,6 +44,9 @@ type Resume = 'leave-done-wave' | 'fill-wave';
 
 const WAIT: RolloutDecision = { kind: 'wait' };
 
+/** Host states of a wave not yet done. */
+const OPEN_STATES: ReadonlySet<string> = new Set(['pending', 'running']);
+
 /**
  * The scheduling of a rollout, without Temporal: waves in order with the canary alone first, at most
  * `maxInFlight` hosts and per failure domain, gates between waves, self-pauses when the canary
@@ -71,19 +74,24 @@ export class RolloutMachine {
   /** When each host was last seen online by a presence check (not carried: a new run asks again). */
   private readonly seenOnlineAt = new Map<string, number>();
   private readonly offlineTargets: boolean;
+  private readonly waveRunning: () => boolean;
 
   /**
    * `dstCorrectWindows`: may a window decision that DST-correct windows changed take the new answer?
-   * `offlineTargets`: are offline targets kept and checked at their turn (`onOffline`)? The workflow
-   * passes Temporal's `patched` for both, so histories made before each change replay.
+   * `offlineTargets`: are offline targets kept and checked at their turn (`onOffline`)?
+   * `waveRunning`: is a wave marked running while its hosts run, and done once its last host has
+   * settled (before, it went from pending to done when the rollout left it)? The workflow passes
+   * Temporal's `patched` for each (asked first where a host changes), so histories made before each
+   * change replay.
    */
   constructor(
     private readonly plan: Plan,
     private readonly carried: RolloutCarried,
     private readonly dstCorrectWindows: () => boolean = () => true,
-    features: { offlineTargets?: boolean } = {},
+    features: { offlineTargets?: boolean; waveRunning?: () => boolean } = {},
   ) {
     this.offlineTargets = features.offlineTargets ?? true;
+    this.waveRunning = features.waveRunning ?? (() => true);
     this.status = carried.status;
     this.byHost = new Map(this.status.hosts.map((h) => [h.hostId, h]));
     this.gatesPassed = new Set(carried.gatesPassed);
@@ -158,7 +166,7 @@ export class RolloutMachine {
       status.currentWave = Math.max(0, status.waves.length - 1);
       return WAIT;
     }
-    const open = wave.hosts.some((h) => ['pending', 'running'].includes(this.byHost.get(h)?.state ?? ''));
+    const open = wave.hosts.some((h) => OPEN_STATES.has(this.byHost.get(h)?.state ?? ''));
     if (open) {
       if (!status.paused && this.budgetSpent()) {
         const { failed, maxFailedHosts } = status.failureBudget;
@@ -421,7 +429,21 @@ export class RolloutMachine {
 
   private setHost(host: HostStatus, patch: HostPatch): void {
     patchHost(this.status, host, patch);
+    if (host.wave >= 0 && this.waveRunning()) this.markWave(host);
     this.changed();
+  }
+
+  /** A host of the wave runs: the wave runs. Its last host settled: the wave is done. */
+  private markWave(host: HostStatus): void {
+    const wave = this.status.waves[host.wave];
+    if (!wave) return;
+    if (host.state === 'running') wave.state = 'running';
+    else if (
+      wave.state === 'running' &&
+      host.state !== 'pending' &&
+      !wave.hosts.some((h) => OPEN_STATES.has(this.byHost.get(h)?.state ?? ''))
+    )
+      wave.state = 'done';
   }
 
   private holdDecisions(held: boolean): void {

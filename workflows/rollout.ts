@@ -118,7 +118,11 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
   // started before offline targets neither keeps them nor checks presence at a host's turn.
   const offlineTargets = patched('offline-targets');
   const readsLikeRefit = patched(SUMMARIES);
-  const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'), { offlineTargets });
+  // A wave is running while its hosts run; before, it went from pending straight to done.
+  const machine = new RolloutMachine(plan, carried, () => patched('dst-correct-windows'), {
+    offlineTargets,
+    waveRunning: () => patched('wave-running'),
+  });
   const { status } = machine;
   /** Each started host's maintenance, until it has settled. */
   const maintenance = new Map<string, Promise<void>>();

@@ -162,7 +162,8 @@ function rolloutPage({ status: s, online }) {
       h('td', {}, host.error ?? host.waitingFor ?? ''),
     );
   const header = ['host', 'state', 'step', 'presence', 'attempts', 'note'];
-  // The rollout marks a wave only pending or done; one whose hosts have started is shown running.
+  // A rollout started before the wave-running patch marks a wave only pending or done; one whose
+  // hosts have started is shown running.
   const waveState = (w) =>
     w.state === 'pending' && w.hosts.some((id) => (byHost.get(id)?.state ?? 'pending') !== 'pending')
       ? 'running'
