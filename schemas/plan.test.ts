@@ -237,6 +237,21 @@ describe('the plan JSON Schema', () => {
     ]);
   });
 
+  it("takes ovs-convert's vmVlan from 1 to 4094, as the zod schema does", () => {
+    const validate = new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(committed as object);
+    const withVlan = (vlan: string) =>
+      parseYaml(example.replace('hostVlan: 1', `hostVlan: 1\n      vmVlan: ${vlan}`)) as unknown;
+    expect(example).toContain('hostVlan: 1');
+    expect(validate(withVlan('30'))).toBe(true);
+    for (const vlan of ['0', '4095', 'thirty']) {
+      expect(validate(withVlan(vlan)), vlan).toBe(false);
+      const parsed = parsePlan(example.replace('hostVlan: 1', `hostVlan: 1\n      vmVlan: ${vlan}`));
+      expect(problemsOf(parsed).map((p) => p.path)).toEqual(['steps[1].params.vmVlan']);
+    }
+    expect(STEP_PARAMS['ovs-convert'].parse({ vmVlan: 30 })).toMatchObject({ hostVlan: 1, vmVlan: 30 });
+    expect(STEP_PARAMS['ovs-convert'].parse({})).not.toHaveProperty('vmVlan');
+  });
+
   it('tells an editor that a duration is text with a unit', () => {
     const { properties } = generated as { properties: Record<string, { type?: string; pattern?: string }> };
     const hostDuration = properties.hostDuration;

@@ -71,6 +71,13 @@ export const OvsConvertParams = z.strictObject({
   uplink: InterfaceName.optional(),
   /** VLAN tag of the host's internal port; untagged traffic on the uplink is mapped to it (native-untagged). */
   hostVlan: z.number().int().min(1).max(4094).default(1),
+  /**
+   * VLAN tag of the VMs' NICs on the converted bridge (Proxmox `tag=` of their netN, libvirt `<vlan>`,
+   * the running tap's OVS tag), set as part of the conversion and taken off by its revert; VMs that
+   * undrain brings back get it too. Absent: `hostVlan`, so the VMs stay on the untagged network of the
+   * uplink they had on the Linux bridge. An agent older than the key refuses it.
+   */
+  vmVlan: z.number().int().min(1).max(4094).optional(),
   /** How long the host waits for the controller to confirm it can still reach it before it reverts by itself. */
   confirmWithin: durationWithin(CONFIRM_WITHIN.min, CONFIRM_WITHIN.max).default(60_000),
   baselineTargets: BaselineTargets,

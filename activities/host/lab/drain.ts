@@ -6,6 +6,8 @@ import { StepFailedError, throwIfAborted, type StepContext } from '../driver.js'
 import { hostPaths } from './layout.js';
 import { describeMove, locateVms, migrateVm } from './migrate.js';
 import type { LabHost, LabState } from './state.js';
+import { fitArrivedVmNics } from '../linux/vm-nics.js';
+import { labVmNics } from './environment.js';
 
 export const isCordoned = (host: LabHost) => existsSync(hostPaths(host).cordoned);
 
@@ -75,7 +77,12 @@ export async function drainLabHost(
 }
 
 /** Bring back the VMs whose home is this host, wherever they are, and uncordon it. */
-export async function undrainLabHost(lab: LabState, host: LabHost, ctx: StepContext): Promise<StepOutcome> {
+export async function undrainLabHost(
+  lab: LabState,
+  host: LabHost,
+  ctx: StepContext,
+  stateDir?: string,
+): Promise<StepOutcome> {
   const where = await locateVms(lab);
   const away = lab.vms.filter((v) => v.home === host.id && where.get(v.name) !== host.id);
   const before = {
@@ -91,11 +98,27 @@ export async function undrainLabHost(lab: LabState, host: LabHost, ctx: StepCont
     const measured = describeMove(await migrateVm(lab, vm.name, host.id));
     moves.push(`${vm.name}${measured ? ` (${measured})` : ''}`);
   }
+  // The hypervisor plugs an arriving tap in as an access port of the uplink's native VLAN; the VMs
+  // get the tag ovs-convert gave this bridge's VMs (or their old values after its revert), as on a real host.
+  const vmNics =
+    stateDir === undefined
+      ? undefined
+      : await fitArrivedVmNics(
+          labVmNics(lab, host),
+          stateDir,
+          away.map((v) => v.name),
+          ctx,
+        );
   await setCordon(host, false);
-  const after = { vms: [...before.vms, ...away.map((v) => v.name)], cordoned: false, moved: moves };
+  const after = {
+    vms: [...before.vms, ...away.map((v) => v.name)],
+    cordoned: false,
+    moved: moves,
+    ...(vmNics ? { vmNics } : {}),
+  };
   return {
     changed: true,
-    summary: `migrated ${away.length} VMs back${moves.length ? ` (${moves.join(', ')})` : ''}; host uncordoned`,
+    summary: `migrated ${away.length} VMs back${moves.length ? ` (${moves.join(', ')})` : ''}${vmNics?.summary ? `; ${vmNics.summary}` : ''}; host uncordoned`,
     before,
     after,
   };

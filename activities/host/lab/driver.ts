@@ -119,9 +119,11 @@ export class LabDriver implements HostDriver {
         case 'drain':
           return apply
             ? drainLabHost(this.lab, this.host, step.params.destinations, ctx)
-            : undrainLabHost(this.lab, this.host, ctx);
+            : undrainLabHost(this.lab, this.host, ctx, this.env.paths.stateDir);
         case 'undrain':
-          return apply ? undrainLabHost(this.lab, this.host, ctx) : drainLabHost(this.lab, this.host, {}, ctx);
+          return apply
+            ? undrainLabHost(this.lab, this.host, ctx, this.env.paths.stateDir)
+            : drainLabHost(this.lab, this.host, {}, ctx);
         default:
           return runNetworkStep(withAudit(this.env, ctx), step, ctx);
       }

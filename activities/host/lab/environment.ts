@@ -6,6 +6,7 @@ import type { Confirmation, HostEnv, VfControl } from '../linux/host-env.js';
 import { ifName } from '../linux/names.js';
 import { pciAddressFromUevent, type VfState } from '../linux/sriov.js';
 import { controllerConfirmation } from '../linux/confirm.js';
+import { ovsPortVmNics, type VmNicBackend } from '../linux/vm-nics.js';
 import { announceHost, attachVmPort, reachableFromSwitch, runningBridge } from './attach.js';
 import { readLabVf, setLabVfs, writeLabVf } from './boot.js';
 import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
@@ -65,6 +66,13 @@ export function labConfirmation(lab: LabState, host: LabHost, mode: LabConfirmat
   };
 }
 
+/** The lab's VMs are taps (or veths) on the host's bridge: their VLAN is the OVS port's tag, as on plain OVS. */
+export function labVmNics(lab: LabState, host: LabHost): VmNicBackend {
+  return ovsPortVmNics(hostRunner(lab, host), async () =>
+    (await vmsOn(lab, host.id)).map((v) => ({ vm: v.name, port: v.port })),
+  );
+}
+
 /** A lab host as the linux steps see it: commands inside its namespace, files under its lab dir. */
 export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confirm: LabConfirmation): HostEnv {
   const p = hostPaths(host);
@@ -88,6 +96,7 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
     datapathType: 'netdev',
     confirm: labConfirmation(lab, host, confirm),
     runInVm: (vm) => vmRunner(labVm(lab, vm)),
+    vmNics: async () => labVmNics(lab, host),
     afterBridgeSwitch: async () => {
       const bridge = await runningBridge(lab, host);
       for (const vm of await vmsOn(lab, host.id)) await attachVmPort(lab, host, vm.port, bridge);

@@ -38,6 +38,7 @@ import { previewLinuxSteps } from './steps/preview.js';
 import { rebootOwed } from './steps/reboot.js';
 import { toolFacts } from './tools.js';
 import { sysfsVfControl } from './vf-sysfs.js';
+import { libvirtVmNics, proxmoxVmNics } from './vm-nics.js';
 
 export interface LinuxDriverOptions {
   hostId: string;
@@ -118,7 +119,13 @@ export class LinuxDriver implements HostDriver {
 
   constructor(private readonly opts: LinuxDriverOptions) {
     const run = opts.run ?? createExecaRunner();
-    this.env = realHostEnv(opts, run);
+    this.env = {
+      ...realHostEnv(opts, run),
+      vmNics: async () =>
+        (await this.vmBackend()) === 'proxmox'
+          ? proxmoxVmNics(this.pve.run, this.pve.node)
+          : libvirtVmNics(this.libvirt.run, this.libvirt.uri, this.libvirt.stateDir),
+    };
     this.tools = toolFacts(run);
     this.libvirt = {
       run,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { pino } from 'pino';
 import type { ReceivedCommand } from '../../../schemas/command.js';
 import type { StepContext } from '../driver.js';
@@ -33,4 +34,33 @@ export const applyCommand = (kind: ReceivedCommand['kind'], params: Record<strin
 export function ipOnLinuxBridge(argv: readonly string[]): string | undefined {
   if (argv[0] !== 'ip' || !argv.includes('-j')) return undefined;
   return captured(argv.includes('link') ? 'ip-j-d-link-linux-bridge-host.json' : 'ip-j-addr-linux-bridge-host.json');
+}
+
+/** A PVE-style /etc/network/interfaces: vmbr0 a Linux bridge on ens6 with the host address. */
+export const LINUX_BRIDGE_INTERFACES = `auto lo
+iface lo inet loopback
+
+iface ens6 inet manual
+
+auto vmbr0
+iface vmbr0 inet static
+\taddress 10.77.0.11/24
+\tgateway 10.77.0.1
+\tbridge-ports ens6
+\tbridge-stp off
+\tbridge-fd 0
+`;
+
+/** A host's files under a temporary directory, which is its state dir too (no ifupdown2 there: classic ifupdown). */
+export function hostPathsIn(dir: string) {
+  return {
+    interfaces: path.join(dir, 'interfaces'),
+    backupDir: path.join(dir, 'backups'),
+    grub: path.join(dir, 'grub'),
+    sriovRules: path.join(dir, 'rules'),
+    procCmdline: path.join(dir, 'cmdline'),
+    bootId: path.join(dir, 'boot_id'),
+    stateDir: dir,
+    ifupdown2: path.join(dir, 'no-ifupdown2'),
+  };
 }

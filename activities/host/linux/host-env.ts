@@ -4,6 +4,7 @@ import type { StepContext } from '../driver.js';
 import { CommandFailedError, type CommandRunner } from './command.js';
 import type { IfName } from './names.js';
 import type { VfState } from './sriov.js';
+import type { VmNicBackend } from './vm-nics.js';
 import type { VfSettings } from '../../../schemas/steps.js';
 import { writeFileAtomic } from '../../files.js';
 
@@ -71,6 +72,8 @@ export interface HostEnv {
   runInVm?: (vm: string) => CommandRunner;
   /** After the host's bridge was rebuilt: plug the VMs still on it back in (the hypervisor's job). */
   afterBridgeSwitch?: () => Promise<void>;
+  /** Who reads and writes the VLAN tag of the VMs' NICs (Proxmox, libvirt, OVS taps); none: VMs are left alone. */
+  vmNics?: () => Promise<VmNicBackend>;
 }
 
 export async function readText(file: string): Promise<string | undefined> {

@@ -9,6 +9,7 @@ import { readStateFile } from '../../files.js';
 import { writeTextAtomic } from './host-env.js';
 import { parseDomainXml, parseVirshList, virshDumpxmlArgv, virshListArgv, virshMigrateLiveArgv } from './virsh.js';
 import type { VmFacts } from '../../../schemas/host.js';
+import { fitArrivedVmNics, libvirtVmNics } from './vm-nics.js';
 
 export interface LibvirtHost {
   run: CommandRunner;
@@ -134,12 +135,19 @@ export async function undrainLibvirtHost(h: LibvirtHost, ctx: StepContext): Prom
     delete away[vm];
     await writeTextAtomic(drainedFile(h), JSON.stringify(away, null, 2) + '\n');
   }
+  // A migrated domain keeps its interface XML: its NICs get the tag of the bridge here.
+  const vmNics = await fitArrivedVmNics(
+    libvirtVmNics(h.run, h.uri, h.stateDir),
+    h.stateDir,
+    Object.keys(before.away),
+    ctx,
+  );
   await rm(cordonFile(h), { force: true });
   await rm(leftFile(h), { force: true });
   return {
     changed: true,
-    summary: `migrated ${Object.keys(before.away).length} VMs back; host uncordoned`,
+    summary: `migrated ${Object.keys(before.away).length} VMs back${vmNics?.summary ? `; ${vmNics.summary}` : ''}; host uncordoned`,
     before,
-    after: { away: {}, cordoned: false },
+    after: { away: {}, cordoned: false, ...(vmNics ? { vmNics } : {}) },
   };
 }

@@ -30,6 +30,7 @@ import {
   qmShutdownArgv,
   vmid as vmidArg,
 } from './proxmox.js';
+import { fitArrivedVmNics, proxmoxVmNics } from './vm-nics.js';
 
 /** A Proxmox VE node as the drain sees it: `qm`, `pvesh` and `ha-manager` on this node. */
 export interface ProxmoxHost {
@@ -282,6 +283,7 @@ export async function undrainProxmoxNode(h: ProxmoxHost, ctx: StepContext): Prom
     await saveState(h, state);
   }
   const back: string[] = [];
+  const backIds: string[] = [];
   for (const [key, a] of Object.entries(state.away)) {
     throwIfAborted(ctx.signal);
     const id = Number(key);
@@ -309,15 +311,19 @@ export async function undrainProxmoxNode(h: ProxmoxHost, ctx: StepContext): Prom
     delete state.away[key];
     await saveState(h, state);
     back.push(a.name);
+    backIds.push(key);
   }
+  // The VM's config came back with it: its NICs get the tag of the bridge here (ovs-convert's, or none after its revert).
+  const vmNics = await fitArrivedVmNics(proxmoxVmNics(h.run, h.node), h.stateDir, backIds, ctx);
   state.left = [];
   await saveState(h, state);
   await rm(cordonFile(h), { force: true });
+  const tags = vmNics?.summary ?? '';
   return {
     changed: true,
-    summary: `migrated ${back.length} VMs back${back.length ? ` (${back.join(', ')})` : ''}; node ${h.node} out of maintenance; host uncordoned`,
+    summary: `migrated ${back.length} VMs back${back.length ? ` (${back.join(', ')})` : ''}${tags ? `; ${tags}` : ''}; node ${h.node} out of maintenance; host uncordoned`,
     before,
-    after: { node: h.node, away: {}, cordoned: false, maintenance: false },
+    after: { node: h.node, away: {}, cordoned: false, maintenance: false, ...(vmNics ? { vmNics } : {}) },
   };
 }
 

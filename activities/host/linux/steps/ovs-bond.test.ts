@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { StepFailedError, type StepContext } from '../../driver.js';
 import { CommandFailedError, type CommandRunner } from '../command.js';
-import { captured } from '../fixtures.js';
+import { captured, hostPathsIn } from '../fixtures.js';
 import type { HostEnv } from '../host-env.js';
 import { applyOvsBond, revertOvsBond } from './ovs-bond.js';
 
@@ -68,16 +68,7 @@ function host(afterIfup: { bond: string; lacp: string }): { env: HostEnv; calls:
     if (line === 'ifdown --force bond0') up = false;
     return ok('');
   };
-  const paths = {
-    interfaces: path.join(dir, 'interfaces'),
-    backupDir: path.join(dir, 'backups'),
-    grub: path.join(dir, 'grub'),
-    sriovRules: path.join(dir, 'rules'),
-    procCmdline: path.join(dir, 'cmdline'),
-    bootId: path.join(dir, 'boot_id'),
-    stateDir: dir,
-    ifupdown2: path.join(dir, 'no-ifupdown2'),
-  };
+  const paths = hostPathsIn(dir);
   writeFileSync(paths.interfaces, MIXED);
   const never = () => Promise.reject(new Error('not used by ovs-bond'));
   const vfs = new Proxy({}, { get: () => never }) as HostEnv['vfs'];

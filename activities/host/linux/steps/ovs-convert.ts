@@ -8,6 +8,7 @@ import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../obse
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
 import { clearPendingConfirmation, readEarlierConfirmation, recordPendingConfirmation } from '../confirm.js';
 import { recordBaselines } from './verify.js';
+import { tagVmNics, untagVmNics, vmNicSummary, type VmNicReport } from '../vm-nics.js';
 
 type Params = StepParams<'ovs-convert'>;
 const BACKUP_LABEL = 'before-ovs-convert';
@@ -71,12 +72,18 @@ export async function applyOvsConvert(
   const onOvs = !planned.changed && running.type === 'ovs';
   const earlier = await readEarlierConfirmation(env.paths.stateDir, bridge, Date.now());
   if (earlier.kind === 'none' && onOvs) {
+    // A run that stopped between the switch and the VMs' tags finishes the tags.
+    const vmNics = await tagVms(env, bridge, params, ctx);
     ctx.progress(100, `${bridge} is already Open vSwitch`);
+    const tagged = vmNics !== undefined && vmNics.changed.length > 0;
     return {
-      changed: false,
-      summary: `${bridge} is already an Open vSwitch bridge (file and running system)`,
-      before,
-      after: before,
+      changed: tagged,
+      summary: `${bridge} is already an Open vSwitch bridge (file and running system)${vmNics ? `; ${vmNicSummary(vmNics, vmVlanOf(params)) || 'no VM NICs on it'}` : ''}`,
+      before: {
+        ...before,
+        ...(vmNics ? { vmNics: vmNics.changed.map(({ vm, nic, before: b }) => ({ vm, nic, value: b })) } : {}),
+      },
+      after: { ...before, ...(vmNics ? { vmNics: vmNics } : {}) },
     };
   }
   // A re-run after a crash finds the file converted already: the backup it wrote then is the original.
@@ -157,20 +164,62 @@ export async function applyOvsConvert(
   }
   await clearPendingConfirmation(env.paths.stateDir, bridge);
   ctx.audit?.({ type: 'ovs.confirmed', data: { bridge, waitedMs: Date.now() - waitStarted } });
+  const vmNics = await tagVms(env, bridge, params, ctx);
   const afterRunning = await observeBridge(env, bridge);
   ctx.progress(100, `${bridge} runs on Open vSwitch`);
+  const vmPart = vmNics === undefined ? '' : `; ${vmNicSummary(vmNics, vmVlanOf(params)) || 'no VM NICs on it'}`;
   return {
     changed: true,
     summary:
-      earlier.kind === 'waiting' ? `${planned.summary} (confirmed after a host worker restart)` : planned.summary,
-    before,
+      (earlier.kind === 'waiting' ? `${planned.summary} (confirmed after a host worker restart)` : planned.summary) +
+      vmPart,
+    before: {
+      ...before,
+      ...(vmNics ? { vmNics: vmNics.changed.map(({ vm, nic, before: b }) => ({ vm, nic, value: b })) } : {}),
+    },
     after: {
       ...state(planned.text, afterRunning),
+      ...(vmNics ? { vmNics } : {}),
       ifupdown: flavour === 2 ? 'ifupdown2' : 'ifupdown',
       interfacesDiff: lineDiff(restoreText, planned.text),
       backup: backupPath(env, env.paths.interfaces, BACKUP_LABEL),
     },
   };
+}
+
+/** The VLAN the VMs' NICs get on the converted bridge: the plan's vmVlan, else the host's VLAN. */
+const vmVlanOf = (params: Params) => params.vmVlan ?? params.hostVlan;
+
+/**
+ * The VMs' NICs on the converted bridge onto the plan's VLAN, each old value recorded first. A NIC
+ * that cannot be tagged fails the step; the bridge stays converted (the controller confirmed it) and
+ * the step's revert puts back the bridge and the NICs tagged so far.
+ */
+async function tagVms(
+  env: HostEnv,
+  bridge: IfName,
+  params: Params,
+  ctx: StepContext,
+): Promise<VmNicReport | undefined> {
+  if (env.vmNics === undefined) return undefined;
+  const backend = await env.vmNics();
+  const tag = vmVlanOf(params);
+  ctx.progress(90, `VMs on ${bridge} onto VLAN ${tag}`);
+  try {
+    return await tagVmNics(backend, env.paths.stateDir, bridge, tag, ctx);
+  } catch (err) {
+    throwIfAborted(ctx.signal);
+    throw new StepFailedError(
+      `ovs-convert: ${bridge} runs on Open vSwitch, but ${err instanceof Error ? err.message : String(err)}; reverting the step puts back the bridge and the VM NICs tagged so far`,
+      { cause: err },
+    );
+  }
+}
+
+/** The values the VMs' NICs had before the conversion, once the bridge is Linux again (the hypervisor re-plugs them there). */
+async function untagVms(env: HostEnv, bridge: IfName, ctx: StepContext) {
+  if (env.vmNics === undefined) return undefined;
+  return untagVmNics(await env.vmNics(), env.paths.stateDir, bridge, ctx);
 }
 
 /** The dead-man revert: the old file and the Linux bridge back, the pending record gone, the audit told why. */
@@ -219,6 +268,15 @@ export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepCo
   }
   if (!reverse.changed && running.type === 'linux') {
     await clearPendingConfirmation(env.paths.stateDir, bridge);
+    // A revert that stopped after the bridge finishes the VMs' NICs.
+    const vmNics = await untagVms(env, bridge, ctx);
+    if (vmNics !== undefined && vmNics.changed.length > 0)
+      return {
+        changed: true,
+        summary: `${bridge} is already a Linux bridge; ${vmNicSummary(vmNics, undefined)}`,
+        before,
+        after: { ...before, vmNics },
+      };
     return { changed: false, summary: `${bridge} is already a Linux bridge`, before, after: before };
   }
   const backup = await readText(backupPath(env, env.paths.interfaces, BACKUP_LABEL));
@@ -227,11 +285,17 @@ export async function revertOvsConvert(env: HostEnv, params: Params, ctx: StepCo
   ctx.progress(30, `switching ${bridge} back to a Linux bridge${useBackup ? ' from the backup' : ''}`);
   await restore(env, bridge, target, ctx);
   await clearPendingConfirmation(env.paths.stateDir, bridge);
+  const vmNics = await untagVms(env, bridge, ctx);
   const after = state(target, await observeBridge(env, bridge));
+  const vmPart = vmNics !== undefined && vmNics.changed.length > 0 ? `; ${vmNicSummary(vmNics, undefined)}` : '';
+  const since =
+    vmNics !== undefined && vmNics.changedSince.length > 0
+      ? `; left as they are (changed since the conversion): ${vmNics.changedSince.join(', ')}`
+      : '';
   return {
     changed: true,
-    summary: `${bridge} is a Linux bridge again${useBackup ? ' (interfaces file restored from the backup)' : ''}`,
+    summary: `${bridge} is a Linux bridge again${useBackup ? ' (interfaces file restored from the backup)' : ''}${vmPart}${since}`,
     before,
-    after: { ...after, interfacesDiff: lineDiff(current, target) },
+    after: { ...after, interfacesDiff: lineDiff(current, target), ...(vmNics ? { vmNics } : {}) },
   };
 }

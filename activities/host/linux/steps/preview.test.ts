@@ -3,23 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { STEP_PARAMS, type StepCall } from '../../../../schemas/steps.js';
-import { captured } from '../fixtures.js';
+import { captured, LINUX_BRIDGE_INTERFACES } from '../fixtures.js';
 import type { HostEnv } from '../host-env.js';
 import { previewLinuxSteps } from './preview.js';
 
-const INTERFACES = `auto lo
-iface lo inet loopback
-
-iface ens6 inet manual
-
-auto vmbr0
-iface vmbr0 inet static
-\taddress 10.77.0.11/24
-\tgateway 10.77.0.1
-\tbridge-ports ens6
-\tbridge-stp off
-\tbridge-fd 0
-`;
+const INTERFACES = LINUX_BRIDGE_INTERFACES;
 const GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n';
 
 /** A host whose files live in a temporary directory; every command it would run fails the test. */
