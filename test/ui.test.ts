@@ -153,6 +153,11 @@ describe.skipIf(chromium === undefined)(
         '1',
       ]);
       expect(await page.evaluate(`document.querySelector('[data-budget]').textContent`)).toBe('0 of 1 failed hosts');
+      // Sim hosts: the page says so above everything else, and marks each of them.
+      expect(await page.evaluate(`document.querySelector('[data-simulated]')?.textContent`)).toContain(
+        `SIMULATED: ${targets.length} of ${targets.length} hosts run the sim driver`,
+      );
+      expect(await page.evaluate(`document.querySelectorAll('[data-host] [data-sim]').length`)).toBe(targets.length);
       const canary = targets[0] as string;
       const stepOf = `document.querySelector('[data-host="${canary}"] [data-step]').textContent`;
       const firstStep = await page.waitFor<string>(`(${stepOf}) !== '-' && ${stepOf}`, 'the canary on a step');
@@ -173,6 +178,9 @@ describe.skipIf(chromium === undefined)(
         'ovs-convert done',
       );
       await page.waitFor(`document.querySelector('pre.diff')`, 'a diff of a step');
+      expect(await page.evaluate(`document.querySelector('[data-simulated]')?.textContent`)).toContain(
+        'SIMULATED host: its agent runs the sim driver',
+      );
       const events = await page.evaluate<string[]>(
         `[...document.querySelectorAll('[data-event]')].map((e) => e.dataset.event)`,
       );

@@ -8,7 +8,8 @@ import { hostProgressQuery, type HostProgress } from '../../workflows/messages.j
 import { listRollouts, type RolloutRow } from '../../workers/control/rollouts.js';
 import { getRolloutStatus } from '../../workers/control/rollout-status.js';
 import { readInventory } from '../../workers/control/inventory.js';
-import { eventsOf, summarize } from '../audit-render.js';
+import { HostEventCache } from '../../workers/control/host-events.js';
+import { summarize } from '../audit-render.js';
 
 /**
  * What the web view shows, read through the same functions as `refit rollout list|status`,
@@ -25,6 +26,8 @@ export interface RolloutView {
   status: RolloutStatus;
   /** Per host of the rollout: whether it reports presence now; absent when it never reported. */
   online: Record<string, boolean>;
+  /** The hosts of the rollout whose agent runs the sim driver: nothing on them is real. */
+  simulated: string[];
 }
 
 export interface HostEventView {
@@ -42,6 +45,8 @@ export interface HostView {
   rolloutId: string | null;
   /** Whether the host reports presence now; null when it never reported. */
   online: boolean | null;
+  /** Its agent runs the sim driver (nothing on it is real); null when it never reported. */
+  simulated: boolean | null;
   /** The host workflow's own account of its steps, when its latest run belongs to this rollout. */
   progress: { current: HostProgress['current']; steps: StepRecord[] } | null;
   events: HostEventView[];
@@ -55,33 +60,38 @@ const MAX_EVENTS = 300;
 const READ_EARLY_MS = 10 * 60_000;
 
 export function uiReader(client: Client, nc: NatsConnection): UiReader {
+  // A host page polls every 2 s: each poll reads only the audit events stored since the last one.
+  const hostEvents = new HostEventCache((opts) => readTrail(nc, opts), MAX_EVENTS);
   return {
     rollouts: (limit) => listRollouts(client, limit),
     async rollout(id) {
       const [status, inventory] = await Promise.all([getRolloutStatus(client, id), readInventory(nc)]);
       const ids = new Set(status.hosts.map((h) => h.hostId));
       const online: Record<string, boolean> = {};
-      for (const row of inventory.hosts) if (ids.has(row.hostId)) online[row.hostId] = row.online;
-      return { status, online };
+      const simulated: string[] = [];
+      for (const row of inventory.hosts) {
+        if (!ids.has(row.hostId)) continue;
+        online[row.hostId] = row.online;
+        if (row.simulated) simulated.push(row.hostId);
+      }
+      return { status, online, simulated };
     },
     async host(hostId, rolloutId) {
       const status = rolloutId !== undefined ? await getRolloutStatus(client, rolloutId) : undefined;
       const since = status !== undefined ? new Date(Date.parse(status.startedAt) - READ_EARLY_MS) : undefined;
-      const [progress, records, inventory] = await Promise.all([
+      const [progress, { events, total }, inventory] = await Promise.all([
         hostProgress(client, hostId, rolloutId),
-        readTrail(nc, since !== undefined ? { since } : {}),
+        hostEvents.events(hostId, rolloutId, since),
         readInventory(nc),
       ]);
-      const events = eventsOf(records)
-        .map((e) => e.event)
-        .filter((e) => e.hostId === hostId && (rolloutId === undefined || e.rolloutId === rolloutId));
-      const shown = events.slice(-MAX_EVENTS);
+      const row = inventory.hosts.find((h) => h.hostId === hostId);
       return {
         hostId,
         rolloutId: rolloutId ?? null,
-        online: inventory.hosts.find((h) => h.hostId === hostId)?.online ?? null,
+        online: row?.online ?? null,
+        simulated: row?.simulated ?? null,
         progress,
-        events: shown.map((e) => ({
+        events: events.map((e) => ({
           at: e.at,
           type: e.type,
           actor: e.actor,
@@ -89,7 +99,7 @@ export function uiReader(client: Client, nc: NatsConnection): UiReader {
           summary: summarize(e),
           changes: renderChanges(changesOf(e)),
         })),
-        eventsLeftOut: events.length - shown.length,
+        eventsLeftOut: total - events.length,
       };
     },
   };

@@ -22,6 +22,10 @@ const state = (s) => h('span', { class: `state s-${s}`, 'data-state': s }, s);
 const rolloutHref = (id) => `#/rollouts/${encodeURIComponent(id)}`;
 const hostHref = (rolloutId, hostId) => `${rolloutHref(rolloutId)}/hosts/${encodeURIComponent(hostId)}`;
 
+/** A page that shows hosts of the sim driver says so before anything else: nothing on them is real. */
+const simulatedBanner = (text) => h('p', { class: 'simulated', 'data-simulated': '' }, text);
+const simTag = () => h('span', { class: 'sim-tag', 'data-sim': '' }, 'SIMULATED');
+
 /** A time in the browser's zone and in UTC, as the CLI shows windows in both. */
 function when(iso) {
   if (!iso) return '-';
@@ -98,7 +102,8 @@ function rolloutsPage(rows) {
   return { trail: [h('span', {}, 'rollouts')], content: [h('h1', {}, 'Rollouts'), body] };
 }
 
-function rolloutPage({ status: s, online }) {
+function rolloutPage({ status: s, online, simulated = [] }) {
+  const sim = new Set(simulated);
   const budget = s.failureBudget;
   const used = budget.maxFailedHosts > 0 ? Math.min(100, (100 * budget.failed) / budget.maxFailedHosts) : 0;
   const cards = [
@@ -154,7 +159,7 @@ function rolloutPage({ status: s, online }) {
     h(
       'tr',
       { 'data-host': host.hostId },
-      h('td', {}, link(hostHref(s.id, host.hostId), host.hostId)),
+      h('td', {}, link(hostHref(s.id, host.hostId), host.hostId), sim.has(host.hostId) ? simTag() : null),
       h('td', {}, state(host.fate ?? host.state)),
       h('td', { 'data-step': '' }, host.step ?? '-'),
       h('td', {}, online[host.hostId] === undefined ? 'never seen' : online[host.hostId] ? 'online' : 'offline'),
@@ -200,6 +205,11 @@ function rolloutPage({ status: s, online }) {
     trail: [link('#/', 'rollouts'), h('span', {}, s.id)],
     content: [
       h('h1', {}, `${s.name} `, h('span', { class: 'muted' }, s.id)),
+      sim.size > 0
+        ? simulatedBanner(
+            `SIMULATED: ${sim.size} of ${s.hosts.length} hosts run the sim driver (marked SIMULATED below): nothing on them is real, their steps change only the simulation's model`,
+          )
+        : null,
       h('div', { class: 'cards' }, cards),
       waves,
       extra,
@@ -268,7 +278,12 @@ function hostPage(v, rolloutId) {
       ? [link('#/', 'rollouts'), link(rolloutHref(rolloutId), rolloutId), h('span', {}, v.hostId)]
       : [link('#/', 'rollouts'), h('span', {}, v.hostId)],
     content: [
-      h('h1', {}, v.hostId),
+      h('h1', {}, v.hostId, v.simulated ? simTag() : null),
+      v.simulated
+        ? simulatedBanner(
+            "SIMULATED host: its agent runs the sim driver; nothing on it is real, its steps, files and VMs are the simulation's model",
+          )
+        : null,
       h(
         'div',
         { class: 'cards' },
