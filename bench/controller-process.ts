@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { loadConfig } from '../workers/config.js';
-import { startControllerWorker } from '../workers/controller.js';
+import { startControllerWorker, type ControllerTuning } from '../workers/controller.js';
 import { createLogger } from '../workers/log.js';
 import { untilStopSignal } from '../workers/host/host-process.js';
 import { benchActivities } from './activities.js';
@@ -17,7 +17,10 @@ import { BENCH_TASK_QUEUE } from './names.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const config = loadConfig();
 const log = createLogger('refit-bench-controller');
-const controller = await startControllerWorker(config, log);
+// The bench's --controller-worker settings, if any.
+const tuning = JSON.parse(process.env.REFIT_BENCH_CONTROLLER_TUNING ?? '{}') as ControllerTuning;
+const controller = await startControllerWorker(config, log, { tuning });
+if (Object.keys(tuning).length > 0) log.info({ tuning }, 'controller worker settings from the bench');
 const connection = await NativeConnection.connect({ address: config.temporalAddress });
 const baseline = await Worker.create({
   connection,

@@ -10,7 +10,14 @@ import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { getRolloutStatus, rolloutEnd } from '../workers/control/rollout-status.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
-import { controllerIdentity, freePorts, startStack, stopStack } from '../workers/dev/stack.js';
+import {
+  controllerIdentity,
+  freePorts,
+  startStack,
+  stopStack,
+  type TemporalServerOptions,
+} from '../workers/dev/stack.js';
+import type { ControllerTuning } from '../workers/controller.js';
 import { loadConfig, type RefitConfig, type StackFile } from '../workers/config.js';
 import { connectNats } from '../workers/nats.js';
 import { startChild, type Child } from './child.js';
@@ -45,6 +52,8 @@ export interface Harness {
   cleanup: Cleanup;
   log: (name: string) => string;
   say(line: string): void;
+  /** The dev server's own Prometheus metrics. */
+  temporalMetricsUrl: string;
 }
 
 export interface BenchStack {
@@ -64,7 +73,11 @@ export interface BenchStack {
 export async function startBenchStack(
   cleanup: Cleanup,
   say: (line: string) => void,
-  { prefix, keepHome }: { prefix: string; keepHome: boolean },
+  {
+    prefix,
+    keepHome,
+    temporalServer = {},
+  }: { prefix: string; keepHome: boolean; temporalServer?: TemporalServerOptions },
 ): Promise<BenchStack> {
   const home = mkdtempSync(path.join(os.tmpdir(), prefix));
   mkdirSync(path.join(home, 'logs'), { recursive: true });
@@ -79,7 +92,7 @@ export async function startBenchStack(
     number,
   ];
   cleanup.defer('the stack', () => stopStack(home));
-  const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort });
+  const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort, temporalServer });
   say(`stack up in ${home}: Temporal ${stack.temporal.address}, NATS ${stack.nats.url}`);
   const config = loadConfig({ home, temporalAddress: stack.temporal.address, natsUrl: stack.nats.url }, {});
   const env: NodeJS.ProcessEnv = {
@@ -96,14 +109,25 @@ export async function startBenchStack(
  * A fresh home in the temp dir, the embedded stack on free loopback ports, the controller process,
  * a Temporal client and a NATS connection. Everything is registered with `cleanup`.
  */
-export async function startHarness(cleanup: Cleanup, say: (line: string) => void, keepHome: boolean): Promise<Harness> {
-  const { home, stack, config, env, log } = await startBenchStack(cleanup, say, { prefix: 'refit-bench-', keepHome });
+export async function startHarness(
+  cleanup: Cleanup,
+  say: (line: string) => void,
+  keepHome: boolean,
+  o: { temporalDb?: 'file' | 'memory'; controllerWorker?: ControllerTuning } = {},
+): Promise<Harness> {
+  const [metricsPort] = (await freePorts(1)) as [number];
+  const { home, stack, config, env, log } = await startBenchStack(cleanup, say, {
+    prefix: 'refit-bench-',
+    keepHome,
+    temporalServer: { inMemory: o.temporalDb === 'memory', metricsPort },
+  });
+  if (o.temporalDb === 'memory') say('Temporal dev server: workflows kept in memory, not in SQLite');
 
   const controller = await startChild<unknown>(
     'controller',
     path.join(here, 'controller-process.js'),
     [],
-    env,
+    { ...env, REFIT_BENCH_CONTROLLER_TUNING: JSON.stringify(o.controllerWorker ?? {}) },
     log('controller'),
   );
   cleanup.defer('the controller', () => controller.stop());
@@ -111,7 +135,19 @@ export async function startHarness(cleanup: Cleanup, say: (line: string) => void
   cleanup.defer('the Temporal client', () => connection.close());
   const nc = await connectNats(controllerIdentity(home, stack.nats.url));
   cleanup.defer('the NATS connection', () => nc.close());
-  return { home, stack, config, client: new Client({ connection }), nc, controller, env, cleanup, log, say };
+  return {
+    home,
+    stack,
+    config,
+    client: new Client({ connection }),
+    nc,
+    controller,
+    env,
+    cleanup,
+    log,
+    say,
+    temporalMetricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+  };
 }
 
 /** A simulated fleet in its own process, started once all its hosts report presence. */

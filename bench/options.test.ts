@@ -4,7 +4,8 @@ import { BenchUsageError, benchOptions } from './options.js';
 describe('bench options', () => {
   it('runs every section but scale unless asked', () => {
     const o = benchOptions([], {}, '/repo');
-    expect(o.sections).toEqual(['dispatch', 'footprint', 'throughput', 'ansible', 'modelled']);
+    expect(o.sections).toEqual(['dispatch', 'footprint', 'throughput', 'ansible', 'modelled', 'history', 'carried']);
+    expect(o.carriedHosts).toBe(100_000);
     expect(o.scaleHosts).toBe(10_000);
   });
 
@@ -19,7 +20,23 @@ describe('bench options', () => {
     expect(o.scaleFleets).toBe(3);
   });
 
+  it('takes the controller worker settings and the dev server store', () => {
+    const o = benchOptions(
+      ['--controller-worker', 'maxConcurrentWorkflowTaskPolls=20, maxCachedWorkflows=0', '--temporal-db', 'memory'],
+      {},
+      '/repo',
+    );
+    expect(o.controllerWorker).toEqual({ maxConcurrentWorkflowTaskPolls: 20, maxCachedWorkflows: 0 });
+    expect(o.temporalDb).toBe('memory');
+    expect(benchOptions([], {}, '/repo')).toMatchObject({ controllerWorker: {}, temporalDb: 'file' });
+  });
+
   it('refuses what it cannot run, naming the flag', () => {
+    expect(() => benchOptions(['--controller-worker', 'pollers=3'], {}, '/repo')).toThrow(/"pollers" is not one of/);
+    expect(() => benchOptions(['--controller-worker', 'maxCachedWorkflows=x'], {}, '/repo')).toThrow(
+      /maxCachedWorkflows=x needs a whole number/,
+    );
+    expect(() => benchOptions(['--temporal-db', 'disk'], {}, '/repo')).toThrow(/--temporal-db/);
     expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(BenchUsageError);
     expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(/--scale-hosts/);
     expect(() => benchOptions(['--sections', 'scal'], {}, '/repo')).toThrow(/unknown section "scal"/);

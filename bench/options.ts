@@ -1,11 +1,21 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { RefitError } from '../schemas/errors.js';
+import { CONTROLLER_TUNING_KEYS, type ControllerTuning } from '../workers/controller.js';
 
-export const SECTIONS = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled', 'scale'] as const;
+export const SECTIONS = [
+  'dispatch',
+  'footprint',
+  'throughput',
+  'ansible',
+  'modelled',
+  'history',
+  'carried',
+  'scale',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 /** `scale` (10,000 hosts, ~30 min) runs only when asked for. */
-export const DEFAULT_SECTIONS: readonly Section[] = ['dispatch', 'footprint', 'throughput', 'ansible', 'modelled'];
+export const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'scale');
 
 export interface BenchOptions {
   sections: Section[];
@@ -25,10 +35,16 @@ export interface BenchOptions {
   modelInFlight: number;
   idleSeconds: number;
   busySeconds: number;
+  /** Hosts of the modelled continue-as-new state (`carried`). */
+  carriedHosts: number;
   scaleHosts: number;
   scaleFleets: number;
   scaleInFlight: number;
   scalePresenceMs: number;
+  /** The controller worker's concurrency settings, beyond its defaults. */
+  controllerWorker: ControllerTuning;
+  /** The dev server's store: the home's SQLite file (as `refit dev up`), or memory. */
+  temporalDb: 'file' | 'memory';
   out: string;
   keepHome: boolean;
 }
@@ -49,10 +65,13 @@ const FLAGS = {
   'model-in-flight': 'REFIT_BENCH_MODEL_IN_FLIGHT',
   'idle-seconds': 'REFIT_BENCH_IDLE_SECONDS',
   'busy-seconds': 'REFIT_BENCH_BUSY_SECONDS',
+  'carried-hosts': 'REFIT_BENCH_CARRIED_HOSTS',
   'scale-hosts': 'REFIT_BENCH_SCALE_HOSTS',
   'scale-fleets': 'REFIT_BENCH_SCALE_FLEETS',
   'scale-in-flight': 'REFIT_BENCH_SCALE_IN_FLIGHT',
   'scale-presence-ms': 'REFIT_BENCH_SCALE_PRESENCE_MS',
+  'controller-worker': 'REFIT_BENCH_CONTROLLER_WORKER',
+  'temporal-db': 'REFIT_BENCH_TEMPORAL_DB',
   out: 'REFIT_BENCH_OUT',
   keep: 'REFIT_BENCH_KEEP',
 } as const;
@@ -88,6 +107,24 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
     if (!(SECTIONS as readonly string[]).includes(s))
       throw new BenchUsageError(`unknown section "${s}"; sections are ${SECTIONS.join(', ')}`);
   }
+  const controllerWorker: ControllerTuning = {};
+  for (const pair of get('controller-worker', '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
+    const [key, value] = pair.split('=');
+    if (!(CONTROLLER_TUNING_KEYS as readonly string[]).includes(key ?? ''))
+      throw new BenchUsageError(
+        `--controller-worker / ${FLAGS['controller-worker']}: "${key ?? ''}" is not one of ${CONTROLLER_TUNING_KEYS.join(', ')}`,
+      );
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0)
+      throw new BenchUsageError(`--controller-worker / ${FLAGS['controller-worker']}: ${pair} needs a whole number`);
+    controllerWorker[key as keyof ControllerTuning] = n;
+  }
+  const temporalDb = get('temporal-db', 'file');
+  if (temporalDb !== 'file' && temporalDb !== 'memory')
+    throw new BenchUsageError(`--temporal-db / ${FLAGS['temporal-db']} is file or memory, not "${temporalDb}"`);
   const yes = (flag: Flag, fallback: string) => ['1', 'true', 'yes'].includes(get(flag, fallback).toLowerCase());
   return {
     sections: sections as Section[],
@@ -103,10 +140,13 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
     modelInFlight: count('model-in-flight', '10'),
     idleSeconds: count('idle-seconds', '30'),
     busySeconds: count('busy-seconds', '15'),
+    carriedHosts: count('carried-hosts', '100000'),
     scaleHosts: count('scale-hosts', '10000'),
     scaleFleets: count('scale-fleets', '4'),
     scaleInFlight: count('scale-in-flight', '200'),
     scalePresenceMs: count('scale-presence-ms', '60000'),
+    controllerWorker,
+    temporalDb,
     out: path.resolve(root, get('out', path.join('bench', 'results', 'latest.json'))),
     keepHome: yes('keep', '0'),
   };

@@ -1,6 +1,8 @@
 import type { AnsibleRun } from './ansible.js';
+import type { CarriedRun } from './carried.js';
 import type { DispatchResult } from './dispatch.js';
 import type { FootprintResult } from './footprint.js';
+import type { HistoryRun } from './history.js';
 import { round, type Percentiles } from './stats.js';
 import type { ModelledRun } from './modelled.js';
 import type { ScaleRun } from './scale.js';
@@ -12,6 +14,8 @@ export interface BenchResults {
   throughput: ThroughputRun[];
   ansible: AnsibleRun[];
   modelled: ModelledRun[];
+  history?: HistoryRun;
+  carried?: CarriedRun;
   scale?: ScaleRun;
 }
 
@@ -205,6 +209,36 @@ export function renderTables(r: BenchResults): string {
       ),
     );
   }
+  if (r.history) {
+    const hr = r.history;
+    out.push(`### History events per host-step (the campaign on one SIMULATED host: ${hr.steps.join(', ')})`);
+    out.push(
+      table(
+        ['events', 'steps', 'per step', 'by type', 'state'],
+        [
+          [
+            hr.events,
+            hr.steps.length,
+            hr.perStep,
+            Object.entries(hr.byType)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', '),
+            hr.state,
+          ],
+        ],
+      ),
+    );
+  }
+  if (r.carried) {
+    const c = r.carried;
+    out.push(`### What a rollout carries through continue-as-new (modelled, ${c.hosts} hosts)`);
+    out.push(
+      table(
+        ['hosts', 'failed', 'racks', 'as carried before KB', 'compact KB', 'model ms'],
+        [[c.hosts, c.failed, c.racks, c.beforeKb, c.compactKb, c.ms]],
+      ),
+    );
+  }
   const x = r.scale;
   if (x) {
     out.push(
@@ -248,6 +282,24 @@ export function renderTables(r: BenchResults): string {
     );
     out.push(
       `enrolment ${fmt(x.enrolS)} s, fleet start ${fmt(x.fleetStartS)} s; peak RSS MB: controller ${fmt(x.peakRssMb.controller)}, fleets ${fmt(x.peakRssMb.fleets)} (sum of the processes' peaks), Temporal ${fmt(x.peakRssMb.temporal)}, NATS ${fmt(x.peakRssMb.nats)}`,
+    );
+    const p = x.pace;
+    const tasks = (t: typeof p.hosts) =>
+      `${t.workflowTasks} workflow tasks in ${t.histories} histories, queued p50 ${fmt(t.queueMs.p50)} ms (sum ${fmt(t.queueMs.sum / 1000)} s), running p50 ${fmt(t.runMs.p50)} ms (sum ${fmt(t.runMs.sum / 1000)} s), a task queued or running ${fmt(t.busyPct)}% of the time`;
+    const totals = (r: Record<string, { seconds: number; count: number }>) =>
+      Object.entries(r)
+        .map(([k, v]) => `${k} ${fmt(v.seconds)} s/${v.count}`)
+        .join(', ');
+    out.push(
+      [
+        `where the time went: load average ${fmt(x.loadAverage[0])} → ${fmt(x.loadAverage[1])}`,
+        `- rollout: ${tasks(p.rollout)}; ${fmt(p.rollout.eventsPerS)} events/s`,
+        `- host workflows (sample): ${tasks(p.hosts)}`,
+        `- Temporal persistence (s summed/calls): ${totals(p.server.persistence)}`,
+        `- Temporal visibility: ${totals(p.server.visibility)}`,
+        `- mutable-state locks held: ${totals(p.server.lockHeld)}`,
+        `- task schedule → start in matching: ${totals(p.server.scheduleToStart)}`,
+      ].join('\n'),
     );
   }
   return out.join('\n\n');
@@ -336,6 +388,95 @@ export function checkTargets(r: BenchResults): Target[] {
     });
   }
   return targets;
+}
+
+export interface IssueTarget {
+  measure: string;
+  /** As issue #17 recorded it. */
+  today: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+/** Issue #17's six targets, each with the value the issue started from and what this run measured. */
+export function checkIssueTargets(r: BenchResults): IssueTarget[] {
+  const notRun = (what: string) => ({ measured: `not measured (${what} not run)`, met: null });
+  const d = r.dispatch;
+  const t1000 = r.throughput.find((t) => t.hosts === 1000);
+  const largest = r.throughput.at(-1);
+  const a1000 = r.ansible.find((a) => a.hosts === 1000 && a.module === 'command');
+  const c = r.carried;
+  return [
+    {
+      measure: 'dispatched step p50 ÷ bare activity p50',
+      today: '4.42×',
+      target: '≤ 2×',
+      ...(d ? { measured: `${fmt(d.activity.ratioP50)}×`, met: d.activity.ratioP50 <= 2 } : notRun('dispatch')),
+    },
+    {
+      measure: 'hostMaintenance with one step ÷ workflow with one bare activity',
+      today: '2.33×',
+      target: '≤ 1.5×',
+      ...(d ? { measured: `${fmt(d.endToEnd.ratioP50)}×`, met: d.endToEnd.ratioP50 <= 1.5 } : notRun('dispatch')),
+    },
+    {
+      measure: 'CPU per host-step, whole system, N = 1,000',
+      today: '93 ms',
+      target: '≤ 45 ms',
+      ...(t1000
+        ? { measured: `${fmt(t1000.cpuMsPerHostStep)} ms`, met: t1000.cpuMsPerHostStep <= 45 }
+        : largest
+          ? { measured: `N = 1,000 not run; ${fmt(largest.cpuMsPerHostStep)} ms at N = ${largest.hosts}`, met: null }
+          : notRun('throughput')),
+    },
+    {
+      measure: 'Ansible command module ÷ refit, wall, N = 1,000',
+      today: '2.96×',
+      target: '≥ 5×',
+      ...(t1000 && a1000
+        ? {
+            measured: `${fmt(a1000.wallS / t1000.wallS)}×${a1000.measured ? '' : ' (Ansible projected from a smaller N)'}`,
+            met: a1000.wallS / t1000.wallS >= 5,
+          }
+        : notRun('throughput and ansible at N = 1,000')),
+    },
+    {
+      measure: 'carried state at 100,000 hosts',
+      today: 'over the 2 MB limit',
+      target: 'bounded, under 256 KB',
+      ...(c
+        ? {
+            measured: `${fmt(c.compactKb)} KB at ${c.hosts} hosts, modelled (${fmt(c.beforeKb)} KB as carried before)`,
+            met: c.hosts >= 100_000 ? c.compactKb < 256 : null,
+          }
+        : notRun('carried')),
+    },
+    {
+      measure: 'history events per host-step',
+      today: '~10',
+      target: '≤ 6',
+      ...(r.history
+        ? {
+            measured: `${fmt(r.history.perStep)} (${r.history.events} events, ${r.history.steps.length} steps)`,
+            met: r.history.perStep <= 6,
+          }
+        : notRun('history')),
+    },
+  ];
+}
+
+export function renderIssueTargets(targets: IssueTarget[]): string {
+  return table(
+    ['measure', 'today (issue #17)', 'target', 'this run', 'met'],
+    targets.map((t) => [
+      t.measure,
+      t.today,
+      t.target,
+      t.measured,
+      t.met === null ? 'not measured' : t.met ? 'yes' : 'NO',
+    ]),
+  );
 }
 
 export function renderTargets(targets: Target[]): string {

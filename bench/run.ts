@@ -7,10 +7,19 @@ import { findTool } from '../workers/dev/tools.js';
 import { ansiblePlaybookBin, projectAnsible, runAnsible } from './ansible.js';
 import { measureDispatch } from './dispatch.js';
 import { measureFootprint } from './footprint.js';
+import { measureCarried } from './carried.js';
 import { Cleanup, startHarness } from './harness.js';
+import { measureHistory } from './history.js';
 import { measureModelled } from './modelled.js';
 import { BenchUsageError, benchOptions, type BenchOptions } from './options.js';
-import { checkTargets, renderTables, renderTargets, type BenchResults } from './report.js';
+import {
+  checkIssueTargets,
+  checkTargets,
+  renderIssueTargets,
+  renderTables,
+  renderTargets,
+  type BenchResults,
+} from './report.js';
 import { measureScale } from './scale.js';
 import { hostsInFlight, measureThroughput } from './throughput.js';
 
@@ -51,7 +60,10 @@ try {
   say(
     `${machine.cpus} CPUs, ${machine.memoryGb} GB; node ${machine.versions.node}, ${machine.versions.temporal}, ${machine.versions.natsServer}, ${machine.versions.ansibleCore}`,
   );
-  const h = await startHarness(cleanup, say, options.keepHome);
+  const h = await startHarness(cleanup, say, options.keepHome, {
+    temporalDb: options.temporalDb,
+    controllerWorker: options.controllerWorker,
+  });
 
   if (want('dispatch')) {
     results.dispatch = await measureDispatch(h, {
@@ -101,6 +113,11 @@ try {
       );
     }
   }
+  if (want('history')) results.history = await measureHistory(h);
+  if (want('carried')) {
+    say(`carried: the continue-as-new state of ${options.carriedHosts} hosts, modelled`);
+    results.carried = measureCarried(options.carriedHosts);
+  }
 
   if (want('scale')) {
     results.scale = await measureScale(h, {
@@ -112,7 +129,9 @@ try {
   }
 
   const report = writeReport();
-  process.stdout.write(`${renderTables(results)}\n\n### Targets\n\n${renderTargets(report.targets)}\n\n`);
+  process.stdout.write(
+    `${renderTables(results)}\n\n### Targets\n\n${renderTargets(report.targets)}\n\n### Issue #17 targets\n\n${renderIssueTargets(report.issueTargets)}\n\n`,
+  );
   say(`took ${report.minutes} minutes; results in ${path.relative(process.cwd(), options.out)}`);
 } catch (err) {
   failure = err;
@@ -153,6 +172,7 @@ function writeReport(failed?: string) {
     options: { ...options, out: path.relative(root, options.out) },
     results,
     targets,
+    issueTargets: checkIssueTargets(results),
     note: 'Shared machine: absolute times are noisy; ratios measured in the same run are what count.',
   };
   mkdirSync(path.dirname(options.out), { recursive: true });

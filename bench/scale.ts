@@ -2,11 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { enrollHosts } from '../workers/dev/enroll.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { waitForHostsOnline } from '../workers/control/inventory.js';
-import { SEARCH_ATTRIBUTES } from '../schemas/names.js';
+import { SEARCH_ATTRIBUTES, hostWorkflowId } from '../schemas/names.js';
+import pLimit from 'p-limit';
 import type { HostState } from '../schemas/rollout.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { awaitRollout, hostHistoryLengths, rolloutRunEvents, settle, startFleet, type Harness } from './harness.js';
 import { benchPlan, NO_WAIT } from './plans.js';
+import {
+  runTaskTimes,
+  scrape,
+  serverPace,
+  summariseTasks,
+  workflowTaskTimes,
+  type ServerPace,
+  type TaskSummary,
+} from './pace.js';
 import { loadAverage, ProcessMeter } from './proc.js';
 import { round } from './stats.js';
 
@@ -46,6 +56,14 @@ export interface ScaleRun {
     statusBytes: number;
     planBytes: number;
   };
+  /** Where the time went: the dev server's metrics over the rollout, and workflow tasks from histories. */
+  pace: {
+    server: ServerPace;
+    /** The rollout's runs: its workflow tasks (one workflow's tasks run one at a time). */
+    rollout: TaskSummary & { eventsPerS: number; byType: Record<string, number> };
+    /** A sample of host workflows. */
+    hosts: TaskSummary;
+  };
   hostWorkflows: {
     /** Counted by Temporal's visibility: host workflows of this rollout that completed. */
     completed: number;
@@ -58,6 +76,8 @@ export interface ScaleRun {
 
 const STEPS = ['verify'] as const;
 const HISTORY_SAMPLE = 200;
+/** Host workflows whose histories are read for their workflow tasks. */
+const PACE_SAMPLE = 50;
 
 /**
  * 6. Scale: one rollout across a large SIMULATED fleet (10,000 hosts by default), one no-op step per
@@ -117,11 +137,13 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
     const id = `bench-scale-${allIds.length}-${randomBytes(3).toString('hex')}`;
     h.say(`scale: rollout ${id} across ${allIds.length} hosts, ${maxInFlight} in flight, steps ${STEPS.join(',')}`);
     const loadAtStart = loadAverage();
+    const metricsBefore = await scrape(h.temporalMetricsUrl);
     const started = performance.now();
     const status = await startRollout(h.client, h.config.taskQueue, plan, id)
       .then(() => awaitRollout(h, id, 7_200_000, { progressEveryMs: 60_000 }))
       .finally(() => meter.stop());
     const wallS = (performance.now() - started) / 1000;
+    const metricsAfter = await scrape(h.temporalMetricsUrl);
     const loadAtEnd = loadAverage();
     const { cpuS: cpu, peakRssMb: peak } = meter.stop();
     const fleetKeys = fleets.map((_, i) => `fleet${i}`);
@@ -156,6 +178,15 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
       allIds.filter((_, i) => i % step === 0),
     );
     const totalEvents = eventsPerRun.reduce((a, b) => a + b, 0);
+    const rolloutRuns = await runTaskTimes(h.client, id);
+    const rolloutByType: Record<string, number> = {};
+    for (const r of rolloutRuns)
+      for (const [k, v] of Object.entries(r.byType)) rolloutByType[k] = (rolloutByType[k] ?? 0) + v;
+    const hostTasks = await pLimit(8).map(
+      allIds.filter((_, i) => i % Math.max(1, Math.floor(allIds.length / PACE_SAMPLE)) === 0),
+      async (hostId) =>
+        workflowTaskTimes((await h.client.workflow.getHandle(hostWorkflowId(hostId)).fetchHistory()).events ?? []),
+    );
     return {
       hosts: allIds.length,
       fleets: parts.length,
@@ -183,6 +214,15 @@ export async function measureScale(h: Harness, o: ScaleOptions): Promise<ScaleRu
         eventsPerHost: round(totalEvents / allIds.length, 2),
         statusBytes: Buffer.byteLength(JSON.stringify(status)),
         planBytes: Buffer.byteLength(JSON.stringify(plan)),
+      },
+      pace: {
+        server: serverPace(metricsBefore, metricsAfter),
+        rollout: {
+          ...summariseTasks(rolloutRuns),
+          eventsPerS: round(totalEvents / wallS, 1),
+          byType: rolloutByType,
+        },
+        hosts: summariseTasks(hostTasks),
       },
       hostWorkflows: {
         completed,

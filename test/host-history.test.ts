@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { defaultPayloadConverter } from '@temporalio/client';
-import type { temporal } from '@temporalio/proto';
 import { phaseKey } from '../workflows/messages.js';
 import { hostWorkflowId } from '../schemas/names.js';
 import { simHostIds } from '../workers/sim/fleet.js';
 import { CAMPAIGN_STEPS, campaignStepsYaml } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { recordHistory } from './helpers/history.js';
+import { eventCounts, eventSummary } from '../bench/history.js';
 
 // How many history events a host workflow writes per step (issue 17, docs/BENCHMARKS.md "History
 // events per host-step"), counted from the real history of a finished host workflow.
@@ -15,16 +14,6 @@ import { recordHistory } from './helpers/history.js';
 const hosts = simHostIds(2, `hh${randomBytes(2).toString('hex')}`);
 const host = hosts[0] as string;
 const suite = useSimFleet({ hosts, speed: 8, rebootPauseMs: 200 });
-
-type Event = temporal.api.history.v1.IHistoryEvent;
-/** An event's type as Temporal names it (`ActivityTaskScheduled`), from the attributes it carries. */
-const typeOf = (e: Event): string =>
-  (Object.keys(e).find((k) => k.endsWith('EventAttributes') && e[k as keyof Event] != null) ?? 'unknown')
-    .replace(/EventAttributes$/, '')
-    .replace(/^./, (c) => c.toUpperCase());
-
-const summaryOf = (e: Event): unknown =>
-  e.userMetadata?.summary ? defaultPayloadConverter.fromPayload(e.userMetadata.summary) : undefined;
 
 describe('a host workflow through the whole campaign', () => {
   it('writes at most 9.5 history events per step, its audit events stored as local activities', async () => {
@@ -37,8 +26,7 @@ ${campaignStepsYaml()}
 `);
     expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
     const events = (await suite.controller.client.workflow.getHandle(hostWorkflowId(host)).fetchHistory()).events ?? [];
-    const byType: Record<string, number> = {};
-    for (const e of events) byType[typeOf(e)] = (byType[typeOf(e)] ?? 0) + 1;
+    const byType = eventCounts(events);
     const perStep = events.length / CAMPAIGN_STEPS.length;
     console.log(
       `host workflow: ${events.length} events for ${CAMPAIGN_STEPS.length} steps (${perStep.toFixed(2)} per step): ${JSON.stringify(byType)}`,
@@ -46,7 +34,7 @@ ${campaignStepsYaml()}
     // One dispatchStep per step and the reboot's awaitReboot; the audit events are local activities' markers.
     expect(byType.ActivityTaskScheduled).toBe(CAMPAIGN_STEPS.length + 1);
     const audits = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
-    expect(audits.map(summaryOf)).toEqual([`${host} · host.started`, `${host} · host.succeeded`]);
+    expect(audits.map(eventSummary)).toEqual([`${host} · host.started`, `${host} · host.succeeded`]);
     // The phase set at the start (running) and the end, none per step.
     const phases = events.filter(
       (e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[phaseKey.name],

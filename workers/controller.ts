@@ -53,6 +53,16 @@ export interface ControllerWorker {
   metricsUrl: string | undefined;
 }
 
+/** The Temporal worker's concurrency settings the bench varies (docs/BENCHMARKS.md "Where the time goes"). */
+export const CONTROLLER_TUNING_KEYS = [
+  'maxConcurrentWorkflowTaskExecutions',
+  'maxConcurrentActivityTaskExecutions',
+  'maxConcurrentWorkflowTaskPolls',
+  'maxConcurrentActivityTaskPolls',
+  'maxCachedWorkflows',
+] as const;
+export type ControllerTuning = Partial<Record<(typeof CONTROLLER_TUNING_KEYS)[number], number>>;
+
 let runtimeInstalled = false;
 /** The Temporal SDK's own Prometheus exporter, when the runtime was installed with one. */
 let sdkMetricsUrl: string | undefined;
@@ -64,7 +74,12 @@ let sdkMetricsUrl: string | undefined;
 export async function startControllerWorker(
   config: RefitConfig,
   log: Logger,
-  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy; metrics?: MetricsSetting } = {},
+  opts: {
+    maxConcurrentActivities?: number;
+    connect?: ConnectPolicy;
+    metrics?: MetricsSetting;
+    tuning?: ControllerTuning;
+  } = {},
 ): Promise<ControllerWorker> {
   // Served while the controller still waits for its servers: /healthz then says so.
   const metrics = opts.metrics === undefined ? undefined : await openMetricsEndpoint(opts.metrics, log, 'controller');
@@ -79,7 +94,7 @@ export async function startControllerWorker(
 async function startWorker(
   config: RefitConfig,
   log: Logger,
-  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy },
+  opts: { maxConcurrentActivities?: number; connect?: ConnectPolicy; tuning?: ControllerTuning },
   metrics: MetricsEndpoint | undefined,
 ): Promise<ControllerWorker> {
   metrics?.check('temporal', () => 'not connected to Temporal yet');
@@ -153,6 +168,7 @@ async function startWorker(
       }),
       // Dispatch activities mostly wait on hosts; one per host in flight.
       maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
+      ...opts.tuning,
     });
   } catch (err) {
     for (const stop of stops) stop();

@@ -1,68 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { Plan, type PlanInput } from '../schemas/plan.js';
-import type { RolloutCarried, RolloutInput } from '../schemas/rollout.js';
+import type { Plan } from '../schemas/plan.js';
 import { compactCarried, decodeIds, encodeIds, expandCarried, expandPlan, planWithoutHosts } from './carried.js';
-import { RolloutMachine } from './rollout-machine.js';
-import { newRollout } from './rollout-state.js';
+import { MODEL_T0 as T0, finishedRollout, modelCarried, modelPlan as planOf, numberedHosts } from './carried-model.js';
 
-const T0 = Date.UTC(2026, 0, 5, 12);
-
-function planOf(hosts: string[], extra: Partial<PlanInput> = {}): Plan {
-  return Plan.parse({
-    apiVersion: 'refit/v1',
-    kind: 'Campaign',
-    name: 'carried-test',
-    targets: { hosts },
-    steps: [{ kind: 'drain' }, { kind: 'verify', params: { targets: [{ address: '10.0.0.1' }] } }, { kind: 'undrain' }],
-    ...extra,
-  });
-}
-
-/** A rollout over `hosts`, resolved, then driven as its loop would: every host started and finished succeeded, but `outcomes`. */
-function finishedRollout(
-  hosts: string[],
-  plan: Plan,
-  o: {
-    labels?: Record<string, Record<string, string>>;
-    offline?: string[];
-    outcomes?: Record<string, 'failed' | 'held'>;
-  } = {},
-): RolloutCarried {
-  const carried = newRollout({ rolloutId: 'r', plan, startedBy: 'test' }, T0);
-  const machine = new RolloutMachine(plan, carried);
-  machine.targetsResolved(
-    {
-      hostIds: hosts.filter((h) => !o.offline?.includes(h)),
-      missing: o.offline ?? [],
-      excluded: [],
-      labels: o.labels ?? {},
-      ...(o.offline ? { offline: o.offline } : {}),
-    },
-    T0,
-  );
-  for (const h of machine.status.hosts) {
-    if (h.state !== 'pending') continue;
-    machine.status.counts.pending -= 1;
-    Object.assign(h, { state: 'running', attempts: 1 });
-    machine.status.counts.running += 1;
-    const failed = o.outcomes?.[h.hostId];
-    machine.hostFinished(h.hostId, {
-      hostId: h.hostId,
-      state: failed ?? 'succeeded',
-      steps: plan.steps.map((s, index) => ({
-        index,
-        kind: s.kind,
-        mode: 'apply',
-        state: failed && index === 1 ? 'failed' : 'succeeded',
-      })),
-      ...(failed ? { error: `verify: 100% loss to 10.0.0.1 from ${h.hostId}` } : {}),
-    });
-  }
-  return machine.carryOver();
-}
-
-const numbered = (n: number, prefix = 'x1-', width = 6) =>
-  Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(width, '0')}`);
+const numbered = numberedHosts;
 
 describe('host ids in runs', () => {
   it('gives back ids in order: numbered runs, gaps, other widths, plain names and odd numbers', () => {
@@ -123,29 +64,13 @@ describe('the compact carried state', () => {
   });
 
   it('keeps continue-as-new at 100,000 hosts under 256 KB (it was over 2 MB)', () => {
-    const hosts = numbered(100_000, 'x1-', 5).map((h, i) => (i >= 50_000 ? h.replace('x1-', 'x2-') : h));
-    const plan = planOf(hosts, {
-      waves: { canary: 1, batchSize: 200, maxInFlight: 200 },
-      limits: { perLabel: { rack: 20 } },
-      failureBudget: { maxFailedHosts: 1_000 },
-    });
-    const labels = Object.fromEntries(hosts.map((h, i) => [h, { rack: `rack-${Math.floor(i / 40)}` }]));
-    // One host in 200 failed, each with its own message.
-    const outcomes = Object.fromEntries(hosts.filter((_, i) => i % 200 === 7).map((h) => [h, 'failed' as const]));
-    const carried = finishedRollout(hosts, plan, { labels, outcomes });
-    const input = (c: NonNullable<RolloutInput['carried']>, p: Plan): RolloutInput => ({
-      rolloutId: 'bench-scale-100000-abcdef',
-      plan: p,
-      startedBy: 'ops@host',
-      carried: c,
-    });
-    const before = JSON.stringify(input(carried, plan)).length;
-    const after = JSON.stringify(input(compactCarried(carried, plan), planWithoutHosts(plan))).length;
+    const m = modelCarried(100_000);
     console.log(
-      `continue-as-new input at 100,000 hosts (500 failed, 2,500 racks): ${(before / 1024).toFixed(0)} KB as carried before, ${(after / 1024).toFixed(1)} KB compact`,
+      `continue-as-new input at 100,000 hosts (${m.failed} failed, ${m.racks} racks): ${(m.beforeBytes / 1024).toFixed(0)} KB as carried before, ${(m.compactBytes / 1024).toFixed(1)} KB compact`,
     );
-    expect(before).toBeGreaterThan(2 * 1024 * 1024);
-    expect(after).toBeLessThan(256 * 1024);
-    expect(expandCarried(compactCarried(carried, plan), plan).status.hosts).toEqual(carried.status.hosts);
+    expect(m.failed).toBe(500);
+    expect(m.beforeBytes).toBeGreaterThan(2 * 1024 * 1024);
+    expect(m.compactBytes).toBeLessThan(256 * 1024);
+    expect(expandCarried(compactCarried(m.carried, m.plan), m.plan).status.hosts).toEqual(m.carried.status.hosts);
   });
 });

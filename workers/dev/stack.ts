@@ -59,6 +59,19 @@ export interface StackOptions {
    * which every refit command of this home takes the client settings.
    */
   tls?: boolean | undefined;
+  /** The dev server beyond refit's settings; the bench's experiments (docs/BENCHMARKS.md "Where the time goes"). */
+  temporalServer?: TemporalServerOptions | undefined;
+}
+
+export interface TemporalServerOptions {
+  /** Keep workflows in memory instead of the home's SQLite file: lost when the server stops. */
+  inMemory?: boolean;
+  /** Serve the server's Prometheus metrics on this loopback port (else on a random one). */
+  metricsPort?: number;
+  /** `--dynamic-config-value KEY=VALUE` of the dev server, VALUE as JSON. */
+  dynamicConfig?: Record<string, string>;
+  /** `--sqlite-pragma PRAGMA=VALUE`. */
+  sqlitePragmas?: Record<string, string>;
 }
 
 export interface ComponentStatus {
@@ -171,7 +184,7 @@ export async function startStack(opts: StackOptions): Promise<StackFile> {
     const serverPort = certs ? await freePort() : ports.temporal;
     const temporal = launch(
       tools.temporal,
-      temporalArgs(home, { ...ports, temporal: serverPort }),
+      temporalArgs(home, { ...ports, temporal: serverPort }, opts.temporalServer),
       logFile(home, 'temporal'),
     );
     children.push(temporal);
@@ -344,19 +357,28 @@ function portOf(address: string): number {
   return port;
 }
 
-function temporalArgs(home: string, ports: { temporal: number; temporalUi: number }): string[] {
-  const flags = {
+function temporalArgs(
+  home: string,
+  ports: { temporal: number; temporalUi: number },
+  server: TemporalServerOptions = {},
+): string[] {
+  const flags: Record<string, string> = {
     '--ip': '127.0.0.1',
     '--port': String(ports.temporal),
     '--ui-port': String(ports.temporalUi),
-    '--db-filename': path.join(home, 'temporal', 'temporal.db'),
+    ...(server.inMemory === true ? {} : { '--db-filename': path.join(home, 'temporal', 'temporal.db') }),
     '--log-level': 'warn',
+    ...(server.metricsPort !== undefined ? { '--metrics-port': String(server.metricsPort) } : {}),
   };
+  const repeated = [
+    ...Object.entries(server.dynamicConfig ?? {}).map(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+    ...Object.entries(server.sqlitePragmas ?? {}).map(([k, v]) => ['--sqlite-pragma', `${k}=${v}`]),
+  ];
   const attributes = Object.entries(SEARCH_ATTRIBUTE_TYPES).map(([name, type]) => [
     '--search-attribute',
     `${name}=${type}`,
   ]);
-  return ['server', 'start-dev', ...Object.entries(flags).flat(), ...attributes.flat()];
+  return ['server', 'start-dev', ...Object.entries(flags).flat(), ...repeated.flat(), ...attributes.flat()];
 }
 
 function prepareMessaging(home: string, replicas: number) {
