@@ -59,7 +59,15 @@ describe('workflow tasks from a history', () => {
       },
     ].map((e) => temporal.api.history.v1.HistoryEvent.fromObject(e));
     const t = workflowTaskTimes(events);
-    expect(t).toEqual({ workflowTasks: 2, queueMs: [30, 10], runMs: [20, 90], spanMs: 1_000, events: 8 });
+    expect(t).toEqual({
+      workflowTasks: 2,
+      queueMs: [30, 10],
+      runMs: [20, 90],
+      childStartMs: [],
+      childRunMs: [],
+      spanMs: 1_000,
+      events: 8,
+    });
     const s = summariseTasks([t]);
     expect(s.queueMs.sum).toBe(40);
     expect(s.runMs.sum).toBe(110);

@@ -91,6 +91,9 @@ export interface TaskTimes {
   queueMs: number[];
   /** WorkflowTaskStarted → Completed, ms. */
   runMs: number[];
+  /** Child workflows: StartChildWorkflowExecutionInitiated → ChildWorkflowExecutionStarted, and Started → Completed, ms. */
+  childStartMs: number[];
+  childRunMs: number[];
   /** First to last event, ms. */
   spanMs: number;
   events: number;
@@ -105,7 +108,13 @@ export function workflowTaskTimes(events: readonly HistoryEvent[]): TaskTimes {
   const byId = new Map(events.map((e) => [Number(e.eventId), e]));
   const queueMs: number[] = [];
   const runMs: number[] = [];
+  const childStartMs: number[] = [];
+  const childRunMs: number[] = [];
   for (const e of events) {
+    const child = e.childWorkflowExecutionStartedEventAttributes;
+    if (child) childStartMs.push(ms(e) - ms(byId.get(Number(child.initiatedEventId))));
+    const childDone = e.childWorkflowExecutionCompletedEventAttributes;
+    if (childDone) childRunMs.push(ms(e) - ms(byId.get(Number(childDone.startedEventId))));
     const done = e.workflowTaskCompletedEventAttributes;
     if (!done) continue;
     const scheduled = byId.get(Number(done.scheduledEventId));
@@ -117,16 +126,28 @@ export function workflowTaskTimes(events: readonly HistoryEvent[]): TaskTimes {
     workflowTasks: runMs.length,
     queueMs,
     runMs,
+    childStartMs,
+    childRunMs,
     spanMs: ms(events.at(-1)) - ms(events[0]),
     events: events.length,
   };
 }
+
+const pick = (xs: number[]) => {
+  const p = percentiles(xs);
+  return { n: xs.length, p50: p.p50, p90: p.p90 };
+};
 
 export interface TaskSummary {
   histories: number;
   workflowTasks: number;
   queueMs: { p50: number; p90: number; sum: number };
   runMs: { p50: number; p90: number; sum: number };
+  /** Child workflows started by these histories: initiated → started, started → completed (as the parent records them). */
+  childStartMs: { n: number; p50: number; p90: number };
+  childRunMs: { n: number; p50: number; p90: number };
+  /** Children between initiated and completed, on average over the histories' spans. */
+  childrenInFlight: number;
   /** Share of the histories' spans (added up) in which a workflow task was queued or running. */
   busyPct: number;
 }
@@ -143,6 +164,12 @@ export function summariseTasks(all: TaskTimes[]): TaskSummary {
     workflowTasks: run.length,
     queueMs: { p50: q.p50, p90: q.p90, sum: round(sum(queue), 0) },
     runMs: { p50: r.p50, p90: r.p90, sum: round(sum(run), 0) },
+    childStartMs: pick(all.flatMap((t) => t.childStartMs)),
+    childRunMs: pick(all.flatMap((t) => t.childRunMs)),
+    childrenInFlight: round(
+      (sum(all.flatMap((t) => t.childStartMs)) + sum(all.flatMap((t) => t.childRunMs))) / span,
+      1,
+    ),
     busyPct: round((100 * (sum(queue) + sum(run))) / span, 1),
   };
 }

@@ -293,7 +293,7 @@ export function renderTables(r: BenchResults): string {
     out.push(
       [
         `where the time went: load average ${fmt(x.loadAverage[0])} → ${fmt(x.loadAverage[1])}`,
-        `- rollout: ${tasks(p.rollout)}; ${fmt(p.rollout.eventsPerS)} events/s`,
+        `- rollout: ${tasks(p.rollout)}; ${fmt(p.rollout.eventsPerS)} events/s; its ${p.rollout.childStartMs.n} children initiated → started p50 ${fmt(p.rollout.childStartMs.p50)} ms (p90 ${fmt(p.rollout.childStartMs.p90)}), started → completed p50 ${fmt(p.rollout.childRunMs.p50)} ms (p90 ${fmt(p.rollout.childRunMs.p90)}), ${fmt(p.rollout.childrenInFlight)} in flight on average`,
         `- host workflows (sample): ${tasks(p.hosts)}`,
         `- Temporal persistence (s summed/calls): ${totals(p.server.persistence)}`,
         `- Temporal visibility: ${totals(p.server.visibility)}`,
