@@ -1,5 +1,11 @@
+import { selectTargets } from '../activities/controller/inventory.js';
+import type { ReceivedPresence } from '../schemas/host.js';
 import { modelCarried } from '../workflows/carried-model.js';
+import { simHostIds, simLabels } from '../workers/sim/fleet.js';
 import { round } from './stats.js';
+
+/** Temporal refuses a payload above this by default (`limit.blobSize.error`). */
+export const TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024;
 
 export interface CarriedRun {
   hosts: number;
@@ -8,6 +14,14 @@ export interface CarriedRun {
   /** KB of the continue-as-new input as carried before decision 0024, and compact. */
   beforeKb: number;
   compactKb: number;
+  /**
+   * The fleet-sized payloads of a rollout's first run, for `hosts` SIMULATED hosts named in the plan
+   * with the sim's labels: the plan (the workflow's input) and resolveTargets' result (every host's id
+   * and labels), KB.
+   */
+  firstRun: { planKb: number; resolvedKb: number };
+  /** Hosts at which the largest of these payloads reaches Temporal's 2 MB (each grows linearly with the fleet). */
+  ceilingHosts: { carried: number; plan: number; resolved: number };
   /** Milliseconds to build the modelled state and encode it both ways. */
   ms: number;
 }
@@ -15,17 +29,35 @@ export interface CarriedRun {
 /**
  * What a rollout carries through continue-as-new, modelled at `hosts` SIMULATED hosts (no Temporal:
  * the rollout's own state machine driven to the end, serialised as Temporal's JSON converter does);
- * workflows/carried.test.ts holds the same model to its bound.
+ * workflows/carried.test.ts holds the same model to its bound. Beside it, the payloads of the first
+ * run that grow with the fleet, which set the ceiling now.
  */
 export function measureCarried(hosts: number): CarriedRun {
   const t0 = performance.now();
   const m = modelCarried(hosts);
+  const ms = performance.now() - t0;
+  const ids = simHostIds(hosts, 'x1');
+  const now = Date.now();
+  const inventory = ids.map(
+    (hostId, i) =>
+      ({
+        hostId,
+        labels: simLabels(i),
+        receivedAt: new Date(now).toISOString(),
+        intervalMs: 60_000,
+      }) as unknown as ReceivedPresence,
+  );
+  const resolvedBytes = JSON.stringify(selectTargets(inventory, { hosts: ids }, now)).length;
+  const planBytes = JSON.stringify({ ...m.plan, targets: { hosts: ids } }).length;
+  const at2Mb = (bytes: number) => Math.floor((TEMPORAL_PAYLOAD_LIMIT / bytes) * hosts);
   return {
     hosts,
     failed: m.failed,
     racks: m.racks,
     beforeKb: round(m.beforeBytes / 1024, 1),
     compactKb: round(m.compactBytes / 1024, 1),
-    ms: round(performance.now() - t0, 0),
+    firstRun: { planKb: round(planBytes / 1024, 1), resolvedKb: round(resolvedBytes / 1024, 1) },
+    ceilingHosts: { carried: at2Mb(m.compactBytes), plan: at2Mb(planBytes), resolved: at2Mb(resolvedBytes) },
+    ms: round(ms, 0),
   };
 }

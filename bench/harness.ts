@@ -113,15 +113,21 @@ export async function startHarness(
   cleanup: Cleanup,
   say: (line: string) => void,
   keepHome: boolean,
-  o: { temporalDb?: 'file' | 'memory'; controllerWorker?: ControllerTuning } = {},
+  o: {
+    temporalDb?: 'file' | 'memory';
+    temporalPragmas?: Record<string, string>;
+    controllerWorker?: ControllerTuning;
+  } = {},
 ): Promise<Harness> {
   const [metricsPort] = (await freePorts(1)) as [number];
   const { home, stack, config, env, log } = await startBenchStack(cleanup, say, {
     prefix: 'refit-bench-',
     keepHome,
-    temporalServer: { inMemory: o.temporalDb === 'memory', metricsPort },
+    temporalServer: { inMemory: o.temporalDb === 'memory', metricsPort, sqlitePragmas: o.temporalPragmas ?? {} },
   });
   if (o.temporalDb === 'memory') say('Temporal dev server: workflows kept in memory, not in SQLite');
+  if (Object.keys(o.temporalPragmas ?? {}).length > 0)
+    say(`Temporal dev server: SQLite pragmas ${JSON.stringify(o.temporalPragmas)}`);
 
   const controller = await startChild<unknown>(
     'controller',

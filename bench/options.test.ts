@@ -22,12 +22,20 @@ describe('bench options', () => {
 
   it('takes the controller worker settings and the dev server store', () => {
     const o = benchOptions(
-      ['--controller-worker', 'maxConcurrentWorkflowTaskPolls=20, maxCachedWorkflows=0', '--temporal-db', 'memory'],
+      [
+        '--controller-worker',
+        'maxConcurrentWorkflowTaskPolls=20, maxCachedWorkflows=0',
+        '--temporal-db',
+        'memory',
+        '--temporal-pragmas',
+        'journal_mode=wal,synchronous=normal',
+      ],
       {},
       '/repo',
     );
     expect(o.controllerWorker).toEqual({ maxConcurrentWorkflowTaskPolls: 20, maxCachedWorkflows: 0 });
     expect(o.temporalDb).toBe('memory');
+    expect(o.temporalPragmas).toEqual({ journal_mode: 'wal', synchronous: 'normal' });
     expect(benchOptions([], {}, '/repo')).toMatchObject({ controllerWorker: {}, temporalDb: 'file' });
   });
 
@@ -37,6 +45,9 @@ describe('bench options', () => {
       /maxCachedWorkflows=x needs a whole number/,
     );
     expect(() => benchOptions(['--temporal-db', 'disk'], {}, '/repo')).toThrow(/--temporal-db/);
+    expect(() => benchOptions(['--temporal-pragmas', 'journal_mode=wal;drop'], {}, '/repo')).toThrow(
+      /"journal_mode=wal;drop" is not PRAGMA=VALUE/,
+    );
     expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(BenchUsageError);
     expect(() => benchOptions(['--scale-hosts', '0'], {}, '/repo')).toThrow(/--scale-hosts/);
     expect(() => benchOptions(['--sections', 'scal'], {}, '/repo')).toThrow(/unknown section "scal"/);

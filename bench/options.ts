@@ -45,6 +45,8 @@ export interface BenchOptions {
   controllerWorker: ControllerTuning;
   /** The dev server's store: the home's SQLite file (as `refit dev up`), or memory. */
   temporalDb: 'file' | 'memory';
+  /** SQLite pragmas of the dev server's store, beyond the stack's own. */
+  temporalPragmas: Record<string, string>;
   out: string;
   keepHome: boolean;
 }
@@ -72,6 +74,7 @@ const FLAGS = {
   'scale-presence-ms': 'REFIT_BENCH_SCALE_PRESENCE_MS',
   'controller-worker': 'REFIT_BENCH_CONTROLLER_WORKER',
   'temporal-db': 'REFIT_BENCH_TEMPORAL_DB',
+  'temporal-pragmas': 'REFIT_BENCH_TEMPORAL_PRAGMAS',
   out: 'REFIT_BENCH_OUT',
   keep: 'REFIT_BENCH_KEEP',
 } as const;
@@ -125,6 +128,16 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
   const temporalDb = get('temporal-db', 'file');
   if (temporalDb !== 'file' && temporalDb !== 'memory')
     throw new BenchUsageError(`--temporal-db / ${FLAGS['temporal-db']} is file or memory, not "${temporalDb}"`);
+  const temporalPragmas: Record<string, string> = {};
+  for (const pair of get('temporal-pragmas', '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
+    const m = /^([a-z_]+)=([A-Za-z0-9_-]+)$/.exec(pair);
+    if (!m)
+      throw new BenchUsageError(`--temporal-pragmas / ${FLAGS['temporal-pragmas']}: "${pair}" is not PRAGMA=VALUE`);
+    temporalPragmas[m[1] as string] = m[2] as string;
+  }
   const yes = (flag: Flag, fallback: string) => ['1', 'true', 'yes'].includes(get(flag, fallback).toLowerCase());
   return {
     sections: sections as Section[],
@@ -147,6 +160,7 @@ export function benchOptions(argv: string[], env: NodeJS.ProcessEnv, root: strin
     scalePresenceMs: count('scale-presence-ms', '60000'),
     controllerWorker,
     temporalDb,
+    temporalPragmas,
     out: path.resolve(root, get('out', path.join('bench', 'results', 'latest.json'))),
     keepHome: yes('keep', '0'),
   };

@@ -234,9 +234,21 @@ export function renderTables(r: BenchResults): string {
     out.push(`### What a rollout carries through continue-as-new (modelled, ${c.hosts} hosts)`);
     out.push(
       table(
-        ['hosts', 'failed', 'racks', 'as carried before KB', 'compact KB', 'model ms'],
-        [[c.hosts, c.failed, c.racks, c.beforeKb, c.compactKb, c.ms]],
+        [
+          'hosts',
+          'failed',
+          'racks',
+          'as carried before KB',
+          'compact KB',
+          'first run: plan KB',
+          'first run: resolved targets KB',
+          'model ms',
+        ],
+        [[c.hosts, c.failed, c.racks, c.beforeKb, c.compactKb, c.firstRun.planKb, c.firstRun.resolvedKb, c.ms]],
       ),
+    );
+    out.push(
+      `each grows with the fleet; Temporal's 2 MB would be reached at about ${c.ceilingHosts.carried} hosts by the carried state, ${c.ceilingHosts.plan} by the plan's named hosts, ${c.ceilingHosts.resolved} by the resolved targets (ids and the sim's labels)`,
     );
   }
   const x = r.scale;

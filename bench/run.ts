@@ -62,6 +62,7 @@ try {
   );
   const h = await startHarness(cleanup, say, options.keepHome, {
     temporalDb: options.temporalDb,
+    temporalPragmas: options.temporalPragmas,
     controllerWorker: options.controllerWorker,
   });
 
