@@ -63,6 +63,13 @@ describe('the embedded stack', () => {
     }
   });
 
+  it("keeps Temporal's SQLite file in write-ahead-log mode (decision 0033)", () => {
+    // SQLite's header: bytes 18 and 19 (file format write and read versions) are 2 in WAL mode, 1 in rollback-journal mode.
+    const header = readFileSync(path.join(stack.home, 'temporal', 'temporal.db')).subarray(0, 100);
+    expect(header.subarray(0, 15).toString()).toBe('SQLite format 3');
+    expect([header[18], header[19]]).toEqual([2, 2]);
+  });
+
   it('creates the command and audit streams and the hosts and results buckets', async () => {
     const jsm = await jetstreamManager(await stack.controllerConnection());
     const names = [STREAMS.commands, STREAMS.audit, `KV_${BUCKETS.hosts}`, `KV_${BUCKETS.results}`];

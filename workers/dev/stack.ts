@@ -70,7 +70,7 @@ export interface TemporalServerOptions {
   metricsPort?: number;
   /** `--dynamic-config-value KEY=VALUE` of the dev server, VALUE as JSON. */
   dynamicConfig?: Record<string, string>;
-  /** `--sqlite-pragma PRAGMA=VALUE`. */
+  /** `--sqlite-pragma PRAGMA=VALUE`, over DEV_SQLITE_PRAGMAS. */
   sqlitePragmas?: Record<string, string>;
 }
 
@@ -357,6 +357,13 @@ function portOf(address: string): number {
   return port;
 }
 
+/**
+ * The dev server's SQLite file in write-ahead-log mode, synced at checkpoints rather than at every
+ * commit: child workflows start about twice as fast (decision 0033). A killed server loses nothing
+ * it committed; a power cut can lose its last commits, never the file.
+ */
+export const DEV_SQLITE_PRAGMAS: Readonly<Record<string, string>> = { journal_mode: 'wal', synchronous: 'normal' };
+
 function temporalArgs(
   home: string,
   ports: { temporal: number; temporalUi: number },
@@ -372,7 +379,9 @@ function temporalArgs(
   };
   const repeated = [
     ...Object.entries(server.dynamicConfig ?? {}).map(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
-    ...Object.entries(server.sqlitePragmas ?? {}).map(([k, v]) => ['--sqlite-pragma', `${k}=${v}`]),
+    ...Object.entries(
+      server.inMemory === true ? (server.sqlitePragmas ?? {}) : { ...DEV_SQLITE_PRAGMAS, ...server.sqlitePragmas },
+    ).map(([k, v]) => ['--sqlite-pragma', `${k}=${v}`]),
   ];
   const attributes = Object.entries(SEARCH_ATTRIBUTE_TYPES).map(([name, type]) => [
     '--search-attribute',
