@@ -64,6 +64,8 @@ export interface BenchStack {
   env: NodeJS.ProcessEnv;
   /** The log file of a child process, in the home's logs folder. */
   log: (name: string) => string;
+  /** The dev server's own Prometheus metrics. */
+  temporalMetricsUrl: string;
 }
 
 /**
@@ -85,14 +87,23 @@ export async function startBenchStack(
     if (keepHome) say(`kept ${home}`);
     else rmSync(home, { recursive: true, force: true });
   });
-  const [temporalPort, temporalUiPort, natsPort, natsMonitorPort] = (await freePorts(4)) as [
+  // One call, so that no two of them are the same port.
+  const [temporalPort, temporalUiPort, natsPort, natsMonitorPort, metricsPort] = (await freePorts(5)) as [
+    number,
     number,
     number,
     number,
     number,
   ];
   cleanup.defer('the stack', () => stopStack(home));
-  const stack = await startStack({ home, temporalPort, temporalUiPort, natsPort, natsMonitorPort, temporalServer });
+  const stack = await startStack({
+    home,
+    temporalPort,
+    temporalUiPort,
+    natsPort,
+    natsMonitorPort,
+    temporalServer: { metricsPort, ...temporalServer },
+  });
   say(`stack up in ${home}: Temporal ${stack.temporal.address}, NATS ${stack.nats.url}`);
   const config = loadConfig({ home, temporalAddress: stack.temporal.address, natsUrl: stack.nats.url }, {});
   const env: NodeJS.ProcessEnv = {
@@ -102,7 +113,14 @@ export async function startBenchStack(
     REFIT_NATS_URL: stack.nats.url,
     REFIT_LOG_LEVEL: process.env.REFIT_LOG_LEVEL ?? 'info',
   };
-  return { home, stack, config, env, log: (name: string) => path.join(home, 'logs', `${name}.log`) };
+  return {
+    home,
+    stack,
+    config,
+    env,
+    log: (name: string) => path.join(home, 'logs', `${name}.log`),
+    temporalMetricsUrl: `http://127.0.0.1:${temporalServer.metricsPort ?? metricsPort}/metrics`,
+  };
 }
 
 /**
@@ -119,11 +137,10 @@ export async function startHarness(
     controllerWorker?: ControllerTuning;
   } = {},
 ): Promise<Harness> {
-  const [metricsPort] = (await freePorts(1)) as [number];
-  const { home, stack, config, env, log } = await startBenchStack(cleanup, say, {
+  const { home, stack, config, env, log, temporalMetricsUrl } = await startBenchStack(cleanup, say, {
     prefix: 'refit-bench-',
     keepHome,
-    temporalServer: { inMemory: o.temporalDb === 'memory', metricsPort, sqlitePragmas: o.temporalPragmas ?? {} },
+    temporalServer: { inMemory: o.temporalDb === 'memory', sqlitePragmas: o.temporalPragmas ?? {} },
   });
   if (o.temporalDb === 'memory') say('Temporal dev server: workflows kept in memory, not in SQLite');
   if (Object.keys(o.temporalPragmas ?? {}).length > 0)
@@ -152,7 +169,7 @@ export async function startHarness(
     cleanup,
     log,
     say,
-    temporalMetricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    temporalMetricsUrl,
   };
 }
 
