@@ -12,7 +12,7 @@ import { waitForHostsOnline } from '../workers/control/inventory.js';
 import { startControllerWorker } from '../workers/controller.js';
 import { startSimFleet } from '../workers/sim/fleet.js';
 import { createLogger } from '../workers/log.js';
-import { labPrerequisitesMissing } from '../lab/tools.js';
+import { labPrerequisitesMissing, qemuMissing } from '../lab/tools.js';
 import { labUp } from '../lab/up.js';
 import { labDown } from '../lab/down.js';
 import { startLabWorkers } from '../lab/workers.js';
@@ -62,14 +62,27 @@ try {
   const controller = await startControllerWorker(config, log);
   stops.unshift(() => controller.shutdown());
   if (useLab) {
+    // Mixed, as a Proxmox fleet moving over is: the first two hosts Proxmox-like, the rest Debian.
+    const flavours = Object.fromEntries(
+      Array.from({ length: HOSTS }, (_, i) => [`h${i + 1}`, i < 2 ? ('pve' as const) : ('debian' as const)]),
+    );
+    const guestsMissing = process.env.REFIT_DEMO_VMS === 'netns' ? ['REFIT_DEMO_VMS=netns'] : qemuMissing();
+    const vmKind = guestsMissing.length === 0 ? ('qemu' as const) : ('netns' as const);
     say(
-      `building the LAB: ${HOSTS} hosts as network namespaces with Linux bridges, VMs, Open vSwitch, real ip/ovs-vsctl/ifup/hping3 (10.77.0.0/16, inside the lab only)`,
+      `building the LAB: ${HOSTS} hosts as network namespaces (${Object.entries(flavours)
+        .map(([h, f]) => `${h} ${f}`)
+        .join(
+          ', ',
+        )}) with Linux bridges, VMs, Open vSwitch, real ip/ovs-vsctl/ifup/ifreload/hping3 (10.77.0.0/16, inside the lab only)`,
+    );
+    say(
+      vmKind === 'qemu'
+        ? 'its VMs are real QEMU guests (TCG), one per host: drain and undrain live-migrate them with QMP under a ping stream'
+        : `its VMs are network namespaces (QEMU guests need: ${guestsMissing.join(', ')})`,
     );
     const labDir = path.join(home, 'lab');
     stops.unshift(() => labDown({ labDir }));
-    // Namespace VMs: a QEMU guest migrated back onto a host on Open vSwitch is not reachable yet (docs/lab.md).
-    say('its VMs are network namespaces (QEMU guests: refit lab up --vm-kind qemu; not yet in the demo)');
-    const lab = await labUp({ labDir, hosts: HOSTS, vmsPerHost: 1, vmKind: 'netns' }, log);
+    const lab = await labUp({ labDir, hosts: HOSTS, vmsPerHost: 1, vmKind, flavours }, log);
     const workers = await startLabWorkers({ lab, home, natsUrl: stack.nats.url, log });
     stops.unshift(() => workers.stop());
     hostIds = lab.hosts.map((h) => h.id);

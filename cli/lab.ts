@@ -95,7 +95,7 @@ export function registerLabCommands(program: Command): void {
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
     .option(
       '--vm-kind <kind>',
-      'netns (namespace VMs) or qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh; not yet reachable after a migration onto a host on OVS, see docs/lab.md)',
+      'netns (namespace VMs) or qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh; see docs/lab.md)',
       labVmKind,
       'netns' as LabVmKind,
     )
