@@ -5,7 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { Plan } from '../../schemas/plan.js';
 import { hpingArgv, parseHpingStats } from '../../activities/host/linux/hping.js';
-import { ovsShowArgv, parseOvsShow } from '../../activities/host/linux/ovs-vsctl.js';
+import {
+  ovsListPortsJsonArgv,
+  ovsShowArgv,
+  parseOvsPorts,
+  parseOvsShow,
+} from '../../activities/host/linux/ovs-vsctl.js';
 import { until } from '../../activities/poll.js';
 import { labDown } from '../../lab/down.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
@@ -114,6 +119,9 @@ describe.skipIf(skip !== '')(
       { timeout: 600_000 },
       async () => {
         const targets = hostIds().slice(0, 3);
+        const convert = examplePlan(targets).steps.find((s) => s.kind === 'ovs-convert');
+        const vmVlan = convert?.kind === 'ovs-convert' ? (convert.params.vmVlan ?? convert.params.hostVlan) : undefined;
+        expect(vmVlan).toBeGreaterThan(0);
         const agentPids = new Map(targets.map((id) => [id, workers.services.get(id)?.mainPid]));
         const result = await runToEnd(examplePlan(targets));
         expect(result.state, JSON.stringify({ message: result.message, hosts: result.hosts })).toBe('completed');
@@ -129,6 +137,7 @@ describe.skipIf(skip !== '')(
           expect(alive(agentPids.get(id)), `${id}: the agent before the reboot is gone`).toBe(false);
           expect(f.cordoned, id).toBe(false);
           const show = parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout);
+          const ports = parseOvsPorts((await hostRunner(lab, host(id))(ovsListPortsJsonArgv())).stdout);
           expect(show.bridges.find((b) => b.name === 'vmbr0')?.ports.map((p) => p.name)).toEqual(
             expect.arrayContaining(['ens6', 'vlan1']),
           );
@@ -141,6 +150,8 @@ describe.skipIf(skip !== '')(
               show.bridges.find((b) => b.name === 'vmbr0')?.ports.map((p) => p.name),
               vm.name,
             ).toContain(vm.port);
+            // On the plan's VM VLAN (vmVlan, by default the host VLAN), as ovs-convert and undrain tag it.
+            expect(ports.find((p) => p.name === vm.port)?.tag, vm.name).toBe(vmVlan);
             expect(await guestPid(host(id), vm), vm.name).toBeGreaterThan(0);
             expect(await reachableFromSwitch(lab, vm.address.split('/')[0] as string), vm.name).toBe(true);
           }
