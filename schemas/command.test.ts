@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { COMMAND_CONTRACT_VERSION, commandForContract, StepCommand } from './command.js';
+import { COMMAND_CONTRACT_VERSION, commandForContract, StepCommand, withoutHealth } from './command.js';
+import { VerifyParams } from './steps.js';
 
 const ovs = StepCommand.parse({
   commandId: 'r/1',
@@ -32,5 +33,42 @@ describe('a command for an agent of the previous contract', () => {
     expect(older.params).toEqual({ destinations: { vm1: 'h2' } });
     expect(commandForContract(drain, 1).params).toEqual({ destinations: { vm1: 'h2' } });
     expect(commandForContract(drain, COMMAND_CONTRACT_VERSION).params).toMatchObject({ nonMigratable: 'skip' });
+  });
+
+  describe('a verify with net health (contract 4)', () => {
+    const verify = StepCommand.parse({
+      ...ovs,
+      kind: 'verify',
+      params: { targets: [{ address: '192.0.2.1' }], health: { interfaces: ['vmbr0'], max: { rxDropped: 5 } } },
+    });
+    const passed = { changed: false, summary: 'verify passed from host: 192.0.2.1 100/100', before: {}, after: {} };
+
+    it('goes to an agent of contract 3 without health, in the form contract 3 parses', () => {
+      const older = commandForContract(verify, 3);
+      expect(older.contractVersion).toBe(3);
+      expect(older.params).not.toHaveProperty('health');
+      // Contract 3's verify params: today's without health, strict, so a key it does not know is refused.
+      expect(() => VerifyParams.omit({ health: true }).parse(older.params)).not.toThrow();
+      expect(() => VerifyParams.omit({ health: true }).parse(verify.params)).toThrow(/health/);
+      expect(commandForContract(verify, 2).params).not.toHaveProperty('health');
+      expect(commandForContract(verify, COMMAND_CONTRACT_VERSION).params).toMatchObject({
+        health: { interfaces: ['vmbr0'], max: { rxDropped: 5, rxErrors: 0 } },
+      });
+    });
+
+    it("says in the outcome of such an agent's verify that the counters were not checked, and why", () => {
+      const older = commandForContract(verify, 3);
+      const outcome = withoutHealth(older, passed, verify);
+      expect(outcome.summary).toBe(
+        `verify passed from host: 192.0.2.1 100/100; net health NOT checked: the agent takes command contract 3; upgrade it to contract ${COMMAND_CONTRACT_VERSION}`,
+      );
+      expect(outcome.after).toMatchObject({ netHealth: { checked: false } });
+      expect(withoutHealth(verify, passed, verify)).toBe(passed);
+      const plain = commandForContract(
+        { ...verify, params: { ...verify.params, health: undefined } } as StepCommand,
+        3,
+      );
+      expect(withoutHealth(plain, passed, plain)).toBe(passed);
+    });
   });
 });

@@ -18,10 +18,10 @@ export const CommandId = z
  * command. The rule (docs/upgrading.md): a controller of contract N writes commands an agent of N or
  * N-1 takes; an agent takes N and N-1 and answers any other version failed at once.
  */
-export const COMMAND_CONTRACT_VERSION = 3;
+export const COMMAND_CONTRACT_VERSION = 4;
 /**
  * Versions: 1, the first; 2, ovs-convert and sriov-enable take `baselineTargets`; 3, drain takes
- * `nonMigratable` (commandForContract strips what an older agent does not know).
+ * `nonMigratable`; 4, verify takes `health` (commandForContract strips what an older agent does not know).
  */
 /** The contract versions an agent of this release takes: its own and the one before. */
 export const SUPPORTED_CONTRACT_VERSIONS: readonly number[] = [
@@ -135,12 +135,19 @@ export const ConfirmRequest = z.strictObject({ commandId: CommandId });
 export type ConfirmRequest = z.infer<typeof ConfirmRequest>;
 
 /**
- * The command as an agent of `version` takes it: for contract 1, without the `baselineTargets` its
- * strict params do not know (that host then measures only its gateway before a change, as before).
+ * The command as an agent of `version` takes it, without the keys its strict params do not know: for
+ * contract 3, a verify without `health`; for 2, a drain without `nonMigratable`; for 1, no
+ * `baselineTargets` (that host then measures only its gateway before a change, as before).
  */
 export function commandForContract(command: StepCommand, version: number): StepCommand {
   if (version >= COMMAND_CONTRACT_VERSION) return command;
   const older = { ...command, contractVersion: version };
+  // Contract 3 and older: a verify without its counter check (withoutHealth says so in the outcome).
+  if (older.kind === 'verify' && older.params.health !== undefined) {
+    const { health: _health, ...params } = older.params;
+    return commandForContract({ ...older, params }, version);
+  }
+  if (version >= 3) return older;
   // Contract 2 and older: a drain without its policy (such an agent live-migrates every VM it is given a
   // destination for; a VM left out by skip makes it fail naming the VM, one sent for shutdown fails to migrate).
   if (older.kind === 'drain' && older.params.nonMigratable !== undefined) {
@@ -153,4 +160,19 @@ export function commandForContract(command: StepCommand, version: number): StepC
     return { ...older, params } as StepCommand;
   }
   return older;
+}
+
+/**
+ * A verify an agent of contract 3 or older ran without the plan's net-health check (commandForContract
+ * took it out): the outcome says so in its summary and audit, so a pass is never read as counters checked.
+ */
+export function withoutHealth(sent: StepCommand, outcome: StepOutcome, command: StepCommand): StepOutcome {
+  if (command.kind !== 'verify' || command.params.health === undefined) return outcome;
+  if (sent.kind === 'verify' && sent.params.health !== undefined) return outcome;
+  const why = `the agent takes command contract ${sent.contractVersion ?? 1}; upgrade it to contract ${COMMAND_CONTRACT_VERSION}`;
+  return {
+    ...outcome,
+    summary: `${outcome.summary}; net health NOT checked: ${why}`,
+    after: { ...outcome.after, netHealth: { checked: false, why } },
+  };
 }

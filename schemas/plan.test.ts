@@ -116,6 +116,34 @@ describe('parsePlan', () => {
     ]);
   });
 
+  it("refuses a vxlan-tunnel with ends per host that has none for a host the plan names, at the step's hosts", () => {
+    const plan = [
+      'apiVersion: refit/v1',
+      'kind: Campaign',
+      'name: vx',
+      'targets:',
+      '  hosts: [h1, h2]',
+      'steps:',
+      '  - kind: vxlan-tunnel',
+      '    params:',
+      '      name: vx100',
+      '      vni: 100',
+      '      hosts:',
+      '        h1: { type: linux, remote: 10.0.0.2, underlay: eth0 }',
+      '',
+    ].join('\n');
+    expect(problemsOf(parsePlan(plan))).toEqual([
+      {
+        path: 'steps[0].params.hosts',
+        line: 12,
+        column: 9,
+        message: 'no entry for h2, a target of this plan: each host needs its own end of the tunnel',
+      },
+    ]);
+    const both = plan + '        h2: { type: linux, remote: 10.0.0.1, underlay: eth0 }\n';
+    expect(problemsOf(parsePlan(both))).toEqual([]);
+  });
+
   it('points an unknown key at that key', () => {
     expect(problemsOf(parsePlan(numbered.replace('      vfs: 7', '      vfs: 7\n      colour: red')))).toEqual([
       { path: 'steps[2].params', line: 12, column: 7, message: 'Unrecognized key: "colour"' },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isNode, isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import { Duration, durationWithin, HostId, LabelKey, Labels, notADuration } from './common.js';
-import { PlanStep } from './steps.js';
+import { missingTunnelEnds, PlanStep } from './steps.js';
 import { stepOrderProblems } from './step-order.js';
 import { planTextProblem } from './plan-text.js';
 import { longestWindowMs } from './windows.js';
@@ -183,6 +183,12 @@ export const Plan = z
     }
     for (const { index, message } of stepOrderProblems(plan.steps.map((s) => s.kind)))
       ctx.addIssue({ code: 'custom', path: ['steps', index], message });
+    for (const m of missingTunnelEnds(plan.steps, plan.targets.hosts ?? []))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['steps', m.index, 'params', 'hosts'],
+        message: `no entry for ${m.hostId}, a target of this plan: each host needs its own end of the tunnel`,
+      });
   })
   .meta({
     title: 'refit plan',

@@ -157,6 +157,44 @@ export const RebootParams = z.strictObject({
   /** How long the controller waits for a new boot id and a passing health check. */
   timeout: durationWithin(REBOOT_TIMEOUT.min, REBOOT_TIMEOUT.max).default(600_000),
 });
+/** The counters net-health compares; a limit the plan leaves out is not checked (errors and overruns: 0). */
+export const HEALTH_COUNTERS = [
+  'rxDropped',
+  'txDropped',
+  'rxErrors',
+  'txErrors',
+  'rxOverruns',
+  'tcpRetransmits',
+] as const;
+export type HealthCounter = (typeof HEALTH_COUNTERS)[number];
+const CounterLimit = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** How long net-health watches the counters. */
+export const HEALTH_WINDOW = { min: SECOND, max: HOUR } as const;
+/** The largest increase of each counter over the window that still passes. */
+const HealthLimits = z
+  .strictObject({
+    rxDropped: CounterLimit,
+    txDropped: CounterLimit,
+    rxErrors: CounterLimit.default(0),
+    txErrors: CounterLimit.default(0),
+    rxOverruns: CounterLimit.default(0),
+    tcpRetransmits: CounterLimit,
+  })
+  .partial({ rxDropped: true, txDropped: true, tcpRetransmits: true })
+  .prefault({});
+/** Default: every interface of the host but lo. */
+const HealthInterfaces = z.array(InterfaceName).min(1).max(64).optional();
+export const NetHealthParams = z.strictObject({
+  interfaces: HealthInterfaces,
+  window: durationWithin(HEALTH_WINDOW.min, HEALTH_WINDOW.max).default(10_000),
+  max: HealthLimits,
+});
+/**
+ * net-health inside verify: the same counters and limits, read before verify's first probe and after
+ * its last, so the window is the traffic check itself (command contract 4).
+ */
+export const VerifyHealth = z.strictObject({ interfaces: HealthInterfaces, max: HealthLimits });
+export type VerifyHealth = z.output<typeof VerifyHealth>;
 export const VerifyParams = z.strictObject({
   targets: z.array(TrafficTarget).min(1).max(100),
   /** Packets per target. */
@@ -169,6 +207,11 @@ export const VerifyParams = z.strictObject({
   maxRegression: z.number().min(1).max(1_000).default(1.5),
   /** Latency within this many ms of the baseline is never a regression (jitter, busy hosts). */
   rttToleranceMs: z.number().nonnegative().max(60_000).default(5),
+  /**
+   * Also fail when the host's drop, error or overrun counters or its TCP retransmissions grow by more
+   * than net-health's limits while the traffic check runs. Optional: without it no counter is read.
+   */
+  health: VerifyHealth.optional(),
 });
 
 const onOff = z.boolean();
@@ -215,85 +258,107 @@ export const NicTuningParams = z.strictObject({
     .refine((l) => new Set(l.map((i) => i.name)).size === l.length, 'names an interface twice'),
 });
 
-/** The counters net-health compares; a limit the plan leaves out is not checked (errors and overruns: 0). */
-export const HEALTH_COUNTERS = [
-  'rxDropped',
-  'txDropped',
-  'rxErrors',
-  'txErrors',
-  'rxOverruns',
-  'tcpRetransmits',
-] as const;
-export type HealthCounter = (typeof HEALTH_COUNTERS)[number];
-const CounterLimit = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-/** How long net-health watches the counters. */
-export const HEALTH_WINDOW = { min: SECOND, max: HOUR } as const;
-export const NetHealthParams = z.strictObject({
-  /** Default: every interface of the host but lo. */
-  interfaces: z.array(InterfaceName).min(1).max(64).optional(),
-  window: durationWithin(HEALTH_WINDOW.min, HEALTH_WINDOW.max).default(10_000),
-  /** The largest increase of each counter over the window that still passes. */
-  max: z
-    .strictObject({
-      rxDropped: CounterLimit,
-      txDropped: CounterLimit,
-      rxErrors: CounterLimit.default(0),
-      txErrors: CounterLimit.default(0),
-      rxOverruns: CounterLimit.default(0),
-      tcpRetransmits: CounterLimit,
-    })
-    .partial({ rxDropped: true, txDropped: true, tcpRetransmits: true })
-    .prefault({}),
-});
 /** Bytes VXLAN over IPv4 adds to a frame: outer IPv4 (20), UDP (8), VXLAN (8) and the inner Ethernet header (14). */
 export const VXLAN_IPV4_OVERHEAD = 50;
 
+const vxlanFields = {
+  type: z.enum(['ovs', 'linux']),
+  /** The OVS port, or the Linux device. */
+  name: InterfaceName,
+  vni: z.number().int().min(1).max(16_777_215),
+  remote: IPv4,
+  /** This host's tunnel address (the source of the encapsulated packets); by default the kernel's choice. */
+  local: IPv4.optional(),
+  dstPort: z.number().int().min(1).max(65_535).default(4789),
+  /** The device the encapsulated packets leave by; its MTU less 50 is what the tunnel carries. */
+  underlay: InterfaceName,
+  /** `ovs`: the OVS bridge the port joins. */
+  bridge: InterfaceName.optional(),
+  /** `ovs`: the access VLAN of the tunnel port on the bridge (VMs of that tag reach the other end). */
+  tag: z.number().int().min(1).max(4094).optional(),
+  /** `linux`: an address on the tunnel device, e.g. 192.168.100.2/24. */
+  address: z.cidrv4().optional(),
+  /** `linux`: the device's MTU; at most, and by default, the underlay's MTU less 50. */
+  mtu: z.number().int().min(576).max(65_485).optional(),
+  /**
+   * Prove the tunnel: pings across it with the don't-fragment bit at the largest payload that must
+   * fit (tunnel MTU − 28) must come back, and one byte more must not.
+   */
+  check: z.strictObject({ address: IPv4, fromVm: VmName.optional() }).optional(),
+};
+type VxlanKey = keyof typeof vxlanFields;
+
 /**
- * A point-to-point VXLAN tunnel: an Open vSwitch port of type vxlan on an OVS bridge (`type: ovs`) or a
- * kernel `vxlan` device (`type: linux`). The UDP destination port is always set (Linux's own default is
- * 8472, not the IANA 4789).
+ * One end of a point-to-point VXLAN tunnel, as a host makes it: an Open vSwitch port of type vxlan on
+ * an OVS bridge (`type: ovs`) or a kernel `vxlan` device (`type: linux`). The UDP destination port is
+ * always set (Linux's own default is 8472, not the IANA 4789).
+ */
+export const VxlanEnd = z.strictObject(vxlanFields).superRefine((p, ctx) => {
+  const wrong = (key: keyof typeof p, why: string) =>
+    p[key] !== undefined && ctx.addIssue({ code: 'custom', path: [key], message: why });
+  if (p.type === 'ovs') {
+    if (p.bridge === undefined)
+      ctx.addIssue({ code: 'custom', path: ['bridge'], message: 'type ovs needs the OVS bridge' });
+    wrong('address', 'only a linux vxlan device carries an address; put a VM or an internal port on the tag instead');
+    wrong('mtu', 'an OVS tunnel port has no MTU of its own; its VMs must stay at the underlay MTU less 50');
+  } else {
+    wrong('bridge', 'only an ovs tunnel joins a bridge');
+    wrong('tag', 'only an ovs tunnel port takes a VLAN tag');
+  }
+  if (p.local !== undefined && p.local === p.remote)
+    ctx.addIssue({ code: 'custom', path: ['remote'], message: 'must differ from local' });
+});
+export type VxlanEnd = z.output<typeof VxlanEnd>;
+
+/** What one host's entry under `hosts` sets: any parameter of an end, over the step's own. */
+const VxlanHostEntry = z
+  .strictObject(
+    Object.fromEntries(
+      Object.entries(vxlanFields).map(([k, v]) => [k, k === 'dstPort' ? z.number().int().min(1).max(65_535) : v]),
+    ) as { [K in VxlanKey]: K extends 'dstPort' ? z.ZodNumber : (typeof vxlanFields)[K] },
+  )
+  .partial();
+
+/**
+ * vxlan-tunnel's params: one end (every host of the plan makes the same), or both ends of one tunnel
+ * in one step: what they share at the top, each host's own (`local`, `remote`, `type`, …) under
+ * `hosts.<host id>`. A host without an entry is refused: at plan time when the plan names its hosts,
+ * when the rollout starts otherwise, and by the controller before anything is sent.
  */
 export const VxlanTunnelParams = z
   .strictObject({
-    type: z.enum(['ovs', 'linux']),
-    /** The OVS port, or the Linux device. */
-    name: InterfaceName,
-    vni: z.number().int().min(1).max(16_777_215),
-    remote: IPv4,
-    /** This host's tunnel address (the source of the encapsulated packets); by default the kernel's choice. */
-    local: IPv4.optional(),
-    dstPort: z.number().int().min(1).max(65_535).default(4789),
-    /** The device the encapsulated packets leave by; its MTU less 50 is what the tunnel carries. */
-    underlay: InterfaceName,
-    /** `ovs`: the OVS bridge the port joins. */
-    bridge: InterfaceName.optional(),
-    /** `ovs`: the access VLAN of the tunnel port on the bridge (VMs of that tag reach the other end). */
-    tag: z.number().int().min(1).max(4094).optional(),
-    /** `linux`: an address on the tunnel device, e.g. 192.168.100.2/24. */
-    address: z.cidrv4().optional(),
-    /** `linux`: the device's MTU; at most, and by default, the underlay's MTU less 50. */
-    mtu: z.number().int().min(576).max(65_485).optional(),
-    /**
-     * Prove the tunnel: pings across it with the don't-fragment bit at the largest payload that must
-     * fit (tunnel MTU − 28) must come back, and one byte more must not.
-     */
-    check: z.strictObject({ address: IPv4, fromVm: VmName.optional() }).optional(),
+    ...VxlanHostEntry.shape,
+    hosts: z
+      .record(HostId, VxlanHostEntry)
+      .refine((h) => Object.keys(h).length >= 1 && Object.keys(h).length <= 64, 'one entry per host, 1 to 64')
+      .optional(),
   })
   .superRefine((p, ctx) => {
-    const wrong = (key: keyof typeof p, why: string) =>
-      p[key] !== undefined && ctx.addIssue({ code: 'custom', path: [key], message: why });
-    if (p.type === 'ovs') {
-      if (p.bridge === undefined)
-        ctx.addIssue({ code: 'custom', path: ['bridge'], message: 'type ovs needs the OVS bridge' });
-      wrong('address', 'only a linux vxlan device carries an address; put a VM or an internal port on the tag instead');
-      wrong('mtu', 'an OVS tunnel port has no MTU of its own; its VMs must stay at the underlay MTU less 50');
-    } else {
-      wrong('bridge', 'only an ovs tunnel joins a bridge');
-      wrong('tag', 'only an ovs tunnel port takes a VLAN tag');
+    const ends = p.hosts === undefined ? [[undefined, {}] as const] : Object.entries(p.hosts);
+    const { hosts: _hosts, ...common } = p;
+    for (const [hostId, own] of ends) {
+      const end = VxlanEnd.safeParse({ ...common, ...own });
+      if (end.success) continue;
+      for (const issue of end.error.issues) {
+        const key = issue.path[0];
+        const inEntry = hostId !== undefined && typeof key === 'string' && key in own;
+        ctx.addIssue({
+          code: 'custom',
+          path: inEntry ? ['hosts', hostId, ...issue.path] : issue.path,
+          message: hostId === undefined || inEntry ? issue.message : `${issue.message} (for host ${hostId})`,
+        });
+      }
     }
-    if (p.local !== undefined && p.local === p.remote)
-      ctx.addIssue({ code: 'custom', path: ['remote'], message: 'must differ from local' });
   });
+export type VxlanTunnelParams = z.output<typeof VxlanTunnelParams>;
+
+/** The end a host makes: the step's params with its entry under `hosts` over them; undefined when it has none. */
+export function vxlanEndFor(params: VxlanTunnelParams, hostId: string | undefined): VxlanEnd | undefined {
+  const { hosts, ...common } = params;
+  if (hosts === undefined) return VxlanEnd.parse(common);
+  const own = hostId === undefined ? undefined : hosts[hostId];
+  return own === undefined ? undefined : VxlanEnd.parse({ ...common, ...own });
+}
 
 /** Params as a step command carries them: a loaded plan's, its durations already in milliseconds. */
 export const STEP_PARAMS = {
@@ -376,3 +441,16 @@ export const StepOutcome = z.object({
   recovered: z.boolean().optional(),
 });
 export type StepOutcome = z.infer<typeof StepOutcome>;
+
+/** The vxlan-tunnel steps with ends per host that have none for one of these hosts. */
+export function missingTunnelEnds(
+  steps: readonly { kind: string; params: unknown }[],
+  hostIds: readonly string[],
+): { index: number; hostId: string }[] {
+  return steps.flatMap((step, index) => {
+    const hosts = step.kind === 'vxlan-tunnel' ? (step.params as VxlanTunnelParams).hosts : undefined;
+    return hosts === undefined
+      ? []
+      : hostIds.filter((h) => hosts[h] === undefined).map((hostId) => ({ index, hostId }));
+  });
+}

@@ -33,7 +33,13 @@ import {
   type StepCommand,
 } from '../schemas/command.js';
 import { HostPresence } from '../schemas/host.js';
-import { OvsConvertParams, type StepOutcome } from '../schemas/steps.js';
+import {
+  OvsConvertParams,
+  VerifyParams,
+  VxlanTunnelParams,
+  type StepCall,
+  type StepOutcome,
+} from '../schemas/steps.js';
 import type { DispatchRequest } from '../schemas/activities.js';
 import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
@@ -503,31 +509,44 @@ describe('versions and a second agent with the same host id', () => {
   });
 });
 
-describe("the controller's confirmation of a network switch", () => {
+/** The results and presence buckets as the controller follows them, for the dispatch activity, in a describe. */
+function followedByController() {
   const quiet = pino({ level: 'silent' });
-  let results: BucketFollower<typeof CommandStatus>;
-  let presence: BucketFollower<typeof HostPresence>;
+  const followed = {} as {
+    results: BucketFollower<typeof CommandStatus>;
+    presence: BucketFollower<typeof HostPresence>;
+    quiet: typeof quiet;
+  };
+  followed.quiet = quiet;
   beforeAll(async () => {
     const kvm = new Kvm(controller);
-    results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, {
+    followed.results = await BucketFollower.start(await kvm.open(BUCKETS.results), CommandStatus, {
       keepAll: false,
       log: quiet,
     });
-    presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, { keepAll: true, log: quiet });
+    followed.presence = await BucketFollower.start(await kvm.open(BUCKETS.hosts), HostPresence, {
+      keepAll: true,
+      log: quiet,
+    });
   });
   afterAll(() => {
-    results.stop();
-    presence.stop();
+    followed.results.stop();
+    followed.presence.stop();
   });
+  return followed;
+}
+
+describe("the controller's confirmation of a network switch", () => {
+  const followed = followedByController();
 
   /** The real dispatch activity sends an ovs-convert to the host and waits for its outcome. */
   function dispatchOvsConvert(hostId: string, confirmWithin: string): Promise<StepOutcome> {
     const dispatchStep = createDispatchStep({
       nc: controller,
-      results,
-      presence,
+      results: followed.results,
+      presence: followed.presence,
       ensureHostConsumer: (id) => ensureHostConsumer(controller, id),
-      log: quiet,
+      log: followed.quiet,
     });
     const request: DispatchRequest = {
       rolloutId: 'test-rollout',
@@ -579,6 +598,104 @@ describe("the controller's confirmation of a network switch", () => {
     expect(failed.progress).not.toHaveProperty('awaitingConfirmation');
     expect(lines.some((l) => l.msg === 'confirmation for a command that is not running; ignored')).toBe(true);
     expect(lines.some((l) => l.msg === 'rejected a confirmation')).toBe(true);
+  });
+});
+
+describe('commands the controller writes for the agent it finds (contract 4: verify health, vxlan ends)', () => {
+  const followed = followedByController();
+
+  /** A sim host whose driver keeps every command it is given. */
+  async function recordingHost(name: string) {
+    const hostId = uniqueHostId(name);
+    const received: StepCommand[] = [];
+    const recording = (inner: HostDriver): HostDriver => ({
+      kind: inner.kind,
+      facts: () => inner.facts(),
+      runStep(step, ctx) {
+        received.push(step);
+        return inner.runStep(step, ctx);
+      },
+    });
+    await startWorker(hostId, {}, 'no', { wrap: recording });
+    return { hostId, received };
+  }
+
+  let sent = 0;
+  /** The real dispatch activity; `seen: false` is a controller that has not seen the host's presence. */
+  function dispatch(hostId: string, call: StepCall, seen: boolean): Promise<StepOutcome> {
+    const unseen = { get: () => undefined, values: () => [] } as unknown as BucketFollower<typeof HostPresence>;
+    const dispatchStep = createDispatchStep({
+      nc: controller,
+      results: followed.results,
+      presence: seen ? followed.presence : unseen,
+      ensureHostConsumer: (id) => ensureHostConsumer(controller, id),
+      log: followed.quiet,
+    });
+    const request = { rolloutId: 'test-rollout', hostId, mode: 'apply', ...call } as DispatchRequest;
+    return new MockActivityEnvironment(
+      { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: `${++sent}` },
+      { logger: new DefaultLogger('ERROR', () => undefined) },
+    ).run<[DispatchRequest], StepOutcome, typeof dispatchStep>(dispatchStep, request);
+  }
+
+  const verify: StepCall = {
+    kind: 'verify',
+    params: VerifyParams.parse({ targets: [{ address: '10.0.0.1' }], health: { max: { rxDropped: 0 } } }),
+  };
+
+  it("sends a verify's health to an agent of contract 4, and to a host of unseen presence (N-1: 3) the verify without it, saying so in the outcome", async () => {
+    const { hostId, received } = await recordingHost('health');
+    const unseen = await dispatch(hostId, verify, false);
+    expect(received.at(-1)).toMatchObject({ kind: 'verify', contractVersion: 3 });
+    expect(received.at(-1)?.params).not.toHaveProperty('health');
+    expect(unseen.summary).toMatch(
+      new RegExp(
+        `; net health NOT checked: the agent takes command contract 3; upgrade it to contract ${COMMAND_CONTRACT_VERSION}$`,
+      ),
+    );
+    expect(unseen.after).toMatchObject({ netHealth: { checked: false } });
+
+    await until('its presence', async () => followed.presence.get(hostId));
+    const seen = await dispatch(hostId, { ...verify, params: { ...verify.params, count: 5 } }, true);
+    expect(received.at(-1)).toMatchObject({
+      kind: 'verify',
+      contractVersion: COMMAND_CONTRACT_VERSION,
+      params: { health: { max: { rxDropped: 0 } } },
+    });
+    expect(seen.summary).toMatch(/net health: counters not modelled, nothing measured$/);
+    expect(seen.summary).not.toMatch(/NOT checked/);
+  });
+
+  it('sends each host of a vxlan-tunnel with both ends its own end alone; a host without one gets nothing and the step fails', async () => {
+    const { hostId, received } = await recordingHost('vxends');
+    const ends: StepCall = {
+      kind: 'vxlan-tunnel',
+      params: VxlanTunnelParams.parse({
+        name: 'vx100',
+        vni: 100,
+        hosts: {
+          [hostId]: { type: 'linux', local: '10.0.0.1', remote: '10.0.0.2', underlay: 'eth0' },
+          'other-host': { type: 'linux', local: '10.0.0.2', remote: '10.0.0.1', underlay: 'eth0' },
+        },
+      }),
+    };
+    await dispatch(hostId, ends, false);
+    expect(received.at(-1)).toMatchObject({ kind: 'vxlan-tunnel', contractVersion: 3 });
+    expect(received.at(-1)?.params).toEqual({
+      type: 'linux',
+      name: 'vx100',
+      vni: 100,
+      local: '10.0.0.1',
+      remote: '10.0.0.2',
+      dstPort: 4789,
+      underlay: 'eth0',
+    });
+    const { [hostId]: _mine, ...others } = ends.params.hosts ?? {};
+    const count = received.length;
+    await expect(dispatch(hostId, { ...ends, params: { ...ends.params, hosts: others } }, true)).rejects.toThrow(
+      `vxlan-tunnel on ${hostId}: the step's hosts have no entry for ${hostId} (other-host only)`,
+    );
+    expect(received).toHaveLength(count);
   });
 });
 

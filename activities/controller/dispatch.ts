@@ -8,10 +8,11 @@ import {
   commandForContract,
   TERMINAL_STATES,
   resultKey,
+  withoutHealth,
   type CommandStatus,
   type StepCommand,
 } from '../../schemas/command.js';
-import type { StepCall, StepOutcome } from '../../schemas/steps.js';
+import { vxlanEndFor, type StepCall, type StepOutcome } from '../../schemas/steps.js';
 import type { HostPresence } from '../../schemas/host.js';
 import { NoDestinationError, unknownDestinations, waitForDestinations } from './inventory.js';
 import type { Logger } from 'pino';
@@ -60,7 +61,9 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
             hostId,
             avoidHosts ?? [],
           )
-        : call),
+        : call.kind === 'vxlan-tunnel'
+          ? ownEnd(call, hostId)
+          : call),
       commandId,
       contractVersion: COMMAND_CONTRACT_VERSION,
       hostId,
@@ -112,7 +115,7 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
         );
       }
       const final = await Promise.race([settled, ctx.cancelled.catch((err: unknown) => cancelled(err))]);
-      return outcomeOf(final);
+      return withoutHealth(sent, outcomeOf(final), command);
     } finally {
       clearInterval(ticker);
     }
@@ -144,6 +147,21 @@ export function createDispatchStep({ nc, results, presence, ensureHostConsumer, 
 }
 
 type DrainCall = Extract<StepCall, { kind: 'drain' }>;
+type VxlanCall = Extract<StepCall, { kind: 'vxlan-tunnel' }>;
+
+/**
+ * A vxlan-tunnel with both ends in one step goes to each host as its own end alone, the form every
+ * agent (contract 3 too) takes; a host without an entry gets nothing.
+ */
+function ownEnd(call: VxlanCall, hostId: string): VxlanCall {
+  const end = vxlanEndFor(call.params, hostId);
+  if (end === undefined)
+    throw ApplicationFailure.nonRetryable(
+      `vxlan-tunnel on ${hostId}: the step's hosts have no entry for ${hostId} (${Object.keys(call.params.hosts ?? {}).join(', ')} only)`,
+      'StepFailed',
+    );
+  return { ...call, params: end };
+}
 
 /** A drain whose plan names no destinations gets the controller's: it sees the whole fleet, a host sees only itself. */
 async function withDestinations(

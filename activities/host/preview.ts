@@ -60,7 +60,7 @@ export function describeStep(step: StepCall, index: number, facts: HostFacts | u
     case 'verify':
       return {
         ...base,
-        summary: `sends ${step.params.count} packets to ${step.params.targets.map((t) => t.address).join(', ')}; changes nothing`,
+        summary: `sends ${step.params.count} packets to ${step.params.targets.map((t) => t.address).join(', ')}${step.params.health !== undefined ? `, watching the drop, error and overrun counters of ${step.params.health.interfaces?.join(', ') ?? 'every interface'} and TCP retransmissions meanwhile` : ''}; changes nothing`,
         ...(step.params.fromVm === undefined && facts?.tools?.hping3 === false
           ? { error: missingToolMessage('hping3') }
           : {}),

@@ -14,6 +14,7 @@ import { SUBJECTS } from '../../schemas/names.js';
 import type { Plan } from '../../schemas/plan.js';
 import { PreviewReply, type PreviewRequest, type StepPreview } from '../../schemas/preview.js';
 import { startDecision } from '../../schemas/windows.js';
+import { missingTunnelEnds } from '../../schemas/steps.js';
 import { planWaves, resolveCount } from '../../workflows/waves.js';
 
 /** Why a host the plan names or its selector matches would not be worked on. */
@@ -351,6 +352,10 @@ export async function previewPlan({
   // What `rollout start` itself refuses, besides an invalid plan (refused before this runs).
   for (const u of unknownDestinations(plan.steps, new Set(inventory.map((p) => p.hostId))))
     problems.push(`${u.path}: ${u.destination} is not a host of the inventory`);
+  for (const m of missingTunnelEnds(plan.steps, waved))
+    problems.push(
+      `steps[${m.index}].params.hosts: no entry for ${m.hostId}; each host needs its own end of the tunnel`,
+    );
   if (plan.approvals.distinctFrom === 'starter' && !signingKey)
     problems.push(
       'this plan requires four eyes (approvals.distinctFrom: starter): start it signed with your operator key (REFIT_OPERATOR_KEY)',

@@ -4,7 +4,7 @@ import type { HostDriver } from '../../activities/host/driver.js';
 import { formatPath } from '../../schemas/problems.js';
 import { SUBJECTS } from '../../schemas/names.js';
 import { PreviewRequest, type PreviewReply, type StepPreview } from '../../schemas/preview.js';
-import { STEP_PARAMS, type StepCall } from '../../schemas/steps.js';
+import { STEP_PARAMS, vxlanEndFor, type StepCall, type VxlanTunnelParams } from '../../schemas/steps.js';
 import type { HostAuditLog } from './audit-spool.js';
 
 export interface PreviewServiceOptions {
@@ -54,17 +54,17 @@ async function answer(o: PreviewServiceOptions, msg: Msg): Promise<void> {
   const calls: StepCall[] = [];
   const invalid: StepPreview[] = [];
   request.steps.forEach((step, index) => {
+    const refuse = (error: string) =>
+      invalid.push({ index, kind: step.kind, summary: 'invalid params', files: [], changes: [], error });
     const params = STEP_PARAMS[step.kind].safeParse(step.params);
-    if (params.success) calls.push({ kind: step.kind, params: params.data } as StepCall);
-    else
-      invalid.push({
-        index,
-        kind: step.kind,
-        summary: 'invalid params',
-        files: [],
-        changes: [],
-        error: params.error.issues.map((i) => `${formatPath(i.path, '(params)')}: ${i.message}`).join('; '),
-      });
+    if (!params.success)
+      return void refuse(params.error.issues.map((i) => `${formatPath(i.path, '(params)')}: ${i.message}`).join('; '));
+    if (step.kind !== 'vxlan-tunnel') return void calls.push({ kind: step.kind, params: params.data } as StepCall);
+    // A vxlan-tunnel with both ends: this host previews its own.
+    const end = vxlanEndFor(params.data as VxlanTunnelParams, o.hostId);
+    if (end === undefined)
+      refuse(`hosts: no entry for ${o.hostId}; each host of the plan needs its own end of the tunnel`);
+    else calls.push({ kind: 'vxlan-tunnel', params: end });
   });
   let steps: StepPreview[];
   try {

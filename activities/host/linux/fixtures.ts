@@ -64,3 +64,26 @@ export function hostPathsIn(dir: string) {
     ifupdown2: path.join(dir, 'no-ifupdown2'),
   };
 }
+
+/** The two ends of one VXLAN (VNI 100) over the lab's underlay: h1 on Open vSwitch, h2 a Linux vxlan device. */
+export const VXLAN_ENDS = {
+  ovs: {
+    type: 'ovs',
+    name: 'vx100',
+    vni: 100,
+    remote: '10.77.0.12',
+    local: '10.77.0.11',
+    underlay: 'ens6',
+    bridge: 'vmbr0',
+    tag: 100,
+  },
+  linux: {
+    type: 'linux',
+    name: 'vx100',
+    vni: 100,
+    remote: '10.77.0.11',
+    local: '10.77.0.12',
+    underlay: 'vmbr0',
+    address: '192.168.100.2/24',
+  },
+} as const;

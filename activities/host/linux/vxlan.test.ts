@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { VxlanTunnelParams } from '../../../schemas/steps.js';
-import { captured } from './fixtures.js';
+import { VxlanEnd, VxlanTunnelParams, vxlanEndFor } from '../../../schemas/steps.js';
+import { captured, VXLAN_ENDS } from './fixtures.js';
 import { planOvsConversion } from './ovs-plan.js';
 import {
   ipLinkAddVxlanArgv,
+  vxlanMac,
   parseLinkVxlan,
   parsePingCounts,
   pingDfArgv,
@@ -26,26 +27,9 @@ iface vmbr0 inet static
 /** The file as ovs-convert leaves it (classic ifupdown), for the OVS end. */
 const OVS_FILE = planOvsConversion(LINUX_FILE, { bridge: 'vmbr0', hostVlan: 1, ifupdown: 1 }).text;
 
-const params = (p: Record<string, unknown>): VxlanParams => VxlanTunnelParams.parse(p);
-const ovs = params({
-  type: 'ovs',
-  name: 'vx100',
-  vni: 100,
-  remote: '10.77.0.12',
-  local: '10.77.0.11',
-  underlay: 'ens6',
-  bridge: 'vmbr0',
-  tag: 100,
-});
-const linux = params({
-  type: 'linux',
-  name: 'vx100',
-  vni: 100,
-  remote: '10.77.0.11',
-  local: '10.77.0.12',
-  underlay: 'vmbr0',
-  address: '192.168.100.2/24',
-});
+const params = (p: Record<string, unknown>): VxlanParams => VxlanEnd.parse(p);
+const ovs = params(VXLAN_ENDS.ovs);
+const linux = params(VXLAN_ENDS.linux);
 
 describe('vxlan-tunnel params', () => {
   it('sets the destination port to 4789 unless the plan says otherwise', () => {
@@ -87,6 +71,39 @@ describe('vxlan-tunnel params', () => {
   });
 });
 
+describe('both ends of one tunnel in one step', () => {
+  const { name: _n, vni: _v, ...h1 } = VXLAN_ENDS.ovs;
+  const { name: _n2, vni: _v2, ...h2 } = VXLAN_ENDS.linux;
+  const both = { name: 'vx100', vni: 100, hosts: { h1, h2 } };
+
+  it('gives each host its own end, the shared parameters under it, and none to a host without an entry', () => {
+    const params = VxlanTunnelParams.parse(both);
+    expect(vxlanEndFor(params, 'h1')).toEqual({ ...ovs, dstPort: 4789 });
+    expect(vxlanEndFor(params, 'h2')).toEqual(VxlanEnd.parse({ ...both.hosts.h2, name: 'vx100', vni: 100 }));
+    expect(vxlanEndFor(params, 'h3')).toBeUndefined();
+    // One end for every host, as before.
+    expect(vxlanEndFor(VxlanTunnelParams.parse(linux), 'h3')).toEqual(linux);
+  });
+
+  it("checks each end whole: a problem in a host's entry is named under it, one in the shared part for whom", () => {
+    const issues = (p: Record<string, unknown>) =>
+      VxlanTunnelParams.safeParse(p).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+    expect(issues({ ...both, hosts: { ...both.hosts, h2: { ...both.hosts.h2, bridge: 'vmbr0' } } })).toEqual([
+      'hosts.h2.bridge: only an ovs tunnel joins a bridge',
+    ]);
+    const { vni: _vni, ...noVni } = both;
+    expect(issues(noVni)).toEqual([
+      'vni: Invalid input: expected number, received undefined (for host h1)',
+      'vni: Invalid input: expected number, received undefined (for host h2)',
+    ]);
+    expect(issues({ ...both, hosts: { h1: { ...both.hosts.h1, remote: '10.77.0.11' } } })).toEqual([
+      'hosts.h1.remote: must differ from local',
+    ]);
+    expect(issues({ ...both, hosts: {} })).toEqual(['hosts: one entry per host, 1 to 64']);
+    expect(issues({ ...both, hosts: { 'not a host!': both.hosts.h1 } }).length).toBeGreaterThan(0);
+  });
+});
+
 describe('the tunnel in /etc/network/interfaces', () => {
   it('ovs, classic ifupdown: an OVSTunnel announced with allow-<bridge> and listed in the bridge ports', () => {
     const plan = planVxlanFile(OVS_FILE, ovs, 1, 1450);
@@ -124,6 +141,7 @@ iface vx100 inet static
 \tvxlan-svcnodeip 10.77.0.11
 \tvxlan-port 4789
 \tvxlan-physdev vmbr0
+\thwaddress a2:79:db:f0:98:a9
 \tmtu 1450
 \taddress 192.168.100.2/24
 `);
@@ -132,7 +150,7 @@ iface vx100 inet static
   it('linux, classic ifupdown: the device made in pre-up with dstport set, deleted in post-down', () => {
     expect(planVxlanFile(LINUX_FILE, { ...linux, address: undefined }, 1, 1450).stanza).toBe(`auto vx100
 iface vx100 inet manual
-\tpre-up ip link add vx100 mtu 1450 type vxlan id 100 dstport 4789 remote 10.77.0.11 local 10.77.0.12 dev vmbr0
+\tpre-up ip link add vx100 address a2:79:db:f0:98:a9 mtu 1450 type vxlan id 100 dstport 4789 remote 10.77.0.11 local 10.77.0.12 dev vmbr0
 \tup ip link set dev vx100 up
 \tpost-down ip link delete dev vx100
 `);
@@ -167,8 +185,18 @@ iface vx100 inet manual
 describe('commands and their output', () => {
   it('ip link add names the destination port, remote, local, underlay and MTU', () => {
     expect(ipLinkAddVxlanArgv({ ...linux, type: 'linux', local: '10.77.0.12', mtu: 1450 }).join(' ')).toBe(
-      'ip link add vx100 mtu 1450 type vxlan id 100 dstport 4789 remote 10.77.0.11 local 10.77.0.12 dev vmbr0',
+      'ip link add vx100 address a2:79:db:f0:98:a9 mtu 1450 type vxlan id 100 dstport 4789 remote 10.77.0.11 local 10.77.0.12 dev vmbr0',
     );
+  });
+
+  it('gives each end of a tunnel its own MAC, the same every time, locally administered and unicast', () => {
+    const mac = vxlanMac(linux);
+    expect(mac).toBe('a2:79:db:f0:98:a9');
+    expect(vxlanMac({ ...linux })).toBe(mac);
+    expect(vxlanMac({ ...linux, local: linux.remote, remote: linux.local as string })).not.toBe(mac);
+    expect(vxlanMac({ ...linux, vni: 101 })).not.toBe(mac);
+    for (const m of [mac, vxlanMac({ ...linux, vni: 7 }), vxlanMac({ ...linux, name: 'vx7' })])
+      expect(parseInt(m.slice(0, 2), 16) & 0x03).toBe(0x02);
   });
 
   it('reads a vxlan device from real ip -j -d link output', () => {

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { IPv4 } from '../../../schemas/common.js';
 import { RefitError } from '../../../schemas/errors.js';
-import type { StepParams } from '../../../schemas/steps.js';
+import type { VxlanEnd } from '../../../schemas/steps.js';
 import type { IfupdownFlavour } from './ifupdown.js';
 import {
   ifaceStanzas,
@@ -15,7 +16,7 @@ import {
 } from './interfaces-file.js';
 import { ifName, type IfName } from './names.js';
 
-export type VxlanParams = StepParams<'vxlan-tunnel'>;
+export type VxlanParams = VxlanEnd;
 
 /** What the tunnel is, as far as refit sets it: compared between the plan and the running host. */
 export interface VxlanTunnel {
@@ -49,13 +50,31 @@ export function ovsTunnelOptions(t: Pick<VxlanTunnel, 'remote' | 'vni' | 'dstPor
   ];
 }
 
-/** `ip link add <name> mtu <mtu> type vxlan id <vni> dstport <port> remote <ip> local <ip> dev <underlay>`. */
+/**
+ * The MAC address a Linux vxlan device keeps across reboots: locally administered, unicast, derived from
+ * what the tunnel is (name, VNI, its two ends), so each end has its own. The kernel gives a new vxlan
+ * device a random one at every boot, and the VMs at the other end keep sending to the old one from
+ * their ARP caches until those expire (measured in the lab: no traffic across the tunnel for half a
+ * minute after the Linux end rebooted), so the stanza sets it.
+ */
+export function vxlanMac(t: Pick<VxlanTunnel, 'name' | 'vni' | 'local' | 'remote'>): string {
+  const digest = createHash('sha256')
+    .update(`refit-vxlan ${t.name} ${t.vni} ${t.local ?? ''} ${t.remote}`)
+    .digest();
+  const bytes = [...digest.subarray(0, 6)];
+  bytes[0] = ((bytes[0] as number) & 0xfc) | 0x02;
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> dstport <port> remote <ip> local <ip> dev <underlay>`. */
 export function ipLinkAddVxlanArgv(t: VxlanTunnel & { underlay: string; mtu: number }): string[] {
   return [
     'ip',
     'link',
     'add',
     ifName(t.name),
+    'address',
+    vxlanMac(t),
     'mtu',
     mtu(t.mtu),
     'type',
@@ -206,6 +225,7 @@ export function vxlanStanza(p: VxlanParams, flavour: IfupdownFlavour, tunnelMtu:
       ['vxlan-svcnodeip', ip4(p.remote)],
       ['vxlan-port', port(p.dstPort)],
       ['vxlan-physdev', ifName(p.underlay)],
+      ['hwaddress', vxlanMac(p)],
       ['mtu', mtu(tunnelMtu)],
       ...address,
     ]);

@@ -214,7 +214,7 @@ function planVerify(params: StepParams<'verify'>): SimPlan {
     throw new StepFailedError(`sim: simulated rtt to ${slow.target} is ${slow.rttAvgMs} ms, above ${maxRttMs} ms`);
   return {
     done: false,
-    summary: `simulated traffic check of ${targets.length} targets, no packets sent`,
+    summary: `simulated traffic check of ${targets.length} targets, no packets sent${params.health !== undefined ? '; net health: counters not modelled, nothing measured' : ''}`,
     change: unchanged,
     traffic,
   };

@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HEALTH_COUNTERS, type HealthCounter, type StepOutcome, type StepParams } from '../../../../schemas/steps.js';
+import {
+  HEALTH_COUNTERS,
+  type HealthCounter,
+  type StepOutcome,
+  type StepParams,
+  type VerifyHealth,
+} from '../../../../schemas/steps.js';
 import { StepCancelledError, StepFailedError, type StepContext } from '../../driver.js';
 import type { HostEnv } from '../host-env.js';
 import {
@@ -13,12 +19,13 @@ import {
 
 type Params = StepParams<'net-health'>;
 
-interface Snapshot {
+/** The counters at one moment: every interface's, and the host's TCP retransmissions since boot. */
+export interface Snapshot {
   interfaces: Map<string, InterfaceCounters>;
   tcpRetransmits: number;
 }
 
-async function snapshot(env: HostEnv): Promise<Snapshot> {
+export async function snapshot(env: HostEnv): Promise<Snapshot> {
   return {
     interfaces: parseIpStats((await env.run(ipStatsArgv())).stdout),
     tcpRetransmits: parseNstatRetransmits((await env.run(nstatArgv())).stdout),
@@ -29,24 +36,31 @@ const IF_COUNTERS = HEALTH_COUNTERS.filter(
   (c): c is Exclude<HealthCounter, 'tcpRetransmits'> => c !== 'tcpRetransmits',
 );
 
-/**
- * The host's error, drop and overrun counters and its TCP retransmissions, read at the start and again
- * after the plan's window: fails when one grew by more than the plan allows, naming the interface, the
- * counter and how much it grew. Changes nothing.
- */
-export async function applyNetHealth(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
-  const first = await snapshot(env);
-  const names = params.interfaces ?? [...first.interfaces.keys()].filter((n) => n !== 'lo');
+/** The interfaces a check watches (default: all but lo); fails naming those the host does not have. */
+export function watched(first: Snapshot, interfaces: readonly string[] | undefined, what: string): string[] {
+  const names = interfaces ? [...interfaces] : [...first.interfaces.keys()].filter((n) => n !== 'lo');
   const missing = names.filter((n) => !first.interfaces.has(n));
-  if (missing.length > 0) throw new StepFailedError(`net-health: no interface ${missing.join(', ')} on this host`);
-  ctx.progress(10, `watching the counters of ${names.join(', ')} for ${params.window / 1000} s`);
-  try {
-    await sleep(params.window, undefined, { signal: ctx.signal });
-  } catch {
-    throw new StepCancelledError('net-health: cancelled while watching the counters');
-  }
-  const second = await snapshot(env);
-  const deltas: Record<string, Partial<Record<HealthCounter, number>>> = {};
+  if (missing.length > 0) throw new StepFailedError(`${what}: no interface ${missing.join(', ')} on this host`);
+  return names;
+}
+
+export interface HealthReport {
+  deltas: Record<string, Partial<Record<HealthCounter, number>>>;
+  tcpRetransmits: number;
+  /** One per counter over its limit: `<interface> <counter> +<increase> (at most <limit>)`. */
+  problems: string[];
+  /** The counters that grew within their limits, `<interface> <counter> +<increase>`. */
+  grew: string[];
+}
+
+/** Each counter's increase between two readings against the plan's limits. */
+export function compareCounters(
+  first: Snapshot,
+  second: Snapshot,
+  names: readonly string[],
+  max: VerifyHealth['max'],
+): HealthReport {
+  const deltas: HealthReport['deltas'] = {};
   const problems: string[] = [];
   for (const name of names) {
     const a = first.interfaces.get(name) as InterfaceCounters;
@@ -58,18 +72,43 @@ export async function applyNetHealth(env: HostEnv, params: Params, ctx: StepCont
     const d = Object.fromEntries(IF_COUNTERS.map((c) => [c, counterDelta(a[c], b[c])])) as Record<string, number>;
     deltas[name] = d;
     for (const c of IF_COUNTERS) {
-      const max = params.max[c];
-      if (max !== undefined && (d[c] ?? 0) > max) problems.push(`${name} ${c} +${d[c]} (at most ${max})`);
+      const limit = max[c];
+      if (limit !== undefined && (d[c] ?? 0) > limit) problems.push(`${name} ${c} +${d[c]} (at most ${limit})`);
     }
   }
   const retrans = counterDelta(first.tcpRetransmits, second.tcpRetransmits);
-  if (params.max.tcpRetransmits !== undefined && retrans > params.max.tcpRetransmits)
-    problems.push(`host tcpRetransmits +${retrans} (at most ${params.max.tcpRetransmits})`);
-  const seconds = params.window / 1000;
-  if (problems.length > 0) throw new StepFailedError(`net-health over ${seconds} s: ${problems.join('; ')}`);
+  if (max.tcpRetransmits !== undefined && retrans > max.tcpRetransmits)
+    problems.push(`host tcpRetransmits +${retrans} (at most ${max.tcpRetransmits})`);
   const grew = Object.entries(deltas).flatMap(([name, d]) =>
     Object.entries(d).flatMap(([c, v]) => (v !== undefined && v > 0 ? [`${name} ${c} +${v}`] : [])),
   );
+  return { deltas, tcpRetransmits: retrans, problems, grew };
+}
+
+/** A reading as the audit keeps it: the watched interfaces' counters and the retransmissions. */
+export const countersOf = (s: Snapshot, names: readonly string[]) => ({
+  interfaces: Object.fromEntries(names.flatMap((n) => (s.interfaces.has(n) ? [[n, s.interfaces.get(n)]] : []))),
+  tcpRetransmits: s.tcpRetransmits,
+});
+
+/**
+ * The host's error, drop and overrun counters and its TCP retransmissions, read at the start and again
+ * after the plan's window: fails when one grew by more than the plan allows, naming the interface, the
+ * counter and how much it grew. Changes nothing.
+ */
+export async function applyNetHealth(env: HostEnv, params: Params, ctx: StepContext): Promise<StepOutcome> {
+  const first = await snapshot(env);
+  const names = watched(first, params.interfaces, 'net-health');
+  ctx.progress(10, `watching the counters of ${names.join(', ')} for ${params.window / 1000} s`);
+  try {
+    await sleep(params.window, undefined, { signal: ctx.signal });
+  } catch {
+    throw new StepCancelledError('net-health: cancelled while watching the counters');
+  }
+  const second = await snapshot(env);
+  const { deltas, tcpRetransmits: retrans, problems, grew } = compareCounters(first, second, names, params.max);
+  const seconds = params.window / 1000;
+  if (problems.length > 0) throw new StepFailedError(`net-health over ${seconds} s: ${problems.join('; ')}`);
   return {
     changed: false,
     summary: `net-health over ${seconds} s on ${names.join(', ')}: ${grew.length > 0 ? `${grew.join(', ')} (within limits)` : 'no drops, errors or overruns'}; tcpRetransmits +${retrans}`,

@@ -1,6 +1,6 @@
-import type { StepOutcome } from '../../../../schemas/steps.js';
+import { vxlanEndFor, type StepOutcome } from '../../../../schemas/steps.js';
 import type { StepCommand } from '../../../../schemas/command.js';
-import type { StepContext } from '../../driver.js';
+import { InvalidStepParamsError, type StepContext } from '../../driver.js';
 import type { HostEnv } from '../host-env.js';
 import { applyOvsBond, revertOvsBond } from './ovs-bond.js';
 import { applyOvsConvert, revertOvsConvert } from './ovs-convert.js';
@@ -44,7 +44,12 @@ export async function runNetworkStep(env: HostEnv, step: NetworkStep, ctx: StepC
       return apply
         ? applyNetHealth(env, step.params, ctx)
         : nothing('a counter check changes nothing; nothing to revert');
-    case 'vxlan-tunnel':
-      return apply ? applyVxlanTunnel(env, step.params, ctx) : revertVxlanTunnel(env, step.params, ctx);
+    case 'vxlan-tunnel': {
+      // The controller sends each host its own end; a command with the whole map takes this host's entry.
+      const end = vxlanEndFor(step.params, step.hostId);
+      if (end === undefined)
+        throw new InvalidStepParamsError(`vxlan-tunnel: the step's hosts have no entry for ${step.hostId}`);
+      return apply ? applyVxlanTunnel(env, end, ctx) : revertVxlanTunnel(env, end, ctx);
+    }
   }
 }

@@ -103,7 +103,7 @@ describe('a dry run on a linux host', () => {
     expect(asked).toEqual(['ip -j -d link show dev vmbr0']);
     expect(tunnel?.summary).toBe('vxlan device vx200: VNI 200 to 10.77.0.12, UDP 4789, MTU 1400');
     expect(tunnel?.files[0]?.diff).toContain(
-      '+\tpre-up ip link add vx200 mtu 1400 type vxlan id 200 dstport 4789 remote 10.77.0.12 dev vmbr0',
+      '+\tpre-up ip link add vx200 address c6:21:c1:f9:99:5d mtu 1400 type vxlan id 200 dstport 4789 remote 10.77.0.12 dev vmbr0',
     );
     expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(INTERFACES);
   });

@@ -1,5 +1,5 @@
 import type { StepPreview } from '../../../../schemas/preview.js';
-import type { StepCall, StepParams } from '../../../../schemas/steps.js';
+import { vxlanEndFor, type StepCall, type StepParams } from '../../../../schemas/steps.js';
 import type { HostFacts } from '../../../../schemas/host.js';
 import { describeStep, filePreview } from '../../preview.js';
 import { detectBootloader, planCmdlineIommu } from '../boot-config.js';
@@ -28,8 +28,12 @@ export async function previewLinuxSteps(
     else if (step.kind === 'ovs-bond')
       previews.push(await previewOvsBond(env, step.params, index, steps.slice(0, index)));
     else if (step.kind === 'sriov-enable') previews.push(await previewSriovEnable(env, step.params, index));
-    else if (step.kind === 'vxlan-tunnel') previews.push(await previewVxlanTunnel(env, step.params, index));
-    else previews.push(describeStep(step, index, facts));
+    else if (step.kind === 'vxlan-tunnel') {
+      // The host's preview worker hands on this host's own end (vxlanEndFor with its id).
+      const end = vxlanEndFor(step.params, undefined);
+      if (end === undefined) previews.push({ ...describeStep(step, index, facts), error: 'no end for this host' });
+      else previews.push(await previewVxlanTunnel(env, end, index));
+    } else previews.push(describeStep(step, index, facts));
   }
   return previews;
 }

@@ -11,6 +11,7 @@ import { ifName } from '../names.js';
 import { vfMismatches } from '../sriov.js';
 import { readPersistedVfs } from '../vf-persistence.js';
 import { requireTool } from '../tools.js';
+import { compareCounters, countersOf, snapshot, watched } from './net-health.js';
 
 /** Below this, a difference in loss from the baseline is noise; for latency the plan says (rttToleranceMs). */
 export const LOSS_NOISE_PCT = 1;
@@ -134,6 +135,11 @@ export async function applyVerify(
   if (sender !== undefined)
     await requireTool(sender, 'hping3', params.fromVm === undefined ? 'this host' : `VM ${params.fromVm}`);
   const baselines = (await loadBaselines(env))[rolloutId] ?? {};
+  // net-health inside verify: the counters before the first probe and after the last one.
+  const health = params.health;
+  const first = health !== undefined ? await snapshot(env) : undefined;
+  const watching = first !== undefined ? watched(first, health?.interfaces, 'verify health') : [];
+  const started = Date.now();
   const traffic: TrafficStats[] = [];
   const problems: string[] = [];
   const from = params.fromVm ?? 'host';
@@ -169,7 +175,32 @@ export async function applyVerify(
   }
   const vfs = await vfProblems(env);
   problems.push(...vfs.problems);
-  const observed = { traffic, baselines, ...(vfs.state !== undefined ? { sriov: vfs.state } : {}) };
+  let counters: { before: Record<string, unknown>; after: Record<string, unknown>; summary: string } | undefined;
+  if (health !== undefined && first !== undefined) {
+    const second = await snapshot(env);
+    const seconds = Math.round((Date.now() - started) / 100) / 10;
+    const report = compareCounters(first, second, watching, health.max);
+    problems.push(...report.problems.map((p) => `net health over ${seconds} s: ${p}`));
+    counters = {
+      before: { netHealth: countersOf(first, watching) },
+      after: {
+        netHealth: {
+          ...countersOf(second, watching),
+          windowMs: Date.now() - started,
+          deltas: report.deltas,
+          retransmitted: report.tcpRetransmits,
+          max: health.max,
+        },
+      },
+      summary: `; net health over ${seconds} s on ${watching.join(', ')}: ${report.grew.length > 0 ? `${report.grew.join(', ')} (within limits)` : 'no drops, errors or overruns'}, tcpRetransmits +${report.tcpRetransmits}`,
+    };
+  }
+  const observed = {
+    traffic,
+    baselines,
+    ...(vfs.state !== undefined ? { sriov: vfs.state } : {}),
+    ...counters?.after,
+  };
   if (problems.length > 0) throw new StepFailedError(`verify failed: ${problems.join('; ')}`);
   ctx.progress(100, 'traffic checks passed');
   const summary = traffic
@@ -178,5 +209,11 @@ export async function applyVerify(
         `${t.target} ${t.received}/${t.transmitted} (${t.lossPct}% loss${t.rttAvgMs !== undefined ? `, avg ${t.rttAvgMs} ms` : ''})`,
     )
     .join('; ');
-  return { changed: false, summary: `verify passed from ${from}: ${summary}`, before: {}, after: observed, traffic };
+  return {
+    changed: false,
+    summary: `verify passed from ${from}: ${summary}${counters?.summary ?? ''}`,
+    before: counters?.before ?? {},
+    after: observed,
+    traffic,
+  };
 }

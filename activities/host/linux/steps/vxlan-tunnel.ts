@@ -193,7 +193,9 @@ export async function applyVxlanTunnel(env: HostEnv, p: VxlanParams, ctx: StepCo
       `vxlan-tunnel: ${name} runs already, otherwise than planned (${differences.join(', ')}); revert it or choose another name`,
     );
   const defined = ifaceStanzas(parseInterfaces(text), name)[0];
-  if (defined !== undefined && !planned.stanza.endsWith(defined.raw))
+  // A stanza an older refit wrote lacks the device's MAC; it is the same tunnel, and gets its MAC now.
+  const withoutMac = planned.stanza.replace(/^\thwaddress \S+\n/m, '').replace(/ address [0-9a-f:]{17} mtu /, ' mtu ');
+  if (defined !== undefined && !planned.stanza.endsWith(defined.raw) && !withoutMac.endsWith(defined.raw))
     throw new StepFailedError(
       `vxlan-tunnel: /etc/network/interfaces defines ${name} otherwise than planned; revert it or choose another name`,
     );
