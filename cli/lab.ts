@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { labDown } from '../lab/down.js';
-import { clearFaults, injectLoss, injectPortSecurity } from '../lab/faults.js';
+import { clearFaults, injectLoss, injectPortSecurity, LabFaultError } from '../lab/faults.js';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { rebootHost } from '../activities/host/lab/boot.js';
@@ -55,7 +55,12 @@ async function usage<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof LabNotFoundError || err instanceof LabSetupError || err instanceof HostPackageError)
+    if (
+      err instanceof LabNotFoundError ||
+      err instanceof LabSetupError ||
+      err instanceof HostPackageError ||
+      err instanceof LabFaultError
+    )
       throw new UsageError(err.message);
     throw err;
   }
@@ -94,6 +99,10 @@ export function registerLabCommands(program: Command): void {
     .option('--prefix <prefix>', 'namespace name prefix', 'rf-')
     .option('--without-sriov <hosts>', 'hosts whose NIC has no SR-IOV, e.g. h3 (for failure tests)')
     .option(
+      '--bond <hosts>',
+      'hosts whose uplink is two NICs declared as a Linux bond (802.3ad), the switch side an OVS bond with LACP, e.g. h1,h2 (see docs/lab.md)',
+    )
+    .option(
       '--vm-kind <kind>',
       'netns (namespace VMs) or qemu (real QEMU guests, live-migrated with QMP; needs scripts/setup-guest.sh; see docs/lab.md)',
       labVmKind,
@@ -110,6 +119,7 @@ export function registerLabCommands(program: Command): void {
         vms: number;
         prefix: string;
         withoutSriov?: string;
+        bond?: string;
         flavour?: FlavourSpec;
         vmKind: LabVmKind;
       }) => {
@@ -124,6 +134,7 @@ export function registerLabCommands(program: Command): void {
               vmsPerHost: opts.vms,
               prefix: prefix.data,
               noSriov,
+              bonds: opts.bond?.split(',').filter((h) => h !== '') ?? [],
               vmKind: opts.vmKind,
               ...opts.flavour,
             },
@@ -207,9 +218,9 @@ export function registerLabCommands(program: Command): void {
     .action(async (hostId: string, fault: string) => {
       const state = await usage(() => loadLab(labDirOf()));
       const host = await usage(async () => labHost(state, hostId));
-      if (fault === 'loss') await injectLoss(state, host);
+      if (fault === 'loss') await usage(() => injectLoss(state, host));
       else if (fault === 'port-security')
-        process.stdout.write(`pinned ${await injectPortSecurity(state, host)} on ${host.switchPort}\n`);
+        process.stdout.write(`pinned ${await usage(() => injectPortSecurity(state, host))} on ${host.switchPort}\n`);
       else if (fault === 'clear') await clearFaults(state, host);
       else throw new UsageError(`unknown fault "${fault}" (loss, port-security, clear)`);
     });

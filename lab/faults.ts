@@ -1,14 +1,26 @@
 import { rootRunner } from '../activities/host/lab/exec.js';
 import { parseIpLinks } from '../activities/host/linux/ip.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
+import { RefitError } from '../schemas/errors.js';
 
 /**
  * Faults the lab can inject on a host's switch port, for failure-path tests. They live in the switch
  * namespace, so a host's own reboot does not clear them; `clearFaults` does.
  */
 
+export class LabFaultError extends RefitError {}
+
+/** A bonded host's cables end in the switch's OVS bond, where these faults are not modelled. */
+function refuseBonded(host: LabHost, fault: string): void {
+  if (host.bond !== undefined)
+    throw new LabFaultError(
+      `${host.id} has a bonded uplink: the lab's ${fault} fault is made on a Linux bridge port and is not modelled on the switch's OVS bond`,
+    );
+}
+
 /** Packet loss towards the host: the switch port sends at most `rateKbit` kbit/s through a one-packet queue. */
 export async function injectLoss(lab: LabState, host: LabHost, rateKbit = 8): Promise<void> {
+  refuseBonded(host, 'loss');
   const tc = (...args: string[]) => rootRunner(['ip', 'netns', 'exec', lab.switch.ns, 'tc', ...args]);
   await clearLoss(lab, host);
   await tc('qdisc', 'add', 'dev', host.switchPort, 'root', 'handle', '1:', 'htb', 'default', '1');
@@ -47,6 +59,7 @@ export async function clearLoss(lab: LabState, host: LabHost): Promise<void> {
  * MAC) cuts the host off, as it would in a data centre with sticky MACs.
  */
 export async function injectPortSecurity(lab: LabState, host: LabHost): Promise<string> {
+  refuseBonded(host, 'port-security');
   const links = parseIpLinks((await rootRunner(['ip', '-n', host.ns, '-j', '-d', 'link', 'show'])).stdout);
   const mac = links.find((l) => l.name === 'vmbr0')?.mac ?? links.find((l) => l.name === host.uplink)?.mac;
   if (mac === undefined) throw new Error(`${host.id}: no MAC to pin`);
@@ -68,6 +81,7 @@ export async function clearPortSecurity(lab: LabState, host: LabHost): Promise<v
 }
 
 export async function clearFaults(lab: LabState, host: LabHost): Promise<void> {
+  if (host.bond !== undefined) return;
   await clearLoss(lab, host);
   await clearPortSecurity(lab, host);
 }

@@ -14,7 +14,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { hostPaths, LAB_NIC_PCI } from '../activities/host/lab/layout.js';
+import { hostPaths, LAB_NIC_PCI, uplinkNics } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { RefitError } from '../schemas/errors.js';
 import { PROXMOX_BOOT_TOOL } from './scripts.js';
@@ -24,18 +24,35 @@ const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as c
 /** The ifupdown hooks a lab host gets: Open vSwitch's (openvswitch-switch) and the Linux bridge's (bridge-utils). */
 const HOOKS = new Set(['openvswitch', 'bridge']);
 
-/** /etc/network/interfaces as the Proxmox installer writes it: vmbr0 is a Linux bridge on the uplink. */
+/**
+ * /etc/network/interfaces as the Proxmox installer writes it: vmbr0 is a Linux bridge on the uplink. A
+ * bonded host's file is the one of Proxmox VE's admin guide for a bonded bridge: vmbr0 on the Linux bond
+ * bond0 (802.3ad, hashing by layer 3+4) over its two NICs. The lab's kernel has no bonding module, so
+ * that bond never runs: the host boots unreachable until ovs-convert puts the bridge on an OVSBond.
+ */
 export function proxmoxInterfaces(lab: LabState, host: LabHost): string {
+  const nics = uplinkNics(host).map((n) => `iface ${n.name} inet manual\n`);
+  const bond = host.bond;
   return `auto lo
 iface lo inet loopback
 
-iface ${host.uplink} inet manual
+${nics.join('\n')}
+${
+  bond === undefined
+    ? ''
+    : `auto ${bond.name}
+iface ${bond.name} inet manual
+\tbond-slaves ${bond.members.map((m) => m.name).join(' ')}
+\tbond-miimon 100
+\tbond-mode 802.3ad
+\tbond-xmit-hash-policy layer3+4
 
-auto vmbr0
+`
+}auto vmbr0
 iface vmbr0 inet static
 \taddress ${host.address}
 \tgateway ${lab.switch.address.split('/')[0]}
-\tbridge-ports ${host.uplink}
+\tbridge-ports ${bond?.name ?? host.uplink}
 \tbridge-stp off
 \tbridge-fd 0
 

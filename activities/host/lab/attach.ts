@@ -43,7 +43,7 @@ export async function runningBridge(lab: LabState, host: LabHost, links?: Link[]
     .split('\n')
     .filter((l) => l !== '');
   const ports = parseOvsPorts((await run(ovsListPortsJsonArgv())).stdout);
-  const uplink = ports.find((p) => p.name === host.uplink);
+  const uplink = ports.find((p) => p.name === (host.bond?.name ?? host.uplink));
   return { type: 'ovs', ports: names, tag: uplink?.tag };
 }
 

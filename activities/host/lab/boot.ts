@@ -7,7 +7,7 @@ import type { VfSettings } from '../../../schemas/steps.js';
 import { parseSriovRules, pciAddressFromUevent, type VfState } from '../linux/sriov.js';
 import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.js';
 import { hostRunner, rootRunner } from './exec.js';
-import { hostPaths } from './layout.js';
+import { hostPaths, uplinkNics } from './layout.js';
 import { startOvs, stopOvs } from './ovs-daemons.js';
 import { setGuestRunning } from './qemu.js';
 import type { LabHost, LabState } from './state.js';
@@ -17,7 +17,7 @@ const BASE_CMDLINE = 'BOOT_IMAGE=/boot/vmlinuz-lab root=/dev/vda1 ro';
 /**
  * Take a lab host down as a power cycle would: its Open vSwitch stops, every runtime network object
  * (bridges, OVS ports and taps, addresses, routes, ifupdown state, VFs) is gone. What is left: its
- * persistent files and its "hardware": the uplink and the veths of the VMs it hosts.
+ * persistent files and its "hardware": the uplink (or the bond's NICs) and the veths of the VMs it hosts.
  */
 export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> {
   const p = hostPaths(host);
@@ -28,7 +28,8 @@ export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> 
   for (const vm of guestsAmong(lab, links)) await setGuestRunning(host, vm, false);
   await stopOvs(host);
   const ns = ['ip', '-n', host.ns];
-  const hardware = new Set([host.uplink, ...lab.vms.map((v) => v.port)]);
+  const nics = new Set(uplinkNics(host).map((n) => n.name));
+  const hardware = new Set([...nics, ...lab.vms.map((v) => v.port)]);
   for (const link of links) {
     if (link.name === 'lo') {
       await rootRunner([...ns, 'link', 'set', 'dev', 'lo', 'down']);
@@ -36,7 +37,7 @@ export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> 
       if (link.master !== undefined) await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'nomaster']);
       await rootRunner([...ns, 'link', 'set', 'dev', link.name, 'down']);
       await rootRunner([...ns, 'addr', 'flush', 'dev', link.name]);
-      if (link.name === host.uplink) await resetUplink(host);
+      if (nics.has(link.name)) await resetUplink(host, link.name);
     } else {
       await rootRunner([...ns, 'link', 'delete', 'dev', link.name]).catch(() => undefined);
     }
@@ -51,26 +52,11 @@ export async function shutdownHost(lab: LabState, host: LabHost): Promise<void> 
  * add … type veth` gives one (captured: test/fixtures/captured/ethtool-*-veth.*), so that only what
  * the host persisted (nic-tuning) comes back at boot.
  */
-async function resetUplink(host: LabHost): Promise<void> {
+async function resetUplink(host: LabHost, nic: string): Promise<void> {
   const exec = ['ip', 'netns', 'exec', host.ns];
-  await rootRunner(['ip', '-n', host.ns, 'link', 'set', 'dev', host.uplink, 'mtu', '1500', 'txqueuelen', '1000']);
-  await rootRunner([...exec, 'ethtool', '-L', host.uplink, 'rx', '1', 'tx', '1']);
-  await rootRunner([
-    ...exec,
-    'ethtool',
-    '-K',
-    host.uplink,
-    'rx',
-    'on',
-    'tx',
-    'on',
-    'tso',
-    'on',
-    'gso',
-    'on',
-    'gro',
-    'off',
-  ]);
+  await rootRunner(['ip', '-n', host.ns, 'link', 'set', 'dev', nic, 'mtu', '1500', 'txqueuelen', '1000']);
+  await rootRunner([...exec, 'ethtool', '-L', nic, 'rx', '1', 'tx', '1']);
+  await rootRunner([...exec, 'ethtool', '-K', nic, 'rx', 'on', 'tx', 'on', 'tso', 'on', 'gso', 'on', 'gro', 'off']);
 }
 
 /**

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { createExecaRunner, type CommandRunner } from '../linux/command.js';
-import { labBinDir } from './layout.js';
+import { labBinDir, switchOvsDir } from './layout.js';
 import type { LabHost, LabState, LabVm } from './state.js';
 
 /** Commands in the root namespace (`ip netns add`, `ip -n <ns> ...`). */
@@ -33,4 +33,12 @@ export function vmRunner(vm: LabVm): CommandRunner {
 
 export function switchRunner(lab: LabState): CommandRunner {
   return createExecaRunner(['ip', 'netns', 'exec', lab.switch.ns]);
+}
+
+/**
+ * Open vSwitch commands for the switch's own OVS (bonded hosts' LACP partner), in the switch
+ * namespace: OVS_RUNDIR points them at its sockets and pid files under the lab dir.
+ */
+export function switchOvsRunner(lab: LabState): CommandRunner {
+  return createExecaRunner(['ip', 'netns', 'exec', lab.switch.ns, 'env', `OVS_RUNDIR=${switchOvsDir(lab.labDir)}`]);
 }

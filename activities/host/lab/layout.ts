@@ -7,6 +7,14 @@ export const SWITCH_ADDRESS = '10.77.0.1';
 export const DEFAULT_PREFIX = 'rf-';
 /** Every lab host's uplink and SR-IOV NIC, as in examples/ovs-sriov.yaml. */
 export const LAB_UPLINK = 'ens6';
+/** A bonded lab host's bond (in its file) and its second NIC. */
+export const LAB_BOND = 'bond0';
+export const LAB_BOND_SECOND = 'ens7';
+/**
+ * The switch's Open vSwitch, in the switch namespace, holding the partner bond of every bonded host
+ * (`bond-h<n>`, LACP) and a veth (`rfsw-ovs` ↔ `rfsw-lnx`) to the switch's Linux bridge.
+ */
+export const SWITCH_OVS_BRIDGE = 'rfswb';
 /** As an Intel 82576 (the NIC of the SR-IOV seed, 001_f590dfafc891b798.txt): 7 VFs per port. */
 export const LAB_TOTAL_VFS = 7;
 /** The PCI address of every lab host's NIC (in its fake sysfs uevent): slot 6, as its name ens6 says. */
@@ -21,6 +29,8 @@ export interface LabShape {
   prefix?: string;
   /** Hosts whose NIC has no SR-IOV (sriov_totalvfs absent), for failure tests: host ids. */
   noSriov?: readonly string[];
+  /** Hosts whose uplink is a bond of two NICs with LACP to the switch (host ids). */
+  bonds?: readonly string[];
   /** Each host's flavour (by host id, h<n>); the rest get `flavour` (default `debian`). */
   flavours?: Readonly<Record<string, LabFlavour>>;
   flavour?: LabFlavour;
@@ -53,6 +63,17 @@ export function planLab(shape: LabShape, now = new Date()): LabState {
       totalVfs: shape.noSriov?.includes(id) ? 0 : LAB_TOTAL_VFS,
       vmSlots: Math.max(4, shape.vmsPerHost * 3),
       flavour: shape.flavours?.[`h${n}`] ?? shape.flavour ?? 'debian',
+      ...(shape.bonds?.includes(id)
+        ? {
+            bond: {
+              name: LAB_BOND,
+              members: [
+                { name: LAB_UPLINK, switchPort: `rfs-h${n}` },
+                { name: LAB_BOND_SECOND, switchPort: `rfs-h${n}b` },
+              ],
+            },
+          }
+        : {}),
     });
     for (let m = 1; m <= shape.vmsPerHost; m++) {
       const vmid = 100 * n + m;
@@ -118,6 +139,13 @@ export function hostPaths(host: LabHost) {
   };
 }
 export type HostPaths = ReturnType<typeof hostPaths>;
+
+/** The switch's Open vSwitch: database, sockets, pid files and logs (OVS_RUNDIR for its commands). */
+export const switchOvsDir = (labDir: string) => path.join(labDir, 'switch');
+
+/** The NICs a host's uplink is made of: the bond's members, or the one uplink. */
+export const uplinkNics = (host: LabHost): { name: string; switchPort: string }[] =>
+  host.bond?.members ?? [{ name: host.uplink, switchPort: host.switchPort }];
 
 export function labBinDir(labDir: string): string {
   return path.join(labDir, 'bin');

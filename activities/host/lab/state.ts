@@ -31,6 +31,17 @@ export const LabHost = z.object({
    * unpacked privately and put first on the host's PATH. Labs from before flavours are all `debian`.
    */
   flavour: LabFlavour.default('debian'),
+  /**
+   * A bonded uplink (`refit lab up --bond h1`): the NIC and a second one (`ens7`), each a veth to the
+   * switch, declared in the host's file as the Linux bond `name` (802.3ad, layer3+4). The switch side
+   * of the members is one OVS bond with LACP. Absent: one uplink on the switch's Linux bridge.
+   */
+  bond: z
+    .object({
+      name: InterfaceName,
+      members: z.array(z.object({ name: InterfaceName, switchPort: InterfaceName })).min(2),
+    })
+    .optional(),
 });
 export type LabHost = z.infer<typeof LabHost>;
 

@@ -3,6 +3,8 @@ import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.
 import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
+import { linuxBondIn } from '../bond-plan.js';
+import { parseInterfaces } from '../interfaces-file.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
@@ -127,10 +129,18 @@ export async function applyOvsConvert(
     // ifdown must read the definition the bridge was brought up with: after a crash mid-step that is the backup.
     // ifreload -a (ifupdown2) takes the Linux bridge down itself: it compares with what it brought up.
     const upFrom = planned.changed ? undefined : backupPath(env, env.paths.interfaces, BACKUP_LABEL);
-    if (flavour === 1)
+    if (flavour === 1) {
       await ifdown(env.run, bridge, upFrom).catch((err: unknown) =>
         ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bridge failed; going on'),
       );
+      // A Linux bond uplink is an interface of its own to classic ifupdown (`auto bond0`): left
+      // configured, `ifup` of the OVS bridge answers "interface bond0 already configured" and the
+      // OVS hook never makes the OVSBond. Taken down too, as the old file defines it.
+      if (linuxBondIn(parseInterfaces(restoreText), planned.uplink) !== undefined)
+        await ifdown(env.run, ifName(planned.uplink, 'uplink'), upFrom).catch((err: unknown) =>
+          ctx.log.warn({ err: String(err) }, 'ifdown of the Linux bond failed; going on'),
+        );
+    }
     await writeTextAtomic(env.paths.interfaces, planned.text);
     try {
       await ifup(env.run, bridge, flavour);
