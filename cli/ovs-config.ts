@@ -23,6 +23,15 @@ interface OvsConfigOptions {
   hostVlan: number;
   datapath?: string;
   ifupdown?: IfupdownFlavour;
+  json?: boolean;
+}
+
+/** `refit ovs-config --json`: the converted file and what it was made for. */
+export interface OvsConfigJson {
+  interfaces: string;
+  bridge: string;
+  ifupdown: IfupdownFlavour;
+  text: string;
 }
 
 /**
@@ -33,6 +42,14 @@ export async function renderOvsConfig(
   opts: OvsConfigOptions,
   note: (line: string) => void = () => undefined,
 ): Promise<string> {
+  return (await convertOvsConfig(opts, note)).text;
+}
+
+/** The converted file, with the file it came from, the bridge and the ifupdown flavour it is for. */
+export async function convertOvsConfig(
+  opts: OvsConfigOptions,
+  note: (line: string) => void = () => undefined,
+): Promise<OvsConfigJson> {
   if (opts.datapath !== undefined && opts.datapath !== 'netdev') throw new UsageError('--datapath can only be netdev');
   let text: string;
   try {
@@ -49,13 +66,14 @@ export async function renderOvsConfig(
     }`,
   );
   try {
-    return planOvsConversion(text, {
+    const converted = planOvsConversion(text, {
       ifupdown: flavour,
       bridge: opts.bridge,
       uplink: opts.uplink,
       hostVlan: opts.hostVlan,
       datapathType: opts.datapath === 'netdev' ? 'netdev' : undefined,
     }).text;
+    return { interfaces: opts.interfaces, bridge: opts.bridge, ifupdown: flavour, text: converted };
   } catch (err) {
     if (err instanceof InterfacesPlanError || err instanceof InvalidStepParamsError)
       throw new UsageError(`${opts.interfaces}: ${err.message}`);
@@ -82,7 +100,9 @@ export function registerOvsConfigCommand(program: Command): void {
       `1: classic ifupdown (allow-<bridge>), 2: ifupdown2 (auto, ifreload -a); default: this machine's (2 when ${IFUPDOWN2_DIR} exists)`,
       ifupdownFlavour,
     )
+    .option('--json', 'print the converted file and what it is for as JSON')
     .action(async (opts: OvsConfigOptions) => {
-      process.stdout.write(await renderOvsConfig(opts, (line) => process.stderr.write(`${line}\n`)));
+      const out = await convertOvsConfig(opts, (line) => process.stderr.write(`${line}\n`));
+      process.stdout.write(opts.json === true ? `${JSON.stringify(out)}\n` : out.text);
     });
 }

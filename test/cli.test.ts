@@ -128,6 +128,43 @@ describe('refit command line', () => {
     expect(out.status).toBe(2);
   });
 
+  // Every command that reads and shows something can print it as JSON for scripts.
+  it.each(
+    [
+      ['hosts'],
+      ['rollout', 'list'],
+      ['rollout', 'status'],
+      ['rollout', 'watch'],
+      ['rollout', 'plan'],
+      ['audit', 'log'],
+      ['audit', 'show'],
+      ['audit', 'verify'],
+      ['operator', 'list'],
+      ['dev', 'status'],
+      ['lab', 'status'],
+      ['ovs-config'],
+    ].map((command) => [command.join(' '), command] as const),
+  )('refit %s has --json', (_name, command) => {
+    const out = refit([...command, '--help']);
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/^ {2}--json\b/m);
+  });
+
+  it('ovs-config --json gives the file it prints, and what it is for', () => {
+    const file = path.join(dir, 'interfaces');
+    writeFileSync(
+      file,
+      'auto lo\niface lo inet loopback\n\niface eno1 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n\taddress 192.0.2.5/24\n\tbridge-ports eno1\n',
+    );
+    const args = ['ovs-config', '--interfaces', file, '--ifupdown', '1'];
+    const text = refit(args);
+    expect(text.status, text.stderr).toBe(0);
+    const json = refit([...args, '--json']);
+    expect(json.status, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ interfaces: file, bridge: 'vmbr0', ifupdown: 1, text: text.stdout });
+    expect(text.stdout).toContain('ovs_type OVSBridge');
+  });
+
   it('loads no Temporal module for the host worker, and does for the controller', () => {
     const host = refit(['host', '--help'], true);
     expect(host.status).toBe(0);
