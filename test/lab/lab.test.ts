@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,10 @@ import { labStatus } from '../../lab/status.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { labUp } from '../../lab/up.js';
 import { guestPid } from '../../activities/host/lab/qemu.js';
-import { labSkipReason, qemuSkipReason, testLabDir } from './lab-env.js';
+import { prepareStep } from '../../activities/host/driver.js';
+import { createLabDriver } from '../../activities/host/lab/driver.js';
+import { pino } from 'pino';
+import { directSteps, labSkipReason, qemuSkipReason, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason() || qemuSkipReason();
 const { labDir, prefix } = testLabDir('l');
@@ -104,6 +108,40 @@ describe.skipIf(skip !== '')(`the lab (namespaces ${prefix}*)${skip ? ` — ${sk
     // Paused while the host was down, resumed at boot: the same QEMU, its tap on the bridge again.
     expect(await guestPid(h(1), lab.vms[0] as (typeof lab.vms)[number])).toBe(guest);
     expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+  });
+
+  it('a guest migrated back onto its host after ovs-convert answers there: its tap an OVS port with an ofport, its MAC learned on it', async () => {
+    // Reported once as not answering (decision 0026); measured answering since (decision 0028). This pins it.
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-l-state-'));
+    try {
+      const driver = await createLabDriver({
+        hostId: 'h1',
+        labDir,
+        stateDir,
+        log: pino({ level: 'silent' }),
+        confirm: 'probe',
+      });
+      const { command, ctx } = directSteps('lab-qemu-ovs');
+      expect((await migrateVm(lab, 'vm101', 'h2')).moved).toBe(true);
+      const converted = await driver.runStep(
+        prepareStep(command('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 })),
+        ctx(),
+      );
+      expect(converted.after).toMatchObject({ bridge: { type: 'ovs' } });
+      const back = await migrateVm(lab, 'vm101', 'h1');
+      console.log(`vm101 h2→h1 (OVS): ${JSON.stringify(back)}`);
+      expect((back.loss?.received ?? 0) / (back.loss?.sent ?? 1)).toBeGreaterThan(0.5);
+      const run = hostRunner(lab, h(1));
+      const ofport = Number((await run(['ovs-vsctl', 'get', 'Interface', 'tap101i0', 'ofport'])).stdout.trim());
+      expect(ofport).toBeGreaterThan(0);
+      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+      // `ovs-appctl fdb/show vmbr0`: " port  VLAN  MAC  Age" rows; the guest's MAC on its tap's port.
+      const fdb = (await run(['ovs-appctl', 'fdb/show', 'vmbr0'])).stdout;
+      const row = fdb.split('\n').find((l) => l.includes((lab.vms[0] as LabVm).mac as string));
+      expect(row?.trim().split(/\s+/)[0], fdb).toBe(String(ofport));
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('lab down finds everything by name even without its state file', async () => {
