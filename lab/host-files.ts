@@ -17,7 +17,10 @@ import path from 'node:path';
 import { hostPaths, LAB_NIC_PCI, uplinkNics } from '../activities/host/lab/layout.js';
 import type { LabHost, LabState } from '../activities/host/lab/state.js';
 import { RefitError } from '../schemas/errors.js';
-import { PROXMOX_BOOT_TOOL } from './scripts.js';
+import { PROXMOX_BOOT_TOOL, pveStandinWrapper } from './scripts.js';
+import { confPath, LAB_NODE_MEMORY, labMeminfo, labVmConfig, pveDir } from './pve-standin.js';
+import { GUEST_MEMORY_MB } from '../activities/host/lab/qemu.js';
+import { repoRoot } from './host-package.js';
 import { ifupdown2Unpacked } from './tools.js';
 
 const HOOK_DIRS = ['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'] as const;
@@ -113,6 +116,7 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
   if (host.flavour === 'pve') {
     await installIfupdown2(host);
     await installBootTool(host);
+    await installPveStandins(lab, host);
   }
   await writeFile(path.join(etc, 'network/interfaces'), proxmoxInterfaces(lab, host));
   await writeFile(path.join(etc, 'default/grub'), DEBIAN_GRUB);
@@ -128,6 +132,62 @@ export async function writeHostFiles(lab: LabState, host: LabHost): Promise<void
   await rm(p.etc, { recursive: true, force: true });
   await mkdir(p.etc, { recursive: true });
   for (const dir of ['network', 'default']) await symlink(path.join(etc, dir), path.join(p.etc, dir));
+}
+
+/** The Proxmox VE commands refit runs that cannot be installed here: the lab's stand-ins (lab/pve-standin.ts). */
+export const PVE_STANDINS = ['qm', 'pvesh', 'ha-manager'] as const;
+
+/** The stand-ins' program: dist/lab/pve-standin-main.js of this checkout (built by `npm run build`). */
+export function pveStandinMain(): string {
+  const main = path.join(repoRoot(), 'dist/lab/pve-standin-main.js');
+  if (!existsSync(main))
+    throw new LabToolsMissingError(
+      `${main} is missing (the pve lab hosts' qm, pvesh and ha-manager): run npm run build`,
+    );
+  return main;
+}
+
+/**
+ * A `pve` host is a node of the lab's Proxmox cluster: qm, pvesh and ha-manager in <root>/sbin (first
+ * on its PATH) run the stand-ins for this node, /etc/pve links to the cluster's configuration (the
+ * lab's pmxcfs, shared by every pve host), and <root>/proc/meminfo says how much memory the node has.
+ */
+async function installPveStandins(lab: LabState, host: LabHost): Promise<void> {
+  const p = hostPaths(host);
+  const main = pveStandinMain();
+  await mkdir(p.sbin, { recursive: true });
+  for (const name of PVE_STANDINS) {
+    const file = path.join(p.sbin, name);
+    await writeFile(
+      file,
+      pveStandinWrapper({
+        program: name,
+        node: host.id,
+        root: host.root,
+        labDir: lab.labDir,
+        main,
+        nodeBin: process.execPath,
+      }),
+      { mode: 0o755 },
+    );
+    await chmod(file, 0o755);
+  }
+  await mkdir(path.join(pveDir(lab.labDir), 'nodes', host.id, 'qemu-server'), { recursive: true });
+  await rm(path.join(host.root, 'etc/pve'), { recursive: true, force: true });
+  await symlink(pveDir(lab.labDir), path.join(host.root, 'etc/pve'));
+  await mkdir(path.dirname(labMeminfo(host)), { recursive: true });
+  const kb = LAB_NODE_MEMORY / 1024;
+  await writeFile(labMeminfo(host), `MemTotal:       ${kb} kB\nMemFree:        ${kb} kB\nMemAvailable:   ${kb} kB\n`);
+}
+
+/** Each VM of a pve host gets its configuration in the cluster's /etc/pve, as `qm create` leaves it. */
+export async function writePveConfigs(lab: LabState): Promise<void> {
+  const pve = new Set(lab.hosts.filter((h) => h.flavour === 'pve').map((h) => h.id));
+  for (const vm of lab.vms.filter((v) => pve.has(v.home))) {
+    const file = confPath(lab.labDir, vm.home, vm.vmid);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, labVmConfig(vm, GUEST_MEMORY_MB));
+  }
 }
 
 /** The programs of ifupdown2; it runs as whichever its name says. */

@@ -84,6 +84,29 @@ refresh)
 esac
 `;
 
+/**
+ * qm, pvesh or ha-manager on a `pve` lab host: runs lab/pve-standin-main.js for this node. Under
+ * host-exec the host's own /run hides the lab's network namespaces the stand-in migrates through;
+ * in a private mount namespace of its own it takes that mount off again.
+ */
+export function pveStandinWrapper(o: {
+  program: string;
+  node: string;
+  root: string;
+  labDir: string;
+  main: string;
+  nodeBin: string;
+}): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return `#!/bin/sh
+# refit lab: stand-in for Proxmox VE's ${o.program} on the pve lab host ${o.node} (lab/pve-standin.ts).
+root=${q(o.root)}
+exec unshare --mount --propagation private sh -c '
+if [ "$(stat -c %d:%i /run)" = "$(stat -c %d:%i "$0/run")" ]; then umount -l /run; fi
+exec "$@"' "$root" ${q(o.nodeBin)} ${q(o.main)} ${q(o.labDir)} ${q(o.node)} ${o.program} "$@"
+`;
+}
+
 export async function writeLabScripts(lab: LabState): Promise<void> {
   await mkdir(labBinDir(lab.labDir), { recursive: true });
   for (const [file, text] of [

@@ -6,7 +6,7 @@ import { attachVmPort } from '../activities/host/lab/attach.js';
 import { bootHost } from '../activities/host/lab/boot.js';
 import { labDown, labNamespaces } from './down.js';
 import { hostRunner, labUpdateGrubScript, rootRunner, switchOvsRunner } from '../activities/host/lab/exec.js';
-import { writeHostFiles } from './host-files.js';
+import { writeHostFiles, writePveConfigs } from './host-files.js';
 import {
   MAX_HOSTS,
   MAX_VMS_PER_HOST,
@@ -63,6 +63,7 @@ export async function labUp(shape: LabShape, log?: Logger): Promise<LabState> {
       await makeHost(lab, host);
       log?.info({ host: host.id, ns: host.ns, address: host.address }, 'lab host up');
     }
+    await writePveConfigs(lab);
     for (const vm of lab.vms.filter((v) => v.kind !== 'qemu')) await makeVm(lab, vm);
     // The guests boot in parallel (~8 s each under TCG): started first, then waited for.
     const guests = lab.vms.filter((v) => v.kind === 'qemu');

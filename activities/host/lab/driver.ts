@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HostFacts, HostTools } from '../../../schemas/host.js';
 import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
 import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
-import { HostDownError, type HostDriver, type StepContext } from '../driver.js';
+import { HostDownError, StepFailedError, type HostDriver, type StepContext } from '../driver.js';
 import type { HostEnv } from '../linux/host-env.js';
 import { ifName } from '../linux/names.js';
 import { iommuActive } from '../linux/boot-config.js';
@@ -15,6 +15,16 @@ import { runNetworkStep } from '../linux/steps/network.js';
 import { previewLinuxSteps } from '../linux/steps/preview.js';
 import { rebootOwed } from '../linux/steps/reboot.js';
 import { toolFacts } from '../linux/tools.js';
+import {
+  drainProxmoxNode,
+  notDrained,
+  proxmoxFacts,
+  undrainProxmoxNode,
+  type ConfigCache,
+  type ProxmoxHost,
+} from '../linux/proxmox-drain.js';
+import path from 'node:path';
+import { hostRunner } from './exec.js';
 import { rebootHost } from './boot.js';
 import { drainLabHost, isCordoned, undrainLabHost } from './drain.js';
 import { labHostEnv, type LabConfirmation } from './environment.js';
@@ -44,6 +54,14 @@ export class LabDriver implements HostDriver {
   /** Asked the supervisor for a reboot: this process is about to be stopped by it. */
   private rebootRequested = false;
   private readonly tools: () => Promise<HostTools>;
+  /**
+   * A `pve` host with the lab's qm and pvesh on its PATH is a Proxmox node: its VMs, drain and
+   * undrain go through them (the proxmox backend of the linux driver), this node named by its host
+   * id, as are the other pve hosts it migrates to. Its cordon is the lab's (<root>/var/lib/refit).
+   */
+  private readonly pve: ProxmoxHost;
+  private readonly pveConfigs: ConfigCache = new Map();
+  private backend: Promise<'lab' | 'proxmox'> | undefined;
 
   private constructor(
     private readonly lab: LabState,
@@ -52,6 +70,25 @@ export class LabDriver implements HostDriver {
     private readonly log: Logger | undefined,
   ) {
     this.tools = toolFacts(env.run);
+    this.pve = {
+      run: hostRunner(lab, host),
+      node: host.id,
+      nodeOf: (hostId) => hostId,
+      stateDir: path.dirname(hostPaths(host).cordoned),
+      pollMs: 500,
+    };
+  }
+
+  /** Who runs this host's VMs, decided once: Proxmox where qm and pvesh are on the host's PATH (a pve host), else the lab. */
+  vmBackend(): Promise<'lab' | 'proxmox'> {
+    this.backend ??=
+      this.host.flavour !== 'pve'
+        ? Promise.resolve('lab')
+        : this.env.run(['sh', '-c', 'command -v qm && command -v pvesh']).then(
+            () => 'proxmox' as const,
+            () => 'lab' as const,
+          );
+    return this.backend;
   }
 
   static async open(opts: LabDriverOptions): Promise<LabDriver> {
@@ -88,7 +125,10 @@ export class LabDriver implements HostDriver {
     const nic = ifName(this.host.nic);
     const bridge = await observeBridge(this.env, ifName('vmbr0'));
     const totalVfs = (await this.env.vfs.totalVfs(nic)) ?? 0;
-    const vms = await vmsOn(this.lab, this.host.id);
+    const pve = (await this.vmBackend()) === 'proxmox' ? await proxmoxFacts(this.pve, this.pveConfigs) : undefined;
+    const vms =
+      pve?.vms ??
+      (await vmsOn(this.lab, this.host.id)).map((v) => ({ name: v.name, state: 'running' as const, sriov: false }));
     return {
       bootId: ((await readText(this.env.paths.bootId)) ?? 'unknown').trim(),
       bridge: { name: 'vmbr0', type: bridge.type, ports: bridge.ports },
@@ -99,9 +139,11 @@ export class LabDriver implements HostDriver {
         numVfs: await this.env.vfs.numVfs(nic),
         iommu: await iommuActive(this.env.paths.sysIommu),
       },
-      vms: vms.map((v) => ({ name: v.name, state: 'running', sriov: false })),
+      vms,
       cordoned: isCordoned(this.host),
       capacity: { vmSlots: this.host.vmSlots, vmsRunning: vms.length },
+      ...(pve?.memory !== undefined ? { memory: pve.memory } : {}),
+      ...(pve?.cpus !== undefined ? { cpus: pve.cpus } : {}),
       tools: await this.tools(),
     };
   }
@@ -114,7 +156,31 @@ export class LabDriver implements HostDriver {
   async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
     await this.rebooting;
     const apply = step.mode === 'apply';
-    const outcome = await (async (): Promise<StepOutcome> => {
+    const proxmox = (await this.vmBackend()) === 'proxmox';
+    const logged = proxmox
+      ? await stat(hostPaths(this.host).pveStandinLog).then(
+          (s) => s.size,
+          () => 0,
+        )
+      : 0;
+    const result = await (async (): Promise<StepOutcome> => {
+      if (proxmox && step.kind === 'drain')
+        return apply
+          ? drainProxmoxNode(this.pve, step.params.destinations, step.params.nonMigratable ?? 'refuse', ctx)
+          : undrainProxmoxNode(this.pve, ctx);
+      if (proxmox && step.kind === 'undrain')
+        return apply
+          ? undrainProxmoxNode(this.pve, ctx)
+          : {
+              changed: false,
+              summary: 're-draining on revert needs destinations from the controller; the host stays as it is',
+              before: {},
+              after: {},
+            };
+      if (proxmox && step.kind === 'reboot' && apply) {
+        const why = await notDrained(this.pve);
+        if (why !== undefined) throw new StepFailedError(`reboot refused: ${why}`);
+      }
       switch (step.kind) {
         case 'drain':
           return apply
@@ -128,6 +194,7 @@ export class LabDriver implements HostDriver {
           return runNetworkStep(withAudit(this.env, ctx), step, ctx);
       }
     })();
+    const outcome = proxmox ? await withMeasuredMigrations(this.host, logged, result) : result;
     ctx.log.info(
       { kind: step.kind, mode: step.mode, changed: outcome.changed },
       `lab ${this.host.id}: ${outcome.summary}`,
@@ -164,6 +231,27 @@ export class LabDriver implements HostDriver {
       }
     })();
     return this.rebooting;
+  }
+}
+
+/**
+ * What the lab measured of the live migrations the stand-ins ran during a step (their log from
+ * `from` on: `refit lab: vm101→h2 (3/152 pings lost (~30 ms), QEMU downtime 41 ms)`), added to the
+ * step's summary as the lab's own drain says it, so it reaches the status and the audit.
+ */
+async function withMeasuredMigrations(host: LabHost, from: number, outcome: StepOutcome): Promise<StepOutcome> {
+  const file = await open(hostPaths(host).pveStandinLog, 'r').catch(() => undefined);
+  if (file === undefined) return outcome;
+  try {
+    const { size } = await file.stat();
+    const buf = Buffer.alloc(Math.max(0, size - from));
+    await file.read(buf, 0, buf.length, from);
+    const measured = [...buf.toString('utf8').matchAll(/ refit lab: (\S+→\S+ \(.*\))$/gm)].map((m) => m[1]);
+    return measured.length === 0
+      ? outcome
+      : { ...outcome, summary: `${outcome.summary}; measured by the lab: ${measured.join(', ')}` };
+  } finally {
+    await file.close();
   }
 }
 

@@ -118,6 +118,8 @@ export function hostPaths(host: LabHost) {
     ovsRun: path.join(host.root, 'run/openvswitch'),
     ovsDb: path.join(host.root, 'var/lib/openvswitch/conf.db'),
     log: path.join(host.root, 'var/log'),
+    /** A `pve` host's log of its qm, pvesh and ha-manager stand-ins (lab/pve-standin.ts). */
+    pveStandinLog: path.join(host.root, 'var/log/pve-standin.log'),
     cordoned: path.join(host.root, 'var/lib/refit/cordoned'),
     sys: path.join(host.root, 'sys'),
     grubCfg: path.join(host.root, 'boot/grub/grub.cfg'),

@@ -13,7 +13,7 @@ import type { LabHost, LabState, LabVm } from './state.js';
 export class GuestError extends RefitError {}
 
 /** Each guest: one vCPU under TCG (nested KVM hangs on this kind of machine), 128 MB. */
-const GUEST_MEMORY_MB = 128;
+export const GUEST_MEMORY_MB = 128;
 /** What lab/guest/init prints on the serial console once eth0 has its address. */
 const READY = 'refit-guest: ready';
 
