@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, open, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, rm, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HostFacts, HostTools } from '../../../schemas/host.js';
 import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
@@ -17,6 +17,7 @@ import { rebootOwed } from '../linux/steps/reboot.js';
 import { toolFacts } from '../linux/tools.js';
 import {
   drainProxmoxNode,
+  isCordoned as isProxmoxCordoned,
   notDrained,
   proxmoxFacts,
   undrainProxmoxNode,
@@ -57,7 +58,8 @@ export class LabDriver implements HostDriver {
   /**
    * A `pve` host with the lab's qm and pvesh on its PATH is a Proxmox node: its VMs, drain and
    * undrain go through them (the proxmox backend of the linux driver), this node named by its host
-   * id, as are the other pve hosts it migrates to. Its cordon is the lab's (<root>/var/lib/refit).
+   * id, as are the other pve hosts it migrates to. Its state (where its VMs went, ovs-convert's VM
+   * VLANs) is the driver's; its cordon is copied to the lab's after each drain and undrain.
    */
   private readonly pve: ProxmoxHost;
   private readonly pveConfigs: ConfigCache = new Map();
@@ -74,7 +76,7 @@ export class LabDriver implements HostDriver {
       run: hostRunner(lab, host),
       node: host.id,
       nodeOf: (hostId) => hostId,
-      stateDir: path.dirname(hostPaths(host).cordoned),
+      stateDir: env.paths.stateDir,
       pollMs: 500,
     };
   }
@@ -163,6 +165,12 @@ export class LabDriver implements HostDriver {
           () => 0,
         )
       : 0;
+    const syncCordon = async () => {
+      if (!proxmox || (step.kind !== 'drain' && step.kind !== 'undrain')) return;
+      const cordon = hostPaths(this.host).cordoned;
+      if (isProxmoxCordoned(this.pve)) await copyFile(path.join(this.pve.stateDir, 'cordoned'), cordon);
+      else await rm(cordon, { force: true });
+    };
     const result = await (async (): Promise<StepOutcome> => {
       if (proxmox && step.kind === 'drain')
         return apply
@@ -193,7 +201,7 @@ export class LabDriver implements HostDriver {
         default:
           return runNetworkStep(withAudit(this.env, ctx), step, ctx);
       }
-    })();
+    })().finally(syncCordon);
     const outcome = proxmox ? await withMeasuredMigrations(this.host, logged, result) : result;
     ctx.log.info(
       { kind: step.kind, mode: step.mode, changed: outcome.changed },
