@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,9 +6,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareStep } from '../../activities/host/driver.js';
 import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
-import { hostRunner, rootRunner, switchOvsRunner, switchRunner } from '../../activities/host/lab/exec.js';
+import { hostRunner, rootRunner, switchOvsRunner, switchRunner, vmRunner } from '../../activities/host/lab/exec.js';
 import { hostPaths } from '../../activities/host/lab/layout.js';
-import type { LabState } from '../../activities/host/lab/state.js';
+import { labVm, type LabState } from '../../activities/host/lab/state.js';
 import { parseIpLinks, ipLinksArgv } from '../../activities/host/linux/ip.js';
 import { ifName } from '../../activities/host/linux/names.js';
 import {
@@ -23,7 +23,8 @@ import { parsePingCounts } from '../../activities/host/linux/vxlan.js';
 import { injectLoss } from '../../lab/faults.js';
 import { labDown } from '../../lab/down.js';
 import { labUp } from '../../lab/up.js';
-import type { StepKind } from '../../schemas/steps.js';
+import { parsePlan, planProblemText } from '../../schemas/plan.js';
+import { vxlanEndFor, type StepKind, type StepOutcome } from '../../schemas/steps.js';
 import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
@@ -204,3 +205,81 @@ describe.skipIf(skip !== '')(`bonded uplinks with LACP (namespaces ${prefix}*)${
     }, 90_000);
   }
 });
+
+const campaign = testLabDir('c');
+
+/**
+ * examples/lab-bond-vxlan.yaml on two bonded lab hosts: its steps, as the plan file gives them, in its
+ * order (h1, the canary, then h2), each through the lab driver (not Temporal and the agents): drain,
+ * ovs-convert on an OVSBond, ovs-bond, verify, undrain, then each host's own end of the VXLAN (its entry
+ * under hosts, as the controller sends it); h2's Linux end proves the tunnel with don't-fragment pings
+ * to h1's VM.
+ */
+describe.skipIf(skip !== '')(
+  `examples/lab-bond-vxlan.yaml step by step (namespaces ${campaign.prefix}*)${skip ? ` — ${skip}` : ''}`,
+  () => {
+    let lab: LabState;
+    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-bondc-'));
+    beforeAll(async () => {
+      lab = await labUp({
+        labDir: campaign.labDir,
+        hosts: 2,
+        vmsPerHost: 1,
+        prefix: campaign.prefix,
+        bonds: ['h1', 'h2'],
+        vmKind: 'netns',
+      });
+      // h1's VM in the overlay (the plan puts the VMs' NICs on VLAN 100, the tunnel's).
+      await vmRunner(labVm(lab, 'vm101'))(['ip', 'addr', 'add', '192.168.100.1/24', 'dev', 'eth0']);
+    }, 120_000);
+    afterAll(async () => {
+      await labDown({ labDir: campaign.labDir, prefix: campaign.prefix });
+      rmSync(path.dirname(campaign.labDir), { recursive: true, force: true });
+      rmSync(stateRoot, { recursive: true, force: true });
+    });
+
+    it('ovs-convert, ovs-bond and vxlan-tunnel on h1 then h2; the Linux end on h2 reaches the VM of h1 across the bonds and the tunnel', async () => {
+      const parsed = parsePlan(readFileSync(new URL('../../examples/lab-bond-vxlan.yaml', import.meta.url), 'utf8'));
+      if (!parsed.ok) throw new Error(parsed.problems.map(planProblemText).join('\n'));
+      expect(parsed.plan.steps.map((s) => s.kind)).toEqual([
+        'drain',
+        'ovs-convert',
+        'ovs-bond',
+        'verify',
+        'undrain',
+        'vxlan-tunnel',
+      ]);
+      const outcomes: Record<string, Record<string, StepOutcome>> = {};
+      for (const h of lab.hosts) {
+        const driver = await createLabDriver({
+          hostId: h.id,
+          labDir: campaign.labDir,
+          stateDir: path.join(stateRoot, h.id),
+          log,
+          confirm: 'probe',
+        });
+        outcomes[h.id] = {};
+        for (const step of parsed.plan.steps) {
+          const params = step.kind === 'vxlan-tunnel' ? vxlanEndFor(step.params, h.id) : step.params;
+          (outcomes[h.id] as Record<string, StepOutcome>)[step.kind] = await driver.runStep(
+            prepareStep(command(h.id, step.kind, params)),
+            ctx(),
+          );
+        }
+      }
+      for (const id of ['h1', 'h2']) {
+        expect(outcomes[id]?.['ovs-convert']?.summary).toMatch(/as OVSBond over ens6 ens7/);
+        expect(outcomes[id]?.['ovs-bond']).toMatchObject({
+          after: { bond: { lacpStatus: 'negotiated', members: { ens6: 'enabled', ens7: 'enabled' } } },
+        });
+        expect(outcomes[id]?.['vxlan-tunnel']).toMatchObject({
+          changed: true,
+          after: { tunnel: { vni: 100, dstPort: 4789 } },
+        });
+      }
+      expect(outcomes.h2?.['vxlan-tunnel']).toMatchObject({
+        after: { check: { payload: 1422, fits: { transmitted: 5, received: 5 }, tooBig: { received: 0 } } },
+      });
+    }, 150_000);
+  },
+);
