@@ -252,10 +252,18 @@ class Cluster {
   }
 
   /**
-   * `qm migrate` as qemu-server does it: a running VM only with --online, never one with a local
-   * (passed-through) device; the configuration moves to the target's directory when the VM runs there.
+   * `qm migrate` as qemu-server does it (PVE/QemuMigrate.pm `prepare`): a running VM only with
+   * --online; a VM with a local (passed-through) device never live, and offline only with --force;
+   * the configuration moves to the target's directory when the VM runs there.
    */
-  async migrate(from: LabHost, vmid: number, target: string, online: boolean, say: (l: string) => void) {
+  async migrate(
+    from: LabHost,
+    vmid: number,
+    target: string,
+    how: { online: boolean; force: boolean },
+    say: (l: string) => void,
+  ) {
+    const { online } = how;
     const to = this.node(target);
     if (to.id === from.id) fail(`target is local node.`);
     const vm = this.vm(vmid);
@@ -263,7 +271,9 @@ class Cluster {
     const running = await this.world.running(vm, from);
     if (running && !online) fail(`can't migrate running VM without --online`);
     const local = conf.map(([k]) => k).filter((k) => /^hostpci\d+$/.test(k));
-    if (running && local.length > 0) fail(`can't migrate VM which uses local devices: ${local.join(', ')}`);
+    if (local.length > 0 && (running || !how.force))
+      fail(`can't migrate VM which uses local devices: ${local.join(', ')}`);
+    if (local.length > 0) say(`${timestamp()} migrating VM which uses local devices`);
     const started = Date.now();
     say(`${timestamp()} starting migration of VM ${vmid} to node '${to.id}' (${to.address.split('/')[0]})`);
     if (running) {
@@ -331,10 +341,11 @@ async function qm(c: Cluster, local: LabHost, args: readonly string[], say: (l: 
       return;
     }
     case 'migrate': {
-      const { positional, opts } = options(rest, [], ['online', 'with-local-disks']);
+      const { positional, opts } = options(rest, [], ['online', 'with-local-disks', 'force']);
       const [id, target] = positional;
       if (target === undefined) fail('400 not enough arguments');
-      await c.migrate(local, vmidOf(id), target as string, opts.get('online') === '1', say);
+      const how = { online: opts.get('online') === '1', force: opts.get('force') === '1' };
+      await c.migrate(local, vmidOf(id), target as string, how, say);
       return;
     }
     case 'shutdown':
@@ -371,7 +382,7 @@ const NODE_PATH = /^\/nodes\/([A-Za-z0-9-]+)\/(.+)$/;
 async function pvesh(c: Cluster, local: LabHost, args: readonly string[], say: (l: string) => void): Promise<void> {
   const [verb, apiPath, ...rest] = args;
   if (apiPath === undefined) fail('400 not enough arguments');
-  const { opts } = options(rest, ['output-format', 'type', 'target', 'online', 'with-local-disks', 'timeout']);
+  const { opts } = options(rest, ['output-format', 'type', 'target', 'online', 'with-local-disks', 'force', 'timeout']);
   const json = (value: unknown) => {
     if (opts.get('output-format') !== 'json') fail('refit lab: this pvesh stand-in prints only --output-format json');
     say(JSON.stringify(value));
@@ -408,7 +419,8 @@ async function pvesh(c: Cluster, local: LabHost, args: readonly string[], say: (
         opts.get('target') ??
         fail('400 Parameter verification failed.\ntarget: property is missing and it is not optional');
       const task: string[] = [];
-      await c.migrate(node, id, target, opts.get('online') === '1', (l) => task.push(l));
+      const how = { online: opts.get('online') === '1', force: opts.get('force') === '1' };
+      await c.migrate(node, id, target, how, (l) => task.push(l));
       say(upid(node.id, 'qmigrate', id));
       await appendFile(standinLog(local), task.map((l) => `  task: ${l}\n`).join(''));
       return;

@@ -165,6 +165,16 @@ describe("the lab's Proxmox VE stand-ins", () => {
     expect(await fails('h1', 'qm', 'migrate', '102', 'h2', '--online')).toMatch(
       /can't migrate VM which uses local devices: hostpci0/,
     );
+    // Stopped, it moves offline only with --force (qemu-server's QemuMigrate::prepare), as root may.
+    await run('h1', 'qm', 'shutdown', '102');
+    expect(await fails('h1', 'qm', 'migrate', '102', 'h2')).toMatch(
+      /can't migrate VM which uses local devices: hostpci0/,
+    );
+    expect(await run('h1', 'qm', 'migrate', '102', 'h2', '--force', '1')).toMatch(
+      /migrating VM which uses local devices/,
+    );
+    expect(asked).toEqual(['stop vm102', 'offline vm102 h1→h2']);
+    asked.length = 0;
     const out = await run('h1', 'qm', 'migrate', '101', 'h2', '--online');
     expect(out).toMatch(/starting migration of VM 101 to node 'h2' \(10\.77\.0\.12\)/);
     expect(out).toMatch(/migration finished successfully \(duration \d\d:\d\d:\d\d\)\n$/);

@@ -105,7 +105,7 @@ describe.skipIf(skip !== '')(
       const shut = await run('h1', 'drain', { destinations: { vm101: 'h2' }, nonMigratable: 'shutdown' });
       expect(shut.summary).toMatch(/shut down, moved offline and started there: vm101; node h1 in maintenance mode/);
       expect(await log1()).toMatch(
-        / qm shutdown 101 --timeout 180\n[\s\S]* qm migrate 101 h2\n[\s\S]* pvesh create \/nodes\/h2\/qemu\/101\/status\/start\n/,
+        / qm shutdown 101 --timeout 180\n[\s\S]* qm migrate 101 h2 --force 1\n[\s\S]* pvesh create \/nodes\/h2\/qemu\/101\/status\/start\n/,
       );
       expect(await where('vm101')).toBe('h2');
       expect(await answers('vm101')).toBe(true);

@@ -211,7 +211,8 @@ describe('the linux driver on Proxmox VE', () => {
     expect(cold.filter((x) => x[0] !== 'pvesh' || x[1] !== 'get')).toEqual([
       ['qm', 'config', '101'],
       ['qm', 'shutdown', '101', '--timeout', '180'],
-      ['qm', 'migrate', '101', 'pve2'],
+      // qemu-server moves a VM with a local device (hostpciN) only with --force, even offline.
+      ['qm', 'migrate', '101', 'pve2', '--force', '1'],
       ['pvesh', 'create', '/nodes/pve2/qemu/101/status/start'],
     ]);
     expect(c.vms.map((v) => [v.name, v.node, v.status])).toEqual([
@@ -219,7 +220,11 @@ describe('the linux driver on Proxmox VE', () => {
       ['nfv-gw', 'pve2', 'running'],
     ]);
     expect(drained.summary).toMatch(/shut down, moved offline and started there: nfv-gw/);
+    c.calls.length = 0;
     await driver.runStep(prepareStep(command('undrain', {})), ctx());
+    expect(c.calls.filter((x) => x[2] === '/nodes/pve2/qemu/101/migrate')).toEqual([
+      ['pvesh', 'create', '/nodes/pve2/qemu/101/migrate', '--target', 'pve1', '--force', '1'],
+    ]);
     expect(c.vms.map((v) => [v.name, v.node, v.status])).toEqual([
       ['web1', 'pve1', 'running'],
       ['nfv-gw', 'pve1', 'running'],

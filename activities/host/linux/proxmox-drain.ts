@@ -202,7 +202,7 @@ export async function drainProxmoxNode(
       ctx.progress(pct, `qm shutdown ${vm.vmid} (${vm.name}), then an offline migration to ${target}`);
       await h.run(qmShutdownArgv(vm.vmid, 180), { timeoutMs: 240_000 });
       await settle(h, ctx, `shutdown of ${vm.name}`, async () => (await statusOn(h, h.node, vm.vmid)) === 'stopped');
-      await h.run(qmMigrateOfflineArgv(vm.vmid, target, localDisk), { timeoutMs: 60 * 60_000 });
+      await h.run(qmMigrateOfflineArgv(vm.vmid, target, localDisk, true), { timeoutMs: 60 * 60_000 });
       await h.run(pveshStartArgv(target, vm.vmid), { timeoutMs: 300_000 });
       offline.push(vm.name);
     } else {
@@ -255,14 +255,18 @@ export async function drainProxmoxNode(
   };
 }
 
-/** `pvesh create /nodes/<there>/qemu/<vmid>/migrate --target <here> …`: the API call `qm migrate` makes, run from this node. */
+/**
+ * `pvesh create /nodes/<there>/qemu/<vmid>/migrate --target <here> …`: the API call `qm migrate` makes,
+ * run from this node. Offline, it is the way back of a VM with a local device: `--force 1`, as on the
+ * way out.
+ */
 const pveshMigrateArgv = (from: string, id: number, target: string, online: boolean, localDisk: boolean) => [
   'pvesh',
   'create',
   `/nodes/${pveNode(from)}/qemu/${vmidArg(id)}/migrate`,
   '--target',
   pveNode(target),
-  ...(online ? ['--online', '1'] : []),
+  ...(online ? ['--online', '1'] : ['--force', '1']),
   ...(localDisk ? ['--with-local-disks', '1'] : []),
 ];
 

@@ -239,6 +239,7 @@ describe('Proxmox command lines', () => {
     ]);
     expect(qmMigrateOnlineArgv(101, 'pve2', false)).toEqual(['qm', 'migrate', '101', 'pve2', '--online']);
     expect(qmMigrateOfflineArgv(101, 'pve2', false)).toEqual(['qm', 'migrate', '101', 'pve2']);
+    expect(qmMigrateOfflineArgv(101, 'pve2', false, true)).toEqual(['qm', 'migrate', '101', 'pve2', '--force', '1']);
     expect(pveshStartArgv('pve2', 101)).toEqual(['pvesh', 'create', '/nodes/pve2/qemu/101/status/start']);
     expect(haMaintenanceArgv(true, 'pve1')).toEqual([
       'ha-manager',

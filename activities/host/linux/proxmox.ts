@@ -46,9 +46,20 @@ export function qmMigrateOnlineArgv(id: number, target: string, localDisks: bool
   return ['qm', 'migrate', vmid(id), pveNode(target), '--online', ...(localDisks ? ['--with-local-disks'] : [])];
 }
 
-/** `qm migrate <vmid> <target> [--with-local-disks]` of a stopped VM: an offline migration. */
-export function qmMigrateOfflineArgv(id: number, target: string, localDisks: boolean): string[] {
-  return ['qm', 'migrate', vmid(id), pveNode(target), ...(localDisks ? ['--with-local-disks'] : [])];
+/**
+ * `qm migrate <vmid> <target> [--with-local-disks] [--force 1]` of a stopped VM: an offline migration.
+ * qemu-server refuses to move a VM with a local device (`hostpciN`) even offline unless `--force`
+ * (root only): refit runs as root and asks for it only for such a VM (nonMigratable: shutdown).
+ */
+export function qmMigrateOfflineArgv(id: number, target: string, localDisks: boolean, localDevices = false): string[] {
+  return [
+    'qm',
+    'migrate',
+    vmid(id),
+    pveNode(target),
+    ...(localDisks ? ['--with-local-disks'] : []),
+    ...(localDevices ? ['--force', '1'] : []),
+  ];
 }
 
 /** `qm shutdown <vmid> --timeout <s>`: an ACPI shutdown, waited for up to the timeout. */
