@@ -1,4 +1,4 @@
-import { selectTargets } from '../activities/controller/inventory.js';
+import { leanTargets, selectTargets } from '../activities/controller/inventory.js';
 import type { ReceivedPresence } from '../schemas/host.js';
 import { modelCarried } from '../workflows/carried-model.js';
 import { simHostIds, simLabels } from '../workers/sim/fleet.js';
@@ -16,10 +16,11 @@ export interface CarriedRun {
   compactKb: number;
   /**
    * The fleet-sized payloads of a rollout's first run, for `hosts` SIMULATED hosts named in the plan
-   * with the sim's labels: the plan (the workflow's input) and resolveTargets' result (every host's id
-   * and labels), KB.
+   * with the sim's labels: the plan (the workflow's input) and resolveTargets' result: every host's id
+   * and its failure-domain label (`rack`, as the model's plan limits), as recorded since `lean-targets`;
+   * `resolvedAllKb` with all the sim's labels, as recorded before. KB.
    */
-  firstRun: { planKb: number; resolvedKb: number };
+  firstRun: { planKb: number; resolvedKb: number; resolvedAllKb?: number };
   /** Hosts at which the largest of these payloads reaches Temporal's 2 MB (each grows linearly with the fleet). */
   ceilingHosts: { carried: number; plan: number; resolved: number };
   /** Milliseconds to build the modelled state and encode it both ways. */
@@ -47,7 +48,9 @@ export function measureCarried(hosts: number): CarriedRun {
         intervalMs: 60_000,
       }) as unknown as ReceivedPresence,
   );
-  const resolvedBytes = JSON.stringify(selectTargets(inventory, { hosts: ids }, now)).length;
+  const resolvedAll = selectTargets(inventory, { hosts: ids }, now);
+  const resolvedAllBytes = JSON.stringify(resolvedAll).length;
+  const resolvedBytes = JSON.stringify(leanTargets(resolvedAll, ['rack'])).length;
   const planBytes = JSON.stringify({ ...m.plan, targets: { hosts: ids } }).length;
   const at2Mb = (bytes: number) => Math.floor((TEMPORAL_PAYLOAD_LIMIT / bytes) * hosts);
   return {
@@ -56,7 +59,11 @@ export function measureCarried(hosts: number): CarriedRun {
     racks: m.racks,
     beforeKb: round(m.beforeBytes / 1024, 1),
     compactKb: round(m.compactBytes / 1024, 1),
-    firstRun: { planKb: round(planBytes / 1024, 1), resolvedKb: round(resolvedBytes / 1024, 1) },
+    firstRun: {
+      planKb: round(planBytes / 1024, 1),
+      resolvedKb: round(resolvedBytes / 1024, 1),
+      resolvedAllKb: round(resolvedAllBytes / 1024, 1),
+    },
     ceilingHosts: { carried: at2Mb(m.compactBytes), plan: at2Mb(planBytes), resolved: at2Mb(resolvedBytes) },
     ms: round(ms, 0),
   };

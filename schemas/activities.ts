@@ -33,8 +33,14 @@ export interface TargetResolution {
   missing: string[];
   /** Named hosts whose facts do not match the plan's filter. */
   excluded: { hostId: string; reason: string }[];
-  /** Labels of each selected host, for failure domains. */
+  /** Labels of each selected host, for failure domains; empty where `domains` holds them (see resolveTargets). */
   labels: Record<string, Record<string, string>>;
+  /**
+   * Since `lean-targets`: the failure-domain labels asked for, by key: its values, and for each host of
+   * `[...hostIds, ...offline]`, in that order, the index of its value (-1: no such label). About five
+   * bytes a host instead of every label's key and value with the host's id.
+   */
+  domains?: Record<string, { values: string[]; of: number[] }>;
   /**
    * Hosts the plan names or its selector matches (facts by their last report) that reported once but
    * are offline now; not in `hostIds`. Named ones are in `missing` too, as before `onOffline`.
@@ -47,7 +53,13 @@ export interface TargetResolution {
 export interface ControllerActivities {
   dispatchStep(req: DispatchRequest): Promise<StepOutcome>;
   awaitReboot(req: AwaitRebootRequest): Promise<AwaitRebootResult>;
-  resolveTargets(targets: Plan['targets']): Promise<TargetResolution>;
+  /**
+   * The plan's targets against the inventory. With `labelKeys` (the plan's failure-domain labels),
+   * only those labels, in `domains` (`labels` empty): the result is recorded in the rollout's first
+   * history, and every label of every host by name made it the rollout's size ceiling
+   * (docs/BENCHMARKS.md). Without it (workflows before `lean-targets`), every label in `labels`.
+   */
+  resolveTargets(targets: Plan['targets'], labelKeys?: string[]): Promise<TargetResolution>;
   /** Those of these hosts that do not report presence now. */
   findOffline(req: { hostIds: string[] }): Promise<string[]>;
   acquireLease(req: { hostId: string; rolloutId: string; limit: number }): Promise<boolean>;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { TargetResolution } from '../schemas/activities.js';
 import { Plan, type PlanInput } from '../schemas/plan.js';
 import { hostFate, type HostMaintenanceResult, type RolloutCarried } from '../schemas/rollout.js';
 import type { RolloutDecision } from './rollout-decision.js';
@@ -26,6 +27,8 @@ function rollout(
   extra: Partial<PlanInput> = {},
   opts: {
     labels?: Record<string, Record<string, string>>;
+    /** The labels as resolveTargets gives them since lean-targets (TargetResolution.domains). */
+    domains?: TargetResolution['domains'];
     missing?: string[];
     offline?: string[];
     /** As a rollout started before offline targets replays: no presence checks. */
@@ -41,6 +44,7 @@ function rollout(
     missing: opts.missing ?? [],
     excluded: [],
     labels: opts.labels ?? {},
+    ...(opts.domains ? { domains: opts.domains } : {}),
     ...(opts.offline ? { offline: opts.offline } : {}),
   });
   return machine;
@@ -193,6 +197,18 @@ describe('waves', () => {
       { labels },
     );
     // h3 has no rack label: it counts as rack "(none)", a domain of its own.
+    expect(startAll(m).started).toEqual(['h0', 'h2', 'h3']);
+    finish(m, 'h0');
+    expect(startAll(m).started).toEqual(['h1']);
+  });
+
+  it('reads the failure domains the same from lean targets (by index) as from labels by host', () => {
+    const m = rollout(
+      hostsNamed(4),
+      { waves: { canary: 0, batchSize: 4, maxInFlight: 4 }, limits: { perLabel: { rack: 1 } } },
+      { domains: { rack: { values: ['r1', 'r2'], of: [0, 0, 1, -1] } } },
+    );
+    // h0 and h1 share rack r1 (index 0); h3 has none: "(none)", a domain of its own.
     expect(startAll(m).started).toEqual(['h0', 'h2', 'h3']);
     finish(m, 'h0');
     expect(startAll(m).started).toEqual(['h1']);

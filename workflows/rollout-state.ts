@@ -43,6 +43,21 @@ export function newRollout(input: RolloutInput, startedAtMs: number): RolloutCar
 }
 
 /**
+ * A resolved host's label: from `domains` (lean-targets: by index, in the order hostIds then offline)
+ * or, in results recorded before it, from `labels`.
+ */
+export function targetLabels(targets: TargetResolution): (hostId: string, key: string) => string | undefined {
+  const { domains } = targets;
+  if (domains === undefined) return (hostId, key) => targets.labels[hostId]?.[key];
+  const position = new Map([...targets.hostIds, ...(targets.offline ?? [])].map((h, i) => [h, i]));
+  return (hostId, key) => {
+    const d = domains[key];
+    const i = position.get(hostId);
+    return d === undefined || i === undefined ? undefined : d.values[d.of[i] ?? -1];
+  };
+}
+
+/**
  * Cut the resolved hosts into waves, each host pending, with its failure-domain labels. With
  * `offlineAt` (a rollout that keeps offline targets), hosts found offline then are targets too: with
  * `onOffline: wait` they follow the online ones in the waves; with `skip` or `fail` they are settled
@@ -69,6 +84,7 @@ export function addTargets(
     targets.hostIds.length + offline.length,
   );
   const domainLabels = Object.keys(plan.limits.perLabel);
+  const labelOf = targetLabels(targets);
   const since = offlineAt === undefined ? '' : new Date(offlineAt).toISOString();
   const add = (hostId: string, wave: number): HostStatus => {
     const host: HostStatus = { hostId, state: 'pending', step: null, wave, attempts: 0 };
@@ -76,8 +92,7 @@ export function addTargets(
     status.hosts.push(host);
     byHost.set(hostId, host);
     status.counts.pending += 1;
-    const labels = targets.labels[hostId] ?? {};
-    carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labels[l] ?? '(none)']));
+    carried.domains[hostId] = Object.fromEntries(domainLabels.map((l) => [l, labelOf(hostId, l) ?? '(none)']));
     return host;
   };
   planWaves(waved, plan.waves).forEach((hosts, index) => {

@@ -55,6 +55,12 @@ const DEFAULT_HISTORY_LIMIT = 10_000;
 /** Continue-as-new carries the state compactly (decision 0024). */
 const COMPACT_CARRIED = 'compact-carried-state';
 /**
+ * resolveTargets returns only the labels of the plan's failure domains (limits.perLabel): its result
+ * is recorded in the first run's history, and all labels of every host set the rollout's size ceiling
+ * (about 28,500 hosts with the sim's three labels; docs/BENCHMARKS.md).
+ */
+const LEAN_TARGETS = 'lean-targets';
+/**
  * What Temporal shows of a rollout (decision 0017): the RefitPhase search attribute follows the
  * rollout's state, a rollout that ends failed or cancelled fails its workflow (its status in the
  * failure's details), and child workflows carry their host as summary: all behind the one patch
@@ -270,7 +276,9 @@ export async function fleetRollout(input: RolloutInput): Promise<RolloutStatus> 
 
   if (!input.carried) {
     if (input.signedStart !== undefined && patched(SIGNED_ACTIONS)) await verifyStart(input.signedStart);
-    const targets = await resolveTargets(plan.targets);
+    const targets = patched(LEAN_TARGETS)
+      ? await resolveTargets(plan.targets, Object.keys(plan.limits.perLabel))
+      : await resolveTargets(plan.targets);
     await audit({
       type: 'rollout.started',
       actor: userActor(input.startedBy),

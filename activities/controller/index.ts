@@ -8,7 +8,7 @@ import { createSendNotification } from './notify.js';
 import { createVerifyOperatorAction } from './operators.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
-import { offlineAmong, selectTargets } from './inventory.js';
+import { leanTargets, offlineAmong, selectTargets } from './inventory.js';
 import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
 import type { ControllerActivities } from '../../schemas/activities.js';
@@ -35,7 +35,10 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     releaseLease: (req) => leases.releaseLease(req),
     dispatchStep: (req) => measuredStep(deps.stepMetrics, req, () => dispatchStep(req)),
     awaitReboot: createAwaitReboot(deps),
-    resolveTargets: async (targets) => selectTargets(deps.presence.values(), targets),
+    resolveTargets: async (targets, labelKeys) => {
+      const resolved = selectTargets(deps.presence.values(), targets);
+      return labelKeys === undefined ? resolved : leanTargets(resolved, labelKeys);
+    },
     findOffline: async ({ hostIds }) => offlineAmong(deps.presence.values(), hostIds),
     recordAudit,
     sendNotification: createSendNotification({ recordAudit, log: deps.log }),

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ReceivedPresence } from '../../schemas/host.js';
 import {
   chooseDestinations,
+  leanTargets,
   NoDestinationError,
   selectTargets,
   unknownDestinations,
@@ -328,5 +329,21 @@ describe('waitForDestinations', () => {
       /SR-IOV/,
     );
     expect(Date.now() - started).toBeLessThan(1_000);
+  });
+});
+
+describe('leanTargets', () => {
+  it('keeps only the failure-domain keys, by index in the order hostIds then offline', () => {
+    const all = selectTargets(inventory, { selector: { role: 'hypervisor' } }, now);
+    expect([all.hostIds, all.offline]).toEqual([['h1', 'h2'], ['h4']]);
+    const lean = leanTargets(all, ['rack', 'zone']);
+    expect(lean.labels).toEqual({});
+    expect(lean.domains).toEqual({
+      rack: { values: ['r1', 'r2'], of: [0, 1, 0] },
+      zone: { values: [], of: [-1, -1, -1] },
+    });
+    expect(leanTargets(all, []).domains).toEqual({});
+    // Everything else as resolved.
+    expect({ ...lean, labels: all.labels, domains: undefined }).toEqual({ ...all, domains: undefined });
   });
 });

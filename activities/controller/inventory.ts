@@ -55,6 +55,27 @@ export function selectTargets(
   return { hostIds, missing, excluded, labels, offline };
 }
 
+/**
+ * The resolution with only the labels the rollout uses (its failure-domain keys), indexed in
+ * `domains` instead of by host in `labels` (see TargetResolution.domains).
+ */
+export function leanTargets(resolved: TargetResolution, keys: readonly string[]): TargetResolution {
+  const order = [...resolved.hostIds, ...(resolved.offline ?? [])];
+  const domains: NonNullable<TargetResolution['domains']> = {};
+  for (const key of keys) {
+    const values: string[] = [];
+    const index = new Map<string, number>();
+    const of = order.map((hostId) => {
+      const value = resolved.labels[hostId]?.[key];
+      if (value === undefined) return -1;
+      if (!index.has(value)) index.set(value, values.push(value) - 1);
+      return index.get(value) as number;
+    });
+    domains[key] = { values, of };
+  }
+  return { ...resolved, labels: {}, domains };
+}
+
 /** Those of `hostIds` that do not report presence now (never reported, or fell silent). */
 export function offlineAmong(
   inventory: readonly ReceivedPresence[],
