@@ -14,7 +14,7 @@ import {
 } from '../../activities/host/linux/ovs-vsctl.js';
 import { until } from '../../activities/poll.js';
 import { labDown } from '../../lab/down.js';
-import { hostRunner } from '../../activities/host/lab/exec.js';
+import { hostRunner, switchRunner } from '../../activities/host/lab/exec.js';
 import { hostPaths } from '../../activities/host/lab/layout.js';
 import { clearFaults, injectLoss } from '../../lab/faults.js';
 import { locateVms } from '../../activities/host/lab/migrate.js';
@@ -300,13 +300,28 @@ describe.skipIf(skip !== '')(
               (r) => JSON.stringify(r),
               (e: Error) => e.message,
             );
+            // Where the switch sends the guest's frames: a stale bridge FDB entry or neighbour entry
+            // (QEMU's post-migration announcements lost) would explain a guest that runs but is not reached.
+            const sw = switchRunner(lab);
+            const fdb = await sw(['bridge', 'fdb', 'show'])
+              .then((r) =>
+                r.stdout
+                  .split('\n')
+                  .filter((l) => vm.mac !== undefined && l.includes(vm.mac))
+                  .join('; '),
+              )
+              .catch((e: Error) => e.message);
+            const neigh = await sw(['ip', 'neigh', 'show', vmAddress]).then(
+              (r) => r.stdout.trim(),
+              (e: Error) => e.message,
+            );
             const statuses = (await commandsOf(id)).map(
               (c) => `${c.kind}/${c.mode}/${c.state}: ${c.outcome?.summary ?? ''}`,
             );
             console.warn(
               `KNOWN ISSUE (#11): ${vm.name} did not answer within 20 s after the rollback. guest pid ${String(
                 await guestPid(host(id), vm),
-              )}; QMP ${status}; tap: ${tap}; steps: ${statuses.join(' | ')}`,
+              )}; QMP ${status}; tap: ${tap}; switch fdb: ${fdb}; switch neigh: ${neigh}; steps: ${statuses.join(' | ')}`,
             );
           }
           if (process.env['REFIT_LAB_STRICT'] === '1') expect(answered, vm.name).toBe(true);
