@@ -1,10 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import type { StepAuditNote, StepContext } from '../../activities/host/driver.js';
+import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import type { LabShape } from '../../activities/host/lab/layout.js';
+import type { LabState } from '../../activities/host/lab/state.js';
+import { labDown } from '../../lab/down.js';
 import { labPrerequisitesMissing, qemuMissing } from '../../lab/tools.js';
+import { labUp } from '../../lab/up.js';
 import type { ReceivedCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
 
@@ -34,6 +40,44 @@ export function testLabDir(tag: string): { labDir: string; prefix: string } {
   return {
     labDir: path.join(mkdtempSync(path.join(os.tmpdir(), `refit-lab-${tag}-`)), 'lab'),
     prefix: `rf-${tag}${randomBytes(2).toString('hex')}-`,
+  };
+}
+
+/**
+ * A lab with a lab driver on each host, for the describe it is called in: `labUp(shape)` and a driver per
+ * host (own state dir under the lab's temp dir, confirmation by probe) before all its tests; `labDown` and
+ * the temp dir removed after them. `lab` is the running lab (read it inside tests and hooks).
+ */
+export function useLabDrivers(shape: LabShape, log: Logger) {
+  const stateRoot = path.join(path.dirname(shape.labDir), 'state');
+  const drivers = new Map<string, LabDriver>();
+  let state: LabState | undefined;
+  const lab = (): LabState => {
+    if (state === undefined) throw new Error('the lab is not up (useLabDrivers: read it inside tests and hooks)');
+    return state;
+  };
+  const stateDir = (id: string) => path.join(stateRoot, id);
+
+  beforeAll(async () => {
+    state = await labUp(shape);
+    mkdirSync(stateRoot);
+    for (const h of state.hosts)
+      drivers.set(
+        h.id,
+        await createLabDriver({ hostId: h.id, labDir: shape.labDir, stateDir: stateDir(h.id), log, confirm: 'probe' }),
+      );
+  });
+
+  afterAll(async () => {
+    await labDown(shape);
+    rmSync(path.dirname(shape.labDir), { recursive: true, force: true });
+  });
+
+  return {
+    lab,
+    host: (id: string) => lab().hosts.find((h) => h.id === id) as LabState['hosts'][number],
+    driver: (id: string) => drivers.get(id) as LabDriver,
+    stateDir,
   };
 }
 

@@ -1,21 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { chooseDestinations } from '../../activities/controller/inventory.js';
 import { prepareStep } from '../../activities/host/driver.js';
-import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import { createLabDriver } from '../../activities/host/lab/driver.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
 import { locateVms } from '../../activities/host/lab/migrate.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
-import type { LabState } from '../../activities/host/lab/state.js';
-import { labDown } from '../../lab/down.js';
 import { inMaintenance, labMeminfo, standinLog } from '../../lab/pve-standin.js';
-import { labUp } from '../../lab/up.js';
 import type { ReceivedPresence } from '../../schemas/host.js';
 import type { StepKind } from '../../schemas/steps.js';
-import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
+import { directSteps, labSkipReason, testLabDir, useLabDrivers } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('q');
@@ -28,33 +22,22 @@ const { command, ctx, log } = directSteps('lab-pve-drain');
 describe.skipIf(skip !== '')(
   `drain on pve lab hosts through qm, pvesh and ha-manager (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
   () => {
-    let lab: LabState;
-    const drivers = new Map<string, LabDriver>();
-    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-pve-drain-'));
-    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
-    const driver = (id: string) => drivers.get(id) as LabDriver;
+    const { lab, host, driver, stateDir } = useLabDrivers(
+      { labDir, hosts: 2, vmsPerHost: 1, prefix, flavour: 'pve', vmKind: 'netns' },
+      log,
+    );
     const run = (id: string, kind: StepKind, params: Record<string, unknown>) =>
       driver(id).runStep(prepareStep(command(id, kind, params)), ctx());
-    const onHost = async (id: string, ...argv: string[]) => (await hostRunner(lab, host(id))(argv)).stdout;
+    const onHost = async (id: string, ...argv: string[]) => (await hostRunner(lab(), host(id))(argv)).stdout;
     const log1 = async () => readFile(standinLog(host('h1')), 'utf8');
-    const where = async (vm: string) => (await locateVms(lab)).get(vm);
+    const where = async (vm: string) => (await locateVms(lab())).get(vm);
     const answers = (vm: string) =>
-      reachableFromSwitch(lab, lab.vms.find((v) => v.name === vm)?.address.split('/')[0] as string);
-
-    beforeAll(async () => {
-      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, flavour: 'pve', vmKind: 'netns' });
-      for (const h of lab.hosts)
-        drivers.set(
-          h.id,
-          await createLabDriver({ hostId: h.id, labDir, stateDir: path.join(stateRoot, h.id), log, confirm: 'probe' }),
-        );
-    });
-
-    afterAll(async () => {
-      await labDown({ labDir, prefix });
-      rmSync(path.dirname(labDir), { recursive: true, force: true });
-      rmSync(stateRoot, { recursive: true, force: true });
-    });
+      reachableFromSwitch(
+        lab(),
+        lab()
+          .vms.find((v) => v.name === vm)
+          ?.address.split('/')[0] as string,
+      );
 
     it('reports the VMs and memory from pvesh; drain moves them with qm migrate and turns maintenance on, undrain off and back', async () => {
       expect(await driver('h1').vmBackend()).toBe('proxmox');
@@ -85,7 +68,7 @@ describe.skipIf(skip !== '')(
     it('a VM with a passed-through device: refuse names it, skip leaves the host undrained, shutdown moves it offline', async () => {
       await onHost('h1', 'qm', 'set', '101', '--hostpci0', '0000:00:06.1,pcie=1');
       // A fresh agent's facts (a running one keeps a VM's configuration for a minute).
-      const fresh = await createLabDriver({ hostId: 'h1', labDir, stateDir: path.join(stateRoot, 'h1'), log });
+      const fresh = await createLabDriver({ hostId: 'h1', labDir, stateDir: stateDir('h1'), log });
       expect((await fresh.facts()).vms).toEqual([
         expect.objectContaining({ name: 'vm101', sriov: true, passthrough: ['hostpci0'] }),
       ]);

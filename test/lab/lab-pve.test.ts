@@ -1,19 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { prepareStep } from '../../activities/host/driver.js';
 import { parseOvsShow, ovsShowArgv } from '../../activities/host/linux/ovs-vsctl.js';
-import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
 import { hostPaths } from '../../activities/host/lab/layout.js';
-import type { LabState } from '../../activities/host/lab/state.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
-import { labDown } from '../../lab/down.js';
-import { labUp } from '../../lab/up.js';
 import type { StepKind } from '../../schemas/steps.js';
-import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
+import { directSteps, labSkipReason, testLabDir, useLabDrivers } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('p');
@@ -29,41 +23,26 @@ const commands = () =>
 describe.skipIf(skip !== '')(
   `ovs-convert by ifupdown flavour (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`,
   () => {
-    let lab: LabState;
-    const drivers = new Map<string, LabDriver>();
-    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-pve-'));
-    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
-    const reachable = (id: string) => reachableFromSwitch(lab, host(id).address.split('/')[0] as string);
+    // Namespace VMs, not QEMU guests: this test is about ifupdown2 and systemd-boot, and stays fast.
+    const { lab, host, driver } = useLabDrivers(
+      { labDir, hosts: 2, vmsPerHost: 1, prefix, flavours: { h1: 'pve' }, vmKind: 'netns' },
+      log,
+    );
+    const reachable = (id: string) => reachableFromSwitch(lab(), host(id).address.split('/')[0] as string);
     const run = (id: string, kind: StepKind, params: Record<string, unknown>, mode: 'apply' | 'revert' = 'apply') => {
       notes.length = 0;
-      return (drivers.get(id) as LabDriver).runStep(prepareStep(command(id, kind, params, mode)), ctx());
+      return driver(id).runStep(prepareStep(command(id, kind, params, mode)), ctx());
     };
     const ovsPorts = async (id: string) =>
-      parseOvsShow((await hostRunner(lab, host(id))(ovsShowArgv())).stdout)
+      parseOvsShow((await hostRunner(lab(), host(id))(ovsShowArgv())).stdout)
         .bridges.find((b) => b.name === 'vmbr0')
         ?.ports.map((p) => p.name)
         .sort();
 
-    beforeAll(async () => {
-      // Namespace VMs, not QEMU guests: this test is about ifupdown2 and systemd-boot, and stays fast.
-      lab = await labUp({ labDir, hosts: 2, vmsPerHost: 1, prefix, flavours: { h1: 'pve' }, vmKind: 'netns' });
-      for (const h of lab.hosts)
-        drivers.set(
-          h.id,
-          await createLabDriver({ hostId: h.id, labDir, stateDir: path.join(stateRoot, h.id), log, confirm: 'probe' }),
-        );
-    });
-
-    afterAll(async () => {
-      await labDown({ labDir, prefix });
-      rmSync(path.dirname(labDir), { recursive: true, force: true });
-      rmSync(stateRoot, { recursive: true, force: true });
-    });
-
     it('boots the pve host with ifupdown2 and the debian host with classic ifupdown', async () => {
-      expect(lab.hosts.map((h) => h.flavour)).toEqual(['pve', 'debian']);
+      expect(lab().hosts.map((h) => h.flavour)).toEqual(['pve', 'debian']);
       const ifup = async (id: string) =>
-        (await hostRunner(lab, host(id))(['sh', '-c', 'command -v ifup'])).stdout.trim();
+        (await hostRunner(lab(), host(id))(['sh', '-c', 'command -v ifup'])).stdout.trim();
       expect(await ifup('h1')).toBe(path.join(hostPaths(host('h1')).sbin, 'ifup'));
       expect(await ifup('h2')).toMatch(/^\/(usr\/)?sbin\/ifup$/);
       expect(await readFile(path.join(hostPaths(host('h1')).run, 'network/ifupdown2/ifstatenew'), 'utf8')).toBeTruthy();
@@ -84,7 +63,7 @@ describe.skipIf(skip !== '')(
       expect(file).not.toContain('allow-');
       expect(await ovsPorts('h1')).toEqual(['ens6', 'veth101i0', 'vlan1', 'vmbr0']);
       expect(await reachable('h1')).toBe(true);
-      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+      expect(await reachableFromSwitch(lab(), '10.77.1.1')).toBe(true);
     });
 
     it('pve: sriov-enable edits /etc/kernel/cmdline and runs proxmox-boot-tool refresh, not GRUB', async () => {
@@ -104,10 +83,10 @@ describe.skipIf(skip !== '')(
     });
 
     it('pve: after a reboot ifupdown2 brings the same OVS bridge up, and systemd-boot the IOMMU and the VFs', async () => {
-      await (drivers.get('h1') as LabDriver).reboot();
+      await driver('h1').reboot();
       expect(await ovsPorts('h1')).toEqual(['ens6', 'veth101i0', 'vlan1', 'vmbr0']);
       expect(await reachable('h1')).toBe(true);
-      expect((await (drivers.get('h1') as LabDriver).facts()).sriov).toMatchObject({ iommu: true, numVfs: 7 });
+      expect((await driver('h1').facts()).sriov).toMatchObject({ iommu: true, numVfs: 7 });
       expect(await readFile(hostPaths(host('h1')).procCmdline, 'utf8')).toContain('boot=zfs intel_iommu=on iommu=pt');
       const back = await run('h1', 'sriov-enable', { nic: 'ens6', vfs: 7 }, 'revert');
       expect(back).toMatchObject({ after: { bootloader: 'systemd-boot' } });
@@ -123,7 +102,7 @@ describe.skipIf(skip !== '')(
       });
       expect(await ovsPorts('h1')).toBeUndefined();
       expect(await reachable('h1')).toBe(true);
-      expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
+      expect(await reachableFromSwitch(lab(), '10.77.1.1')).toBe(true);
     });
 
     it('debian: allow-vmbr0 and ifup as before, and back', async () => {

@@ -1,16 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLabDriver, type LabDriver } from '../../activities/host/lab/driver.js';
+import { describe, expect, it } from 'vitest';
 import { hostPaths } from '../../activities/host/lab/layout.js';
-import type { LabState } from '../../activities/host/lab/state.js';
 import { STEP_PARAMS, type StepCall } from '../../schemas/steps.js';
-import { labDown } from '../../lab/down.js';
-import { labUp } from '../../lab/up.js';
-import { labSkipReason, testLabDir } from './lab-env.js';
+import { labSkipReason, testLabDir, useLabDrivers } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('p');
@@ -24,12 +17,12 @@ const steps = [
 ];
 
 describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${skip ? ` — ${skip}` : ''}`, () => {
-  let lab: LabState;
-  const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-preview-'));
-  const drivers = new Map<string, LabDriver>();
+  const { host, driver } = useLabDrivers(
+    { labDir, hosts: 2, vmsPerHost: 0, prefix, noSriov: ['h2'], flavours: { h2: 'pve' } },
+    log,
+  );
   const files = (id: string) => {
-    const host = lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
-    const p = hostPaths(host);
+    const p = hostPaths(host(id));
     return [p.interfaces, p.grub, p.sriovRules];
   };
   const snapshot = (id: string) =>
@@ -41,25 +34,10 @@ describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${sk
       ]),
     );
 
-  beforeAll(async () => {
-    lab = await labUp({ labDir, hosts: 2, vmsPerHost: 0, prefix, noSriov: ['h2'], flavours: { h2: 'pve' } });
-    for (const h of lab.hosts)
-      drivers.set(
-        h.id,
-        await createLabDriver({ hostId: h.id, labDir, stateDir: path.join(stateRoot, h.id), log, confirm: 'probe' }),
-      );
-  });
-
-  afterAll(async () => {
-    await labDown({ labDir, prefix });
-    rmSync(path.dirname(labDir), { recursive: true, force: true });
-    rmSync(stateRoot, { recursive: true, force: true });
-  });
-
   it("shows the host's own /etc/network/interfaces and GRUB diffs and kernel command line, changing nothing", async () => {
     const before = await snapshot('h1');
     const [interfaces, grub] = before.map(([, text]) => text as string) as [string, string];
-    const [ovs, sriov] = await (drivers.get('h1') as LabDriver).preview(steps);
+    const [ovs, sriov] = await driver('h1').preview(steps);
 
     // ovs-convert: the diff is against the lab host's real file — every removed or kept line is in it.
     expect(ovs?.error).toBeUndefined();
@@ -88,8 +66,8 @@ describe.skipIf(skip !== '')(`a dry run on lab hosts (namespaces ${prefix}*)${sk
   });
 
   it('writes the ports for the ifupdown the host runs, and says a step would fail on a NIC without SR-IOV', async () => {
-    const [debianOvs] = await (drivers.get('h1') as LabDriver).preview(steps);
-    const [pveOvs, sriov] = await (drivers.get('h2') as LabDriver).preview(steps);
+    const [debianOvs] = await driver('h1').preview(steps);
+    const [pveOvs, sriov] = await driver('h2').preview(steps);
     // h1 runs classic ifupdown: ports announced with allow-vmbr0; h2 (pve) runs ifupdown2: ports marked auto.
     expect(debianOvs?.files[0]?.diff).toContain('+allow-vmbr0 ens6');
     expect(pveOvs?.files[0]?.diff).toContain('+auto ens6');
