@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { ReceivedCommand } from '../../../schemas/command.js';
 import type { StepContext } from '../driver.js';
+import { CommandFailedError, type CommandResult, type CommandRunner } from './command.js';
 
 /** Real captured output of a command, from test/fixtures/captured. */
 export function captured(name: string): string {
@@ -29,6 +31,44 @@ export const applyCommand = (kind: ReceivedCommand['kind'], params: Record<strin
   workflowId: 'w',
   issuedAt: new Date().toISOString(),
 });
+
+/** Temporary directories for one test file: `tmp()` makes one, `removeAll()` (for its afterAll) removes them all. */
+export function tempDirs(prefix: string) {
+  const dirs: string[] = [];
+  const tmp = () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+  const removeAll = () => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  };
+  return { tmp, removeAll };
+}
+
+/** How a fake Proxmox command answers: `ok(stdout)` succeeds; `fail(stderr)` throws as qm/pvesh fail (exit 255 unless told). */
+export interface PveReply {
+  ok: (stdout?: string) => CommandResult;
+  fail: (stderr: string, exitCode?: number) => never;
+}
+
+/**
+ * A fake Proxmox VE node or cluster behind the real runner interface: records every command in `calls`
+ * and answers it with `answer` (in the formats pinned by proxmox.test.ts).
+ */
+export function fakePveCluster(answer: (argv: readonly string[], reply: PveReply) => CommandResult) {
+  const calls: string[][] = [];
+  const run: CommandRunner = async (argv) => {
+    calls.push([...argv]);
+    return answer(argv, {
+      ok: (stdout = '') => ({ argv, stdout, stderr: '', exitCode: 0 }),
+      fail: (stderr, exitCode = 255) => {
+        throw new CommandFailedError({ argv, stdout: '', stderr, exitCode });
+      },
+    });
+  };
+  return { run, calls };
+}
 
 /** `ip -j` output of a lab host on a Linux bridge, for runners whose tests read the facts; undefined for other commands. */
 export function ipOnLinuxBridge(argv: readonly string[]): string | undefined {

@@ -1,25 +1,16 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { prepareStep, StepFailedError } from '../driver.js';
-import { applyCommand, ipOnLinuxBridge, quietCtx } from './fixtures.js';
+import { applyCommand, fakePveCluster, ipOnLinuxBridge, quietCtx, tempDirs, type PveReply } from './fixtures.js';
 import { HostFacts } from '../../../schemas/host.js';
-import { CommandFailedError, type CommandRunner } from './command.js';
 import { createLinuxDriver, onPath } from './driver.js';
 import { parseMeminfo } from './meminfo.js';
 import { QM_CONFIG_LOCAL, QM_CONFIG_PASSTHROUGH, STORAGES } from './proxmox.test.js';
 
 const GiB = 2 ** 30;
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(os.tmpdir(), 'refit-pve-drain-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { tmp, removeAll } = tempDirs('refit-pve-drain-');
+afterAll(removeAll);
 
 const ctx = quietCtx;
 const command = applyCommand;
@@ -39,21 +30,15 @@ interface Vm {
  * device ("can't migrate VM which uses local devices"), a migration of a running VM without --online.
  */
 function cluster(vms: Vm[]) {
-  const calls: string[][] = [];
   const maintenance = new Set<string>();
-  const fail = (argv: readonly string[], stderr: string) => {
-    throw new CommandFailedError({ argv, stdout: '', stderr, exitCode: 255 });
-  };
-  const vm = (id: string) => vms.find((v) => String(v.vmid) === id) ?? fail([id], `Configuration file does not exist`);
-  const migrate = (argv: readonly string[], v: Vm, target: string, online: boolean) => {
+  const migrate = (fail: PveReply['fail'], v: Vm, target: string, online: boolean) => {
     if (v.status === 'running' && /^hostpci\d+:/m.test(v.config.split('\n[')[0] ?? ''))
-      fail(argv, "can't migrate VM which uses local devices: hostpci0");
-    if (v.status === 'running' && !online) fail(argv, "can't migrate running VM without --online");
+      fail("can't migrate VM which uses local devices: hostpci0");
+    if (v.status === 'running' && !online) fail("can't migrate running VM without --online");
     v.node = target;
   };
-  const run: CommandRunner = async (argv) => {
-    calls.push([...argv]);
-    const ok = (stdout = '') => ({ argv, stdout, stderr: '', exitCode: 0 });
+  const { run, calls } = fakePveCluster((argv, { ok, fail }) => {
+    const vm = (id: string) => vms.find((v) => String(v.vmid) === id) ?? fail(`Configuration file does not exist`);
     const ip = ipOnLinuxBridge(argv);
     if (ip !== undefined) return ok(ip);
     const [cmd, verb, a, b, ...rest] = argv;
@@ -85,19 +70,19 @@ function cluster(vms: Vm[]) {
     }
     if (cmd === 'pvesh' && verb === 'create') {
       const m = /^\/nodes\/([^/]+)\/qemu\/(\d+)\/(status\/start|status\/shutdown|migrate)$/.exec(a ?? '');
-      if (m === null) return fail(argv, `no such path ${a}`);
+      if (m === null) return fail(`no such path ${a}`);
       const v = vm(m[2] as string);
-      if (v.node !== m[1]) return fail(argv, `VM ${v.vmid} is not on node ${m[1]}`);
+      if (v.node !== m[1]) return fail(`VM ${v.vmid} is not on node ${m[1]}`);
       if (m[3] === 'status/start') v.status = 'running';
       else if (m[3] === 'status/shutdown') v.status = 'stopped';
-      else migrate(argv, v, argv[argv.indexOf('--target') + 1] as string, argv.includes('--online'));
+      else migrate(fail, v, argv[argv.indexOf('--target') + 1] as string, argv.includes('--online'));
       return ok(`UPID:${m[1]}:0000:task`);
     }
     if (cmd === 'qm' && verb === 'config') return ok(vm(a as string).config);
     if (cmd === 'qm' && verb === 'migrate') {
       const v = vm(a as string);
-      if (v.node !== 'pve1') fail(argv, `VM ${v.vmid} is not on this node`);
-      migrate(argv, v, b as string, rest.includes('--online'));
+      if (v.node !== 'pve1') fail(`VM ${v.vmid} is not on this node`);
+      migrate(fail, v, b as string, rest.includes('--online'));
       return ok();
     }
     if (cmd === 'qm' && verb === 'shutdown') {
@@ -111,7 +96,7 @@ function cluster(vms: Vm[]) {
       return ok();
     }
     return ok();
-  };
+  });
   return { run, calls, maintenance, vms };
 }
 

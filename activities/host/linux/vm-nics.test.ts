@@ -1,9 +1,16 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandFailedError, type CommandRunner } from './command.js';
-import { captured, hostPathsIn, ipOnLinuxBridge, LINUX_BRIDGE_INTERFACES, quietCtx } from './fixtures.js';
+import type { CommandRunner } from './command.js';
+import {
+  captured,
+  fakePveCluster,
+  hostPathsIn,
+  ipOnLinuxBridge,
+  LINUX_BRIDGE_INTERFACES,
+  quietCtx,
+  tempDirs,
+} from './fixtures.js';
 import type { HostEnv } from './host-env.js';
 import { ifName } from './names.js';
 import { parseQmConfig } from './proxmox.js';
@@ -22,15 +29,8 @@ import {
   VmNicError,
 } from './vm-nics.js';
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(os.tmpdir(), 'refit-vm-nics-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { tmp, removeAll } = tempDirs('refit-vm-nics-');
+afterAll(removeAll);
 const vmbr0 = ifName('vmbr0');
 
 // `qm config 9000`: a stopped template whose NIC is on another bridge (left alone).
@@ -52,15 +52,10 @@ function pveNode() {
     ['101', QM_CONFIG_PASSTHROUGH],
     ['9000', QM_CONFIG_TEMPLATE],
   ]);
-  const calls: string[][] = [];
-  const run: CommandRunner = async (argv) => {
-    calls.push([...argv]);
-    const ok = (stdout = '') => ({ argv, stdout, stderr: '', exitCode: 0 });
+  const { run, calls } = fakePveCluster((argv, { ok, fail }) => {
     const [cmd, verb, id, key, value] = argv;
     if (cmd === 'pvesh' && verb === 'get' && id === '/nodes/pve1/qemu') return ok(QEMU_LIST);
-    const config = configs.get(id ?? '');
-    if (config === undefined)
-      throw new CommandFailedError({ argv, stdout: '', stderr: `Configuration file does not exist`, exitCode: 2 });
+    const config = configs.get(id ?? '') ?? fail(`Configuration file does not exist`, 2);
     if (cmd === 'qm' && verb === 'config') return ok(config);
     if (cmd === 'qm' && verb === 'set') {
       const name = (key as string).replace(/^--/, '');
@@ -68,7 +63,7 @@ function pveNode() {
       return ok(`update VM ${id as string}: -${name} ${value as string}\n`);
     }
     throw new Error(`unexpected ${argv.join(' ')}`);
-  };
+  });
   const net0 = (id: string) => parseQmConfig(configs.get(id) ?? '').get('net0');
   const sets = () => calls.filter((c) => c[1] === 'set');
   return { run, calls, sets, net0, configs };
