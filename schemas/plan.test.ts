@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './common.js';
 import { parsePlan, planJsonSchema, planProblemText, type PlanParse } from './plan.js';
-import { RebootParams, STEP_PARAMS } from './steps.js';
+import { RebootParams, STEP_KINDS, STEP_PARAMS } from './steps.js';
 
 const example = readFileSync(new URL('../examples/ovs-sriov.yaml', import.meta.url), 'utf8');
 
@@ -193,6 +193,16 @@ describe('the example plans', () => {
   it.each(files)('%s is valid', (file) => {
     const parsed = parsePlan(readFileSync(new URL(file, dir), 'utf8'));
     expect(parsed.ok ? [] : parsed.problems).toEqual([]);
+  });
+
+  it('show every step kind, each in a plan that is valid (docs/plans.md points to them)', () => {
+    const shown = new Set(
+      files.flatMap((file) => {
+        const parsed = parsePlan(readFileSync(new URL(file, dir), 'utf8'));
+        return parsed.ok ? parsed.plan.steps.map((s) => s.kind) : [];
+      }),
+    );
+    expect(STEP_KINDS.filter((k) => !shown.has(k))).toEqual([]);
   });
 
   it.each(files)('%s names its schema for editors on its first line', (file) => {
