@@ -4,7 +4,7 @@ import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
 import { detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
 import { linuxBondIn } from '../bond-plan.js';
-import { parseInterfaces } from '../interfaces-file.js';
+import { ifaceStanzas, optionValue, parseInterfaces } from '../interfaces-file.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff, observeBridge, sha256, type BridgeObservation } from '../observe.js';
 import { InterfacesPlanError, planLinuxBridgeRestore, planOvsConversion, type InterfacesPlan } from '../ovs-plan.js';
@@ -252,14 +252,42 @@ async function revertUnconfirmed(
  * Put a known file back and rebuild the bridge from it. Under ifupdown2 too the bridge is taken down
  * first as the current file defines it: `ifreload -a` alone leaves an OVS bridge that becomes a Linux
  * bridge in the file as it is (it downs only interfaces that were removed), with the address on it.
+ * Classic ifupdown: a Linux bond the restored file puts under the bridge is brought up first, with
+ * `ifup <bond>`. `ifup <bridge>` would not: bridge-utils' hook adds a bridge-ports entry only when the
+ * interface exists and never runs ifup for it, and ifenslave's hook acts only on the bond's own stanza
+ * (or its slaves'), so the bridge would come up without its uplink (decision 0036). A bond that fails
+ * to come up still has the bridge brought up after it, then fails the restore.
  */
 async function restore(env: HostEnv, bridge: IfName, text: string, ctx: StepContext): Promise<void> {
   await ifdown(env.run, bridge).catch((err: unknown) =>
     ctx.log.warn({ err: String(err) }, 'ifdown during restore failed; going on'),
   );
   await writeTextAtomic(env.paths.interfaces, text);
-  await ifup(env.run, bridge, flavourOf(env));
+  const flavour = flavourOf(env);
+  const bond = flavour === 1 ? linuxBondUnder(text, bridge) : undefined;
+  const bondUp =
+    bond === undefined
+      ? undefined
+      : await env.run(['ifup', bond], { timeoutMs: 120_000 }).then(
+          () => undefined,
+          (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+        );
+  await ifup(env.run, bridge, flavour);
   await env.afterBridgeSwitch?.();
+  if (bondUp !== undefined)
+    throw new StepFailedError(`ifup ${String(bond)} (the Linux bond under ${bridge}) failed: ${bondUp.message}`, {
+      cause: bondUp,
+    });
+}
+
+/** The Linux bond (bond-slaves/bond-mode, or named by its slaves' bond-master) among `bridge`'s bridge-ports in `text`. */
+function linuxBondUnder(text: string, bridge: IfName): IfName | undefined {
+  const blocks = parseInterfaces(text);
+  const ports = ifaceStanzas(blocks, bridge)
+    .map((s) => optionValue(s, 'bridge_ports') ?? '')
+    .join(' ');
+  const bond = ports.split(/\s+/).find((p) => p !== '' && p !== 'none' && linuxBondIn(blocks, p) !== undefined);
+  return bond === undefined ? undefined : ifName(bond, 'bond');
 }
 
 /** Open vSwitch → the Linux bridge: the backup taken before the conversion, or the planned reverse without one. */
