@@ -23,6 +23,11 @@ export class CorruptStateFileError extends StateFileError {
 export interface AtomicWriteOptions {
   /** Permission bits of a new file (default 0o600: refit's state is private). */
   mode?: number;
+  /**
+   * false: return once the file is renamed into place, without flushing its directory; the caller
+   * flushes it ({@link syncDirectory}) before anything depends on the file outliving a power cut.
+   */
+  syncDirectory?: boolean;
 }
 
 const tmpNameOf = (file: string) =>
@@ -49,7 +54,7 @@ export async function writeFileAtomic(file: string, text: string, opts: AtomicWr
     await rm(tmp, { force: true });
     throw err;
   }
-  await syncDirectory(dir);
+  if (opts.syncDirectory !== false) await syncDirectory(dir);
 }
 
 /** Remove a file, if it is there, so that the removal survives a power cut (the directory is flushed). */
@@ -60,7 +65,7 @@ export async function removeFileDurably(file: string): Promise<void> {
 }
 
 /** A rename or unlink is durable only once its directory is flushed. */
-async function syncDirectory(dir: string): Promise<void> {
+export async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();

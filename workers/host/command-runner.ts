@@ -135,7 +135,7 @@ export class CommandRunner {
       return { kind: 'finished', status: known.finished, step: undefined, replayed: true };
     }
     if (this.stopping.signal.aborted) return { kind: 'left' };
-    const entry = await journal.start(command);
+    const { entry, durable } = await journal.begin(command);
     const recovering = entry.starts > 1;
     const log = baseLog.child({
       commandId: command.commandId,
@@ -164,8 +164,12 @@ export class CommandRunner {
       step = prepareStep(command);
       throwIfAborted(abort.signal);
       log.info({ recovering }, 'running step');
-      // One status for accepted and started (docs/decisions/0023-cheaper-host-steps.md).
-      await reporter.running({ pct: 0, message: recovering ? 'resuming after a host worker restart' : 'started' });
+      // One status for accepted and started (docs/decisions/0023-cheaper-host-steps.md), written while
+      // the journal's directory is flushed; the step starts only once both are done (decision 0038).
+      await Promise.all([
+        reporter.running({ pct: 0, message: recovering ? 'resuming after a host worker restart' : 'started' }),
+        durable,
+      ]);
       trail.started(base.bootId);
       const ctx = {
         signal: abort.signal,

@@ -3,7 +3,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { CommandStatus, ReceivedCommand, TERMINAL_STATES } from '../../schemas/command.js';
-import { StateFileError, readJsonFile, readStateFile, writeJsonAtomic } from '../../activities/files.js';
+import { StateFileError, readJsonFile, readStateFile, syncDirectory, writeJsonAtomic } from '../../activities/files.js';
 import { RefitError } from '../../schemas/errors.js';
 
 /** What the host remembers of one command, across restarts of its worker. */
@@ -25,11 +25,11 @@ export class JournalError extends RefitError {}
  * id (named by its sha256, since ids may hold any printable character), each written atomically.
  */
 export class CommandJournal {
-  private constructor(private readonly dir: string) {}
+  protected constructor(private readonly dir: string) {}
 
   static async open(dir: string): Promise<CommandJournal> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new CommandJournal(dir);
+    return new this(dir);
   }
 
   fileOf(commandId: string): string {
@@ -46,6 +46,18 @@ export class CommandJournal {
 
   /** Record one more start of a command and return the entry with its count of starts. */
   async start(command: ReceivedCommand, now = new Date()): Promise<JournalEntry> {
+    const { entry, durable } = await this.begin(command, now);
+    await durable;
+    return entry;
+  }
+
+  /**
+   * {@link start}, returning once the entry is in place (a killed process keeps it) and before it
+   * outlives a power cut: `durable` resolves once the journal's directory is flushed too. The step
+   * must not start before `durable`; the status that says it is running may be written meanwhile
+   * (docs/decisions/0038-cheaper-host-side-and-host-workflow.md says what a crash at each point leaves).
+   */
+  async begin(command: ReceivedCommand, now = new Date()): Promise<{ entry: JournalEntry; durable: Promise<void> }> {
     const previous = await this.read(command.commandId);
     if (previous?.finished !== undefined) throw new JournalError(`command ${command.commandId} has already finished`);
     const entry: JournalEntry = {
@@ -54,8 +66,16 @@ export class CommandJournal {
       starts: (previous?.starts ?? 0) + 1,
       startedAt: now.toISOString(),
     };
-    await writeJsonAtomic(this.fileOf(command.commandId), entry);
-    return entry;
+    await writeJsonAtomic(this.fileOf(command.commandId), entry, { syncDirectory: false });
+    const durable = this.sync();
+    // Awaited by the caller before the step; an early failure must not be an unhandled rejection.
+    durable.catch(() => undefined);
+    return { entry, durable };
+  }
+
+  /** Flush the journal's directory: every entry renamed into place before it outlives a power cut. */
+  protected sync(): Promise<void> {
+    return syncDirectory(this.dir);
   }
 
   async finish(status: CommandStatus): Promise<JournalEntry> {
