@@ -5,7 +5,7 @@ import { AUDIT_CHAINS, type AuditDraft } from '../../schemas/audit.js';
 import { canonicalJson, eventHash, sealEvent } from './hash.js';
 import { MemoryChainStore } from './memory-store.js';
 import { streamStateOf, verifyTrail } from './verify.js';
-import { appendToChain } from './writer.js';
+import { ChainWriter, appendToChain } from './writer.js';
 
 const chain = AUDIT_CHAINS.host('h1');
 const draft = (n: number, extra: Partial<AuditDraft> = {}): AuditDraft => ({
@@ -267,5 +267,65 @@ describe("a host's signed audit events", () => {
     const { hash, ...rest } = store.records[0]?.event as Record<string, unknown>;
     expect(hash).toBe(eventHash(rest));
     expect(canonicalJson(rest)).toContain('"signature"');
+  });
+});
+
+describe("one process's appends (ChainWriter)", () => {
+  /** Counts reads of a chain's end and refused appends. */
+  class CountingStore extends MemoryChainStore {
+    reads = 0;
+    conflicts = 0;
+    override async last(subject: string) {
+      this.reads++;
+      return super.last(subject);
+    }
+    override async append(subject: string, body: string, msgId: string, expectLast: number) {
+      try {
+        return await super.append(subject, body, msgId, expectLast);
+      } catch (err) {
+        this.conflicts++;
+        throw err;
+      }
+    }
+  }
+  const rollout = AUDIT_CHAINS.rollout('r1');
+  const hostEvent = (n: number): AuditDraft => draft(n, { eventId: `refit-host-h${n}/run/1`, actor: 'controller' });
+
+  it('appends events sent at once one after another, reading the end of the chain once and never conflicting', async () => {
+    const store = new CountingStore();
+    const writer = new ChainWriter(store);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.append(rollout, hostEvent(i + 1))));
+    expect(store.records).toHaveLength(20);
+    expect(verifyTrail(store.records)).toMatchObject({ ok: true, chains: [{ chain: rollout, events: 20 }] });
+    expect(store.reads).toBe(1);
+    expect(store.conflicts).toBe(0);
+  });
+
+  it('still finds a chain another process appended to: the append is refused, the end read again, nothing forked', async () => {
+    const store = new CountingStore();
+    const writer = new ChainWriter(store);
+    await writer.append(rollout, hostEvent(1));
+    await appendToChain(store, rollout, hostEvent(2));
+    const done = await writer.append(rollout, hostEvent(3));
+    expect(store.conflicts).toBe(1);
+    expect(done.tail).toMatchObject({ seq: 3, streamSeq: 3 });
+    expect(verifyTrail(store.records)).toMatchObject({ ok: true, chains: [{ chain: rollout, events: 3 }] });
+    // and a retried append of a stored event stays one event
+    const again = await writer.append(rollout, hostEvent(3));
+    expect(again.duplicate).toBe(true);
+    expect(store.records).toHaveLength(3);
+  });
+
+  it('forgets the end it believed when an append fails, and reads it at the next', async () => {
+    const store = new CountingStore();
+    const writer = new ChainWriter(store);
+    await writer.append(rollout, hostEvent(1));
+    store.faults.push('ack-lost');
+    await expect(writer.append(rollout, hostEvent(2))).rejects.toThrow('timeout');
+    const reads = store.reads;
+    const again = await writer.append(rollout, hostEvent(2));
+    expect(store.reads).toBe(reads + 1);
+    expect(again).toMatchObject({ duplicate: true, tail: { seq: 2 } });
+    expect(store.records).toHaveLength(2);
   });
 });

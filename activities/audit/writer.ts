@@ -76,3 +76,50 @@ export async function appendToChain(
     }
   }
 }
+
+/** How many chains a {@link ChainWriter} remembers the end of (the oldest is forgotten first). */
+const REMEMBERED_TAILS = 1_024;
+
+/**
+ * The appends of one process: one at a time per chain, each on the end the one before left, so that
+ * a process's own writers (every host workflow of a rollout writes the rollout's chain) never
+ * conflict with each other and read a chain's end only when another process moved it. The
+ * expected-last-subject-sequence check of {@link appendToChain} still guards every append: a stale
+ * end remembered here is a conflict, read again, never a fork.
+ */
+export class ChainWriter {
+  private readonly tails = new Map<string, ChainTail>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly store: ChainStore) {}
+
+  append(chain: string, draft: AuditDraft): Promise<Appended> {
+    const before = this.queues.get(chain) ?? Promise.resolve();
+    const run = before.then(async () => {
+      try {
+        const done = await appendToChain(this.store, chain, draft, { tail: this.tails.get(chain) });
+        this.remember(chain, done.tail);
+        return done;
+      } catch (err) {
+        this.tails.delete(chain);
+        throw err;
+      }
+    });
+    const settled = run.catch(() => undefined);
+    this.queues.set(chain, settled);
+    void settled.then(() => {
+      if (this.queues.get(chain) === settled) this.queues.delete(chain);
+    });
+    return run;
+  }
+
+  private remember(chain: string, tail: ChainTail | undefined): void {
+    this.tails.delete(chain);
+    if (tail === undefined) return;
+    this.tails.set(chain, tail);
+    for (const oldest of this.tails.keys()) {
+      if (this.tails.size <= REMEMBERED_TAILS) break;
+      this.tails.delete(oldest);
+    }
+  }
+}

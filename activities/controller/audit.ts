@@ -10,7 +10,7 @@ import {
 } from '../../schemas/audit.js';
 import { linkOf } from '../audit/hash.js';
 import { adminChainStore, allowAuditDirectGet, readAt, type ChainStore } from '../audit/store.js';
-import { appendToChain, readTail } from '../audit/writer.js';
+import { ChainWriter, readTail } from '../audit/writer.js';
 import type { Logger } from 'pino';
 import { problemText } from '../../schemas/problems.js';
 
@@ -28,6 +28,9 @@ export interface AuditDeps {
  */
 export function createRecordAudit({ nc, log }: AuditDeps) {
   const store = adminChainStore(nc);
+  // A rollout's host workflows append to its chain one after another, each without reading its end
+  // (decision 0038).
+  const writer = new ChainWriter(store);
   // Hosts find their chain's end by direct get; the stream must allow it (see docs/decisions/0005).
   const ready = allowAuditDirectGet(nc).catch((err: unknown) =>
     log.warn({ err }, 'cannot enable direct get on the audit stream'),
@@ -61,7 +64,7 @@ export function createRecordAudit({ nc, log }: AuditDeps) {
       data: req.data ?? {},
       ...(link !== undefined ? { links: [link] } : {}),
     };
-    const done = await appendToChain(store, chain, draft);
+    const done = await writer.append(chain, draft);
     const stored =
       done.event ?? (done.tail?.eventId === draft.eventId ? done.tail : await storedAt(nc, done.streamSeq));
     log.debug({ eventId: draft.eventId, chain, type: req.type, duplicate: done.duplicate }, 'audit event stored');
