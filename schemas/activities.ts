@@ -15,6 +15,41 @@ export type DispatchRequest = StepCall & {
   avoidHosts?: string[];
 };
 
+/**
+ * A run of one host's consecutive steps, applied in one activity (decision 0037): each step is still
+ * its own command, with its own id, journal entry, statuses and audit events on the host.
+ */
+export interface DispatchRunRequest {
+  rolloutId: string;
+  hostId: string;
+  /** The steps in plan order, each with its index in the plan. */
+  steps: (StepCall & { index: number })[];
+  /** For a drain: hosts VMs must not go to (the same wave). */
+  avoidHosts?: string[];
+}
+
+/** How one step of a run ended; a run stops at the first that did not succeed. */
+export type RunStepResult =
+  | { index: number; state: 'succeeded'; outcome: StepOutcome }
+  | {
+      index: number;
+      state: 'failed' | 'cancelled';
+      /** As the step's own dispatch would have failed: `<kind> failed on <host>: <the host's reason>`. */
+      error: string;
+      /** The failure's type (StepFailed, or the host's error class for a cancel). */
+      errorType: string;
+    };
+
+/**
+ * The steps of a run that ended, in order: all of them, or up to the first that failed or was
+ * cancelled, or fewer when the workflow cancelled the run between two steps (the rest never started).
+ */
+export interface DispatchRunResult {
+  steps: RunStepResult[];
+  /** The workflow cancelled the run: the host was asked to stop; a step it finished anyway is in `steps`. */
+  cancelled?: boolean;
+}
+
 export interface AwaitRebootRequest {
   hostId: string;
   bootIdBefore: string;
@@ -52,6 +87,8 @@ export interface TargetResolution {
 /** The controller-side activities, as the workflows see them (`import type` only). */
 export interface ControllerActivities {
   dispatchStep(req: DispatchRequest): Promise<StepOutcome>;
+  /** A run of a host's steps, applied one after another in one activity; every step's result. */
+  dispatchRun(req: DispatchRunRequest): Promise<DispatchRunResult>;
   awaitReboot(req: AwaitRebootRequest): Promise<AwaitRebootResult>;
   /**
    * The plan's targets against the inventory. With `labelKeys` (the plan's failure-domain labels),

@@ -83,6 +83,8 @@ describe('the controller worker killed mid-rollout', () => {
       const result = await rolloutEnd(temporal.client.workflow.getHandle(id));
 
       expect(caught.state).toBe('running');
+      // Caught inside a run of steps (decision 0037): drain done, ovs-convert running, reboot to come.
+      expect(caught.commandId).toMatch(/#1$/);
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
       await expectEachStepOnce(hosts);
     } finally {

@@ -3,6 +3,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   isCancellation,
   patched,
   proxyActivities,
@@ -10,11 +11,12 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import { RetryState } from '@temporalio/common';
-import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities } from '../schemas/activities.js';
+import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities, type DispatchRunResult } from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import { stepLabel } from '../schemas/names.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
+import { cutIntoRuns, runTimeoutMs, STEP_RUNS } from './step-runs.js';
 import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
 /** Host workflows that took it audit as local activities and set their phase once, not per step. */
@@ -29,7 +31,7 @@ const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
  */
 export const STEP_ATTEMPTS = 5;
 
-function activitiesFor(step: PlanStep, summary?: string) {
+function activitiesFor(step: Pick<PlanStep, 'timeout'>, summary?: string) {
   // Histories recorded before the bound retried without limit, and replay so.
   const bounded = patched('bounded-step-retries');
   return proxyActivities<ControllerActivities>({
@@ -72,6 +74,8 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   // Fewer history events per host (decision 0024): audit events as local activities, the phase set
   // once to running rather than to each step. Histories recorded before replay the old way.
   const lean = patched(LEAN_HOST_HISTORY);
+  // A run of steps with no decision between them in one activity (decision 0037).
+  const stepRuns = patched(STEP_RUNS);
   // The rollout asks a host to stop (cancel with onCancel: rollback): the running step is cancelled
   // at a safe point on the host, then the completed steps are undone.
   const steps = new CancellationScope();
@@ -102,15 +106,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         ...(applied ? { applied: { ...applied } } : {}),
         ...(step.kind === 'drain' && input.avoidHosts ? { avoidHosts: input.avoidHosts } : {}),
       });
-      if (step.kind === 'reboot' && mode === 'apply') {
-        if (!outcome.bootId)
-          throw ApplicationFailure.nonRetryable('reboot step did not report the boot id it left', 'StepFailed');
-        await acts.awaitReboot({
-          hostId: input.hostId,
-          bootIdBefore: outcome.bootId,
-          deadlineMs: Date.now() + step.params.timeout,
-        });
-      }
+      if (step.kind === 'reboot' && mode === 'apply') await awaitReboot(step, outcome, acts);
       record.state = 'succeeded';
       record.outcome = outcome;
       return outcome;
@@ -123,9 +119,93 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     }
   }
 
+  async function awaitReboot(
+    step: Extract<PlanStep, { kind: 'reboot' }>,
+    outcome: StepOutcome,
+    acts: ReturnType<typeof activitiesFor>,
+  ): Promise<void> {
+    if (!outcome.bootId)
+      throw ApplicationFailure.nonRetryable('reboot step did not report the boot id it left', 'StepFailed');
+    await acts.awaitReboot({
+      hostId: input.hostId,
+      bootIdBefore: outcome.bootId,
+      deadlineMs: Date.now() + step.params.timeout,
+    });
+  }
+
+  /**
+   * Apply a run of steps (indexes into the plan's steps) in one activity. Each step gets its record,
+   * outcome and place among the touched steps as when it is dispatched alone; the first that did not
+   * succeed fails the host with the same error. While the run goes, the progress shows its first step.
+   */
+  async function applyRun(indexes: number[], touched: Touched[]): Promise<void> {
+    const run = indexes.map((index) => ({ index, step: input.steps[index] as PlanStep }));
+    const first = run[0] as (typeof run)[number];
+    progress.current = { index: first.index, kind: first.step.kind, mode: 'apply' };
+    const firstRecord: StepRecord = { index: first.index, kind: first.step.kind, mode: 'apply', state: 'running' };
+    records.push(firstRecord);
+    const label = run.map(({ step }) => stepLabel(step.kind, 'apply')).join(', ');
+    const acts = activitiesFor(
+      { timeout: runTimeoutMs(run.map(({ step }) => step)) },
+      summaries ? `${input.hostId} · ${label}` : undefined,
+    );
+    let ended: DispatchRunResult;
+    try {
+      ended = await acts.dispatchRun({
+        rolloutId: input.rolloutId,
+        hostId: input.hostId,
+        steps: run.map(({ index, step: { timeout: _timeout, ...call } }) => ({ ...call, index })),
+        ...(input.avoidHosts && run.some(({ step }) => step.kind === 'drain') ? { avoidHosts: input.avoidHosts } : {}),
+      });
+    } catch (err) {
+      // The activity itself failed (it gave up, or its cancel was not answered): how far the host got is
+      // not known, so every step of the run may have run and is reverted (reverts observe first).
+      firstRecord.state = 'failed';
+      firstRecord.error = errorMessage(err);
+      touched.push(...run);
+      throw err;
+    } finally {
+      progress.current = null;
+    }
+    for (const result of ended.steps) {
+      const { step, index } = run.find((r) => r.index === result.index) ?? first;
+      const record: StepRecord =
+        index === first.index ? firstRecord : { index, kind: step.kind, mode: 'apply', state: 'running' };
+      if (record !== firstRecord) records.push(record);
+      const entry: Touched = { step, index };
+      touched.push(entry);
+      if (result.state !== 'succeeded') {
+        record.state = 'failed';
+        record.error = result.error;
+        throw result.state === 'cancelled'
+          ? new CancelledFailure(result.error)
+          : ApplicationFailure.nonRetryable(result.error, result.errorType);
+      }
+      try {
+        if (step.kind === 'reboot') await awaitReboot(step, result.outcome, acts);
+      } catch (err) {
+        record.state = 'failed';
+        record.error = errorMessage(err);
+        throw err;
+      }
+      record.state = 'succeeded';
+      record.outcome = result.outcome;
+      entry.outcome = result.outcome;
+    }
+    // Aborted (the rollout cancelled it): as a step dispatched alone, the run ends cancelled even when
+    // the host finished its step first, and what ran is undone; steps not reached never started.
+    if (ended.cancelled === true || ended.steps.length < run.length || abortedBy !== undefined) {
+      if (ended.steps.length === 0) {
+        firstRecord.state = 'failed';
+        firstRecord.error = 'cancelled';
+      }
+      throw new CancelledFailure('cancelled');
+    }
+  }
+
   // Steps that ran, or may have: the one interrupted by a failure or a cancel has no outcome but
   // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
-  const touched: { step: PlanStep; index: number; outcome?: StepOutcome }[] = [];
+  const touched: Touched[] = [];
   const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
   await audit(
     {
@@ -153,8 +233,15 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   };
   try {
     await steps.run(async () => {
-      for (const [index, step] of input.steps.entries()) {
-        const entry: (typeof touched)[number] = { step, index };
+      const runs = stepRuns ? cutIntoRuns(input.steps) : input.steps.map((_, index) => [index]);
+      for (const indexes of runs) {
+        if (indexes.length > 1) {
+          await applyRun(indexes, touched);
+          continue;
+        }
+        const index = indexes[0] as number;
+        const step = input.steps[index] as PlanStep;
+        const entry: Touched = { step, index };
         touched.push(entry);
         entry.outcome = await run(step, index, 'apply');
       }
@@ -173,12 +260,19 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   }
 }
 
+/** A step that ran, or may have, with its outcome if it succeeded. */
+interface Touched {
+  step: PlanStep;
+  index: number;
+  outcome?: StepOutcome;
+}
+
 /**
  * Revert the steps that ran in reverse order. A revert that changes boot configuration asks for a
  * reboot; it happens before the VMs come back, so they return to a host in its final state.
  */
 async function rollBack(
-  completed: { step: PlanStep; index: number; outcome?: StepOutcome }[],
+  completed: Touched[],
   run: (step: PlanStep, index: number, mode: 'apply' | 'revert', applied?: StepOutcome) => Promise<StepOutcome>,
 ): Promise<boolean> {
   let rebootStep: { step: PlanStep; index: number } | undefined;

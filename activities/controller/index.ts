@@ -8,6 +8,7 @@ import { createSendNotification } from './notify.js';
 import { createVerifyOperatorAction } from './operators.js';
 import type { BucketFollower } from './bucket-follower.js';
 import { createDispatchStep } from './dispatch.js';
+import { createDispatchRun } from './dispatch-run.js';
 import { leanTargets, offlineAmong, selectTargets } from './inventory.js';
 import { createLeases } from './leases.js';
 import { createAwaitReboot } from './reboot.js';
@@ -34,6 +35,7 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     acquireLease: (req) => leases.acquireLease(req),
     releaseLease: (req) => leases.releaseLease(req),
     dispatchStep: (req) => measuredStep(deps.stepMetrics, req, () => dispatchStep(req)),
+    dispatchRun: createDispatchRun(deps),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets, labelKeys) => {
       const resolved = selectTargets(deps.presence.values(), targets);
