@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { z as zod, type z } from 'zod';
-import { PveNode } from '../activities/host/linux/proxmox.js';
+import type { z } from 'zod';
 import { HostId } from '../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
@@ -15,8 +14,8 @@ import {
   enrollRequest,
   hostSeedFile,
   startLine,
-  type DriverChoice,
 } from '../workers/host/agent.js';
+import { linuxChoice, type LinuxChoice } from '../workers/host/linux-choice.js';
 import { connectPolicy } from '../workers/connect-retry.js';
 import { StateDirError } from '../workers/host/state-lock.js';
 import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/sim/fail-spec.js';
@@ -117,7 +116,7 @@ export function registerHostCommands(program: Command): void {
             labDir,
             log,
             ...optional('speed', opts.speed),
-            linux: linuxChoice(opts),
+            linux: linuxFlags(opts),
           }),
         }),
       );
@@ -191,21 +190,14 @@ function hostAndStateDir(opts: HostCommandOptions) {
   return { hostId, driver, stateDir, labDir, config };
 }
 
-const VmBackend = zod.enum(['auto', 'libvirt', 'proxmox']);
-
-/** The linux driver's VM backend and Proxmox node names, checked: a hostile name is a usage error. */
-function linuxChoice(opts: HostCommandOptions): NonNullable<DriverChoice['linux']> {
-  const pveNodes: Record<string, string> = {};
-  for (const pair of (opts.pveNodes ?? '').split(',').filter((p) => p.trim() !== '')) {
-    const [id = '', node = '', ...extra] = pair.trim().split('=');
-    if (extra.length > 0 || node === '') throw new UsageError(`--pve-nodes "${pair}": must be hostId=node`);
-    pveNodes[checked(HostId, id, '--pve-nodes')] = checked(PveNode, node, '--pve-nodes');
-  }
-  return {
-    vmBackend: checked(VmBackend, opts.vmBackend ?? 'auto', '--vm-backend'),
-    ...(opts.pveNode !== undefined ? { pveNode: checked(PveNode, opts.pveNode, '--pve-node') } : {}),
-    pveNodes,
-  };
+/** The linux driver's VM backend and Proxmox node names from the flags, checked: a hostile name is a usage error. */
+function linuxFlags(opts: HostCommandOptions): LinuxChoice {
+  const flag = (from: string, value: string | undefined) => (value === undefined ? undefined : { value, from });
+  return linuxChoice({
+    vmBackend: flag('--vm-backend', opts.vmBackend),
+    pveNode: flag('--pve-node', opts.pveNode),
+    pveNodes: flag('--pve-nodes', opts.pveNodes),
+  });
 }
 
 function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {

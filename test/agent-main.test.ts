@@ -74,13 +74,28 @@ describe('the host agent entry point (refit-host)', () => {
       stateDir: '/x',
     });
     const defaults = agentSettings([], { HOME: '/home/op' });
-    expect(defaults).toMatchObject({ driver: 'linux', hostId: defaultHostId() });
+    expect(defaults).toMatchObject({
+      driver: 'linux',
+      hostId: defaultHostId(),
+      linux: { vmBackend: 'auto', pveNodes: {} },
+    });
+    expect(defaults).not.toHaveProperty('linux.pveNode');
     expect(defaults).not.toHaveProperty('credsFile');
     expect(defaultAgentStateDir({}, 0, '/home/op')).toBe('/var/lib/refit');
     expect(defaultAgentStateDir({}, 1000, '/home/op')).toBe('/home/op/.local/state/refit');
     expect(defaultAgentStateDir({ XDG_STATE_HOME: '/xdg' }, 1000, '/home/op')).toBe('/xdg/refit');
     expect(defaultAgentStateDir({ XDG_STATE_HOME: 'relative' }, 1000, '/home/op')).toBe('/home/op/.local/state/refit');
     expect(defaultHostId('PVE-01.example.net')).toBe('pve-01');
+  });
+
+  it("takes the linux driver's VM backend and Proxmox node names from host.env, a flag over its variable", () => {
+    const env = { REFIT_VM_BACKEND: 'proxmox', REFIT_PVE_NODE: 'pve1', REFIT_PVE_NODES: 'hv2=pve2, hv3=pve3' };
+    expect(agentSettings([], env)).toMatchObject({
+      linux: { vmBackend: 'proxmox', pveNode: 'pve1', pveNodes: { hv2: 'pve2', hv3: 'pve3' } },
+    });
+    expect(agentSettings(['--vm-backend', 'libvirt', '--pve-nodes', 'hv4=pve4'], env)).toMatchObject({
+      linux: { vmBackend: 'libvirt', pveNode: 'pve1', pveNodes: { hv4: 'pve4' } },
+    });
   });
 
   it('refuses a bad setting with where it came from, and exits 2', () => {
@@ -90,6 +105,14 @@ describe('the host agent entry point (refit-host)', () => {
       [[], { REFIT_STATE_DIR: 'relative/dir' }, 'REFIT_STATE_DIR "relative/dir" must be an absolute path'],
       [['frobnicate'], {}, 'unknown command "frobnicate"'],
       [[], { REFIT_HOST_LABELS: 'rack' }, 'label "rack" is not key=value'],
+      [[], { REFIT_VM_BACKEND: 'xen' }, 'REFIT_VM_BACKEND "xen"'],
+      [
+        [],
+        { REFIT_PVE_NODES: 'hv2=pve2;reboot' },
+        'REFIT_PVE_NODES "pve2;reboot": REFIT_PVE_NODES: must be a Proxmox node name',
+      ],
+      [['--pve-nodes', 'hv2'], {}, '--pve-nodes "hv2": must be hostId=node'],
+      [[], { REFIT_PVE_NODE: '-pve1' }, 'REFIT_PVE_NODE "-pve1"'],
     ] as const) {
       const out = agent([...args], { ...env, REFIT_STATE_DIR: env.REFIT_STATE_DIR ?? path.join(dir, 'bad') });
       expect(out.stderr).toContain(message);

@@ -9,6 +9,7 @@ import { connectPolicy } from '../connect-retry.js';
 import { createLogger } from '../log.js';
 import { ensureSeed } from '../nkey.js';
 import { createDriver, defaultHostId, defaultStateDir, enrollRequest, hostSeedFile, startLine } from './agent.js';
+import { linuxChoice, type LinuxChoice } from './linux-choice.js';
 import { parseLabels, startHost, runUntilStopped, InvalidLabelsError } from './host-process.js';
 import { AGENT_VERSION } from './version.js';
 import { StateDirError } from './state-lock.js';
@@ -36,6 +37,11 @@ options (environment variable in brackets):
   --state-dir <dir>        journal, backups, identity [REFIT_STATE_DIR] (default /var/lib/refit as root,
                            $XDG_STATE_HOME/refit or ~/.local/state/refit otherwise)
   --lab-dir <dir>          lab driver only: the lab [REFIT_LAB_DIR] (default <REFIT_HOME>/lab)
+  --vm-backend <backend>   linux only: proxmox (qm, pvesh, ha-manager), libvirt (virsh) or auto [REFIT_VM_BACKEND]
+                           (default auto: proxmox where qm and pvesh are on PATH)
+  --pve-node <name>        linux on Proxmox: this node's name [REFIT_PVE_NODE] (default: the short hostname)
+  --pve-nodes <id=node,..> linux on Proxmox: node names of host ids that differ from them [REFIT_PVE_NODES]
+                           (default: a host id is its node name)
   --presence-interval <ms> how often presence is published (default ${PRESENCE_INTERVAL_MS})
   --metrics-listen <addr>  serve /metrics and /healthz on host:port, or off [REFIT_METRICS_LISTEN]
                            (default ${AGENT_METRICS_LISTEN}; port 0 takes a free port)
@@ -54,6 +60,8 @@ export interface AgentSettings {
   labDir: string;
   presenceIntervalMs: number;
   metrics: MetricsSetting;
+  /** Linux driver only: its VM backend and Proxmox node names. */
+  linux: LinuxChoice;
 }
 
 /** Flags, then the environment, then defaults; every bad value a UsageError naming where it came from. */
@@ -74,6 +82,9 @@ export function agentSettings(
         driver: { type: 'string' },
         'state-dir': { type: 'string' },
         'lab-dir': { type: 'string' },
+        'vm-backend': { type: 'string' },
+        'pve-node': { type: 'string' },
+        'pve-nodes': { type: 'string' },
         'presence-interval': { type: 'string' },
         'metrics-listen': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -129,10 +140,16 @@ export function agentSettings(
     if (err instanceof InvalidListenAddressError) throw new UsageError(err.message);
     throw err;
   }
+  const linux = linuxChoice({
+    vmBackend: pick('vm-backend', 'REFIT_VM_BACKEND', v['vm-backend']),
+    pveNode: pick('pve-node', 'REFIT_PVE_NODE', v['pve-node']),
+    pveNodes: pick('pve-nodes', 'REFIT_PVE_NODES', v['pve-nodes']),
+  });
   return {
     command,
     hostId,
     metrics,
+    linux,
     driver,
     natsUrl: pick('nats-url', 'REFIT_NATS_URL', v['nats-url'])?.value ?? 'nats://127.0.0.1:4222',
     ...(creds !== undefined ? { credsFile: path.resolve(creds.value) } : {}),
@@ -175,6 +192,7 @@ async function run(s: AgentSettings): Promise<void> {
     stateDir: s.stateDir,
     labDir: s.labDir,
     log,
+    linux: s.linux,
   });
   const host = await asUsage(() =>
     startHost({

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { HostDriver } from '../../activities/host/driver.js';
 import type { Driver } from '../../schemas/host.js';
 import { ensureSeed } from '../nkey.js';
+import type { LinuxChoice } from './linux-choice.js';
 
 /**
  * What `refit host` and the packaged agent (`refit-host`, workers/host/agent-main.ts) share: where a
@@ -70,7 +71,7 @@ export interface DriverChoice {
   /** Sim driver only: 2 runs steps twice as fast. */
   speed?: number;
   /** Linux driver only: its VM backend and Proxmox node names (LinuxDriverOptions). */
-  linux?: { vmBackend?: 'auto' | 'libvirt' | 'proxmox'; pveNode?: string; pveNodes?: Record<string, string> };
+  linux?: LinuxChoice;
 }
 
 /**
