@@ -18,8 +18,8 @@ export const LAB_BRIDGE = 'vmbr0';
 
 export type RunningBridge =
   | { type: 'linux'; ports: string[] }
-  /** `tag`: the uplink's native VLAN, which VM ports join as access ports. */
-  | { type: 'ovs'; ports: string[]; tag: number | undefined }
+  /** `tag`: the uplink's native VLAN, which VM ports join as access ports; `tags`: each port's own. */
+  | { type: 'ovs'; ports: string[]; tag: number | undefined; tags: Map<string, number | undefined> }
   | { type: 'none'; ports: [] };
 
 export async function hostLinks(lab: LabState, host: LabHost): Promise<Link[]> {
@@ -44,10 +44,18 @@ export async function runningBridge(lab: LabState, host: LabHost, links?: Link[]
     .filter((l) => l !== '');
   const ports = parseOvsPorts((await run(ovsListPortsJsonArgv())).stdout);
   const uplink = ports.find((p) => p.name === (host.bond?.name ?? host.uplink));
-  return { type: 'ovs', ports: names, tag: uplink?.tag };
+  return { type: 'ovs', ports: names, tag: uplink?.tag, tags: new Map(ports.map((p) => [p.name, p.tag])) };
 }
 
-/** Plug a VM's veth into the host's bridge, the way the hypervisor does when the VM starts or arrives. */
+/**
+ * Plug a VM's veth or tap into the host's bridge, the way the hypervisor does when the VM starts or
+ * arrives. On OVS a Port row of that name is deleted first, in a transaction of its own, as
+ * qemu-server's tap_plug does: a row left from an earlier device of the same name (the tap of a
+ * guest that left this host with its QEMU, and now came back with a new one) would otherwise be kept
+ * with the old device open, and the userspace datapath would receive nothing from the new tap
+ * (decision 0035). The port comes back on the VLAN its row had (the VM's own, as ovs-convert or
+ * undrain set it), else on the uplink's native VLAN.
+ */
 export async function attachVmPort(
   lab: LabState,
   host: LabHost,
@@ -58,7 +66,11 @@ export async function attachVmPort(
   const run = hostRunner(lab, host);
   const dev = ifName(port);
   if (br.type === 'linux') await run(ipLinkMasterArgv(dev, ifName(LAB_BRIDGE)));
-  else if (br.type === 'ovs') await run(ovsAddPortArgv(ifName(LAB_BRIDGE), dev, br.tag));
+  else if (br.type === 'ovs') {
+    const had = br.ports.includes(port);
+    if (had) await run(ovsDelPortArgv(ifName(LAB_BRIDGE), dev));
+    await run(ovsAddPortArgv(ifName(LAB_BRIDGE), dev, had ? br.tags.get(port) : br.tag));
+  }
   await run(ipLinkUpArgv(dev));
   return br;
 }

@@ -132,21 +132,28 @@ export interface GuestMigration {
  * A real live migration: a QEMU with the same command line and `-incoming tcp:<destination>:<port>`
  * in the destination host's namespace, its tap on that host's bridge; QMP `migrate` on the source
  * sends the guest's memory over the lab network (from the source host's address to the
- * destination's); when it completes the destination runs the guest (and announces it with RARP
- * from its new port) and the source quits, its tap with it. On failure the destination is stopped
- * and the source resumed.
+ * destination's). The source saying `completed` only means it has sent everything: the destination
+ * still loads the last of it, then announces the guest (RARP from its new port) and runs it, which
+ * under TCG on a busy machine was measured taking up to ~1 s (decision 0035). So the move is done,
+ * and the source quits (its tap with it), once the destination's QEMU says it runs the guest — as
+ * a hypervisor's migration returns only once the guest is resumed on the target. On failure the
+ * destination is stopped and the source resumed.
  */
 export async function migrateGuest(lab: LabState, vm: LabVm, from: LabHost, to: LabHost): Promise<GuestMigration> {
   const uri = `tcp:${to.address.split('/')[0] as string}:${migrationPort(vm)}`;
   await startGuest(lab, to, vm, uri);
   const source = guestFiles(from, vm).qmp;
   try {
+    const [before] = (await qmp(source, [{ execute: 'query-status' }])) as [{ status?: unknown }];
+    // A guest paused on its source (its host down) arrives paused; a running one must run on arrival.
+    const sourceRunning = before.status === 'running';
     await qmp(source, [{ execute: 'migrate', arguments: { uri } }]);
     const deadline = Date.now() + 120_000;
     for (;;) {
       const [info] = (await qmp(source, [{ execute: 'query-migrate' }])) as [Record<string, unknown>];
       const status = info.status;
       if (status === 'completed') {
+        await waitForIncoming(to, vm, sourceRunning ? 'running' : 'paused', deadline);
         await stopGuest(from, vm);
         return {
           downtimeMs: typeof info.downtime === 'number' ? info.downtime : undefined,
@@ -169,6 +176,30 @@ export async function migrateGuest(lab: LabState, vm: LabVm, from: LabHost, to: 
     await stopGuest(to, vm).catch(() => undefined);
     await qmp(source, [{ execute: 'cont' }]).catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Wait until the destination QEMU of a migration has loaded the guest (`query-status` leaves
+ * `inmigrate`) and is in the state the guest had on its source; fails naming the status it ended in.
+ */
+async function waitForIncoming(
+  to: LabHost,
+  vm: LabVm,
+  expected: 'running' | 'paused',
+  deadline: number,
+): Promise<void> {
+  const socket = guestFiles(to, vm).qmp;
+  for (;;) {
+    const [info] = (await qmp(socket, [{ execute: 'query-status' }])) as [{ status?: unknown }];
+    if (info.status === expected) return;
+    if (info.status !== 'inmigrate' && info.status !== 'prelaunch')
+      throw new GuestError(
+        `${vm.name}: on ${to.id} after the migration, QEMU is ${String(info.status)}, not ${expected}`,
+      );
+    if (Date.now() > deadline)
+      throw new GuestError(`${vm.name}: QEMU on ${to.id} still ${String(info.status)} after the migration completed`);
+    await sleep(20);
   }
 }
 
