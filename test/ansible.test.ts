@@ -76,6 +76,7 @@ describe.skipIf(skip !== '')(`deploy/ansible/refit-host.yml${skip ? ` — ${skip
               refit_nats_url: 'nats://10.77.0.1:4222,nats://10.77.0.2:4222',
               refit_enroll_file: enrollFile,
               refit_start_service: false,
+              refit_pve_nodes: 'pve-03=pve3',
             },
           },
         }),
@@ -100,6 +101,7 @@ describe.skipIf(skip !== '')(`deploy/ansible/refit-host.yml${skip ? ` — ${skip
           REFIT_HOST_LABELS: `role=hypervisor,rack=r${i + 1}`,
           REFIT_DRIVER: 'linux',
           REFIT_STATE_DIR: '/var/lib/refit',
+          REFIT_PVE_NODES: 'pve-03=pve3',
         });
         // The key the controller gets is the one the node keeps (made on the node, never copied out).
         expect(statSync(path.join(r, 'var/lib/refit/nats.nk')).mode & 0o777, n).toBe(0o600);
