@@ -35,6 +35,19 @@ describe('a command for an agent of the previous contract', () => {
     expect(commandForContract(drain, COMMAND_CONTRACT_VERSION).params).toMatchObject({ nonMigratable: 'skip' });
   });
 
+  it('leaves out the step a command of a run follows (contract 5), and keeps what contract 4 knows', () => {
+    const inRun = StepCommand.parse({
+      ...ovs,
+      kind: 'verify',
+      after: 'r/0',
+      params: { targets: [{ address: '192.0.2.1' }], health: { max: { rxErrors: 0 } } },
+    });
+    expect(commandForContract(inRun, 5)).toMatchObject({ after: 'r/0' });
+    const older = commandForContract(inRun, 4);
+    expect(older).not.toHaveProperty('after');
+    expect(older).toMatchObject({ contractVersion: 4, params: { health: { max: { rxErrors: 0 } } } });
+  });
+
   describe('a verify with net health (contract 4)', () => {
     const verify = StepCommand.parse({
       ...ovs,

@@ -18,10 +18,12 @@ export const CommandId = z
  * command. The rule (docs/upgrading.md): a controller of contract N writes commands an agent of N or
  * N-1 takes; an agent takes N and N-1 and answers any other version failed at once.
  */
-export const COMMAND_CONTRACT_VERSION = 4;
+export const COMMAND_CONTRACT_VERSION = 5;
 /**
  * Versions: 1, the first; 2, ovs-convert and sriov-enable take `baselineTargets`; 3, drain takes
- * `nonMigratable`; 4, verify takes `health` (commandForContract strips what an older agent does not know).
+ * `nonMigratable`; 4, verify takes `health` (commandForContract strips what an older agent does not know);
+ * 5, a command of a run of steps names the step it follows (`after`; decision 0037). An agent of 4 is
+ * sent a run one step at a time, each once the one before succeeded.
  */
 /** The contract versions an agent of this release takes: its own and the one before. */
 export const SUPPORTED_CONTRACT_VERSIONS: readonly number[] = [
@@ -41,6 +43,11 @@ const commandFields = {
   workflowId: z.string().min(1).max(300),
   /** Result of the apply being reverted, when mode is revert. */
   applied: StepState.optional(),
+  /**
+   * Contract 5: the command of the step before this one in its run. The host runs this one only once
+   * that one has succeeded, and answers it failed, never run, when that one failed or was cancelled.
+   */
+  after: CommandId.optional(),
   issuedAt: z.iso.datetime(),
 };
 
@@ -141,7 +148,10 @@ export type ConfirmRequest = z.infer<typeof ConfirmRequest>;
  */
 export function commandForContract(command: StepCommand, version: number): StepCommand {
   if (version >= COMMAND_CONTRACT_VERSION) return command;
-  const older = { ...command, contractVersion: version };
+  // Contract 4 and older: no runs (the controller sends such an agent one step after another).
+  const { after: _after, ...current } = command;
+  const older = { ...current, contractVersion: version };
+  if (version >= 4) return older;
   // Contract 3 and older: a verify without its counter check (withoutHealth says so in the outcome).
   if (older.kind === 'verify' && older.params.health !== undefined) {
     const { health: _health, ...params } = older.params;

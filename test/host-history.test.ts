@@ -90,18 +90,25 @@ ${campaignStepsYaml()}
       'revert:drain:succeeded',
     ]);
     expect(ended.steps[2]?.error).toBe(error);
-    // The host was sent nothing after the failed step: no reboot, verify or undrain.
+    // Nothing ran after the failed step. The reboot went to the host with its run (contract 5) and was
+    // answered never run; verify and undrain, in the next run, were never sent.
     const commands = await commandsOf(failing);
     expect(commands.map((c) => `${c.mode}:${c.kind}:${c.state}`).sort()).toEqual(
       [
         'apply:drain:succeeded',
         'apply:ovs-convert:succeeded',
         'apply:sriov-enable:failed',
+        'apply:reboot:failed',
         'revert:drain:succeeded',
         'revert:ovs-convert:succeeded',
         'revert:sriov-enable:succeeded',
       ].sort(),
     );
+    expect(commands.find((c) => c.kind === 'reboot')?.error).toEqual({
+      type: 'StepNotRunError',
+      message: 'not run: the step before it in its run (sriov-enable) failed',
+    });
+    expect(suite.fleet.hosts.get(failing)?.snapshot().effects).not.toHaveProperty('reboot');
     expect(suite.fleet.hosts.get(failing)?.snapshot()).toMatchObject({ cordoned: false, bridge: { type: 'linux' } });
   });
 });

@@ -21,6 +21,7 @@ import { StepFailedError, WorkerStoppingError, type HostDriver, type StepContext
 import { controllerConfirmation } from '../activities/host/linux/confirm.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { createDispatchStep } from '../activities/controller/dispatch.js';
+import { createDispatchRun } from '../activities/controller/dispatch-run.js';
 import { loadSimState } from '../activities/host/sim/state.js';
 import { readTrail } from '../activities/audit/read.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
@@ -40,7 +41,7 @@ import {
   type StepCall,
   type StepOutcome,
 } from '../schemas/steps.js';
-import type { DispatchRequest } from '../schemas/activities.js';
+import type { DispatchRequest, DispatchRunRequest, DispatchRunResult } from '../schemas/activities.js';
 import { ensureHostConsumer } from '../workers/messaging.js';
 import { BUCKETS, STREAMS, SUBJECTS, commandConsumer } from '../schemas/names.js';
 import { credsFile } from '../workers/config.js';
@@ -601,11 +602,11 @@ describe("the controller's confirmation of a network switch", () => {
   });
 });
 
-describe('commands the controller writes for the agent it finds (contract 4: verify health, vxlan ends)', () => {
+describe('commands the controller writes for the agent it finds (verify health, vxlan ends, runs of steps)', () => {
   const followed = followedByController();
 
   /** A sim host whose driver keeps every command it is given. */
-  async function recordingHost(name: string) {
+  async function recordingHost(name: string, sim: Partial<SimDriverOptions> = {}) {
     const hostId = uniqueHostId(name);
     const received: StepCommand[] = [];
     const recording = (inner: HostDriver): HostDriver => ({
@@ -616,21 +617,35 @@ describe('commands the controller writes for the agent it finds (contract 4: ver
         return inner.runStep(step, ctx);
       },
     });
-    await startWorker(hostId, {}, 'no', { wrap: recording });
+    await startWorker(hostId, sim, 'no', { wrap: recording });
     return { hostId, received };
   }
 
   let sent = 0;
-  /** The real dispatch activity; `seen: false` is a controller that has not seen the host's presence. */
-  function dispatch(hostId: string, call: StepCall, seen: boolean): Promise<StepOutcome> {
-    const unseen = { get: () => undefined, values: () => [] } as unknown as BucketFollower<typeof HostPresence>;
-    const dispatchStep = createDispatchStep({
+  /**
+   * The controller's deps; `seen: false` is a controller that has not seen the host's presence (it
+   * takes it for contract N-1), a number one that sees it report that contract.
+   */
+  function deps(seen: boolean | number) {
+    const presence =
+      seen === true
+        ? followed.presence
+        : ({
+            get: () => (seen === false ? undefined : { contractVersion: seen }),
+            values: () => [],
+          } as unknown as BucketFollower<typeof HostPresence>);
+    return {
       nc: controller,
       results: followed.results,
-      presence: seen ? followed.presence : unseen,
-      ensureHostConsumer: (id) => ensureHostConsumer(controller, id),
+      presence,
+      ensureHostConsumer: (id: string) => ensureHostConsumer(controller, id),
       log: followed.quiet,
-    });
+    };
+  }
+
+  /** The real dispatch activity. */
+  function dispatch(hostId: string, call: StepCall, seen: boolean | number): Promise<StepOutcome> {
+    const dispatchStep = createDispatchStep(deps(seen));
     const request = { rolloutId: 'test-rollout', hostId, mode: 'apply', ...call } as DispatchRequest;
     return new MockActivityEnvironment(
       { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: `${++sent}` },
@@ -643,17 +658,21 @@ describe('commands the controller writes for the agent it finds (contract 4: ver
     params: VerifyParams.parse({ targets: [{ address: '10.0.0.1' }], health: { max: { rxDropped: 0 } } }),
   };
 
-  it("sends a verify's health to an agent of contract 4, and to a host of unseen presence (N-1: 3) the verify without it, saying so in the outcome", async () => {
+  // A contract-3 agent's verify without health is schemas/command.test.ts's: this agent takes 4 and 5 only.
+  it("sends a verify's health to an agent of contract 4, to a host of unseen presence (N-1: 4), and to one of contract 5", async () => {
     const { hostId, received } = await recordingHost('health');
-    const unseen = await dispatch(hostId, verify, false);
-    expect(received.at(-1)).toMatchObject({ kind: 'verify', contractVersion: 3 });
-    expect(received.at(-1)?.params).not.toHaveProperty('health');
-    expect(unseen.summary).toMatch(
-      new RegExp(
-        `; net health NOT checked: the agent takes command contract 3; upgrade it to contract ${COMMAND_CONTRACT_VERSION}$`,
-      ),
-    );
-    expect(unseen.after).toMatchObject({ netHealth: { checked: false } });
+    for (const [seen, version] of [
+      [4, 4],
+      [false, 4],
+    ] as const) {
+      const outcome = await dispatch(hostId, verify, seen);
+      expect(received.at(-1)).toMatchObject({
+        kind: 'verify',
+        contractVersion: version,
+        params: { health: { max: { rxDropped: 0 } } },
+      });
+      expect(outcome.summary).not.toMatch(/NOT checked/);
+    }
 
     await until('its presence', async () => followed.presence.get(hostId));
     const seen = await dispatch(hostId, { ...verify, params: { ...verify.params, count: 5 } }, true);
@@ -680,7 +699,7 @@ describe('commands the controller writes for the agent it finds (contract 4: ver
       }),
     };
     await dispatch(hostId, ends, false);
-    expect(received.at(-1)).toMatchObject({ kind: 'vxlan-tunnel', contractVersion: 3 });
+    expect(received.at(-1)).toMatchObject({ kind: 'vxlan-tunnel', contractVersion: COMMAND_CONTRACT_VERSION - 1 });
     expect(received.at(-1)?.params).toEqual({
       type: 'linux',
       name: 'vx100',
@@ -696,6 +715,61 @@ describe('commands the controller writes for the agent it finds (contract 4: ver
       `vxlan-tunnel on ${hostId}: the step's hosts have no entry for ${hostId} (other-host only)`,
     );
     expect(received).toHaveLength(count);
+  });
+
+  /** The real run activity: `kinds` as one run, plan indexes from 0. */
+  function dispatchRun(hostId: string, calls: StepCall[], seen: boolean | number): Promise<DispatchRunResult> {
+    const run = createDispatchRun(deps(seen));
+    const request: DispatchRunRequest = {
+      rolloutId: 'test-rollout',
+      hostId,
+      steps: calls.map((call, index) => ({ ...call, index })),
+    };
+    return new MockActivityEnvironment(
+      { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: `${++sent}` },
+      { logger: new DefaultLogger('ERROR', () => undefined) },
+    ).run<[DispatchRunRequest], DispatchRunResult, typeof run>(run, request);
+  }
+
+  const check: StepCall = { kind: 'verify', params: VerifyParams.parse({ targets: [{ address: '10.0.0.1' }] }) };
+  const convert: StepCall = { kind: 'ovs-convert', params: OvsConvertParams.parse({}) };
+  const summaries = (r: DispatchRunResult) => r.steps.map((s) => `${s.index} ${s.state}`);
+
+  it('sends an agent of contract 5 a whole run at once, each command after the one before; the step after a failed one is never run, and answered so', async () => {
+    const { hostId, received } = await recordingHost('run5', { fail: { 'ovs-convert': 'always' } });
+    await until('its presence', async () => followed.presence.get(hostId));
+    const ended = await dispatchRun(hostId, [check, convert, check], true);
+    expect(summaries(ended)).toEqual(['0 succeeded', '1 failed']);
+    expect(ended.steps[1]).toMatchObject({
+      errorType: 'StepFailed',
+      error: `ovs-convert failed on ${hostId}: sim: injected failure of ovs-convert (always)`,
+    });
+    // The driver ran two steps; each command named the one before it.
+    expect(received.map((c) => c.kind)).toEqual(['verify', 'ovs-convert']);
+    expect(received[0]).not.toHaveProperty('after');
+    expect(received[1]?.after).toBe(received[0]?.commandId);
+    expect(received[1]?.contractVersion).toBe(COMMAND_CONTRACT_VERSION);
+    // The third was sent with the others (the controller stopped at the failure): the host answered it.
+    const third = await statusIs(hostId, `refit-host-${hostId}/run-1/${sent}#2`, 'failed');
+    expect(third.error).toEqual({
+      type: 'StepNotRunError',
+      message: 'not run: the step before it in its run (ovs-convert) failed',
+    });
+  });
+
+  it('sends an agent of contract 4 a run one step at a time, each once the one before succeeded, nothing after a failure', async () => {
+    const { hostId, received } = await recordingHost('run4', { fail: { 'ovs-convert': 'always' } });
+    const ok = await dispatchRun(hostId, [check, check], 4);
+    expect(summaries(ok)).toEqual(['0 succeeded', '1 succeeded']);
+    expect(received.map((c) => [c.kind, c.contractVersion, c.after])).toEqual([
+      ['verify', 4, undefined],
+      ['verify', 4, undefined],
+    ]);
+    const failed = await dispatchRun(hostId, [convert, check], 4);
+    expect(summaries(failed)).toEqual(['0 failed']);
+    await sleep(500);
+    expect(await statusOf(hostId, `refit-host-${hostId}/run-1/${sent}#1`)).toBeUndefined();
+    expect(received.map((c) => c.kind)).toEqual(['verify', 'verify', 'ovs-convert']);
   });
 });
 
@@ -809,6 +883,37 @@ describe('a host worker killed mid-step', () => {
     const code = await new Promise((resolve) => second.once('exit', (c) => resolve(c)));
     expect(code).toBe(0);
   }, 90_000);
+
+  it('finishes the step of a run it was killed in once after a restart, then runs the step that follows it (contract 5)', async () => {
+    const hostId = uniqueHostId('runcrash');
+    await enrollHosts(stack.home, [hostId]);
+    const stateDir = path.join(tmp, hostId);
+    const first = runHost(hostId, stateDir);
+    const convert = { ...command(hostId, 'ovs-convert'), contractVersion: COMMAND_CONTRACT_VERSION };
+    const next = { ...command(hostId, 'undrain'), contractVersion: COMMAND_CONTRACT_VERSION, after: convert.commandId };
+    // The whole run is queued at once, as the controller sends it to an agent of contract 5.
+    await send(hostId, convert);
+    const seq = await send(hostId, next);
+    await until('the first step to make progress', async () => {
+      const s = await statusOf(hostId, convert.commandId);
+      return s?.state === 'running' && (s.progress?.pct ?? 0) > 0 ? s : undefined;
+    });
+    expect(await statusOf(hostId, next.commandId)).toBeUndefined();
+    first.kill('SIGKILL');
+    await new Promise((resolve) => first.once('exit', resolve));
+
+    const second = runHost(hostId, stateDir);
+    expect(await statusIs(hostId, convert.commandId, 'succeeded')).toMatchObject({
+      starts: 2,
+      outcome: { recovered: true },
+    });
+    expect(await statusIs(hostId, next.commandId, 'succeeded', 60_000)).toMatchObject({ starts: 1 });
+    await queueDrained(hostId, seq, 60_000);
+    expect((await loadSimState(stateDir))?.effects).toMatchObject({ 'ovs-convert': 1 });
+
+    second.kill('SIGTERM');
+    await new Promise((resolve) => second.once('exit', resolve));
+  }, 120_000);
 });
 
 /** The child runs compiled JavaScript: build it when any source is newer than the entry. */

@@ -19,6 +19,7 @@ import { CommandNotProcessedError, CommandRunner, type RunResult } from './comma
 import { checkCancelMessage, checkCommandMessage, checkConfirmMessage, commandNamedIn } from './command-message.js';
 import { publishCommandStatus } from './report.js';
 import { CommandJournal } from './journal.js';
+import { stepBeforeCheck } from './step-run.js';
 import { startPresence } from './presence.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -232,9 +233,12 @@ export async function startHostWorker(o: HostWorkerOptions): Promise<HostWorkerH
     let result: RunResult;
     const started = performance.now();
     try {
-      result = await runner.run(command);
+      // A command of a run runs only after the step before it succeeded (contract 5, decision 0037).
+      const notRun = await stepBeforeCheck(journal, command);
+      result = notRun ? await runner.reject(command, notRun) : await runner.run(command);
       const { state } = result.kind === 'finished' ? result.status : { state: undefined };
       if (
+        notRun === undefined &&
         result.kind === 'finished' &&
         !result.replayed &&
         (state === 'succeeded' || state === 'failed' || state === 'cancelled')
