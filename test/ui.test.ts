@@ -38,6 +38,8 @@ approvals: { afterCanary: true }
 steps:
   - kind: drain
   - kind: ovs-convert
+  - kind: reboot
+    params: { timeout: 1m }
   - kind: verify
     params: { targets: [{ address: 10.77.0.1 }], count: 3 }
   - kind: undrain
@@ -145,7 +147,8 @@ describe.skipIf(chromium === undefined)(
       ).toBe(`#/rollouts/${rolloutId}`);
       await shoot('ui-rollouts.png');
 
-      // Its page: every host in its wave, and a host's step changing while the page polls by itself.
+      // Its page: every host in its wave, and a host's step changing while the page polls by itself. A
+      // host shows the first step of the run of steps it is in (decision 0037): the reboot ends a run.
       await page.goto(`${server()}#/rollouts/${rolloutId}`);
       await page.waitFor(`document.querySelectorAll('[data-host]').length === ${targets.length}`, 'three host rows');
       expect(await page.evaluate(`[...document.querySelectorAll('[data-wave]')].map((w) => w.dataset.wave)`)).toEqual([
