@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,9 +24,15 @@ import { parsePingCounts } from '../../activities/host/linux/vxlan.js';
 import { injectLoss } from '../../lab/faults.js';
 import { labDown } from '../../lab/down.js';
 import { labUp } from '../../lab/up.js';
-import { parsePlan, planProblemText } from '../../schemas/plan.js';
-import { vxlanEndFor, type StepKind, type StepOutcome } from '../../schemas/steps.js';
-import { directSteps, labSkipReason, testLabDir } from './lab-env.js';
+import type { LabWorkers } from '../../lab/workers.js';
+import { AUDIT_CHAINS } from '../../schemas/audit.js';
+import type { StepKind, StepOutcome } from '../../schemas/steps.js';
+import { trailEvents } from '../audit-helpers.js';
+import { plan, testConfig, waitForOnline } from '../helpers/controller.js';
+import { startTestController, type TestController } from '../helpers/fleet.js';
+import { hostCommands } from '../helpers/results.js';
+import { testStack } from '../helpers/stack.js';
+import { directSteps, labSkipReason, startLabAgents, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('b');
@@ -33,6 +40,45 @@ const { command, ctx, log } = directSteps('lab-bond');
 const BOND = ifName('bond0');
 
 type Sides = { host: { bond: OvsBondShow; lacp: LacpShow }; sw: { bond: OvsBondShow; lacp: LacpShow } };
+
+/** bond/show and lacp/show of a bonded lab host's bond0 and of the switch's partner bond. */
+async function bondSides(lab: LabState, h: LabState['hosts'][number]): Promise<Sides> {
+  const on = hostRunner(lab, h);
+  const sw = switchOvsRunner(lab);
+  const partner = ifName(`bond-h${h.index}`);
+  return {
+    host: {
+      bond: parseBondShow((await on(ovsBondShowArgv(BOND))).stdout),
+      lacp: parseLacpShow((await on(ovsLacpShowArgv(BOND))).stdout),
+    },
+    sw: {
+      bond: parseBondShow((await sw(ovsBondShowArgv(partner))).stdout),
+      lacp: parseLacpShow((await sw(ovsLacpShowArgv(partner))).stdout),
+    },
+  };
+}
+
+const enabled = (b: OvsBondShow) =>
+  b.members
+    .filter((m) => m.enabled)
+    .map((m) => m.name)
+    .sort();
+
+/** Poll until both sides have every member enabled and LACP negotiated; the last observation. */
+async function bondSettled(lab: LabState, h: LabState['hosts'][number], within = 20_000): Promise<Sides> {
+  const until = Date.now() + within;
+  for (;;) {
+    const s = await bondSides(lab, h);
+    const ok = [s.host, s.sw].every(
+      (side) =>
+        side.bond.members.every((m) => m.enabled) &&
+        side.lacp.negotiated &&
+        side.lacp.members.every((m) => m.status.startsWith('current')),
+    );
+    if (ok || Date.now() > until) return s;
+    await sleep(250);
+  }
+}
 
 /**
  * Bonded uplinks in the lab: each host's two NICs are veths to the switch, whose side is one OVS bond
@@ -52,42 +98,8 @@ describe.skipIf(skip !== '')(`bonded uplinks with LACP (namespaces ${prefix}*)${
   const file = (id: string) => readFile(hostPaths(host(id)).interfaces, 'utf8');
   const address = (id: string) => host(id).address.split('/')[0] as string;
 
-  /** bond/show and lacp/show of the host's bond0 and of the switch's partner bond. */
-  const sides = async (id: string): Promise<Sides> => {
-    const h = hostRunner(lab, host(id));
-    const sw = switchOvsRunner(lab);
-    const partner = ifName(`bond-h${host(id).index}`);
-    return {
-      host: {
-        bond: parseBondShow((await h(ovsBondShowArgv(BOND))).stdout),
-        lacp: parseLacpShow((await h(ovsLacpShowArgv(BOND))).stdout),
-      },
-      sw: {
-        bond: parseBondShow((await sw(ovsBondShowArgv(partner))).stdout),
-        lacp: parseLacpShow((await sw(ovsLacpShowArgv(partner))).stdout),
-      },
-    };
-  };
-  const enabled = (b: OvsBondShow) =>
-    b.members
-      .filter((m) => m.enabled)
-      .map((m) => m.name)
-      .sort();
-  /** Poll until both sides have every member enabled and LACP negotiated; the last observation. */
-  const settled = async (id: string, within = 20_000): Promise<Sides> => {
-    const until = Date.now() + within;
-    for (;;) {
-      const s = await sides(id);
-      const ok = [s.host, s.sw].every(
-        (side) =>
-          side.bond.members.every((m) => m.enabled) &&
-          side.lacp.negotiated &&
-          side.lacp.members.every((m) => m.status.startsWith('current')),
-      );
-      if (ok || Date.now() > until) return s;
-      await sleep(250);
-    }
-  };
+  const sides = (id: string) => bondSides(lab, host(id));
+  const settled = (id: string, within = 20_000) => bondSettled(lab, host(id), within);
 
   /**
    * A 10 ms ping stream from the switch to the host for 3 s; 1 s in, one end of `nic`'s cable is
@@ -209,77 +221,144 @@ describe.skipIf(skip !== '')(`bonded uplinks with LACP (namespaces ${prefix}*)${
 const campaign = testLabDir('c');
 
 /**
- * examples/lab-bond-vxlan.yaml on two bonded lab hosts: its steps, as the plan file gives them, in its
- * order (h1, the canary, then h2), each through the lab driver (not Temporal and the agents): drain,
- * ovs-convert on an OVSBond, ovs-bond, verify, undrain, then each host's own end of the VXLAN (its entry
- * under hosts, as the controller sends it); h2's Linux end proves the tunnel with don't-fragment pings
- * to h1's VM.
+ * examples/lab-bond-vxlan.yaml as a real rollout on two bonded lab hosts: Temporal, the controller and
+ * a host agent per host running the host package built from this tree (as lab-e2e runs
+ * lab-ovs-sriov.yaml), the plan as shipped with only its host ids made this run's own. h1 (the canary)
+ * then h2: drain, ovs-convert on an OVSBond (confirmed by the controller), ovs-bond with fast LACPDUs,
+ * verify, undrain, then each host's end of VNI 100. Afterwards both bonds have every member enabled and
+ * LACP negotiated on both sides, don't-fragment pings from h2's Linux end to h1's VM come back at
+ * 1422 bytes and not at 1423, and every step of every host is in its audit trail with before and after.
  */
 describe.skipIf(skip !== '')(
-  `examples/lab-bond-vxlan.yaml step by step (namespaces ${campaign.prefix}*)${skip ? ` — ${skip}` : ''}`,
+  `examples/lab-bond-vxlan.yaml as a rollout (namespaces ${campaign.prefix}*)${skip ? ` — ${skip}` : ''}`,
   () => {
+    const stack = testStack();
+    const config = testConfig(stack);
+    // Host ids of this run only: agents of other test files may share the stack's NATS.
+    const hostPrefix = `c${randomBytes(2).toString('hex')}-`;
+    const ids = { h1: `${hostPrefix}h1`, h2: `${hostPrefix}h2` };
     let lab: LabState;
-    const stateRoot = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-bondc-'));
+    let workers: LabWorkers | undefined;
+    let controller: TestController | undefined;
+    const host = (id: string) => lab.hosts.find((h) => h.id === id) as LabState['hosts'][number];
+
+    /** The example as shipped, its host ids (targets and vxlan-tunnel's `hosts`) this run's. */
+    const examplePlan = () => {
+      const text = readFileSync(new URL('../../examples/lab-bond-vxlan.yaml', import.meta.url), 'utf8');
+      return plan(text.replace(/\b(h[12])\b(?=[\]:,])/g, (_, h: 'h1' | 'h2') => ids[h]));
+    };
+
     beforeAll(async () => {
       lab = await labUp({
         labDir: campaign.labDir,
         hosts: 2,
         vmsPerHost: 1,
         prefix: campaign.prefix,
+        hostPrefix,
         bonds: ['h1', 'h2'],
         vmKind: 'netns',
       });
       // h1's VM in the overlay (the plan puts the VMs' NICs on VLAN 100, the tunnel's).
       await vmRunner(labVm(lab, 'vm101'))(['ip', 'addr', 'add', '192.168.100.1/24', 'dev', 'eth0']);
-    }, 120_000);
+      workers = await startLabAgents(lab, stack);
+      controller = await startTestController(config);
+      await waitForOnline(config, [ids.h1, ids.h2]);
+    }, 180_000);
     afterAll(async () => {
+      await workers?.stop();
+      await controller?.stop();
       await labDown({ labDir: campaign.labDir, prefix: campaign.prefix });
       rmSync(path.dirname(campaign.labDir), { recursive: true, force: true });
-      rmSync(stateRoot, { recursive: true, force: true });
-    });
+    }, 120_000);
 
-    it('ovs-convert, ovs-bond and vxlan-tunnel on h1 then h2; the Linux end on h2 reaches the VM of h1 across the bonds and the tunnel', async () => {
-      const parsed = parsePlan(readFileSync(new URL('../../examples/lab-bond-vxlan.yaml', import.meta.url), 'utf8'));
-      if (!parsed.ok) throw new Error(parsed.problems.map(planProblemText).join('\n'));
-      expect(parsed.plan.steps.map((s) => s.kind)).toEqual([
-        'drain',
-        'ovs-convert',
-        'ovs-bond',
-        'verify',
-        'undrain',
-        'vxlan-tunnel',
-      ]);
-      const outcomes: Record<string, Record<string, StepOutcome>> = {};
-      for (const h of lab.hosts) {
-        const driver = await createLabDriver({
-          hostId: h.id,
-          labDir: campaign.labDir,
-          stateDir: path.join(stateRoot, h.id),
-          log,
-          confirm: 'probe',
-        });
-        outcomes[h.id] = {};
-        for (const step of parsed.plan.steps) {
-          const params = step.kind === 'vxlan-tunnel' ? vxlanEndFor(step.params, h.id) : step.params;
-          (outcomes[h.id] as Record<string, StepOutcome>)[step.kind] = await driver.runStep(
-            prepareStep(command(h.id, step.kind, params)),
-            ctx(),
-          );
-        }
-      }
-      for (const id of ['h1', 'h2']) {
-        expect(outcomes[id]?.['ovs-convert']?.summary).toMatch(/as OVSBond over ens6 ens7/);
-        expect(outcomes[id]?.['ovs-bond']).toMatchObject({
+    it('h1 then h2: both bonds negotiated, the tunnel carries 1422 bytes with DF and not 1423, every step audited with before and after', async () => {
+      const p = examplePlan();
+      expect(p.targets).toEqual({ hosts: [ids.h1, ids.h2] });
+      const kinds = p.steps.map((s) => s.kind);
+      expect(kinds).toEqual(['drain', 'ovs-convert', 'ovs-bond', 'verify', 'undrain', 'vxlan-tunnel']);
+      const { id: rolloutId, result } = await (controller as TestController).runRollout(p);
+      expect(result.state, JSON.stringify({ message: result.message, hosts: result.hosts })).toBe('completed');
+
+      // What each host says of its steps (the results bucket), in the plan's order, all succeeded.
+      const commandsOf = hostCommands(() => stack.controllerConnection());
+      const outcomes: Record<string, Record<string, StepOutcome | undefined>> = {};
+      for (const id of [ids.h1, ids.h2]) {
+        const applied = (await commandsOf(id)).filter((c) => c.mode === 'apply');
+        expect(
+          applied.map((c) => `${c.kind}:${c.state}`),
+          id,
+        ).toEqual(expect.arrayContaining(kinds.map((k) => `${k}:succeeded`)));
+        outcomes[id] = Object.fromEntries(applied.map((c) => [c.kind, c.outcome]));
+        expect(outcomes[id]?.['ovs-convert']?.summary, id).toMatch(/as OVSBond over ens6 ens7/);
+        expect(outcomes[id]?.['ovs-bond'], id).toMatchObject({
           after: { bond: { lacpStatus: 'negotiated', members: { ens6: 'enabled', ens7: 'enabled' } } },
         });
-        expect(outcomes[id]?.['vxlan-tunnel']).toMatchObject({
+        expect(outcomes[id]?.['vxlan-tunnel'], id).toMatchObject({
           changed: true,
           after: { tunnel: { vni: 100, dstPort: 4789 } },
         });
       }
-      expect(outcomes.h2?.['vxlan-tunnel']).toMatchObject({
+      // h2's own check, inside its vxlan-tunnel step: DF pings to h1's VM across the bonds and the tunnel.
+      expect(outcomes[ids.h2]?.['vxlan-tunnel']).toMatchObject({
         after: { check: { payload: 1422, fits: { transmitted: 5, received: 5 }, tooBig: { received: 0 } } },
       });
-    }, 150_000);
+
+      // After the rollout: both sides of each bond, every member enabled, LACP negotiated, fast LACPDUs.
+      for (const id of [ids.h1, ids.h2]) {
+        const s = await bondSettled(lab, host(id));
+        const n = host(id).index;
+        expect(enabled(s.host.bond), id).toEqual(['ens6', 'ens7']);
+        expect(enabled(s.sw.bond), id).toEqual([`rfs-h${n}`, `rfs-h${n}b`]);
+        expect(s.host.bond.mode, id).toBe('balance-tcp');
+        expect(s.host.lacp, id).toMatchObject({ negotiated: true, lacpTime: 'fast' });
+        expect(s.sw.lacp.negotiated, id).toBe(true);
+        expect(
+          s.host.lacp.members.map((m) => m.status),
+          id,
+        ).toEqual(['current attached', 'current attached']);
+      }
+
+      // The tunnel after the rollout, measured here: from h2's Linux end to h1's VM, the largest payload
+      // the underlay leaves room for (1500 − 50 − 28) with don't-fragment comes back, one byte more does not.
+      const dfPing = async (size: number) =>
+        parsePingCounts(
+          (
+            await hostRunner(lab, host(ids.h2))(
+              ['ping', '-n', '-M', 'do', '-s', String(size), '-c', '3', '-i', '0.2', '-W', '1', '192.168.100.1'],
+              { okExitCodes: [1] },
+            )
+          ).stdout,
+        );
+      expect(await dfPing(1422)).toMatchObject({ transmitted: 3, received: 3 });
+      expect((await dfPing(1423)).received).toBe(0);
+
+      // The audit trail: each host's chain holds every step as the host ran it, with before and after.
+      const trail = await trailEvents(await stack.controllerConnection());
+      for (const id of [ids.h1, ids.h2]) {
+        const done = trail
+          .filter(
+            (e) =>
+              e.record.subject === AUDIT_CHAINS.host(id) &&
+              e.event.rolloutId === rolloutId &&
+              e.event.type === 'step.succeeded',
+          )
+          .map((e) => e.event);
+        expect(
+          done.map((e) => e.step),
+          id,
+        ).toEqual(kinds);
+        for (const e of done) {
+          const data = e.data as { before?: unknown; after?: unknown; summary?: string };
+          expect(data.before, `${id} ${String(e.step)}: before`).toBeDefined();
+          expect(data.after, `${id} ${String(e.step)}: after`).toBeDefined();
+          expect(data.summary, `${id} ${String(e.step)}`).toBe(outcomes[id]?.[String(e.step)]?.summary);
+        }
+        const convert = done.find((e) => e.step === 'ovs-convert')?.data as {
+          before: { bridge: { type: string } };
+          after: { bridge: { type: string } };
+        };
+        expect([convert.before.bridge.type, convert.after.bridge.type], id).toEqual(['linux', 'ovs']);
+      }
+    }, 240_000);
   },
 );

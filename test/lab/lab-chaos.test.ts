@@ -11,22 +11,14 @@ import type { LabState } from '../../activities/host/lab/state.js';
 import { pendingConfirmationFile } from '../../activities/host/linux/confirm.js';
 import { labDown } from '../../lab/down.js';
 import { labUp } from '../../lab/up.js';
-import { startLabWorkers, type LabWorkers } from '../../lab/workers.js';
+import type { LabWorkers } from '../../lab/workers.js';
 import type { RolloutStatus } from '../../schemas/rollout.js';
-import { buildHostPackage } from '../../scripts/package-host.js';
 import { rolloutEnd } from '../../workers/control/rollout-status.js';
 import { startRollout } from '../../workers/control/rollouts.js';
-import {
-  plan,
-  quietLog,
-  spawnControllerWorker,
-  temporalClient,
-  testConfig,
-  waitForOnline,
-} from '../helpers/controller.js';
+import { plan, spawnControllerWorker, temporalClient, testConfig, waitForOnline } from '../helpers/controller.js';
 import { hostCommands } from '../helpers/results.js';
 import { testStack } from '../helpers/stack.js';
-import { labSkipReason, testLabDir } from './lab-env.js';
+import { labSkipReason, startLabAgents, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason();
 const { labDir, prefix } = testLabDir('k');
@@ -58,15 +50,7 @@ describe.skipIf(skip !== '')(
         hostPrefix: `k${randomBytes(2).toString('hex')}-`,
         vmKind: 'netns',
       });
-      const built = await buildHostPackage({ outDir: path.join(path.dirname(labDir), 'package') });
-      workers = await startLabWorkers({
-        lab,
-        home: stack.home,
-        natsUrl: stack.natsUrl,
-        log: quietLog,
-        confirm: 'controller',
-        hostPackage: built.deb,
-      });
+      workers = await startLabAgents(lab, stack);
       controller = spawnControllerWorker(config);
       await waitForOnline(
         config,

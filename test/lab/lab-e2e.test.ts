@@ -22,15 +22,14 @@ import { guestFiles, guestPid, qmp } from '../../activities/host/lab/qemu.js';
 import type { LabState } from '../../activities/host/lab/state.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { labUp } from '../../lab/up.js';
-import { buildHostPackage } from '../../scripts/package-host.js';
-import { startLabWorkers, type LabWorkers } from '../../lab/workers.js';
-import { plan, quietLog, testConfig, waitForOnline } from '../helpers/controller.js';
+import type { LabWorkers } from '../../lab/workers.js';
+import { plan, testConfig, waitForOnline } from '../helpers/controller.js';
 import { startTestController, type TestController } from '../helpers/fleet.js';
 import { testStack } from '../helpers/stack.js';
 import { hostCommands } from '../helpers/results.js';
 import { trailEvents } from '../audit-helpers.js';
 import { AUDIT_CHAINS } from '../../schemas/audit.js';
-import { labSkipReason, qemuSkipReason, testLabDir } from './lab-env.js';
+import { labSkipReason, qemuSkipReason, startLabAgents, testLabDir } from './lab-env.js';
 
 const skip = labSkipReason() || qemuSkipReason();
 
@@ -114,16 +113,7 @@ describe.skipIf(skip !== '')(
         flavours: FLAVOURS,
       });
       // The agents run the package built from this tree, as refit-host.service runs it on a host.
-      const built = await buildHostPackage({ outDir: path.join(path.dirname(labDir), 'package') });
-      workers = await startLabWorkers({
-        lab,
-        home: stack.home,
-        natsUrl: stack.natsUrl,
-        log: quietLog,
-        // ovs-convert waits for the controller's own confirmation over NATS (not the lab's probe).
-        confirm: 'controller',
-        hostPackage: built.deb,
-      });
+      workers = await startLabAgents(lab, stack);
       for (const id of hostIds()) bootIds.set(id, (await facts(id)).bootId);
       controller = await startTestController(config);
       await waitForOnline(config, hostIds());

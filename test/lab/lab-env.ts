@@ -11,8 +11,12 @@ import type { LabState } from '../../activities/host/lab/state.js';
 import { labDown } from '../../lab/down.js';
 import { labPrerequisitesMissing, qemuMissing } from '../../lab/tools.js';
 import { labUp } from '../../lab/up.js';
+import { startLabWorkers, type LabWorkers } from '../../lab/workers.js';
 import type { ReceivedCommand } from '../../schemas/command.js';
 import type { StepKind } from '../../schemas/steps.js';
+import { buildHostPackage } from '../../scripts/package-host.js';
+import { quietLog } from '../helpers/controller.js';
+import type { ProvidedStack } from '../setup/global-stack.js';
 
 /** Why the lab tests cannot run here ('' when they can). Printed once, so a skip is never silent. */
 export function labSkipReason(): string {
@@ -79,6 +83,23 @@ export function useLabDrivers(shape: LabShape, log: Logger) {
     driver: (id: string) => drivers.get(id) as LabDriver,
     stateDir,
   };
+}
+
+/**
+ * A host agent on each of the lab's hosts, on the test stack: the host package built from this tree
+ * (into the lab's temp dir), run as refit-host.service runs it; ovs-convert waits for the controller's
+ * own confirmation over NATS (not the lab's probe).
+ */
+export async function startLabAgents(lab: LabState, stack: ProvidedStack): Promise<LabWorkers> {
+  const built = await buildHostPackage({ outDir: path.join(path.dirname(lab.labDir), 'package') });
+  return startLabWorkers({
+    lab,
+    home: stack.home,
+    natsUrl: stack.natsUrl,
+    log: quietLog,
+    confirm: 'controller',
+    hostPackage: built.deb,
+  });
 }
 
 /**

@@ -29,7 +29,7 @@ export interface LabShape {
   prefix?: string;
   /** Hosts whose NIC has no SR-IOV (sriov_totalvfs absent), for failure tests: host ids. */
   noSriov?: readonly string[];
-  /** Hosts whose uplink is a bond of two NICs with LACP to the switch (host ids). */
+  /** Hosts whose uplink is a bond of two NICs with LACP to the switch: h<n>, as `--bond` names them (with or without hostPrefix). */
   bonds?: readonly string[];
   /** Each host's flavour (by host id, h<n>); the rest get `flavour` (default `debian`). */
   flavours?: Readonly<Record<string, LabFlavour>>;
@@ -63,7 +63,7 @@ export function planLab(shape: LabShape, now = new Date()): LabState {
       totalVfs: shape.noSriov?.includes(id) ? 0 : LAB_TOTAL_VFS,
       vmSlots: Math.max(4, shape.vmsPerHost * 3),
       flavour: shape.flavours?.[`h${n}`] ?? shape.flavour ?? 'debian',
-      ...(shape.bonds?.includes(id)
+      ...(shape.bonds?.includes(`h${n}`)
         ? {
             bond: {
               name: LAB_BOND,
