@@ -146,12 +146,32 @@ describe('ovs-convert on a host whose bridge is on a Linux bond', () => {
 
   // ifupdown2 applies the whole file: `ifreload -a` brings up every auto interface, bond0 among them,
   // ahead of the bridge whose port it is (its dependency order), so nothing is added there.
-  it('ifupdown2: the conversion and the revert apply the file with ifreload -a, whose exit status counts', async () => {
+  it('ifupdown2: the conversion and the revert apply the file with ifreload -a', async () => {
     const { env, calls } = host(2);
     await applyOvsConvert(env, params, quietCtx(), 'r');
     expect(ifupdown(calls)).toEqual(['ifreload -a']);
     calls.length = 0;
     await revertOvsConvert(env, params, quietCtx());
     expect(ifupdown(calls)).toEqual(['ifdown --force vmbr0', 'ifreload -a']);
+  });
+
+  // As a bonded pve lab host answered (docs/decisions/0036): ifreload -a built the bond, then exited 1.
+  it('ifupdown2: ifreload -a exiting 1 fails the conversion and puts the old file back; nothing ignores it', async () => {
+    let reloads = 0;
+    const { env, calls } = host(2, true, (line) =>
+      line === 'ifreload -a' && ++reloads === 1
+        ? new CommandFailedError({
+            argv: ['ifreload', '-a'],
+            stdout: '',
+            stderr: 'error: ifname bond0 not present in cache\n',
+            exitCode: 1,
+          })
+        : undefined,
+    );
+    await expect(applyOvsConvert(env, params, quietCtx(), 'r')).rejects.toThrow(
+      /ifup vmbr0 failed; the Linux bridge is back.*ifreload -a exited with 1: error: ifname bond0 not present in cache/s,
+    );
+    expect(ifupdown(calls)).toEqual(['ifreload -a', 'ifdown --force vmbr0', 'ifreload -a']);
+    expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(BONDED);
   });
 });
