@@ -80,6 +80,9 @@ const negotiated = {
   lacp: captured('ovs-appctl-lacp-show-negotiated.stdout'),
 };
 
+/** The bond taken down and brought up from the new file, then again from the old one. */
+const SWITCHED_AND_BACK = ['ifdown --force bond0', 'ifup bond0', 'ifdown --force bond0', 'ifup bond0'];
+
 describe('ovs-bond on a classic ifupdown host', () => {
   it('writes the OVSBond, takes the Linux bond down and the OVS bond up, and proves it from bond/show and lacp/show', async () => {
     const { env, calls } = host(negotiated);
@@ -126,12 +129,33 @@ describe('ovs-bond on a classic ifupdown host', () => {
       /bond0 did not come up as asked within 2s: member eno1 not enabled; LACP members eno1 \(expired attached\) not current and attached; the old \/etc\/network\/interfaces is back/,
     );
     expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(MIXED);
-    expect(calls.filter((c) => c.startsWith('if'))).toEqual([
-      'ifdown --force bond0',
-      'ifup bond0',
-      'ifdown --force bond0',
-      'ifup bond0',
-    ]);
+    expect(calls.filter((c) => c.startsWith('if'))).toEqual(SWITCHED_AND_BACK);
+  });
+
+  // What a bonded ifupdown2 lab host answered (decision 0036): the new file left in place with a raw error before.
+  it('puts the old file back and fails naming the command when bringing the bond up fails', async () => {
+    const { env, calls } = host(negotiated);
+    const run = env.run;
+    let ups = 0;
+    env.run = async (argv, opts) => {
+      if (argv.join(' ') === 'ifup bond0' && ++ups === 1) {
+        calls.push('ifup bond0');
+        throw new CommandFailedError({
+          argv,
+          stdout: '',
+          stderr: 'error: ifname bond0 not present in cache\n',
+          exitCode: 1,
+        });
+      }
+      return run(argv, opts);
+    };
+    const failed = applyOvsBond(env, params, ctx());
+    await expect(failed).rejects.toThrow(StepFailedError);
+    await expect(failed).rejects.toThrow(
+      /ovs-bond: bringing bond0 up failed \(ifup bond0 exited with 1: error: ifname bond0 not present in cache\); the old \/etc\/network\/interfaces is back/,
+    );
+    expect(readFileSync(env.paths.interfaces, 'utf8')).toBe(MIXED);
+    expect(calls.filter((c) => c.startsWith('if'))).toEqual(SWITCHED_AND_BACK);
   });
 
   it('refuses a revert without the backup, leaving the bond as it is', async () => {

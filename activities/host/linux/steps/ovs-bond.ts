@@ -139,7 +139,20 @@ export async function applyOvsBond(env: HostEnv, params: Params, ctx: StepContex
   throwIfAborted(ctx.signal);
   if (planned.changed) await backupFile(env, env.paths.interfaces, original, BACKUP_LABEL);
   ctx.progress(30, `switching ${bond} to an OVS bond`);
-  await switchBond(env, bond, planned.text, ctx);
+  try {
+    await switchBond(env, bond, planned.text, ctx);
+  } catch (err) {
+    // ifup/ifreload's exit status counts: the old file goes back, and the step fails naming what failed.
+    if (!(err instanceof CommandFailedError)) throw err;
+    if (planned.changed)
+      await switchBond(env, bond, original, ctx).catch((again: unknown) =>
+        ctx.log.warn({ err: String(again) }, `bringing ${bond} up from the old file failed too`),
+      );
+    throw new StepFailedError(
+      `ovs-bond: bringing ${bond} up failed (${err.message})${planned.changed ? '; the old /etc/network/interfaces is back' : ''}`,
+      { cause: err },
+    );
+  }
   ctx.progress(60, `waiting up to ${Math.round(params.settleWithin / 1000)}s for ${bond}'s members and LACP`);
   const { observed, problems } = await settle(env, bond, planned, params.settleWithin, ctx.signal);
   if (problems.length > 0) {
