@@ -15,7 +15,7 @@ import { labStateFile, type LabState, type LabVm } from '../../activities/host/l
 import { labStatus } from '../../lab/status.js';
 import { reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { labUp } from '../../lab/up.js';
-import { guestPid } from '../../activities/host/lab/qemu.js';
+import { guestPid, startGuest, stopGuest, waitForGuest } from '../../activities/host/lab/qemu.js';
 import { prepareStep } from '../../activities/host/driver.js';
 import { createLabDriver } from '../../activities/host/lab/driver.js';
 import { pino } from 'pino';
@@ -110,11 +110,11 @@ describe.skipIf(skip !== '')(`the lab (namespaces ${prefix}*)${skip ? ` — ${sk
     expect(await reachableFromSwitch(lab, '10.77.1.1')).toBe(true);
   });
 
-  it('a guest migrated back onto its host after ovs-convert answers there, and again after leaving and coming back: its tap an OVS port with an ofport, its MAC learned on it', async () => {
+  it('a guest migrated back onto its host after ovs-convert answers there, and again with a new QEMU and tap: its tap an OVS port with an ofport, its MAC learned on it', async () => {
     // Reported once as not answering (decision 0026), measured answering since (decision 0028), then
-    // intermittent in full runs (#11). Found (decision 0035): a guest that comes back onto an OVS host
-    // it has left finds its tap's old Port row there, and ovs-vswitchd kept receiving on the deleted
-    // tap, so nothing the guest sent (its announcements, its replies) entered the bridge.
+    // intermittent in full runs (#11). Found (decision 0035): a guest's new tap on an OVS host that
+    // still had the Port row of its old one (the guest had left, or was powered off) was never opened
+    // by ovs-vswitchd, and a migration returned before the destination ran the guest.
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'refit-lab-l-state-'));
     try {
       const driver = await createLabDriver({
@@ -125,27 +125,34 @@ describe.skipIf(skip !== '')(`the lab (namespaces ${prefix}*)${skip ? ` — ${sk
         confirm: 'probe',
       });
       const { command, ctx } = directSteps('lab-qemu-ovs');
+      const vm = lab.vms[0] as LabVm;
+      const run = hostRunner(lab, h(1));
+      const answersOnItsTap = async (when: string) => {
+        const ofport = Number((await run(['ovs-vsctl', 'get', 'Interface', 'tap101i0', 'ofport'])).stdout.trim());
+        expect(ofport, when).toBeGreaterThan(0);
+        expect(await reachableFromSwitch(lab, '10.77.1.1'), when).toBe(true);
+        // `ovs-appctl fdb/show vmbr0`: " port  VLAN  MAC  Age" rows; the guest's MAC on its tap's port.
+        const fdb = (await run(['ovs-appctl', 'fdb/show', 'vmbr0'])).stdout;
+        const row = fdb.split('\n').find((l) => l.includes(vm.mac as string));
+        expect(row?.trim().split(/\s+/)[0], `${when}: ${fdb}`).toBe(String(ofport));
+      };
       expect((await migrateVm(lab, 'vm101', 'h2')).moved).toBe(true);
       const converted = await driver.runStep(
         prepareStep(command('h1', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 })),
         ctx(),
       );
       expect(converted.after).toMatchObject({ bridge: { type: 'ovs' } });
-      const run = hostRunner(lab, h(1));
-      const mac = (lab.vms[0] as LabVm).mac as string;
-      for (const round of ['first', 'second']) {
-        if (round === 'second') expect((await migrateVm(lab, 'vm101', 'h2')).moved).toBe(true);
-        const back = await migrateVm(lab, 'vm101', 'h1');
-        console.log(`vm101 h2→h1 (OVS, ${round} time): ${JSON.stringify(back)}`);
-        expect((back.loss?.received ?? 0) / (back.loss?.sent ?? 1), round).toBeGreaterThan(0.5);
-        const ofport = Number((await run(['ovs-vsctl', 'get', 'Interface', 'tap101i0', 'ofport'])).stdout.trim());
-        expect(ofport, round).toBeGreaterThan(0);
-        expect(await reachableFromSwitch(lab, '10.77.1.1'), round).toBe(true);
-        // `ovs-appctl fdb/show vmbr0`: " port  VLAN  MAC  Age" rows; the guest's MAC on its tap's port.
-        const fdb = (await run(['ovs-appctl', 'fdb/show', 'vmbr0'])).stdout;
-        const row = fdb.split('\n').find((l) => l.includes(mac));
-        expect(row?.trim().split(/\s+/)[0], `${round}: ${fdb}`).toBe(String(ofport));
-      }
+      const back = await migrateVm(lab, 'vm101', 'h1');
+      console.log(`vm101 h2→h1 (OVS): ${JSON.stringify(back)}`);
+      expect((back.loss?.received ?? 0) / (back.loss?.sent ?? 1)).toBeGreaterThan(0.5);
+      await answersOnItsTap('migrated back');
+      // Powered off (its tap goes, the Port row stays) and on again: the new tap meets the old row, as a
+      // guest that left this host and came back does (a migration away from a host on OVS is avoided
+      // here: its stream through the userspace datapath sometimes stalls for minutes, decision 0035).
+      await stopGuest(h(1), vm);
+      await startGuest(lab, h(1), vm);
+      await waitForGuest(h(1), vm);
+      await answersOnItsTap('a new QEMU');
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
