@@ -2,12 +2,15 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { rootRunner } from '../activities/host/lab/exec.js';
+import { runningBridge } from '../activities/host/lab/attach.js';
+import { hostRunner, rootRunner } from '../activities/host/lab/exec.js';
 import { hostPaths } from '../activities/host/lab/layout.js';
 import { describeMove, locateVms, migrateVm } from '../activities/host/lab/migrate.js';
 import { guestPid, startGuest, stopGuest, waitForGuest } from '../activities/host/lab/qemu.js';
 import type { LabHost, LabState, LabVm } from '../activities/host/lab/state.js';
 import { parseMeminfo } from '../activities/host/linux/meminfo.js';
+import { ifName } from '../activities/host/linux/names.js';
+import { ovsPortTagArgv, qmNetPlacement } from '../activities/host/linux/vm-nic-vlan.js';
 
 /**
  * The lab's stand-ins for the Proxmox VE commands refit runs on a node (qm, pvesh, ha-manager), for
@@ -48,12 +51,18 @@ export interface StandinResult {
 /** What the stand-ins do to the lab's VMs; the lab's own by default (labWorld), fakes in unit tests. */
 export interface PveWorld {
   running(vm: LabVm, node: LabHost): Promise<boolean>;
-  /** A live migration; returns what it measured (loss, downtime). */
-  migrateLive(vm: LabVm, from: LabHost, to: LabHost): Promise<string>;
+  /**
+   * A live migration; returns what it measured (loss, downtime). `tag`, here and in start: the VLAN of
+   * the VM's net0 as its configuration says, which its tap gets on the node (the config travels with
+   * a Proxmox VM; without a tag the lab's choice, the node's native VLAN, stays).
+   */
+  migrateLive(vm: LabVm, from: LabHost, to: LabHost, tag: number | undefined): Promise<string>;
   /** A stopped VM's move (its disks would go; the lab's namespace VM takes its veth along). */
-  moveStopped(vm: LabVm, from: LabHost, to: LabHost): Promise<void>;
+  moveStopped(vm: LabVm, from: LabHost, to: LabHost, tag: number | undefined): Promise<void>;
   stop(vm: LabVm, node: LabHost): Promise<void>;
-  start(vm: LabVm, node: LabHost): Promise<void>;
+  start(vm: LabVm, node: LabHost, tag: number | undefined): Promise<void>;
+  /** A running VM's NIC (its tap) on another VLAN at once, as qemu-server hotplugs a changed `tag=`. */
+  retag(vm: LabVm, node: LabHost, tag: number | undefined): Promise<void>;
 }
 
 const stoppedMark = (labDir: string, vm: LabVm) => path.join(pveLabDir(labDir), `stopped-${vm.vmid}`);
@@ -70,14 +79,14 @@ export function labWorld(lab: LabState): PveWorld {
       where ??= locateVms(lab);
       return (await where).get(vm.name) === node.id && !existsSync(stoppedMark(lab.labDir, vm));
     },
-    async migrateLive(vm, _from, to) {
+    async migrateLive(vm, _from, to, tag) {
       where = undefined;
-      return describeMove(await migrateVm(lab, vm.name, to.id));
+      return describeMove(await migrateVm(lab, vm.name, to.id, { tag }));
     },
-    async moveStopped(vm, _from, to) {
+    async moveStopped(vm, _from, to, tag) {
       where = undefined;
       if (vm.kind === 'qemu') return;
-      await migrateVm(lab, vm.name, to.id);
+      await migrateVm(lab, vm.name, to.id, { tag });
       await link(to, vm, 'down');
     },
     async stop(vm, node) {
@@ -86,13 +95,20 @@ export function labWorld(lab: LabState): PveWorld {
       await writeFile(stoppedMark(lab.labDir, vm), `${new Date().toISOString()}\n`);
       await link(node, vm, 'down');
     },
-    async start(vm, node) {
+    async start(vm, node, tag) {
       if (vm.kind === 'qemu') {
-        await startGuest(lab, node, vm);
+        await startGuest(lab, node, vm, undefined, tag);
         return waitForGuest(node, vm);
       }
       await link(node, vm, 'up');
       await rm(stoppedMark(lab.labDir, vm), { force: true });
+    },
+    // On an OVS bridge the port's tag, as qemu-server's tap_plug sets it. The lab's Linux bridges are
+    // not VLAN-aware and Proxmox would move the tap to a vmbr0v<tag> bridge there: not modelled.
+    async retag(vm, node, tag) {
+      const bridge = await runningBridge(lab, node);
+      if (bridge.type === 'ovs' && bridge.ports.includes(vm.port))
+        await hostRunner(lab, node)(ovsPortTagArgv(ifName(vm.port), tag));
     },
   };
 }
@@ -271,6 +287,7 @@ class Cluster {
     const running = await this.world.running(vm, from);
     if (running && !online) fail(`can't migrate running VM without --online`);
     const local = conf.map(([k]) => k).filter((k) => /^hostpci\d+$/.test(k));
+    const tag = net0Tag(conf);
     if (local.length > 0 && (running || !how.force))
       fail(`can't migrate VM which uses local devices: ${local.join(', ')}`);
     if (local.length > 0) say(`${timestamp()} migrating VM which uses local devices`);
@@ -278,10 +295,10 @@ class Cluster {
     say(`${timestamp()} starting migration of VM ${vmid} to node '${to.id}' (${to.address.split('/')[0]})`);
     if (running) {
       say(`${timestamp()} starting VM ${vmid} on remote node '${to.id}'`);
-      const measured = await this.world.migrateLive(vm, from, to);
+      const measured = await this.world.migrateLive(vm, from, to, tag);
       if (measured) say(`${timestamp()} refit lab: ${vm.name}→${to.id} (${measured})`);
     } else {
-      await this.world.moveStopped(vm, from, to);
+      await this.world.moveStopped(vm, from, to, tag);
     }
     await rename(confPath(this.lab.labDir, from.id, vmid), confPath(this.lab.labDir, to.id, vmid));
     const s = Math.round((Date.now() - started) / 1000);
@@ -290,15 +307,21 @@ class Cluster {
   }
 
   async power(node: LabHost, vmid: number, on: boolean): Promise<void> {
-    await this.config(node, vmid);
+    const conf = await this.config(node, vmid);
     const vm = this.vm(vmid);
     const running = await this.world.running(vm, node);
     if (on && running) fail(`VM ${vmid} already running`);
-    if (on) await this.world.start(vm, node);
+    if (on) await this.world.start(vm, node, net0Tag(conf));
     else if (running) await this.world.stop(vm, node);
   }
 
   maintenanceFile = (node: string) => path.join(pveLabDir(this.lab.labDir), `maintenance-${node}`);
+}
+
+/** The VLAN of a configuration's net0 (the lab VM's one NIC, on its tap), undefined without a tag. */
+function net0Tag(conf: [string, string][]): number | undefined {
+  const net0 = conf.find(([k]) => k === 'net0')?.[1];
+  return net0 === undefined ? undefined : qmNetPlacement(net0).tag;
 }
 
 /** `--name value` options after the positional arguments; a flag alone is `1`. */
@@ -359,6 +382,7 @@ async function qm(c: Cluster, local: LabHost, args: readonly string[], say: (l: 
       const id = vmidOf(rest[0]);
       const settable = /^(net\d+|hostpci\d+|memory)$/;
       const conf = new Map(await c.config(local, id));
+      const tagBefore = net0Tag([...conf]);
       for (let i = 1; i < rest.length; i += 2) {
         const key = (rest[i] ?? '').replace(/^--/, '');
         const value = rest[i + 1];
@@ -368,6 +392,11 @@ async function qm(c: Cluster, local: LabHost, args: readonly string[], say: (l: 
         else fail(`refit lab: this qm stand-in sets only netN, hostpciN and memory, not ${key}`);
       }
       await c.writeConfig(local, id, [...conf]);
+      // A running VM's changed VLAN applies at once (qemu-server's vmconfig_update_net re-plugs the
+      // tap with the new tag). The lab's VMs have one NIC, net0, on their tap.
+      const tagAfter = net0Tag([...conf]);
+      const vm = c.vm(id);
+      if (tagAfter !== tagBefore && (await c.world.running(vm, local))) await c.world.retag(vm, local, tagAfter);
       return;
     }
     default:

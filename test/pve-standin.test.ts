@@ -50,8 +50,8 @@ const where = new Map<string, string>();
 const asked: string[] = [];
 const world: PveWorld = {
   running: async (vm: LabVm, node: LabHost) => where.get(vm.name) === node.id,
-  migrateLive: async (vm, from, to) => {
-    asked.push(`live ${vm.name} ${from.id}→${to.id}`);
+  migrateLive: async (vm, from, to, tag) => {
+    asked.push(`live ${vm.name} ${from.id}→${to.id}${tag === undefined ? '' : ` on VLAN ${tag}`}`);
     where.set(vm.name, to.id);
     return '0/40 pings lost (~0 ms)';
   },
@@ -64,6 +64,7 @@ const world: PveWorld = {
     asked.push(`start ${vm.name} on ${node.id}`);
     where.set(vm.name, node.id);
   },
+  retag: async (vm, node, tag) => void asked.push(`retag ${vm.name} on ${node.id}: ${tag ?? 'none'}`),
 };
 
 /** A CommandRunner that runs the stand-ins in this process, as the wrappers on a pve lab host do. */
@@ -156,6 +157,27 @@ describe("the lab's Proxmox VE stand-ins", () => {
       /Configuration file 'nodes\/h2\/qemu-server\/101.conf' does not exist/,
     );
     expect(readFileSync(standinLog(host('h1')), 'utf8')).toMatch(/ qm set 101 --hostpci0 0000:00:06.1,pcie=1\n/);
+  });
+
+  it('qm set retags a running VM’s NIC live, as qemu-server does; a stopped VM’s only in its configuration', async () => {
+    const nic = (tag: string) => `virtio=52:54:00:77:01:01,bridge=vmbr0,firewall=0${tag}`;
+    await run('h1', 'qm', 'set', '101', '--net0', nic(',tag=30'));
+    await run('h1', 'qm', 'set', '101', '--net0', nic(',tag=30'), '--memory', '256');
+    await run('h1', 'qm', 'set', '101', '--net0', nic(''));
+    where.delete('vm102');
+    await run('h1', 'qm', 'set', '102', '--net0', 'virtio=52:54:00:77:01:02,bridge=vmbr0,firewall=0,tag=30');
+    // Only net0 has a tap in the lab; a second NIC is configuration only.
+    await run('h1', 'qm', 'set', '101', '--net1', nic(',tag=40'));
+    expect(asked).toEqual(['retag vm101 on h1: 30', 'retag vm101 on h1: none']);
+    expect(parseQmConfig(await run('h1', 'qm', 'config', '102')).get('net0')).toMatch(/,tag=30$/);
+  });
+
+  it('a VM’s configured VLAN travels with it: qm migrate plugs it in on the target with its tag', async () => {
+    await run('h1', 'qm', 'set', '101', '--net0', 'virtio=52:54:00:77:01:01,bridge=vmbr0,firewall=0,tag=30');
+    asked.length = 0;
+    await run('h1', 'qm', 'migrate', '101', 'h2', '--online');
+    await run('h1', 'qm', 'migrate', '102', 'h2', '--online');
+    expect(asked).toEqual(['live vm101 h1→h2 on VLAN 30', 'live vm102 h1→h2']);
   });
 
   it('qm migrate moves a running VM only with --online, never one with a passed-through device, only to a pve node', async () => {

@@ -53,14 +53,16 @@ export async function runningBridge(lab: LabState, host: LabHost, links?: Link[]
  * qemu-server's tap_plug does: a row left from an earlier device of the same name (the tap of a
  * guest that left this host with its QEMU, and now came back with a new one) would otherwise be kept
  * with the old device open, and the userspace datapath would receive nothing from the new tap
- * (decision 0035). The port comes back on the VLAN its row had (the VM's own, as ovs-convert or
- * undrain set it), else on the uplink's native VLAN.
+ * (decision 0035). The port comes back on `tag` when given (a Proxmox VM's configured `tag=`, which
+ * travels with it), else on the VLAN its row had (the VM's own, as ovs-convert or undrain set it),
+ * else on the uplink's native VLAN.
  */
 export async function attachVmPort(
   lab: LabState,
   host: LabHost,
   port: string,
   bridge?: RunningBridge,
+  tag?: number,
 ): Promise<RunningBridge> {
   const br = bridge ?? (await runningBridge(lab, host));
   const run = hostRunner(lab, host);
@@ -69,7 +71,7 @@ export async function attachVmPort(
   else if (br.type === 'ovs') {
     const had = br.ports.includes(port);
     if (had) await run(ovsDelPortArgv(ifName(LAB_BRIDGE), dev));
-    await run(ovsAddPortArgv(ifName(LAB_BRIDGE), dev, had ? br.tags.get(port) : br.tag));
+    await run(ovsAddPortArgv(ifName(LAB_BRIDGE), dev, tag ?? (had ? br.tags.get(port) : br.tag)));
   }
   await run(ipLinkUpArgv(dev));
   return br;

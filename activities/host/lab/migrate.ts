@@ -67,9 +67,16 @@ const STREAM_INTERVAL_MS = 10;
  * A QEMU guest migrates for real (migrateGuest: QMP `migrate` to a QEMU started with `-incoming` in
  * the destination host's namespace, over the lab network); a namespace VM's veth moves to the
  * destination's namespace and bridge and the VM announces itself as QEMU does. Either way the VM
- * keeps its MAC and addresses. Returns moved: false when it was there already.
+ * keeps its MAC and addresses. Returns moved: false when it was there already. `tag`: the VLAN its
+ * port gets on an OVS destination (a Proxmox VM's configured `tag=`, which travels with the VM);
+ * without it, the VLAN attachVmPort chooses.
  */
-export async function migrateVm(lab: LabState, vmName: string, toHostId: string): Promise<VmMove> {
+export async function migrateVm(
+  lab: LabState,
+  vmName: string,
+  toHostId: string,
+  opts: { tag?: number | undefined } = {},
+): Promise<VmMove> {
   const vm = labVm(lab, vmName);
   const to = labHost(lab, toHostId);
   const fromId = (await locateVms(lab)).get(vm.name);
@@ -77,8 +84,8 @@ export async function migrateVm(lab: LabState, vmName: string, toHostId: string)
   if (fromId === to.id) return { moved: false, from: fromId, to: to.id };
   const from = labHost(lab, fromId);
   const { result, loss } = await withPingStream(lab, vm.address.split('/')[0] as string, async () => {
-    if (vm.kind === 'qemu') return migrateGuest(lab, vm, from, to);
-    await moveNamespaceVm(lab, vm, from, to);
+    if (vm.kind === 'qemu') return migrateGuest(lab, vm, from, to, opts.tag);
+    await moveNamespaceVm(lab, vm, from, to, opts.tag);
     return { downtimeMs: undefined };
   });
   return {
@@ -130,13 +137,13 @@ async function withPingStream<T>(
  * A namespace VM's move: its veth goes to the destination host's namespace and bridge (Linux or
  * OVS), then the VM sends one packet, so the switch learns where it went.
  */
-async function moveNamespaceVm(lab: LabState, vm: LabVm, from: LabHost, to: LabHost): Promise<void> {
+async function moveNamespaceVm(lab: LabState, vm: LabVm, from: LabHost, to: LabHost, tag?: number): Promise<void> {
   // Look at both bridges first: between detach and announce the VM is unreachable, so that window
   // holds only the four commands that move it.
   const [fromBridge, toBridge] = await Promise.all([runningBridge(lab, from), runningBridge(lab, to)]);
   await detachVmPort(lab, from, vm.port, fromBridge);
   await rootRunner(['ip', '-n', from.ns, 'link', 'set', 'dev', vm.port, 'netns', to.ns]);
-  await attachVmPort(lab, to, vm.port, toBridge);
+  await attachVmPort(lab, to, vm.port, toBridge, tag);
   await announce(vm);
 }
 

@@ -80,12 +80,18 @@ export function guestArgv(lab: LabState, host: LabHost, vm: LabVm, incoming?: st
  * plug its tap into the host's bridge, as Proxmox's tap script does. With `incoming` it waits for a
  * migration stream instead of booting.
  */
-export async function startGuest(lab: LabState, host: LabHost, vm: LabVm, incoming?: string): Promise<void> {
+export async function startGuest(
+  lab: LabState,
+  host: LabHost,
+  vm: LabVm,
+  incoming?: string,
+  tag?: number,
+): Promise<void> {
   const f = guestFiles(host, vm);
   await mkdir(f.dir, { recursive: true });
   await Promise.all([f.qmp, f.pid].map((file) => rm(file, { force: true })));
   await rootRunner(['ip', 'netns', 'exec', host.ns, ...guestArgv(lab, host, vm, incoming)], { timeoutMs: 30_000 });
-  await attachVmPort(lab, host, vm.port);
+  await attachVmPort(lab, host, vm.port, undefined, tag);
 }
 
 /** Wait until the guest's init says on its serial console that its NIC is up. */
@@ -139,9 +145,15 @@ export interface GuestMigration {
  * a hypervisor's migration returns only once the guest is resumed on the target. On failure the
  * destination is stopped and the source resumed.
  */
-export async function migrateGuest(lab: LabState, vm: LabVm, from: LabHost, to: LabHost): Promise<GuestMigration> {
+export async function migrateGuest(
+  lab: LabState,
+  vm: LabVm,
+  from: LabHost,
+  to: LabHost,
+  tag?: number,
+): Promise<GuestMigration> {
   const uri = `tcp:${to.address.split('/')[0] as string}:${migrationPort(vm)}`;
-  await startGuest(lab, to, vm, uri);
+  await startGuest(lab, to, vm, uri, tag);
   const source = guestFiles(from, vm).qmp;
   try {
     const [before] = (await qmp(source, [{ execute: 'query-status' }])) as [{ status?: unknown }];
