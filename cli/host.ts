@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { z } from 'zod';
 import { HostId } from '../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../schemas/host.js';
 import { credsFile, loadConfig } from '../workers/config.js';
@@ -22,7 +21,7 @@ import { InvalidFailSpecError, parseFailSpec, type FailSpec } from '../workers/s
 import { UsageError } from '../schemas/errors.js';
 import { AGENT_METRICS_LISTEN, InvalidListenAddressError, metricsListen } from '../workers/metrics/listen.js';
 import { MetricsListenError } from '../workers/metrics/server.js';
-import { problemText } from '../schemas/problems.js';
+import { checkedSetting as checked } from '../schemas/problems.js';
 import { positiveInteger, positiveNumber } from './numeric-options.js';
 
 interface HostCommandOptions {
@@ -198,12 +197,6 @@ function linuxFlags(opts: HostCommandOptions): LinuxChoice {
     pveNode: flag('--pve-node', opts.pveNode),
     pveNodes: flag('--pve-nodes', opts.pveNodes),
   });
-}
-
-function checked<T extends z.ZodType>(schema: T, value: string, flag: string): z.output<T> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new UsageError(`${flag} "${value}": ${problemText(parsed.error, flag)}`);
-  return parsed.data;
 }
 
 function optional<K extends string>(key: K, value: number | undefined): { [P in K]?: number } {

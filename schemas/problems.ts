@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { UsageError } from './errors.js';
 
 /** One thing wrong with an input, named by where it is. */
 export interface Problem {
@@ -26,4 +27,14 @@ export function problemText(error: z.ZodError, root = '(root)'): string {
   return problemsOf(error, root)
     .map((p) => `${p.path}: ${p.message}`)
     .join('; ');
+}
+
+/**
+ * A command-line or environment setting parsed by `schema`; a bad value is a UsageError naming where
+ * it came from (`from`: the flag or variable) and why.
+ */
+export function checkedSetting<T extends z.ZodType>(schema: T, value: string, from: string): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new UsageError(`${from} "${value}": ${problemText(parsed.error, from)}`);
+  return parsed.data;
 }

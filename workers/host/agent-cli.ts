@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { HostId } from '../../schemas/common.js';
 import { Driver, PRESENCE_INTERVAL_MS } from '../../schemas/host.js';
-import { problemText } from '../../schemas/problems.js';
+import { checkedSetting as checked } from '../../schemas/problems.js';
 import { UsageError } from '../../schemas/errors.js';
 import { natsTlsFromEnv, refitHome, type NatsTls } from '../config.js';
 import { connectPolicy } from '../connect-retry.js';
@@ -159,12 +159,6 @@ export function agentSettings(
     labDir,
     presenceIntervalMs,
   };
-}
-
-function checked<T extends typeof HostId | typeof Driver>(schema: T, value: string, from: string): T['_output'] {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new UsageError(`${from} "${value}": ${problemText(parsed.error, from)}`);
-  return parsed.data;
 }
 
 async function run(s: AgentSettings): Promise<void> {

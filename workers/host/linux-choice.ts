@@ -1,15 +1,12 @@
 import { z } from 'zod';
+import type { LinuxDriverOptions } from '../../activities/host/linux/driver.js';
 import { PveNode } from '../../activities/host/linux/proxmox.js';
 import { HostId } from '../../schemas/common.js';
 import { UsageError } from '../../schemas/errors.js';
-import { problemText } from '../../schemas/problems.js';
+import { checkedSetting as checked } from '../../schemas/problems.js';
 
-/** The linux driver's VM backend and Proxmox node names (LinuxDriverOptions). */
-export interface LinuxChoice {
-  vmBackend?: 'auto' | 'libvirt' | 'proxmox';
-  pveNode?: string;
-  pveNodes?: Record<string, string>;
-}
+/** The linux driver's VM backend and Proxmox node names. */
+export type LinuxChoice = Pick<LinuxDriverOptions, 'vmBackend' | 'pveNode' | 'pveNodes'>;
 
 const VmBackend = z.enum(['auto', 'libvirt', 'proxmox']);
 
@@ -29,11 +26,6 @@ export function linuxChoice(given: {
   pveNode?: GivenSetting | undefined;
   pveNodes?: GivenSetting | undefined;
 }): LinuxChoice {
-  const checked = <T extends z.ZodType>(schema: T, value: string, from: string): z.output<T> => {
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) throw new UsageError(`${from} "${value}": ${problemText(parsed.error, from)}`);
-    return parsed.data;
-  };
   const pveNodes: Record<string, string> = {};
   const nodes = given.pveNodes;
   for (const pair of (nodes?.value ?? '').split(',').filter((p) => p.trim() !== '')) {
