@@ -16,7 +16,7 @@ import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '..
 import { stepLabel } from '../schemas/names.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
 import { audit } from './audit.js';
-import { cutIntoRuns, runTimeoutMs, STEP_RUNS } from './step-runs.js';
+import { cutIntoRuns, DEFAULT_STEP_TIMEOUT_MS, runTimeoutMs, STEP_RUNS } from './step-runs.js';
 import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgress } from './messages.js';
 
 /** Host workflows that took it audit as local activities and set their phase once, not per step. */
@@ -36,7 +36,7 @@ function activitiesFor(step: Pick<PlanStep, 'timeout'>, summary?: string) {
   const bounded = patched('bounded-step-retries');
   return proxyActivities<ControllerActivities>({
     ...(summary !== undefined ? { summary } : {}),
-    startToCloseTimeout: step.timeout ?? '2h',
+    startToCloseTimeout: step.timeout ?? DEFAULT_STEP_TIMEOUT_MS,
     // The dispatch activity heartbeats every few seconds; a dead controller is noticed within this.
     heartbeatTimeout: '20s',
     // On cancel, wait until the host has stopped the step, so the revert that follows sees its end.

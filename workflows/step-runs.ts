@@ -3,7 +3,7 @@ import type { PlanStep } from '../schemas/steps.js';
 /** Host workflows that took it dispatch a run of consecutive steps in one activity (decision 0037). */
 export const STEP_RUNS = 'step-runs';
 
-/** A step's time when its plan gives none (as one dispatched alone has). */
+/** A step's time when its plan gives none (the activity's start-to-close timeout), alone or in a run. */
 export const DEFAULT_STEP_TIMEOUT_MS = 2 * 60 * 60 * 1000;
 
 /**

@@ -15,6 +15,7 @@ import {
   HEARTBEAT_EVERY_MS,
   hostContract,
   sendUnlessKnown,
+  stepEnd,
   stopOnCancel,
   watchCommand,
   type DispatchDeps,
@@ -144,20 +145,8 @@ export function createDispatchRun(deps: DispatchDeps & { stepMetrics?: StepMetri
 
 /** A step's end as the run reports it: what dispatchStep would have returned, or thrown. */
 function stepResult({ index, sent, command }: PlannedStep, status: CommandStatus): RunStepResult {
-  if (status.state === 'succeeded' && status.outcome)
-    return { index, state: 'succeeded', outcome: withoutHealth(sent, status.outcome, command) };
-  if (status.state === 'cancelled')
-    return {
-      index,
-      state: 'cancelled',
-      error: `step ${status.kind} cancelled on ${status.hostId}`,
-      errorType: status.error?.type ?? 'StepCancelledError',
-    };
-  const error = status.error ?? { type: 'Unknown', message: `host reported ${status.state} without an outcome` };
-  return {
-    index,
-    state: 'failed',
-    error: `${status.kind} failed on ${status.hostId}: ${error.message}`,
-    errorType: 'StepFailed',
-  };
+  const end = stepEnd(status);
+  if (end.state === 'succeeded')
+    return { index, state: 'succeeded', outcome: withoutHealth(sent, end.outcome, command) };
+  return { index, state: end.state, error: end.error, errorType: end.errorType };
 }

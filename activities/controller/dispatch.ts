@@ -280,15 +280,38 @@ async function withDestinations(
   }
 }
 
-function outcomeOf(status: CommandStatus): StepOutcome {
-  if (status.state === 'succeeded' && status.outcome) return status.outcome;
-  if (status.state === 'cancelled') throw new CancelledFailure(`step ${status.kind} cancelled on ${status.hostId}`);
+/** How a command ended, as the workflow hears it: its outcome, or the error a dispatch of it ends with. */
+export type StepEnd =
+  | { state: 'succeeded'; outcome: StepOutcome }
+  | { state: 'cancelled'; error: string; errorType: string }
+  | { state: 'failed'; error: string; errorType: 'StepFailed'; hostError: string };
+
+export function stepEnd(status: CommandStatus): StepEnd {
+  if (status.state === 'succeeded' && status.outcome) return { state: 'succeeded', outcome: status.outcome };
+  if (status.state === 'cancelled')
+    return {
+      state: 'cancelled',
+      error: `step ${status.kind} cancelled on ${status.hostId}`,
+      errorType: status.error?.type ?? 'StepCancelledError',
+    };
   const error = status.error ?? { type: 'Unknown', message: `host reported ${status.state} without an outcome` };
+  return {
+    state: 'failed',
+    error: `${status.kind} failed on ${status.hostId}: ${error.message}`,
+    errorType: 'StepFailed',
+    hostError: error.type,
+  };
+}
+
+function outcomeOf(status: CommandStatus): StepOutcome {
+  const end = stepEnd(status);
+  if (end.state === 'succeeded') return end.outcome;
+  if (end.state === 'cancelled') throw new CancelledFailure(end.error);
   // The host never runs a command id twice, so retrying this activity could only repeat the answer.
   throw ApplicationFailure.create({
-    type: 'StepFailed',
-    message: `${status.kind} failed on ${status.hostId}: ${error.message}`,
+    type: end.errorType,
+    message: end.error,
     nonRetryable: true,
-    details: [{ hostError: error.type }],
+    details: [{ hostError: end.hostError }],
   });
 }
