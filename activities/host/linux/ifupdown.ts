@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import type { CommandRunner } from './command.js';
+import type { IfName } from './names.js';
 
 /**
  * Which ifupdown brings /etc/network/interfaces up: 1 is Debian's classic `ifupdown` (`ifup`/`ifdown`,
@@ -14,6 +16,15 @@ export const IFUPDOWN2_DIR = '/usr/share/ifupdown2';
 /** The flavour of the host whose ifupdown2 directory would be `dir`, decided as Proxmox VE does (`-e '/usr/share/ifupdown2'`). */
 export function detectIfupdown(dir: string = IFUPDOWN2_DIR): IfupdownFlavour {
   return existsSync(dir) ? 2 : 1;
+}
+
+/**
+ * Bring `name` up from /etc/network/interfaces as the host's ifupdown does: classic ifupdown runs
+ * `ifup <name>` (hooks such as Open vSwitch's bring up what the stanza names); ifupdown2 applies the
+ * whole file with `ifreload -a`, as Proxmox VE's "Apply Configuration" does.
+ */
+export function ifupAs(run: CommandRunner, name: IfName, flavour: IfupdownFlavour, timeoutMs = 120_000) {
+  return run(flavour === 2 ? ['ifreload', '-a'] : ['ifup', name], { timeoutMs });
 }
 
 export function describeIfupdown(flavour: IfupdownFlavour): string {

@@ -4,7 +4,7 @@ import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.
 import { BondPlanError, planOvsBond, type OvsBondPlan } from '../bond-plan.js';
 import { CommandFailedError, type CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
-import { detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
+import { detectIfupdown, ifupAs, type IfupdownFlavour } from '../ifupdown.js';
 import { ipLinksArgv, parseIpLinks } from '../ip.js';
 import { ifName, type IfName } from '../names.js';
 import { lineDiff, sha256 } from '../observe.js';
@@ -96,17 +96,14 @@ const flavourOf = (env: HostEnv) => detectIfupdown(env.paths.ifupdown2);
 /** Take the bond down as `definedIn` (default the file) defines it; a bond that is not up is no error. */
 const ifdownBond = (run: CommandRunner, bond: IfName, definedIn?: string) =>
   run(['ifdown', '--force', ...(definedIn !== undefined ? ['-i', definedIn] : []), bond], { timeoutMs: 60_000 });
-/** Classic ifupdown brings the one bond up (its OVS hook adds the bond and ups the members); ifupdown2 applies the file. */
-const ifupBond = (run: CommandRunner, bond: IfName, flavour: IfupdownFlavour) =>
-  run(flavour === 2 ? ['ifreload', '-a'] : ['ifup', bond], { timeoutMs: 120_000 });
-
 /** Put `text` in place of the file and bring the bond up from it; `definedIn` is the file the bond is up from now. */
 async function switchBond(env: HostEnv, bond: IfName, text: string, ctx: StepContext, definedIn?: string) {
   await ifdownBond(env.run, bond, definedIn).catch((err: unknown) =>
     ctx.log.warn({ err: String(err) }, `ifdown ${bond} failed; going on`),
   );
   await writeTextAtomic(env.paths.interfaces, text);
-  await ifupBond(env.run, bond, flavourOf(env));
+  // Classic ifupdown brings the one bond up (its OVS hook adds the bond and ups the members); ifupdown2 applies the file.
+  await ifupAs(env.run, bond, flavourOf(env));
 }
 
 function plan(text: string, params: Params, flavour: IfupdownFlavour): OvsBondPlan {

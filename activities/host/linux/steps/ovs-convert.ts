@@ -2,7 +2,7 @@ import type { StepParams, StepOutcome } from '../../../../schemas/steps.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import type { CommandRunner } from '../command.js';
 import { backupFile, backupPath, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
-import { detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
+import { detectIfupdown, ifupAs, type IfupdownFlavour } from '../ifupdown.js';
 import { linuxBondIn } from '../bond-plan.js';
 import { ifaceStanzas, optionValue, parseInterfaces } from '../interfaces-file.js';
 import { ifName, type IfName } from '../names.js';
@@ -21,14 +21,6 @@ const BACKUP_LABEL = 'before-ovs-convert';
  */
 const ifdown = (run: CommandRunner, bridge: IfName, definedIn?: string) =>
   run(['ifdown', '--force', ...(definedIn !== undefined ? ['-i', definedIn] : []), bridge], { timeoutMs: 60_000 });
-/**
- * Bring the file's network up: classic ifupdown brings up the bridge (the OVS hook brings the ports
- * announced with `allow-<bridge>`); ifupdown2 applies the whole file with `ifreload -a`, as Proxmox VE's
- * "Apply Configuration" does.
- */
-const ifup = (run: CommandRunner, bridge: IfName, flavour: IfupdownFlavour) =>
-  run(flavour === 2 ? ['ifreload', '-a'] : ['ifup', bridge], { timeoutMs: 120_000 });
-
 const flavourOf = (env: HostEnv) => detectIfupdown(env.paths.ifupdown2);
 
 function plan(env: HostEnv, text: string, params: Params, flavour: IfupdownFlavour): InterfacesPlan {
@@ -143,7 +135,7 @@ export async function applyOvsConvert(
     }
     await writeTextAtomic(env.paths.interfaces, planned.text);
     try {
-      await ifup(env.run, bridge, flavour);
+      await ifupAs(env.run, bridge, flavour);
       await env.afterBridgeSwitch?.();
     } catch (err) {
       await restore(env, bridge, restoreText, ctx);
@@ -268,11 +260,11 @@ async function restore(env: HostEnv, bridge: IfName, text: string, ctx: StepCont
   const bondUp =
     bond === undefined
       ? undefined
-      : await env.run(['ifup', bond], { timeoutMs: 120_000 }).then(
+      : await ifupAs(env.run, bond, flavour).then(
           () => undefined,
           (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
         );
-  await ifup(env.run, bridge, flavour);
+  await ifupAs(env.run, bridge, flavour);
   await env.afterBridgeSwitch?.();
   if (bondUp !== undefined)
     throw new StepFailedError(`ifup ${String(bond)} (the Linux bond under ${bridge}) failed: ${bondUp.message}`, {

@@ -4,7 +4,7 @@ import { filePreview } from '../../preview.js';
 import { StepFailedError, throwIfAborted, type StepContext } from '../../driver.js';
 import { CommandFailedError, type CommandRunner } from '../command.js';
 import { backupFile, readText, writeTextAtomic, type HostEnv } from '../host-env.js';
-import { describeIfupdown, detectIfupdown, type IfupdownFlavour } from '../ifupdown.js';
+import { describeIfupdown, detectIfupdown, ifupAs, type IfupdownFlavour } from '../ifupdown.js';
 import { ipLinkDeleteArgv, ipLinksArgv, parseIpLinks } from '../ip.js';
 import { ifName, type IfName } from '../names.js';
 import { ifaceStanzas, parseInterfaces } from '../interfaces-file.js';
@@ -108,10 +108,6 @@ async function tunnelMtu(env: HostEnv, p: VxlanParams): Promise<{ underlayMtu: n
   return { underlayMtu, mtu: p.mtu ?? most };
 }
 
-/** Bring the stanza up as the host's ifupdown does: `ifup <name>`, or ifupdown2's `ifreload -a`. */
-const ifup = (run: CommandRunner, name: IfName, flavour: IfupdownFlavour) =>
-  run(flavour === 2 ? ['ifreload', '-a'] : ['ifup', name], { timeoutMs: 60_000 });
-
 /** Take the running tunnel away whatever made it. */
 async function removeRunning(env: HostEnv, p: VxlanParams, flavour: IfupdownFlavour, defined: boolean) {
   const name = ifName(p.name);
@@ -209,7 +205,7 @@ export async function applyVxlanTunnel(env: HostEnv, p: VxlanParams, ctx: StepCo
       await writeTextAtomic(env.paths.interfaces, planned.text);
     }
     ctx.progress(50, `bringing ${name} up`);
-    await ifup(env.run, name, flavour);
+    await ifupAs(env.run, name, flavour, 60_000);
   }
   const now = await observeTunnel(env, p);
   const left = now !== undefined && 'tunnel' in now ? tunnelDifferences(now.tunnel, want) : ['not running'];
