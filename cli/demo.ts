@@ -15,7 +15,7 @@ import { createLogger } from '../workers/log.js';
 import { labPrerequisitesMissing, qemuMissing } from '../lab/tools.js';
 import { labUp } from '../lab/up.js';
 import { labDown } from '../lab/down.js';
-import { startLabWorkers } from '../lab/workers.js';
+import { mixedFlavours, startLabWorkers } from '../lab/workers.js';
 
 /**
  * `npm run demo`: the embedded stack, the controller worker and a fleet — the network-namespace lab
@@ -62,10 +62,8 @@ try {
   const controller = await startControllerWorker(config, log);
   stops.unshift(() => controller.shutdown());
   if (useLab) {
-    // Mixed, as a Proxmox fleet moving over is: the first two hosts Proxmox-like, the rest Debian.
-    const flavours = Object.fromEntries(
-      Array.from({ length: HOSTS }, (_, i) => [`h${i + 1}`, i < 2 ? ('pve' as const) : ('debian' as const)]),
-    );
+    // Mixed, as a Proxmox fleet moving over is: half the hosts Proxmox-like, the rest Debian.
+    const flavours = mixedFlavours(HOSTS);
     const guestsMissing = process.env.REFIT_DEMO_VMS === 'netns' ? ['REFIT_DEMO_VMS=netns'] : qemuMissing();
     const vmKind = guestsMissing.length === 0 ? ('qemu' as const) : ('netns' as const);
     say(

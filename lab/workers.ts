@@ -9,7 +9,7 @@ import { credsFile, type NatsTls } from '../workers/config.js';
 import { createLabDriver, type LabDriver } from '../activities/host/lab/driver.js';
 import { claimSupervision, liveSupervisor, releaseSupervision } from '../activities/host/lab/power.js';
 import { RefitError } from '../schemas/errors.js';
-import type { LabHost, LabState } from '../activities/host/lab/state.js';
+import type { LabFlavour, LabHost, LabState } from '../activities/host/lab/state.js';
 import { startAgentService, SYSTEMD_PATH, type AgentService } from './agent-service.js';
 import { defaultHostPackage, PACKAGE_PATHS, unpackHostPackage, type UnpackedHostPackage } from './host-package.js';
 import { parseEnvironmentFile, withEnvironment } from './systemd-unit.js';
@@ -18,12 +18,24 @@ import { parseEnvironmentFile, withEnvironment } from './systemd-unit.js';
 export class LabAgentsRunningError extends RefitError {}
 
 /**
- * The labels a lab host reports. One lab is one cluster: its VMs are drained to its own hosts only,
- * never to another lab's (or a simulated fleet's) hosts on the same NATS (chooseDestinations keeps a
- * drain inside a cluster). The caller's labels come last and win.
+ * The labels a lab host reports. Each flavour of one lab is one cluster: a VM is drained to hosts of
+ * its own lab and flavour only (chooseDestinations keeps a drain inside a cluster), never to another
+ * lab's (or a simulated fleet's) hosts on the same NATS, and never from a `pve` host to a `debian`
+ * one or back: a Proxmox cluster holds only its own nodes (`qm migrate` refuses any other target),
+ * and a debian host's VMs are not Proxmox VMs. The caller's labels come last and win.
  */
-export function labHostLabels(prefix: string, extra: Labels = {}): Labels {
-  return { role: 'hypervisor', lab: 'lab', cluster: `lab-${prefix.replace(/-$/, '')}`, ...extra };
+export function labHostLabels(prefix: string, flavour: LabFlavour, extra: Labels = {}): Labels {
+  return { role: 'hypervisor', lab: 'lab', cluster: `lab-${prefix.replace(/-$/, '')}-${flavour}`, ...extra };
+}
+
+/**
+ * A mixed lab, as a Proxmox fleet moving over is: the first half of the hosts `pve`, the rest
+ * `debian`. Each flavour is its own cluster (labHostLabels), so each needs a second host to drain
+ * to: under four hosts all are `pve`.
+ */
+export function mixedFlavours(hosts: number): Record<string, LabFlavour> {
+  const pve = hosts < 4 ? hosts : Math.floor(hosts / 2);
+  return Object.fromEntries(Array.from({ length: hosts }, (_, i) => [`h${i + 1}`, i < pve ? 'pve' : 'debian']));
 }
 
 export interface LabWorkersOptions {
@@ -90,7 +102,7 @@ export async function startLabWorkers(o: LabWorkersOptions): Promise<LabWorkers>
       const stateDir = path.join(o.lab.labDir, 'agents', host.id);
       const envFile = path.join(host.root, PACKAGE_PATHS.env);
       await mkdir(path.dirname(envFile), { recursive: true });
-      const labels = labHostLabels(o.lab.prefix, o.labels);
+      const labels = labHostLabels(o.lab.prefix, host.flavour, o.labels);
       const passed = Object.fromEntries(PASSED_ON.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])));
       await writeFile(
         envFile,

@@ -36,8 +36,11 @@ const skip = labSkipReason() || qemuSkipReason();
 /** Each migration's ping-stream figures in a drain/undrain summary: `vm101→e1-h4 (3/152 pings lost (~30 ms), QEMU downtime 41 ms)`. */
 const MIGRATION = /(\d+)\/(\d+) pings lost \(~(\d+) ms\), QEMU downtime (\d+) ms/g;
 
-/** Targets h1–h3: two `pve`, one `debian`; h4 (the rollback's host) `pve`. */
-const FLAVOURS = { h1: 'pve', h2: 'pve', h3: 'debian', h4: 'pve' } as const;
+/**
+ * Targets h1–h3: two `pve`, one `debian`; h4 (the rollback's host) `pve`; h5 `debian`, a spare that is
+ * never a target: each flavour is its own cluster (labHostLabels), so h3's guest is drained to h5.
+ */
+const FLAVOURS = { h1: 'pve', h2: 'pve', h3: 'debian', h4: 'pve', h5: 'debian' } as const;
 
 /** Whether a process runs (signal 0 only asks). */
 function alive(pid: number | undefined): boolean {
@@ -101,11 +104,11 @@ describe.skipIf(skip !== '')(
 
     beforeAll(async () => {
       // A mixed lab: two Proxmox-like hosts (ifupdown2, proxmox-boot-tool) and a Debian one among the
-      // targets, a Proxmox-like host for the rollback; real QEMU guests, one per host (booted in
-      // parallel), so drains and undrains are QMP live migrations.
+      // targets, a Proxmox-like host for the rollback, a Debian spare; real QEMU guests, one per host
+      // (booted in parallel), so drains and undrains are QMP live migrations.
       lab = await labUp({
         labDir,
-        hosts: 4,
+        hosts: 5,
         vmsPerHost: 1,
         prefix,
         hostPrefix: `e${randomBytes(2).toString('hex')}-`,
@@ -171,7 +174,7 @@ describe.skipIf(skip !== '')(
           const probe = await hostRunner(lab, host(id))(hpingArgv({ address: '10.77.0.1', port: 80, count: 20 }));
           expect(parseHpingStats(probe.stderr).lossPct, id).toBe(0);
         }
-        expect((await facts(hostIds()[3] as string)).bridge.type).toBe('linux');
+        for (const id of hostIds().slice(3)) expect((await facts(id)).bridge.type, id).toBe('linux');
 
         // Each drain and undrain migrated the host's guest live under a ping stream from the switch:
         // its loss and QEMU's downtime are in the step's status and in the host's audit trail.
