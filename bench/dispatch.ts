@@ -130,10 +130,13 @@ export async function measureDispatch(h: Harness, o: DispatchOptions): Promise<D
         if (a.type === 'noopStep') activity.bare.push(a.completed - a.scheduled);
       }
       for (const a of activitiesOf((await full.fetchHistory()).events ?? [])) {
-        if (a.type !== 'dispatchStep') continue;
+        // Since decision 0040 the one step is a run of one (dispatchRun, its command id `…#0`), which also
+        // stores the host's start and end audit events.
+        if (a.type !== 'dispatchStep' && a.type !== 'dispatchRun') continue;
         activity.dispatch.push(a.completed - a.scheduled);
         legs.pickup.push(a.started - a.scheduled);
-        const seen = hostTimes.get(`${full.workflowId}/${full.firstExecutionRunId}/${a.activityId}`);
+        const commandId = `${full.workflowId}/${full.firstExecutionRunId}/${a.activityId}`;
+        const seen = hostTimes.get(a.type === 'dispatchRun' ? `${commandId}#0` : commandId);
         // Agents before 0023 wrote `accepted`, then `running`; since, one `running` says both.
         const accepted = seen?.accepted ?? seen?.running;
         if (accepted !== undefined && seen?.running !== undefined && seen.succeeded !== undefined) {

@@ -26,6 +26,21 @@ export interface DispatchRunRequest {
   steps: (StepCall & { index: number })[];
   /** For a drain: hosts VMs must not go to (the same wave). */
   avoidHosts?: string[];
+  /**
+   * The host workflow's own audit events that this run writes (decision 0040), each with its `data`:
+   * `started` (`host.started`) before any of its commands is sent, `succeeded` (`host.succeeded`)
+   * once every step of the run succeeded, unless the workflow cancelled it. Their ids are
+   * {@link hostAuditEventId}'s, so the workflow writing either itself stores it only once.
+   */
+  hostAudit?: { started?: Record<string, unknown>; succeeded?: Record<string, unknown> };
+}
+
+/**
+ * The event id of a host workflow run's `host.started` (`started`) or its end (`end`, whichever end it
+ * has): the same whether the workflow or one of its dispatch activities writes it, so it is stored once.
+ */
+export function hostAuditEventId(workflowId: string, runId: string, which: 'started' | 'end'): string {
+  return `${workflowId}/${runId}/host.${which}`;
 }
 
 /** How one step of a run ended; a run stops at the first that did not succeed. */
@@ -48,6 +63,8 @@ export interface DispatchRunResult {
   steps: RunStepResult[];
   /** The workflow cancelled the run: the host was asked to stop; a step it finished anyway is in `steps`. */
   cancelled?: boolean;
+  /** The run wrote `host.succeeded` (it was asked to, and every step succeeded): the host is done. */
+  ended?: boolean;
 }
 
 export interface AwaitRebootRequest {

@@ -11,6 +11,8 @@ import { plan, spawnControllerWorker, temporalClient } from './helpers/controlle
 import { useSimFleet } from './helpers/fleet.js';
 import { rolloutEnd } from '../workers/control/rollout-status.js';
 import { hostCommands } from './helpers/results.js';
+import { withNats } from '../workers/clients.js';
+import { trailEvents } from './audit-helpers.js';
 
 // Eight hosts, three in each campaign: the drained VMs need somewhere outside the wave to go.
 const fleetHosts = simHostIds(8, `kc${randomBytes(2).toString('hex')}`);
@@ -57,6 +59,24 @@ steps:
   - kind: undrain
 `);
 
+/**
+ * Each host's start and end on the rollout's chain once (the runs' activities store them since decision
+ * 0040, and the killed one was tried again), the start before the host had its first command.
+ */
+async function expectHostAuditedOnce(rolloutId: string, hostIds: readonly string[]): Promise<void> {
+  const trail = await withNats(config, trailEvents);
+  for (const hostId of hostIds) {
+    const mine = trail.filter(({ event }) => event.hostId === hostId && event.rolloutId === rolloutId);
+    const host = mine.filter(({ event }) => event.type.startsWith('host.'));
+    expect(
+      host.map(({ event }) => event.type),
+      hostId,
+    ).toEqual(['host.started', 'host.succeeded']);
+    const firstStep = mine.find(({ event }) => event.type === 'step.requested');
+    expect(host[0]?.record.streamSeq, hostId).toBeLessThan(firstStep?.record.streamSeq ?? 0);
+  }
+}
+
 async function expectEachStepOnce(hostIds: readonly string[]): Promise<void> {
   for (const hostId of hostIds) {
     const commands = await commandsOf(hostId);
@@ -87,6 +107,7 @@ describe('the controller worker killed mid-rollout', () => {
       expect(caught.commandId).toMatch(/#1$/);
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
       await expectEachStepOnce(hosts);
+      await expectHostAuditedOnce(id, hosts);
     } finally {
       await temporal.close();
     }
@@ -120,6 +141,7 @@ describe('the controller worker stopped gracefully mid-rollout (SIGTERM, as syst
       expect(exit).toBe(0);
       expect(result.state, JSON.stringify(result.hosts)).toBe('completed');
       await expectEachStepOnce(stoppedHosts);
+      await expectHostAuditedOnce(id, stoppedHosts);
     } finally {
       await temporal.close();
     }

@@ -6,7 +6,7 @@ import { simHostIds } from '../workers/sim/fleet.js';
 import { CAMPAIGN_STEPS, campaignStepsYaml } from './helpers/controller.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { recordHistory } from './helpers/history.js';
-import { eventCounts, eventSummary } from '../bench/history.js';
+import { eventCounts } from '../bench/history.js';
 import { withNats } from '../workers/clients.js';
 import { trailEvents } from './audit-helpers.js';
 import { hostCommands } from './helpers/results.js';
@@ -20,7 +20,7 @@ const suite = useSimFleet({ hosts, speed: 8, rebootPauseMs: 200, fail: { [failin
 const commandsOf = hostCommands(() => suite.stack.controllerConnection());
 
 describe('a host workflow through the whole campaign', () => {
-  it('writes at most 6 history events per step: a run of steps in one activity, its audit events stored as local activities', async () => {
+  it("writes at most 6 history events per step: a run of steps in one activity, the host's start and end audited by its runs", async () => {
     const name = `host-history-${randomBytes(2).toString('hex')}`;
     const { id, result } = await suite.controller.runRollout(`apiVersion: refit/v1
 kind: Campaign
@@ -35,18 +35,23 @@ ${campaignStepsYaml()}
     console.log(
       `host workflow: ${events.length} events for ${CAMPAIGN_STEPS.length} steps (${perStep.toFixed(2)} per step): ${JSON.stringify(byType)}`,
     );
-    // Two runs (drain to reboot, verify and undrain: decision 0037) and the reboot's awaitReboot; the
-    // audit events are local activities' markers.
+    // Two runs (drain to reboot, verify and undrain: decision 0037) and the reboot's awaitReboot. The first
+    // run audits the host's start, the last its end (decision 0040): no local activity, one patch marker.
     const scheduled = events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter(Boolean);
     expect(scheduled).toEqual(['dispatchRun', 'awaitReboot', 'dispatchRun']);
-    const audits = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
-    expect(audits.map(eventSummary)).toEqual([`${host} · host.started`, `${host} · host.succeeded`]);
+    const markers = events.filter((e) => e.markerRecordedEventAttributes);
+    expect(markers.map((e) => e.markerRecordedEventAttributes?.markerName)).toEqual(['core_patch']);
+    const hostEvents = (await withNats(suite.config, trailEvents))
+      .map((e) => e.event)
+      .filter((e) => e.hostId === host && e.rolloutId === id && e.type.startsWith('host.'));
+    expect(hostEvents.map((e) => e.type)).toEqual(['host.started', 'host.succeeded']);
     // The phase set at the start (running) and the end, none per step.
     const phases = events.filter(
       (e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[phaseKey.name],
     );
     expect(phases).toHaveLength(2);
-    // 70 before lean-host-history (11.67 per step), 57 before step-runs (9.50): docs/BENCHMARKS.md.
+    // 70 before lean-host-history (11.67 per step), 57 before step-runs (9.50), 35 before decision 0040
+    // (5.83): docs/BENCHMARKS.md.
     expect(perStep).toBeLessThanOrEqual(6);
     // Each step still its own command on the host: one of each audit event, in plan order, before and after kept.
     const trail = (await withNats(suite.config, trailEvents))
@@ -64,12 +69,12 @@ ${campaignStepsYaml()}
     };
     expect(ended.steps.map((r) => `${r.kind}:${r.state}`)).toEqual(CAMPAIGN_STEPS.map((k) => `${k}:succeeded`));
     expect(ended.steps.every((r) => r.outcome?.summary !== undefined)).toBe(true);
-    await recordHistory(suite.config, hostWorkflowId(host), 'step-runs');
+    await recordHistory(suite.config, hostWorkflowId(host), 'host-audit-with-steps');
     expect(id).toContain(name);
   });
 
   it('stops a run at its first failed step, and undoes the steps of the host as when each was dispatched alone', async () => {
-    const { result } = await suite.controller.runRollout(`apiVersion: refit/v1
+    const { id, result } = await suite.controller.runRollout(`apiVersion: refit/v1
 kind: Campaign
 name: host-history-fails-${randomBytes(2).toString('hex')}
 targets: { hosts: [${failing}] }
@@ -109,6 +114,11 @@ ${campaignStepsYaml()}
       message: 'not run: the step before it in its run (sriov-enable) failed',
     });
     expect(suite.fleet.hosts.get(failing)?.snapshot().effects).not.toHaveProperty('reboot');
+    // Its start stored by the first run, its end by the workflow after the reverts: each once.
+    const hostEvents = (await withNats(suite.config, trailEvents))
+      .map((e) => e.event)
+      .filter((e) => e.hostId === failing && e.rolloutId === id && e.type.startsWith('host.'));
+    expect(hostEvents.map((e) => e.type)).toEqual(['host.started', 'host.rolled-back']);
     expect(suite.fleet.hosts.get(failing)?.snapshot()).toMatchObject({ cordoned: false, bridge: { type: 'linux' } });
   });
 });

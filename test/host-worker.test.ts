@@ -22,6 +22,7 @@ import { controllerConfirmation } from '../activities/host/linux/confirm.js';
 import { BucketFollower } from '../activities/controller/bucket-follower.js';
 import { createDispatchStep } from '../activities/controller/dispatch.js';
 import { createDispatchRun } from '../activities/controller/dispatch-run.js';
+import { createRecordAudit } from '../activities/controller/audit.js';
 import { loadSimState } from '../activities/host/sim/state.js';
 import { readTrail } from '../activities/audit/read.js';
 import { enrollHosts } from '../workers/dev/enroll.js';
@@ -626,7 +627,7 @@ describe('commands the controller writes for the agent it finds (verify health, 
    * The controller's deps; `seen: false` is a controller that has not seen the host's presence (it
    * takes it for contract N-1), a number one that sees it report that contract.
    */
-  function deps(seen: boolean | number) {
+  function deps(seen: boolean | number, sends?: string[]) {
     const presence =
       seen === true
         ? followed.presence
@@ -638,8 +639,13 @@ describe('commands the controller writes for the agent it finds (verify health, 
       nc: controller,
       results: followed.results,
       presence,
-      ensureHostConsumer: (id: string) => ensureHostConsumer(controller, id),
+      // Called just before each command is published.
+      ensureHostConsumer: (id: string) => {
+        sends?.push('send');
+        return ensureHostConsumer(controller, id);
+      },
       log: followed.quiet,
+      recordAudit: createRecordAudit({ nc: controller, log: followed.quiet }),
     };
   }
 
@@ -717,16 +723,33 @@ describe('commands the controller writes for the agent it finds (verify health, 
     expect(received).toHaveLength(count);
   });
 
-  /** The real run activity: `kinds` as one run, plan indexes from 0. */
-  function dispatchRun(hostId: string, calls: StepCall[], seen: boolean | number): Promise<DispatchRunResult> {
-    const run = createDispatchRun(deps(seen));
+  /** The real run activity: `kinds` as one run, plan indexes from 0; `opts.attempt` tries one again. */
+  function dispatchRun(
+    hostId: string,
+    calls: StepCall[],
+    seen: boolean | number,
+    opts: { hostAudit?: DispatchRunRequest['hostAudit']; log?: string[]; attempt?: number } = {},
+  ): Promise<DispatchRunResult> {
+    const { recordAudit, ...rest } = deps(seen, opts.log);
+    const run = createDispatchRun({
+      ...rest,
+      recordAudit: async (input) => {
+        const stored = await recordAudit(input);
+        opts.log?.push(`${input.type}${stored.duplicate ? ' (duplicate)' : ''}`);
+        return stored;
+      },
+    });
     const request: DispatchRunRequest = {
       rolloutId: 'test-rollout',
       hostId,
       steps: calls.map((call, index) => ({ ...call, index })),
+      ...(opts.hostAudit ? { hostAudit: opts.hostAudit } : {}),
     };
     return new MockActivityEnvironment(
-      { workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' }, activityId: `${++sent}` },
+      {
+        workflowExecution: { workflowId: `refit-host-${hostId}`, runId: 'run-1' },
+        activityId: `${opts.attempt === undefined ? ++sent : sent}`,
+      },
       { logger: new DefaultLogger('ERROR', () => undefined) },
     ).run<[DispatchRunRequest], DispatchRunResult, typeof run>(run, request);
   }
@@ -755,6 +778,40 @@ describe('commands the controller writes for the agent it finds (verify health, 
       type: 'StepNotRunError',
       message: 'not run: the step before it in its run (ovs-convert) failed',
     });
+  });
+
+  it("stores the host workflow's start before it sends a command and its end once every step succeeded, each once however often it is tried (decision 0040)", async () => {
+    const { hostId, received } = await recordingHost('runaudit');
+    await until('its presence', async () => followed.presence.get(hostId));
+    const log: string[] = [];
+    const hostAudit = {
+      started: { steps: ['verify', 'verify'] },
+      succeeded: { steps: ['verify:succeeded', 'verify:succeeded'] },
+    };
+    const ended = await dispatchRun(hostId, [check, check], true, { hostAudit, log });
+    expect(ended).toMatchObject({ ended: true });
+    expect(summaries(ended)).toEqual(['0 succeeded', '1 succeeded']);
+    expect(log).toEqual(['host.started', 'send', 'send', 'host.succeeded']);
+    // Its attempt again (a controller restarted before the activity completed): nothing sent, nothing stored twice.
+    const again = await dispatchRun(hostId, [check, check], true, { hostAudit, log, attempt: 2 });
+    expect(again).toMatchObject({ ended: true });
+    expect(log.slice(4)).toEqual(['host.started (duplicate)', 'host.succeeded (duplicate)']);
+    expect(received).toHaveLength(2);
+    const events = (await readTrail(controller, { since: new Date(Date.now() - 60_000) })).map(
+      (r) => r.event as { type?: string; hostId?: string; eventId?: string; data?: unknown },
+    );
+    const mine = events.filter((e) => e.hostId === hostId && e.type?.startsWith('host.'));
+    expect(mine.map((e) => [e.type, e.eventId, e.data])).toEqual([
+      ['host.started', `refit-host-${hostId}/run-1/host.started`, hostAudit.started],
+      ['host.succeeded', `refit-host-${hostId}/run-1/host.end`, hostAudit.succeeded],
+    ]);
+    // A run that fails stores the start but not the end: the workflow records how the host ended.
+    const failing = await recordingHost('runaudit-fails', { fail: { verify: 'always' } });
+    await until('its presence', async () => followed.presence.get(failing.hostId));
+    const failedLog: string[] = [];
+    const failed = await dispatchRun(failing.hostId, [check, check], true, { hostAudit, log: failedLog });
+    expect(failed.ended).toBeUndefined();
+    expect(failedLog).toEqual(['host.started', 'send', 'send']);
   });
 
   it('sends an agent of contract 4 a run one step at a time, each once the one before succeeded, nothing after a failure', async () => {

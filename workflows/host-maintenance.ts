@@ -9,9 +9,15 @@ import {
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState } from '@temporalio/common';
-import { NON_RETRYABLE_STEP_ERRORS, type ControllerActivities, type DispatchRunResult } from '../schemas/activities.js';
+import {
+  hostAuditEventId,
+  NON_RETRYABLE_STEP_ERRORS,
+  type ControllerActivities,
+  type DispatchRunResult,
+} from '../schemas/activities.js';
 import type { HostMaintenanceInput, HostMaintenanceResult, StepRecord } from '../schemas/rollout.js';
 import { stepLabel } from '../schemas/names.js';
 import type { PlanStep, StepOutcome } from '../schemas/steps.js';
@@ -22,6 +28,13 @@ import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgr
 /** Host workflows that took it audit as local activities and set their phase once, not per step. */
 export const LEAN_HOST_HISTORY = 'lean-host-history';
 
+/**
+ * Host workflows that took it have their start and end audited by the dispatch activities where they
+ * can (decision 0040), and take this one patch for the four before it (summaries, bounded step
+ * retries, lean-host-history, step-runs).
+ */
+export const HOST_AUDIT_WITH_STEPS = 'host-audit-with-steps';
+
 /** Steps whose revert means nothing: a reboot is not undone, a check has no effect. */
 const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
 
@@ -31,9 +44,9 @@ const NOTHING_TO_REVERT = new Set<PlanStep['kind']>(['reboot', 'verify']);
  */
 export const STEP_ATTEMPTS = 5;
 
-function activitiesFor(step: Pick<PlanStep, 'timeout'>, summary?: string) {
+function activitiesFor(step: Pick<PlanStep, 'timeout'>, summary: string | undefined, latest: boolean) {
   // Histories recorded before the bound retried without limit, and replay so.
-  const bounded = patched('bounded-step-retries');
+  const bounded = latest || patched('bounded-step-retries');
   return proxyActivities<ControllerActivities>({
     ...(summary !== undefined ? { summary } : {}),
     startToCloseTimeout: step.timeout ?? DEFAULT_STEP_TIMEOUT_MS,
@@ -69,13 +82,15 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   const records: StepRecord[] = [];
   const progress: HostProgress = { hostId: input.hostId, rolloutId: input.rolloutId, current: null, steps: records };
   setHandler(hostProgressQuery, () => progress);
+  // The start and end audited with the steps (decision 0040); one patch marker for the four below.
+  const latest = patched(HOST_AUDIT_WITH_STEPS);
   // Histories recorded before their activities had summaries replay without them.
-  const summaries = patched(SUMMARIES);
+  const summaries = latest || patched(SUMMARIES);
   // Fewer history events per host (decision 0024): audit events as local activities, the phase set
   // once to running rather than to each step. Histories recorded before replay the old way.
-  const lean = patched(LEAN_HOST_HISTORY);
+  const lean = latest || patched(LEAN_HOST_HISTORY);
   // A run of steps with no decision between them in one activity (decision 0037).
-  const stepRuns = patched(STEP_RUNS);
+  const stepRuns = latest || patched(STEP_RUNS);
   // The rollout asks a host to stop (cancel with onCancel: rollback): the running step is cancelled
   // at a safe point on the host, then the completed steps are undone.
   const steps = new CancellationScope();
@@ -91,11 +106,12 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     mode: 'apply' | 'revert',
     applied?: StepOutcome,
   ): Promise<StepOutcome> {
+    if (latest) await auditStarted();
     progress.current = { index, kind: step.kind, mode };
     if (!lean) upsertSearchAttributes([{ key: phaseKey, value: stepLabel(step.kind, mode) }]);
     const record: StepRecord = { index, kind: step.kind, mode, state: 'running' };
     records.push(record);
-    const acts = activitiesFor(step, summaries ? `${input.hostId} · ${stepLabel(step.kind, mode)}` : undefined);
+    const acts = activitiesFor(step, summaries ? `${input.hostId} · ${stepLabel(step.kind, mode)}` : undefined, latest);
     const { timeout: _timeout, ...call } = step;
     try {
       const outcome = await acts.dispatchStep({
@@ -137,8 +153,10 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
    * Apply a run of steps (indexes into the plan's steps) in one activity. Each step gets its record,
    * outcome and place among the touched steps as when it is dispatched alone; the first that did not
    * succeed fails the host with the same error. While the run goes, the progress shows its first step.
+   * With `latest`, the run writes `host.started` if that is not known to be stored, and, when it is the
+   * host's last and ends in no reboot, `host.succeeded` if every step succeeds.
    */
-  async function applyRun(indexes: number[], touched: Touched[]): Promise<void> {
+  async function applyRun(indexes: number[], touched: Touched[], last: boolean): Promise<void> {
     const run = indexes.map((index) => ({ index, step: input.steps[index] as PlanStep }));
     const first = run[0] as (typeof run)[number];
     progress.current = { index: first.index, kind: first.step.kind, mode: 'apply' };
@@ -148,7 +166,19 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
     const acts = activitiesFor(
       { timeout: runTimeoutMs(run.map(({ step }) => step)) },
       summaries ? `${input.hostId} · ${label}` : undefined,
+      latest,
     );
+    const succeeded =
+      latest && last && run.at(-1)?.step.kind !== 'reboot'
+        ? endData([
+            ...records.filter((r) => r !== firstRecord),
+            ...run.map(({ step }) => ({ kind: step.kind, mode: 'apply' as const, state: 'succeeded' as const })),
+          ])
+        : undefined;
+    const hostAudit = {
+      ...(latest && !startStored ? { started: startData } : {}),
+      ...(succeeded ? { succeeded } : {}),
+    };
     let ended: DispatchRunResult;
     try {
       ended = await acts.dispatchRun({
@@ -156,7 +186,9 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         hostId: input.hostId,
         steps: run.map(({ index, step: { timeout: _timeout, ...call } }) => ({ ...call, index })),
         ...(input.avoidHosts && run.some(({ step }) => step.kind === 'drain') ? { avoidHosts: input.avoidHosts } : {}),
+        ...(Object.keys(hostAudit).length > 0 ? { hostAudit } : {}),
       });
+      if (latest) startStored = true;
     } catch (err) {
       // The activity itself failed (it gave up, or its cancel was not answered): how far the host got is
       // not known, so every step of the run may have run and is reverted (reverts observe first).
@@ -192,6 +224,11 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       record.outcome = result.outcome;
       entry.outcome = result.outcome;
     }
+    // The run stored the host's end: every step succeeded, and an abort that came since is too late.
+    if (ended.ended === true) {
+      endStored = true;
+      return;
+    }
     // Aborted (the rollout cancelled it): as a step dispatched alone, the run ends cancelled even when
     // the host finished its step first, and what ran is undone; steps not reached never started.
     if (ended.cancelled === true || ended.steps.length < run.length || abortedBy !== undefined) {
@@ -207,25 +244,31 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   // may have changed the host, so it is reverted too (reverts observe first and are idempotent).
   const touched: Touched[] = [];
   const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
-  await audit(
-    {
-      ...base,
-      type: 'host.started',
-      data: { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure },
-    },
-    { localActivity: lean },
-  );
+  const startData = { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure };
+  // With `latest` (decision 0040) the first run's activity stores host.started before it sends a
+  // command, and the last run's stores host.succeeded; whatever else the host does first (a revert, its
+  // end) stores host.started itself, under the same event id, and so stored once.
+  let startStored = false;
+  let endStored = false;
+  const { workflowId, runId } = workflowInfo();
+  const eventId = (which: 'started' | 'end') => (latest ? { eventId: hostAuditEventId(workflowId, runId, which) } : {});
+  async function auditStarted(): Promise<void> {
+    if (startStored) return;
+    await audit({ ...base, type: 'host.started', data: startData, ...eventId('started') }, { localActivity: lean });
+    startStored = true;
+  }
+  if (!latest) await auditStarted();
   if (lean) upsertSearchAttributes([{ key: phaseKey, value: 'running' }]);
   const finish = async (result: HostMaintenanceResult): Promise<HostMaintenanceResult> => {
     upsertSearchAttributes([{ key: phaseKey, value: result.state }]);
+    if (endStored) return result;
+    await auditStarted();
     await audit(
       {
         ...base,
         type: `host.${result.state}`,
-        data: {
-          steps: result.steps.map((r) => `${stepLabel(r.kind, r.mode)}:${r.state}`),
-          ...(result.error ? { error: result.error } : {}),
-        },
+        data: endData(result.steps, result.error),
+        ...eventId('end'),
       },
       { localActivity: lean },
     );
@@ -234,9 +277,10 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   try {
     await steps.run(async () => {
       const runs = stepRuns ? cutIntoRuns(input.steps) : input.steps.map((_, index) => [index]);
-      for (const indexes of runs) {
-        if (indexes.length > 1) {
-          await applyRun(indexes, touched);
+      for (const [i, indexes] of runs.entries()) {
+        // Since decision 0040 a run of one step is a run too: its activity audits the host's start and end.
+        if (indexes.length > 1 || latest) {
+          await applyRun(indexes, touched, i === runs.length - 1);
           continue;
         }
         const index = indexes[0] as number;
@@ -258,6 +302,11 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       finish({ hostId: input.hostId, state: undone ? 'rolled-back' : 'failed', steps: records, error }),
     );
   }
+}
+
+/** A host's end event's data: each step's record as `<label>:<state>`, and the error if any. */
+function endData(steps: Pick<StepRecord, 'kind' | 'mode' | 'state'>[], error?: string): Record<string, unknown> {
+  return { steps: steps.map((r) => `${stepLabel(r.kind, r.mode)}:${r.state}`), ...(error ? { error } : {}) };
 }
 
 /** A step that ran, or may have, with its outcome if it succeeded. */

@@ -1,11 +1,13 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TERMINAL_STATES, withoutHealth, type CommandStatus, type StepCommand } from '../../schemas/command.js';
-import type {
-  DispatchRequest,
-  DispatchRunRequest,
-  DispatchRunResult,
-  RunStepResult,
+import {
+  hostAuditEventId,
+  type ControllerActivities,
+  type DispatchRequest,
+  type DispatchRunRequest,
+  type DispatchRunResult,
+  type RunStepResult,
 } from '../../schemas/activities.js';
 import type { StepMetrics } from '../step-metrics.js';
 import {
@@ -41,12 +43,33 @@ interface PlannedStep {
  * before succeeded. An older agent is sent each step once the one before it succeeded. A retried
  * attempt (a controller restarted) reads each step's result key first: a step whose result is known
  * is not sent again, and one that is running is awaited.
+ *
+ * Asked to (`hostAudit`, decision 0040), it also writes the host workflow's `host.started` before
+ * sending anything and `host.succeeded` once every step succeeded, each under the workflow run's own
+ * event id: a retried attempt stores neither twice.
  */
-export function createDispatchRun(deps: DispatchDeps & { stepMetrics?: StepMetrics | undefined }) {
+export function createDispatchRun(
+  deps: DispatchDeps & {
+    stepMetrics?: StepMetrics | undefined;
+    recordAudit: ControllerActivities['recordAudit'];
+  },
+) {
   return async function dispatchRun(req: DispatchRunRequest): Promise<DispatchRunResult> {
     const ctx = Context.current();
     const { workflowId, runId } = executionOf(ctx);
     const log = deps.log.child({ hostId: req.hostId });
+    const hostAudit = (type: 'host.started' | 'host.succeeded', data: Record<string, unknown>) =>
+      deps.recordAudit({
+        type,
+        actor: 'controller',
+        rolloutId: req.rolloutId,
+        hostId: req.hostId,
+        data,
+        eventId: hostAuditEventId(workflowId, runId, type === 'host.started' ? 'started' : 'end'),
+      });
+    // Stored while the commands are written and their keys read; awaited before the first is sent.
+    const started = req.hostAudit?.started && hostAudit('host.started', req.hostAudit.started);
+    started?.catch(() => undefined);
     const wholeRun = hostContract(deps.presence, req.hostId) >= RUNS_CONTRACT;
     const results: RunStepResult[] = [];
     let current: { index: number; last?: CommandStatus } | undefined;
@@ -83,6 +106,7 @@ export function createDispatchRun(deps: DispatchDeps & { stepMetrics?: StepMetri
           break;
         }
       }
+      await started;
       if (wholeRun)
         for (const p of planned) {
           const known = await sendUnlessKnown(deps, p.watched, p.sent, log.child({ commandId: p.sent.commandId }));
@@ -135,8 +159,13 @@ export function createDispatchRun(deps: DispatchDeps & { stepMetrics?: StepMetri
           return { steps: results, cancelled: true };
         }
       }
-      if (refused) results.push(refused);
-      return { steps: results };
+      if (refused) {
+        results.push(refused);
+        return { steps: results };
+      }
+      if (req.hostAudit?.succeeded === undefined) return { steps: results };
+      await hostAudit('host.succeeded', req.hostAudit.succeeded);
+      return { steps: results, ended: true };
     } finally {
       clearInterval(ticker);
     }

@@ -35,7 +35,7 @@ export function createControllerActivities(deps: ControllerDeps): ControllerActi
     acquireLease: (req) => leases.acquireLease(req),
     releaseLease: (req) => leases.releaseLease(req),
     dispatchStep: (req) => measuredStep(deps.stepMetrics, req, () => dispatchStep(req)),
-    dispatchRun: createDispatchRun(deps),
+    dispatchRun: createDispatchRun({ ...deps, recordAudit }),
     awaitReboot: createAwaitReboot(deps),
     resolveTargets: async (targets, labelKeys) => {
       const resolved = selectTargets(deps.presence.values(), targets);
