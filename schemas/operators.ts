@@ -21,8 +21,8 @@ export const OperatorRecord = z.strictObject({
 });
 export type OperatorRecord = z.infer<typeof OperatorRecord>;
 
-/** A signature older or newer than this (against when the rollout received it) is refused. */
-export const SIGNATURE_MAX_AGE_MS = 5 * 60_000;
+// In rollout.ts, which the workflows import: this module's zod schemas would be built in every workflow.
+export { SIGNATURE_MAX_AGE_MS } from './rollout.js';
 
 /** What an operator signs an action with: who, when, a one-time nonce, and the ed25519 signature (base64url). */
 export interface ActionSignature {

@@ -2,6 +2,9 @@ import type { Plan } from './plan.js';
 import type { PlanStep, StepOutcome } from './steps.js';
 import type { ActionSignature } from './operators.js';
 
+/** A signature older or newer than this (against when the rollout received it) is refused. */
+export const SIGNATURE_MAX_AGE_MS = 5 * 60_000;
+
 export const ROLLOUT_STATES = ['waiting', 'running', 'paused', 'completed', 'failed', 'cancelled'] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
 

@@ -16,8 +16,14 @@ import {
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { ControllerActivities } from '../schemas/activities.js';
 import { ROLLOUT_CANCELLED, ROLLOUT_FAILED, hostWorkflowId } from '../schemas/names.js';
-import type { HostAction, OperatorAction, RolloutInput, RolloutStatus } from '../schemas/rollout.js';
-import { SIGNATURE_MAX_AGE_MS, type ActionSignature, type VerifyActionResult } from '../schemas/operators.js';
+import {
+  SIGNATURE_MAX_AGE_MS,
+  type HostAction,
+  type OperatorAction,
+  type RolloutInput,
+  type RolloutStatus,
+} from '../schemas/rollout.js';
+import type { ActionSignature, VerifyActionResult } from '../schemas/operators.js';
 import { hostMaintenance } from './host-maintenance.js';
 import {
   HOST_ACTIONS,
