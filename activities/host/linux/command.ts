@@ -1,5 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { execa } from 'execa';
 import { RefitError } from '../../../schemas/errors.js';
+import { missingProgramMessage } from './tools.js';
 
 /** What a finished command left behind. A non-zero exit is a result, not an exception, until the caller says so. */
 export interface CommandResult {
@@ -32,13 +34,34 @@ export class CommandFailedError extends RefitError {
   }
 }
 
+/**
+ * The program is not on PATH (execa: ENOENT, no exit code): its package is not installed. Still a
+ * CommandFailedError, so an observation that treats a failed command as "not there" does the same.
+ */
+export class ProgramNotFoundError extends CommandFailedError {
+  readonly program: string;
+  constructor(result: CommandResult, program: string, message: string, options?: ErrorOptions) {
+    super(result, options);
+    this.program = program;
+    this.message = message;
+  }
+}
+
+const currentStep = new AsyncLocalStorage<string>();
+
+/** Runs `fn` with `step` named as what needs the programs run within it (in a ProgramNotFoundError). */
+export function inStep<T>(step: string, fn: () => Promise<T>): Promise<T> {
+  return currentStep.run(step, fn);
+}
+
 const DEFAULT_TIMEOUT_MS = 120_000;
 
 /**
  * The real runner: execa with an argument array. `prefix` is put in front of every command
- * (the lab uses `ip netns exec <ns> <host-exec> <root>` to run inside a lab host).
+ * (the lab uses `ip netns exec <ns> <host-exec> <root>` to run inside a lab host). `where` names
+ * the host in the error for a program that is not installed.
  */
-export function createExecaRunner(prefix: readonly string[] = []): CommandRunner {
+export function createExecaRunner(prefix: readonly string[] = [], host: { where?: string } = {}): CommandRunner {
   return async (argv, opts = {}) => {
     const full = [...prefix, ...argv];
     const [file, ...args] = full;
@@ -56,6 +79,13 @@ export function createExecaRunner(prefix: readonly string[] = []): CommandRunner
       stderr: typeof done.stderr === 'string' ? done.stderr : '',
       exitCode: done.exitCode ?? -1,
     };
+    if (done.exitCode === undefined && done.code === 'ENOENT')
+      throw new ProgramNotFoundError(
+        result,
+        file,
+        missingProgramMessage(file, host.where ?? 'this host', currentStep.getStore()),
+        done.cause !== undefined ? { cause: done.cause } : undefined,
+      );
     const ok = result.exitCode === 0 || (opts.okExitCodes ?? []).includes(result.exitCode);
     if (!ok) throw new CommandFailedError(result, done.cause !== undefined ? { cause: done.cause } : undefined);
     return result;

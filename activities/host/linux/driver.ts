@@ -6,7 +6,7 @@ import type { StepCall, StepOutcome } from '../../../schemas/steps.js';
 import type { StepPreview } from '../../../schemas/preview.js';
 import type { StepCommand } from '../../../schemas/command.js';
 import { StepFailedError, type HostDriver, type StepContext } from '../driver.js';
-import { createExecaRunner, type CommandRunner } from './command.js';
+import { createExecaRunner, inStep, type CommandRunner } from './command.js';
 import { controllerConfirmation } from './confirm.js';
 import { iommuActive } from './boot-config.js';
 import { readText, withAudit, type Confirmation, type HostEnv } from './host-env.js';
@@ -118,7 +118,7 @@ export class LinuxDriver implements HostDriver {
   private readonly tools: () => Promise<HostTools>;
 
   constructor(private readonly opts: LinuxDriverOptions) {
-    const run = opts.run ?? createExecaRunner();
+    const run = opts.run ?? createExecaRunner([], { where: opts.hostId });
     this.env = {
       ...realHostEnv(opts, run),
       vmNics: async () =>
@@ -202,7 +202,12 @@ export class LinuxDriver implements HostDriver {
     return previewLinuxSteps(this.env, steps, await this.facts().catch(() => undefined));
   }
 
-  async runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
+  /** A program the step runs that is not installed fails it naming the program, this host, the step and the package. */
+  runStep(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
+    return inStep(step.kind, () => this.runStepHere(step, ctx));
+  }
+
+  private async runStepHere(step: StepCommand, ctx: StepContext): Promise<StepOutcome> {
     await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
     const apply = step.mode === 'apply';
     if ((await this.vmBackend()) === 'proxmox') {
@@ -241,7 +246,7 @@ export class LinuxDriver implements HostDriver {
   async afterReported(step: StepCommand): Promise<void> {
     if (step.kind === 'reboot' && step.mode === 'apply' && (await rebootOwed(this.env))) {
       this.opts.log?.warn({ hostId: this.opts.hostId }, 'rebooting this host now');
-      await this.env.run(['systemctl', 'reboot']);
+      await inStep('reboot', () => this.env.run(['systemctl', 'reboot']));
     }
   }
 }

@@ -4,9 +4,44 @@ import type { CommandRunner } from './command.js';
 
 /** Programs refit's steps run on a host that a minimal install lacks: how each is asked whether it is there, and what needs it. */
 const TOOLS = {
-  hping3: { argv: ['hping3', '--version'], neededBy: 'verify (and the traffic baselines)', apt: 'hping3' },
+  hping3: { argv: ['hping3', '--version'], neededBy: 'verify (and the traffic baselines)' },
 } as const;
 export type HostTool = keyof typeof TOOLS;
+
+/** The Debian or Proxmox VE package of each program refit's linux driver runs. */
+const PACKAGES: Record<string, { apt: string; on?: string }> = {
+  ip: { apt: 'iproute2' },
+  bridge: { apt: 'iproute2' },
+  ethtool: { apt: 'ethtool' },
+  ping: { apt: 'iputils-ping' },
+  hping3: { apt: 'hping3' },
+  'ovs-vsctl': { apt: 'openvswitch-switch' },
+  'ovs-appctl': { apt: 'openvswitch-switch' },
+  'ovs-ofctl': { apt: 'openvswitch-switch' },
+  ifup: { apt: 'ifupdown2 (or ifupdown, classic Debian)' },
+  ifdown: { apt: 'ifupdown2 (or ifupdown, classic Debian)' },
+  ifreload: { apt: 'ifupdown2' },
+  'update-grub': { apt: 'grub2-common' },
+  systemctl: { apt: 'systemd' },
+  virsh: { apt: 'libvirt-clients' },
+  qm: { apt: 'qemu-server', on: 'Proxmox VE' },
+  pvesh: { apt: 'pve-manager', on: 'Proxmox VE' },
+  'ha-manager': { apt: 'pve-ha-manager', on: 'Proxmox VE' },
+  'proxmox-boot-tool': { apt: 'proxmox-kernel-helper', on: 'Proxmox VE' },
+};
+
+/**
+ * "<program> is not installed on <where>: <step> needs it (Debian/Proxmox: apt install <package>)",
+ * for a program not found on PATH; without a step (the facts) the middle part is left out.
+ */
+export function missingProgramMessage(program: string, where: string, neededBy?: string): string {
+  const pkg = PACKAGES[program];
+  const install =
+    pkg === undefined
+      ? `Debian/Proxmox: apt-file search --regexp 'bin/${program}$' finds its package`
+      : `${pkg.on ?? 'Debian/Proxmox'}: apt install ${pkg.apt}`;
+  return `${program} is not installed on ${where}${neededBy !== undefined ? `: ${neededBy} needs it` : ''} (${install})`;
+}
 
 /** A step needs a program the host does not have. Installing it is the fix; retrying is not. */
 export class MissingToolError extends RefitError {}
@@ -21,8 +56,7 @@ export async function toolPresent(run: CommandRunner, tool: HostTool): Promise<b
 
 /** What is missing where, what needs it and how to install it. */
 export function missingToolMessage(tool: HostTool, where = 'this host'): string {
-  const t = TOOLS[tool];
-  return `${tool} is not installed on ${where}: ${t.neededBy} needs it (Debian/Proxmox: apt install ${t.apt})`;
+  return missingProgramMessage(tool, where, TOOLS[tool].neededBy);
 }
 
 /** Throws MissingToolError (missingToolMessage) when `tool` is not there. */
