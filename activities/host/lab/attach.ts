@@ -85,6 +85,23 @@ export async function detachVmPort(lab: LabState, host: LabHost, port: string, b
 }
 
 /**
+ * Give a lab host's Linux vmbr0 its uplink's MAC for good, as a real host's bridge has one of its
+ * own: udev sets it when ifupdown creates the bridge (MACAddressPolicy=persistent), and a MAC set
+ * by hand stays. A lab host's namespace has no udev, and a Linux bridge left alone takes the lowest
+ * MAC among its ports: a guest's tap with a lower random MAC joining it (an incoming migration) or
+ * leaving it (a guest gone) changed the host's MAC under its peers' ARP entries, and the next
+ * migration to it sent its SYNs to the old MAC until the source's entry was found dead, 30-130 s
+ * (decision 0041). Called where the lab plays udev: after `ifup -a` at boot and after a step
+ * rebuilt the bridge.
+ */
+export async function fixBridgeMac(lab: LabState, host: LabHost, links?: Link[]): Promise<void> {
+  const all = links ?? (await hostLinks(lab, host));
+  const uplink = all.find((l) => l.name === (host.bond?.name ?? host.uplink));
+  if (!all.some((l) => l.name === LAB_BRIDGE && l.kind === 'bridge') || uplink?.mac === undefined) return;
+  await hostRunner(lab, host)(['ip', 'link', 'set', 'dev', LAB_BRIDGE, 'address', uplink.mac]);
+}
+
+/**
  * One packet from the host to the lab switch, as a booted host talks to its gateway at once: the
  * switch refreshes its ARP entry for the host (whose MAC may be new) instead of waiting for it to go stale.
  */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { iommuActive } from '../linux/boot-config.js';
 import type { VfSettings } from '../../../schemas/steps.js';
 import { parseSriovRules, pciAddressFromUevent, type VfState } from '../linux/sriov.js';
-import { announceHost, attachVmPort, hostLinks, runningBridge } from './attach.js';
+import { announceHost, attachVmPort, fixBridgeMac, hostLinks, runningBridge } from './attach.js';
 import { hostRunner, rootRunner } from './exec.js';
 import { hostPaths, uplinkNics } from './layout.js';
 import { startOvs, stopOvs } from './ovs-daemons.js';
@@ -85,6 +85,7 @@ export async function bootHost(lab: LabState, host: LabHost): Promise<{ bootId: 
     flag: 'a',
   });
   const links = await hostLinks(lab, host);
+  await fixBridgeMac(lab, host, links);
   const bridge = await runningBridge(lab, host, links);
   const vmPorts = new Set(lab.vms.map((v) => v.port));
   for (const link of links.filter((l) => vmPorts.has(l.name))) await attachVmPort(lab, host, link.name, bridge);
