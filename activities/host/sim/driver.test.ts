@@ -188,6 +188,22 @@ describe('the sim driver', () => {
     expect(reopened.snapshot().effects.reboot).toBe(1);
   });
 
+  it('reboots once when its reboot step is resumed after the worker came back and did the reboot it owed', async () => {
+    const sim = await open();
+    const bootId = (await sim.facts()).bootId;
+    const reboot = step('reboot');
+    // The worker is killed after the step, before its end is journalled: the next worker resumes it.
+    await sim.runStep(reboot, context());
+    const reopened = await open();
+    const resumed = await reopened.runStep(reboot, context({ recovering: true }));
+    await reopened.afterReported(reboot);
+    await reopened.whenUp();
+    expect(reopened.snapshot().effects.reboot).toBe(1);
+    // The boot the reboot left, as first reported: the controller waits for another boot id than this.
+    expect(resumed.bootId).toBe(bootId);
+    expect((await reopened.facts()).bootId).not.toBe(bootId);
+  });
+
   it('stops at a safe point when cancelled, before changing anything', async () => {
     const sim = await open({ speed: 1, stepMs: { drain: 2_000 } });
     const abort = new AbortController();

@@ -161,7 +161,7 @@ export class SimDriver implements HostDriver {
       summary: `sim: ${plan.summary}`,
       before,
       after: simObservation(this.state),
-      bootId: this.state.bootId,
+      bootId: plan.bootId ?? this.state.bootId,
       ...(plan.rebootRequired !== undefined ? { rebootRequired: plan.rebootRequired } : {}),
       ...(plan.traffic !== undefined ? { traffic: plan.traffic } : {}),
     };

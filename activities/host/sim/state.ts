@@ -29,6 +29,8 @@ export const SimState = z.object({
   vmSlots: z.number().int().nonnegative(),
   /** Set by the reboot step; the reboot happens once its result is reported (or at the next start). */
   rebootPending: z.object({ commandId: z.string(), bootIdBefore: z.string() }).nullable(),
+  /** The last reboot done, which step asked for it and the boot it left: a resumed step does not reboot again. */
+  lastReboot: z.object({ commandId: z.string(), bootIdBefore: z.string() }).optional(),
   /** The command that last changed the host, per `<mode>:<kind>`: tells a recovered step it did the work. */
   appliedBy: z.record(z.string(), z.string()),
   /** How many times each step's change was actually applied (reverts under their stepLabel, `revert:<kind>`). */
@@ -87,6 +89,7 @@ export function bootSimHost(state: SimState): SimState {
     bootId: randomUUID(),
     running: { iommu, numVfs: iommu ? state.bootConfig.numVfs : 0 },
     rebootPending: null,
+    ...(state.rebootPending !== null ? { lastReboot: state.rebootPending } : {}),
   };
 }
 

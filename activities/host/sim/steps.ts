@@ -13,6 +13,8 @@ export interface SimPlan {
   traffic?: TrafficStats[];
   /** The change itself happens after the result is reported (a reboot); it is counted then. */
   deferred?: boolean;
+  /** The boot id to report: a reboot done already reports the boot it left, as it did when it asked for it. */
+  bootId?: string;
 }
 
 const unchanged = (state: SimState) => state;
@@ -187,6 +189,14 @@ function planSriovOff(state: SimState): SimPlan {
 function planReboot(state: SimState, commandId: string): SimPlan {
   if (state.rebootPending?.commandId === commandId)
     return { done: true, summary: 'reboot already scheduled', change: unchanged };
+  // Resumed after the worker came back and did the reboot it owed (SimDriver.open).
+  if (state.lastReboot?.commandId === commandId)
+    return {
+      done: true,
+      summary: `rebooted (boot id ${state.lastReboot.bootIdBefore} before)`,
+      change: unchanged,
+      bootId: state.lastReboot.bootIdBefore,
+    };
   return {
     done: false,
     summary: `rebooting (boot id ${state.bootId})`,
