@@ -178,6 +178,15 @@ describe('the sim driver', () => {
     expect(await reopened.facts()).toMatchObject({ bootId, bridge: { type: 'ovs' } });
   });
 
+  it('runs a step of no duration without ticks: the bench times its 0 ms steps, not the sim timers', async () => {
+    const sim = await open({ stepMs: { verify: 0 } });
+    const ctx = context();
+    const outcome = await sim.runStep(step('verify', { targets: [{ address: '10.0.0.1' }] }), ctx);
+    expect(outcome.changed).toBe(true);
+    expect(ctx.ticks).toEqual([100]);
+    expect(sim.snapshot().effects).toEqual({ verify: 1 });
+  });
+
   it('does a reboot that was reported but not done when the worker comes back', async () => {
     const sim = await open();
     const bootId = (await sim.facts()).bootId;
