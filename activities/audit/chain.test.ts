@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createUser } from '@nats-io/nkeys';
-import { signerOfSeed } from '../nkey.js';
-import { AUDIT_CHAINS, type AuditDraft } from '../../schemas/audit.js';
-import { canonicalJson, eventHash, sealEvent } from './hash.js';
+import { signerOfSeed, verifySignature } from '../nkey.js';
+import { AUDIT_CHAINS, AuditEvent, type AuditDraft } from '../../schemas/audit.js';
+import { CanonicalMembers, canonicalJson, eventHash, sealDraft, sealEvent, signedContent } from './hash.js';
 import { MemoryChainStore } from './memory-store.js';
 import { streamStateOf, verifyTrail } from './verify.js';
 import { ChainWriter, appendToChain } from './writer.js';
@@ -36,6 +36,32 @@ describe('canonical JSON and hashes', () => {
     expect(sealed).toMatchObject({ chain, seq: 1, prevHash: null });
     expect(eventHash(sealed)).toBe(sealed.hash);
     expect(eventHash({ ...sealed, at: '2030-01-01T00:00:00.000Z' })).not.toBe(sealed.hash);
+  });
+
+  it('joins members written once into the canonical JSON of the whole', () => {
+    const value = { b: 1, a: { d: [1, { z: 1, y: undefined }], c: 'x' }, gone: undefined, é: 'ü', A: null };
+    const members = CanonicalMembers.of(value);
+    expect(members.json()).toBe(canonicalJson(value));
+    expect(members.with({ c: [2], b: undefined }).json()).toBe(canonicalJson({ ...value, c: [2], b: undefined }));
+    expect(members.json()).toBe(canonicalJson(value));
+  });
+
+  it('seals an event into the bytes, hash and signature of its canonical JSON, sealed again from the same members', () => {
+    const signer = signerOfSeed(seed());
+    const d = draft(1, { rolloutId: undefined, data: { before: { b: [1, 2], a: 'x' }, after: { a: 'y' }, n: 3 } });
+    const members = CanonicalMembers.of(d);
+    for (const tail of [undefined, { seq: 4, hash: 'a'.repeat(64), streamSeq: 9 }]) {
+      const { event, json } = sealDraft(d, members, chain, tail, signer);
+      expect(event).toMatchObject({ chain, seq: (tail?.seq ?? 0) + 1, prevHash: tail?.hash ?? null });
+      expect(AuditEvent.parse(event)).toEqual(event);
+      expect(json).toBe(canonicalJson(event));
+      expect(event.hash).toBe(eventHash(event));
+      expect(verifySignature(signer.publicKey, signedContent(event), event.signature?.sig ?? '')).toBe(true);
+    }
+  });
+
+  it('refuses to seal onto a tail whose hash is not a sha256', () => {
+    expect(() => sealEvent(draft(2), chain, { seq: 1, hash: 'not a hash', streamSeq: 1 })).toThrow(/sha256/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AuditEvent, type AuditDraft, type AuditRecord } from '../../schemas/audit.js';
+import { AuditEvent, AuditSignature, type AuditDraft, type AuditRecord } from '../../schemas/audit.js';
 import type { Signer } from '../nkey.js';
 
 /**
@@ -28,6 +28,9 @@ export function eventHash(event: object): string {
   return sha256Hex(canonicalJson(rest));
 }
 
+/** What sealing adds to a draft before signing: checked, since `prevHash` comes from a stored message. */
+const ChainPosition = AuditEvent.pick({ chain: true, seq: true, prevHash: true });
+
 /** Where a chain ends: the position and hash of its last stored message. */
 export interface ChainTail {
   seq: number;
@@ -45,15 +48,69 @@ export function signedContent(event: object): string {
 }
 
 /**
+ * An object's top-level members, each as its canonical `"key":value` text: a large member (an
+ * event's data) is written once, and the object with members added is joined from the texts.
+ */
+export class CanonicalMembers {
+  private constructor(private readonly members: Map<string, string>) {}
+
+  static of(value: object): CanonicalMembers {
+    return new CanonicalMembers(new Map()).with(value);
+  }
+
+  /** A copy with these members added or replaced (undefined ones left out, as canonicalJson does). */
+  with(value: object): CanonicalMembers {
+    const members = new Map(this.members);
+    for (const [k, v] of Object.entries(value)) {
+      if (v === undefined || typeof v === 'function') members.delete(k);
+      else members.set(k, `${JSON.stringify(k)}:${canonicalJson(v)}`);
+    }
+    return new CanonicalMembers(members);
+  }
+
+  /** {@link canonicalJson} of the object these members make up. */
+  json(): string {
+    return `{${[...this.members.keys()]
+      .sort()
+      .map((k) => this.members.get(k))
+      .join(',')}}`;
+  }
+}
+
+/** A sealed event and its canonical JSON, the bytes stored. */
+export interface Sealed {
+  event: AuditEvent;
+  json: string;
+}
+
+/**
  * Put a draft on a chain after `tail` (none: the chain is empty), signed by `signer` if given.
- * Throws when the result is not a valid event.
+ * The draft must be a valid {@link AuditDraft}: writers parse theirs where they build or read it,
+ * and what sealing adds is checked here.
  */
 export function sealEvent(draft: AuditDraft, chain: string, tail: ChainTail | undefined, signer?: Signer): AuditEvent {
-  const unsealed = { ...draft, chain, seq: (tail?.seq ?? 0) + 1, prevHash: tail?.hash ?? null };
-  const signed = signer
-    ? { ...unsealed, signature: { key: signer.publicKey, sig: signer.sign(signedContent(unsealed)) } }
-    : unsealed;
-  return AuditEvent.parse({ ...signed, hash: eventHash(signed) });
+  return sealDraft(draft, CanonicalMembers.of(draft), chain, tail, signer).event;
+}
+
+/**
+ * {@link sealEvent} from the draft's members written beforehand (`CanonicalMembers.of(draft)`),
+ * also returning the event's canonical JSON: each member is written once, where signing, hashing
+ * and storing the event wrote all of it three times (and sealing again after a conflict, once more).
+ */
+export function sealDraft(
+  draft: AuditDraft,
+  members: CanonicalMembers,
+  chain: string,
+  tail: ChainTail | undefined,
+  signer?: Signer,
+): Sealed {
+  const position = ChainPosition.parse({ chain, seq: (tail?.seq ?? 0) + 1, prevHash: tail?.hash ?? null });
+  let unsealed = members.with(position);
+  const signature = signer && AuditSignature.parse({ key: signer.publicKey, sig: signer.sign(unsealed.json()) });
+  if (signature !== undefined) unsealed = unsealed.with({ signature });
+  const hash = sha256Hex(unsealed.json());
+  const event: AuditEvent = { ...draft, ...position, ...(signature !== undefined ? { signature } : {}), hash };
+  return { event, json: unsealed.with({ hash }).json() };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditDraft, AuditEvent } from '../../schemas/audit.js';
-import { canonicalJson, linkOf, sealEvent, type ChainTail } from './hash.js';
-import { fitDraft } from './draft.js';
+import { CanonicalMembers, linkOf, sealDraft, type ChainTail } from './hash.js';
+import { MAX_EVENT_BYTES, fitDraft } from './draft.js';
 import { WrongLastSequenceError, type ChainStore } from './store.js';
 import { RefitError } from '../../schemas/errors.js';
 import type { Signer } from '../nkey.js';
@@ -26,7 +26,7 @@ export async function readTail(store: ChainStore, chain: string, knownSeq?: numb
 }
 
 /**
- * Append one event to a chain so that no two writers can fork it: the event is sealed onto the tail
+ * Append one event (a valid {@link AuditDraft}) to a chain so that no two writers can fork it: the event is sealed onto the tail
  * the writer believes in and stored only if that tail is still the subject's last message (JetStream's
  * expected-last-subject-sequence). When another writer got there first, the tail is read again and the
  * event sealed anew. The event id is the message id, so a re-sent event is stored once.
@@ -44,15 +44,20 @@ export async function appendToChain(
     onMoved?: (believed: ChainTail | undefined, found: ChainTail | undefined) => void;
   } = {},
 ): Promise<Appended> {
-  const fitted = fitDraft(draft);
+  let fitted = draft;
+  let members = CanonicalMembers.of(draft);
+  if (Buffer.byteLength(members.json()) > MAX_EVENT_BYTES) {
+    fitted = fitDraft(draft);
+    members = CanonicalMembers.of(fitted);
+  }
   // A writer that remembers its tail (or that the chain is empty: null) appends without reading.
   let tail = opts.tail === undefined ? await readTail(store, chain) : (opts.tail ?? undefined);
   for (let conflicts = 0; ; conflicts++) {
     // The last attempt was stored but its acknowledgement was lost.
     if (tail?.eventId === fitted.eventId) return { tail, duplicate: true, streamSeq: tail.streamSeq };
-    const event = sealEvent(fitted, chain, tail, opts.signer);
+    const { event, json } = sealDraft(fitted, members, chain, tail, opts.signer);
     try {
-      const ack = await store.append(chain, canonicalJson(event), fitted.eventId, tail?.streamSeq ?? 0);
+      const ack = await store.append(chain, json, fitted.eventId, tail?.streamSeq ?? 0);
       // Stored before under this id (JetStream's duplicate window): the chain did not move.
       if (ack.duplicate) return { tail, duplicate: true, streamSeq: ack.streamSeq };
       return {

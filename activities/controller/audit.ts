@@ -1,13 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { NatsConnection } from '@nats-io/transport-node';
-import {
-  AUDIT_CHAINS,
-  AuditRecordInput,
-  type AuditDraft,
-  type AuditLink,
-  type AuditRecorded,
-} from '../../schemas/audit.js';
+import { AUDIT_CHAINS, AuditRecordInput, AuditDraft, type AuditLink, type AuditRecorded } from '../../schemas/audit.js';
 import { linkOf } from '../audit/hash.js';
 import { adminChainStore, allowAuditDirectGet, readAt, type ChainStore } from '../audit/store.js';
 import { ChainWriter, readTail } from '../audit/writer.js';
@@ -51,7 +45,8 @@ export function createRecordAudit({ nc, log }: AuditDeps) {
     const chain = req.rolloutId !== undefined ? AUDIT_CHAINS.rollout(req.rolloutId) : AUDIT_CHAINS.controller;
     await ready;
     const link = req.hostId !== undefined ? await hostHead(store, req.hostId) : undefined;
-    const draft: AuditDraft = {
+    // Checked here, where it is built from the input, the workflow and the host's chain; sealing trusts it.
+    const draft = AuditDraft.parse({
       eventId: req.eventId ?? `${workflowId}/${runId}/${info.activityId}`,
       at: req.at ?? new Date().toISOString(),
       actor: req.actor,
@@ -63,7 +58,7 @@ export function createRecordAudit({ nc, log }: AuditDeps) {
       ...(req.step !== undefined ? { step: req.step } : {}),
       data: req.data ?? {},
       ...(link !== undefined ? { links: [link] } : {}),
-    };
+    } satisfies AuditDraft);
     const done = await writer.append(chain, draft);
     const stored =
       done.event ?? (done.tail?.eventId === draft.eventId ? done.tail : await storedAt(nc, done.streamSeq));
