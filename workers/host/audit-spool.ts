@@ -70,6 +70,8 @@ export class HostAuditLog {
   private progress = new Set<() => void>();
   private stopping = new AbortController();
   private sending: Promise<void> | undefined;
+  /** The tidying after each batch of appends, one after another, off the sender's path. */
+  private settling: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly o: HostAuditLogOptions,
@@ -213,7 +215,7 @@ export class HostAuditLog {
     while (!this.stopping.signal.aborted) {
       const n = Math.min(...this.pending);
       if (!Number.isFinite(n)) {
-        await this.settle(sent.splice(0));
+        this.settleLater(sent.splice(0));
         if (this.pending.size > 0 || this.stopping.signal.aborted) continue;
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
@@ -226,7 +228,7 @@ export class HostAuditLog {
         failing = false;
         wait = 250;
       } catch (err) {
-        await this.settle(sent.splice(0));
+        this.settleLater(sent.splice(0));
         if (!failing)
           log.warn({ err, backlog: this.pending.size }, 'cannot store audit events; they stay spooled and are retried');
         failing = true;
@@ -234,7 +236,18 @@ export class HostAuditLog {
         wait = Math.min(wait * 2, RETRY_MAX_MS);
       }
     }
-    await this.settle(sent);
+    this.settleLater(sent);
+    await this.settling;
+  }
+
+  /**
+   * Tidy after a batch of appends while the next events are sent: a write of tail.json and the
+   * removal of a few files no longer hold up an event recorded meanwhile (issue 17: the step's
+   * result waited for its `started` event's tidying). One batch's tidying at a time, in order.
+   */
+  private settleLater(sent: number[]): void {
+    if (sent.length === 0) return;
+    this.settling = this.settling.then(() => this.settle(sent));
   }
 
   /**
