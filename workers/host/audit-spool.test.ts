@@ -131,6 +131,18 @@ describe('the host audit spool', () => {
     expect(verifyTrail(store.records).ok).toBe(true);
   });
 
+  it('answers a flush once the stream has the events, without waiting for the disk', async () => {
+    const store = new MemoryChainStore();
+    store.faults.push('unreachable');
+    const audit = await open(store);
+    await audit.record(draft(1));
+    // The spool is gone: its fsync fails, the stream still stores the event from memory.
+    await rm(path.join(dir, 'spool'), { recursive: true, force: true });
+    await audit.flush(AbortSignal.timeout(10_000));
+    expect(stored(store)).toEqual([1]);
+    expect(audit.backlog).toBe(0);
+  });
+
   it('gives up waiting when told to, leaving the events spooled', async () => {
     const store = new MemoryChainStore();
     store.faults.push(...Array<'unreachable'>(50).fill('unreachable'));
