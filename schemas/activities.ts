@@ -29,7 +29,8 @@ export interface DispatchRunRequest {
   /**
    * The host workflow's own audit events that this run writes (decision 0040), each with its `data`:
    * `started` (`host.started`) before any of its commands is sent, `succeeded` (`host.succeeded`)
-   * once every step of the run succeeded, unless the workflow cancelled it. Their ids are
+   * once every step of the run succeeded, unless the workflow cancelled it (no longer asked for: an
+   * abort the activity has not heard of yet must still roll the host back). Their ids are
    * {@link hostAuditEventId}'s, so the workflow writing either itself stores it only once.
    */
   hostAudit?: { started?: Record<string, unknown>; succeeded?: Record<string, unknown> };

@@ -153,10 +153,13 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
    * Apply a run of steps (indexes into the plan's steps) in one activity. Each step gets its record,
    * outcome and place among the touched steps as when it is dispatched alone; the first that did not
    * succeed fails the host with the same error. While the run goes, the progress shows its first step.
-   * With `latest`, the run writes `host.started` if that is not known to be stored, and, when it is the
-   * host's last and ends in no reboot, `host.succeeded` if every step succeeds.
+   * With `latest`, the run writes `host.started` if that is not known to be stored. It never writes the
+   * host's end: only this workflow knows whether the rollout aborted the host while the run ran (the
+   * activity hears of a cancel with its next heartbeat, up to 16 s later, often after the host finished),
+   * and an aborted host is rolled back, not succeeded. Histories recorded while the run wrote
+   * `host.succeeded` (its result says `ended`) replay as they ran.
    */
-  async function applyRun(indexes: number[], touched: Touched[], last: boolean): Promise<void> {
+  async function applyRun(indexes: number[], touched: Touched[]): Promise<void> {
     const run = indexes.map((index) => ({ index, step: input.steps[index] as PlanStep }));
     const first = run[0] as (typeof run)[number];
     progress.current = { index: first.index, kind: first.step.kind, mode: 'apply' };
@@ -168,17 +171,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       summaries ? `${input.hostId} · ${label}` : undefined,
       latest,
     );
-    const succeeded =
-      latest && last && run.at(-1)?.step.kind !== 'reboot'
-        ? endData([
-            ...records.filter((r) => r !== firstRecord),
-            ...run.map(({ step }) => ({ kind: step.kind, mode: 'apply' as const, state: 'succeeded' as const })),
-          ])
-        : undefined;
-    const hostAudit = {
-      ...(latest && !startStored ? { started: startData } : {}),
-      ...(succeeded ? { succeeded } : {}),
-    };
+    const hostAudit = latest && !startStored ? { started: startData } : {};
     let ended: DispatchRunResult;
     try {
       ended = await acts.dispatchRun({
@@ -224,7 +217,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       record.outcome = result.outcome;
       entry.outcome = result.outcome;
     }
-    // The run stored the host's end: every step succeeded, and an abort that came since is too late.
+    // The run stored the host's end (recorded histories only, see above): every step succeeded.
     if (ended.ended === true) {
       endStored = true;
       return;
@@ -277,10 +270,10 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   try {
     await steps.run(async () => {
       const runs = stepRuns ? cutIntoRuns(input.steps) : input.steps.map((_, index) => [index]);
-      for (const [i, indexes] of runs.entries()) {
-        // Since decision 0040 a run of one step is a run too: its activity audits the host's start and end.
+      for (const indexes of runs) {
+        // Since decision 0040 a run of one step is a run too: its activity audits the host's start.
         if (indexes.length > 1 || latest) {
-          await applyRun(indexes, touched, i === runs.length - 1);
+          await applyRun(indexes, touched);
           continue;
         }
         const index = indexes[0] as number;

@@ -46,7 +46,9 @@ interface PlannedStep {
  *
  * Asked to (`hostAudit`, decision 0040), it also writes the host workflow's `host.started` before
  * sending anything and `host.succeeded` once every step succeeded, each under the workflow run's own
- * event id: a retried attempt stores neither twice.
+ * event id: a retried attempt stores neither twice. Workflows no longer ask for `host.succeeded` (only
+ * the workflow knows whether the rollout aborted the host meanwhile); an attempt scheduled by a
+ * workflow that did is still served.
  */
 export function createDispatchRun(
   deps: DispatchDeps & {
