@@ -165,9 +165,20 @@ describe.skipIf(skip !== '')(
       // OVS end's tunnel neighbour cache still holds the old MAC of h2's underlay bridge (the lab has no
       // udev to keep it) until it sees an ARP from h2: a few seconds.
       expect(await macOf()).toBe(mac);
+      // Alone, traffic crosses again 4-5 s after the reboot (three rounds of pings lost; the OVS end's
+      // tunnel neighbour already right); inside one full clean-clone run it had not within 15 s. The MAC
+      // is checked above; this allows 30 s and says what each round of pings got.
       let last = { transmitted: 0, received: 0 };
-      for (const until = Date.now() + 15_000; Date.now() < until && last.received < 3;) last = await pingFromVm(1422);
-      expect(last).toMatchObject({ transmitted: 3, received: 3 });
+      const started = Date.now();
+      const rounds: string[] = [];
+      for (const until = started + 30_000; Date.now() < until && last.received < 3;) {
+        last = await pingFromVm(1422);
+        rounds.push(`${Date.now() - started} ms: ${last.received}/${last.transmitted}`);
+      }
+      expect(last, `pings from vm101 through the tunnel after the reboot: ${rounds.join(', ')}`).toMatchObject({
+        transmitted: 3,
+        received: 3,
+      });
     });
 
     it('revert removes each end from the running host and the file; traffic stops', async () => {
