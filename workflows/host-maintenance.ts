@@ -29,9 +29,9 @@ import { SUMMARIES, abortHostSignal, hostProgressQuery, phaseKey, type HostProgr
 export const LEAN_HOST_HISTORY = 'lean-host-history';
 
 /**
- * Host workflows that took it have their start and end audited by the dispatch activities where they
- * can (decision 0040), and take this one patch for the four before it (summaries, bounded step
- * retries, lean-host-history, step-runs).
+ * Host workflows that took it have their start audited by their first run's dispatch activity
+ * (decision 0040; their end, as recorded before its amendment, by the last run's), and take this one
+ * patch for the four before it (summaries, bounded step retries, lean-host-history, step-runs).
  */
 export const HOST_AUDIT_WITH_STEPS = 'host-audit-with-steps';
 
@@ -82,7 +82,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   const records: StepRecord[] = [];
   const progress: HostProgress = { hostId: input.hostId, rolloutId: input.rolloutId, current: null, steps: records };
   setHandler(hostProgressQuery, () => progress);
-  // The start and end audited with the steps (decision 0040); one patch marker for the four below.
+  // The start audited with the first run (decision 0040); one patch marker for the four below.
   const latest = patched(HOST_AUDIT_WITH_STEPS);
   // Histories recorded before their activities had summaries replay without them.
   const summaries = latest || patched(SUMMARIES);
@@ -171,7 +171,6 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
       summaries ? `${input.hostId} · ${label}` : undefined,
       latest,
     );
-    const hostAudit = latest && !startStored ? { started: startData } : {};
     let ended: DispatchRunResult;
     try {
       ended = await acts.dispatchRun({
@@ -179,7 +178,7 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
         hostId: input.hostId,
         steps: run.map(({ index, step: { timeout: _timeout, ...call } }) => ({ ...call, index })),
         ...(input.avoidHosts && run.some(({ step }) => step.kind === 'drain') ? { avoidHosts: input.avoidHosts } : {}),
-        ...(Object.keys(hostAudit).length > 0 ? { hostAudit } : {}),
+        ...(latest && !startStored ? { hostAudit: { started: startData } } : {}),
       });
       if (latest) startStored = true;
     } catch (err) {
@@ -239,8 +238,9 @@ export async function hostMaintenance(input: HostMaintenanceInput): Promise<Host
   const base = { actor: 'controller', rolloutId: input.rolloutId, hostId: input.hostId } as const;
   const startData = { steps: input.steps.map((s) => s.kind), onHostFailure: input.onHostFailure };
   // With `latest` (decision 0040) the first run's activity stores host.started before it sends a
-  // command, and the last run's stores host.succeeded; whatever else the host does first (a revert, its
-  // end) stores host.started itself, under the same event id, and so stored once.
+  // command; whatever else the host does first (a revert, its end) stores host.started itself, under the
+  // same event id, and so stored once. The end is the workflow's (a run stored it only in histories
+  // recorded before the decision's amendment).
   let startStored = false;
   let endStored = false;
   const { workflowId, runId } = workflowInfo();

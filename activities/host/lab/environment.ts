@@ -7,7 +7,7 @@ import { ifName } from '../linux/names.js';
 import { pciAddressFromUevent, type VfState } from '../linux/sriov.js';
 import { controllerConfirmation } from '../linux/confirm.js';
 import { ovsPortVmNics, type VmNicBackend } from '../linux/vm-nics.js';
-import { announceHost, attachVmPort, fixBridgeMac, reachableFromSwitch, runningBridge } from './attach.js';
+import { announceHost, attachVmPort, fixBridgeMac, hostLinks, reachableFromSwitch, runningBridge } from './attach.js';
 import { readLabVf, setLabVfs, writeLabVf } from './boot.js';
 import { hostRunner, labUpdateGrubScript, vmRunner } from './exec.js';
 import { hostPaths } from './layout.js';
@@ -98,8 +98,9 @@ export function labHostEnv(lab: LabState, host: LabHost, stateDir: string, confi
     runInVm: (vm) => vmRunner(labVm(lab, vm)),
     vmNics: async () => labVmNics(lab, host),
     afterBridgeSwitch: async () => {
-      await fixBridgeMac(lab, host);
-      const bridge = await runningBridge(lab, host);
+      const links = await hostLinks(lab, host);
+      await fixBridgeMac(lab, host, links);
+      const bridge = await runningBridge(lab, host, links);
       for (const vm of await vmsOn(lab, host.id)) await attachVmPort(lab, host, vm.port, bridge);
       await announceHost(lab, host);
     },
