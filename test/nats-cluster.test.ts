@@ -19,9 +19,9 @@ import { CLUSTER_SETTINGS, natsConfigFile } from '../workers/dev/credentials.js'
 import { controllerIdentity, freePorts, stackStatus, startStack, stopStack } from '../workers/dev/stack.js';
 import { connectNats } from '../workers/nats.js';
 import { simHostIds, startSimFleet, type SimFleetHandle } from '../workers/sim/fleet.js';
-import { rolloutStatusQuery } from '../workflows/messages.js';
 import { CAMPAIGN_STEPS, campaignStepsYaml, plan, quietLog, tempDir, temporalClient } from './helpers/controller.js';
-import { rolloutEnd } from '../workers/control/rollout-status.js';
+import { getRolloutStatus, rolloutEnd } from '../workers/control/rollout-status.js';
+import type { RolloutStatus } from '../schemas/rollout.js';
 
 /**
  * `refit dev up --nats-cluster 3` in a home of this file's own (its own Temporal dev server too), a
@@ -164,20 +164,35 @@ ${campaignStepsYaml()}
       );
       const handle = temporal.client.workflow.getHandle(id);
 
-      // Step progress as the rollout sees it: each change of a host's state or step.
+      // Step progress as `refit rollout status` shows it: each change of a host's state or current step.
       const changes: number[] = [];
+      const seen: string[] = [];
+      const startedAt = Date.now();
+      let latest: RolloutStatus | undefined;
       let done = false;
       const following = (async () => {
         let last = '';
         while (!done) {
-          const s = await handle.query(rolloutStatusQuery).catch(() => undefined);
-          const now = s === undefined ? last : JSON.stringify(s.hosts.map((h) => [h.state, h.step]));
-          if (now !== last) changes.push(Date.now());
+          latest = await getRolloutStatus(temporal.client, id).catch(() => latest);
+          const now = latest === undefined ? last : JSON.stringify(latest.hosts.map((h) => [h.state, h.step]));
+          if (now !== last) {
+            changes.push(Date.now());
+            seen.push(`${((Date.now() - startedAt) / 1000).toFixed(1)} s ${now}`);
+          }
           last = now;
           await sleep(100);
         }
       })();
-      await until(() => changes.length >= 6, { what: 'a few steps of progress', timeoutMs: 60_000 });
+      // The kill comes once the first wave has succeeded, so the other two waves run through the outage.
+      await until(() => (latest?.counts.succeeded ?? 0) >= 2, {
+        what: () => `the first wave to succeed; the hosts as they changed:\n${seen.join('\n')}`,
+        timeoutMs: 60_000,
+      });
+      const stateAtKill = latest;
+      expect(
+        stateAtKill?.hosts.filter((h) => h.state === 'pending').length,
+        'hosts not yet started when the node is killed',
+      ).toBeGreaterThanOrEqual(2);
 
       const leaders = await streamLeaders(nodes);
       const leading = new Map<string, number>();
@@ -216,7 +231,7 @@ ${campaignStepsYaml()}
         `NATS node loss: killed ${victim.name} (leader of ${led} of ${leaders.size} streams); ` +
           `step progress stalled ${(stalledMs / 1000).toFixed(1)} s (longest gap before the kill ${(usualGapMs / 1000).toFixed(1)} s); ` +
           `inventory reads failed until ${(unansweredMs / 1000).toFixed(1)} s after the kill (${failedReads.length} of ${reads.length} failed), ` +
-          `longest read ${(longestReadMs / 1000).toFixed(1)} s`,
+          `longest read ${(longestReadMs / 1000).toFixed(1)} s; the hosts as they changed (kill at ${((killedAt - startedAt) / 1000).toFixed(1)} s):\n${seen.join('\n')}`,
         ...failedReads,
       );
 
