@@ -91,6 +91,13 @@ async function makeSwitch(lab: LabState): Promise<void> {
 
 async function makeHost(lab: LabState, host: LabHost): Promise<void> {
   await rootRunner(['ip', 'netns', 'add', host.ns]);
+  // Open vSwitch here is a userspace datapath, so its ports (the uplink, a bond's members) stay kernel
+  // interfaces beside it, and by default the kernel answers ARP for any of its addresses on any of
+  // them, with that interface's MAC. A peer that learnt the uplink's MAC for the host's address sent
+  // its frames where Open vSwitch does not take them (a VXLAN into an OVS host crossed only once the
+  // host asked for the peer's MAC itself). A real OVS port never hands its frames to the host's
+  // stack; arp_ignore=1 answers only on the interface that holds the address, the bridge, as there.
+  await rootRunner(['ip', 'netns', 'exec', host.ns, 'sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1']);
   await writeHostFiles(lab, host);
   // Created straight inside the two namespaces: the root namespace never holds a lab interface.
   for (const nic of uplinkNics(host)) {
@@ -130,9 +137,6 @@ async function makeHost(lab: LabState, host: LabHost): Promise<void> {
     await rootRunner(['ip', 'netns', 'exec', lab.switch.ns, 'ethtool', '-K', nic.switchPort, 'tx', 'off']);
   }
   if (host.bond !== undefined) {
-    // The bond's members are kernel interfaces beside Open vSwitch's userspace datapath: without
-    // arp_ignore a member answers ARP for the bridge's address with its own MAC.
-    await rootRunner(['ip', 'netns', 'exec', host.ns, 'sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1']);
     // The switch's partner: one OVS bond over the host's two cables, LACP active (fast LACPDUs asked).
     await switchOvsRunner(lab)([
       'ovs-vsctl',

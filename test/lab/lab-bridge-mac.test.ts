@@ -51,6 +51,40 @@ describe.skipIf(skip !== '')(
       await keepsItsMac('h2', 'after lab up');
     });
 
+    it("a host on Open vSwitch answers ARP for its address with the MAC of the port that holds it, never its uplink's", async () => {
+      // The lab's Open vSwitch is a userspace datapath: the uplink stays a kernel interface beside it,
+      // and by default the kernel answers ARP for any of its addresses on any interface. A peer that
+      // took the uplink's MAC sent its frames where Open vSwitch does not take them (a VXLAN from h2 to
+      // an OVS host crossed only once that host asked for h2's MAC itself). A real OVS port never hands
+      // its frames to the host's stack.
+      const step = (mode: 'apply' | 'revert') =>
+        driver('h2').runStep(
+          prepareStep(command('h2', 'ovs-convert', { bridge: 'vmbr0', hostVlan: 1, confirmWithin: 20_000 }, mode)),
+          ctx(),
+        );
+      expect((await step('apply')).after).toMatchObject({ bridge: { type: 'ovs' } });
+      const address = host('h2').address.split('/')[0] as string;
+      // The interface that holds the host's address: the OVS internal port on the host VLAN.
+      const addrs = JSON.parse((await hostRunner(lab(), host('h2'))(['ip', '-j', '-4', 'addr', 'show'])).stdout) as {
+        ifname: string;
+        addr_info: { local: string }[];
+      }[];
+      const holder = addrs.find((l) => l.addr_info.some((a) => a.local === address));
+      expect(holder?.ifname).toBe('vlan1');
+      const holderMac = (await hostLinks(lab(), host('h2'))).find((l) => l.name === holder?.ifname)?.mac;
+      expect(holderMac).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      const h1 = hostRunner(lab(), host('h1'));
+      for (let round = 1; round <= 5; round++) {
+        await h1(['ip', 'neigh', 'flush', 'dev', 'vmbr0']);
+        await h1(['ping', '-n', '-q', '-c', '1', '-W', '2', address]);
+        const learnt = /lladdr (\S+)/.exec(
+          (await h1(['ip', 'neigh', 'show', 'to', address, 'dev', 'vmbr0'])).stdout,
+        )?.[1];
+        expect(learnt, `h1's ARP entry for h2 (${address}), round ${round}`).toBe(holderMac);
+      }
+      expect((await step('revert')).after).toMatchObject({ bridge: { type: 'linux' } });
+    });
+
     it('after ovs-convert and its revert rebuilt the Linux bridge', async () => {
       for (const id of ['h1', 'h2']) {
         const step = (mode: 'apply' | 'revert') =>
