@@ -278,12 +278,16 @@ describe('cancel with onCancel: rollback', () => {
       // Wait until both hosts have drained (their VMs are away), then cancel mid-campaign.
       for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++)
         await new Promise((r) => setTimeout(r, 100));
+      expect(slow.map((x) => slowFleet.hosts.get(x)?.snapshot().cordoned)).toEqual([true, true]);
       await client.workflow
         .getHandle(id)
         .executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
       const end = await result(id);
       expect(end.state).toBe('cancelled');
       for (const hostId of slow) {
+        // The whole plan is one run (no reboot in it) of ~8 s here, and the cancel came ~2 s in, after the
+        // drain: the host stopped there. The run's last step, undrain (due ~6 s in), never ran.
+        expect(slowFleet.hosts.get(hostId)?.snapshot().effects, hostId).not.toHaveProperty('undrain');
         expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({
           state: 'rolled-back',
           error: 'rollout cancelled by erin',

@@ -43,6 +43,9 @@ export const WORKFLOWS_PATH = fromDist
 /** Bundled by `npm run build`, so a worker starts without running webpack. */
 export const WORKFLOW_BUNDLE = path.join(root, 'dist', 'workflow-bundle.js');
 
+/** The longest Temporal holds back an activity's heartbeat (and so the news of its cancellation). */
+export const HEARTBEAT_THROTTLE = '1s';
+
 export interface ControllerWorker {
   worker: Worker;
   nc: NatsConnection;
@@ -168,6 +171,11 @@ async function startWorker(
       }),
       // Dispatch activities mostly wait on hosts; one per host in flight.
       maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 2_000,
+      // An activity hears of its cancellation only in the answer to a heartbeat, and Temporal sends a
+      // heartbeat at most every 0.8 × the heartbeat timeout (16 s) unless told otherwise: a cancelled
+      // run kept sending its next steps (ovs-convert, a reboot) for up to 16 s after the operator
+      // cancelled. With this, each of the activity's heartbeats (every 3 s) goes out.
+      maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       ...opts.tuning,
     });
   } catch (err) {
