@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -234,13 +234,28 @@ describe('maintenance windows', () => {
 
 describe('continue-as-new', () => {
   it('carries a pause across a new run, and resumes exactly where it was', async () => {
-    const targets = [h(2), h(3), h(5), h(6)];
+    // Hosts of their own whose verify takes 2 s: the pause must land while a host is in flight. At the
+    // suite's speed a host took ~0.4 s, and one that finished between the poll and the pause would
+    // have let the rollout continue as new with nothing in flight before the pause came.
+    const targets = simHostIds(4, `can${randomBytes(2).toString('hex')}`);
+    const fleet = await startSimFleet({
+      home: stack.home,
+      natsUrl: stack.natsUrl,
+      hosts: targets,
+      stateDir: tempDir('can-sim'),
+      stepMs: { verify: 2_000 },
+      presenceIntervalMs: 500,
+      log: quietLog,
+    });
+    onTestFinished(() => fleet.stop());
+    await waitForOnline(config, targets);
     // A tiny history limit: the rollout continues as new after each host it finishes.
     const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 16 });
     await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
     const paused = await client.workflow
       .getHandle(id)
       .executeUpdate(operatorUpdates.pause, { args: [{ by: 'dave', reason: 'lunch' }] });
+    expect(paused.counts.running, 'a host in flight when the pause came').toBe(1);
     // The host in flight finishes; the rollout then continues as new, still paused, and starts nothing.
     const after = await until(id, 'a new run while paused', (s) => s.runs > paused.runs);
     expect(await recordedRuns(id, after.runs + 1)).toBe(after.runs + 1);

@@ -392,6 +392,19 @@ describe('the failure budget', () => {
     expect(m.status.state).toBe('paused');
   });
 
+  it('lets a host in flight finish when it pauses: no abort, and its success counts', () => {
+    const m = rollout(hostsNamed(4), { ...plan, waves: { canary: 0, batchSize: 4, maxInFlight: 2 } });
+    expect(startAll(m).started).toEqual(['h0', 'h1']);
+    finish(m, 'h0', 'rolled-back');
+    expect(m.next({ now: T0 }).kind).toBe('pause');
+    expect(m.abortsInFlight).toBe(false);
+    expect([...m.hostsInFlight]).toEqual(['h1']);
+    finish(m, 'h1');
+    expect(startAll(m).started).toEqual([]);
+    expect(m.status.hosts.map((h) => h.state)).toEqual(['rolled-back', 'succeeded', 'pending', 'pending']);
+    expect(m.status.state).toBe('paused');
+  });
+
   it('accepts the failures so far once resumed, and pauses again at the next one', () => {
     const m = rollout(hostsNamed(4), plan);
     startAll(m);
