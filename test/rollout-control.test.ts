@@ -8,7 +8,7 @@ import { hostWorkflowId } from '../schemas/names.js';
 import type { RolloutStatus } from '../schemas/rollout.js';
 import { startRollout } from '../workers/control/rollouts.js';
 import { operatorUpdates, hostUpdates, rolloutStatusQuery } from '../workflows/messages.js';
-import { startSimFleet, simHostIds } from '../workers/sim/fleet.js';
+import { startSimFleet, simHostIds, type SimFleetOptions } from '../workers/sim/fleet.js';
 import { useSimFleet } from './helpers/fleet.js';
 import { plan, quietLog, rolloutReaches, runCli, tempDir, waitForOnline } from './helpers/controller.js';
 import { rolloutEnd } from '../workers/control/rollout-status.js';
@@ -73,6 +73,26 @@ async function recordedRuns(id: string, expected: number): Promise<number> {
 }
 const mostAtOnce = (s: { start: number; end: number }[]) =>
   Math.max(0, ...s.map((a) => s.filter((b) => b.start <= a.start && b.end > a.start).length));
+
+/**
+ * Simulated hosts of a test's own, paced as it needs (the suite's run at speed 4), online before it
+ * goes on and stopped when the test ends.
+ */
+async function ownFleet(prefix: string, count: number, pace: Pick<SimFleetOptions, 'speed' | 'stepMs'>) {
+  const hostIds = simHostIds(count, `${prefix}${randomBytes(2).toString('hex')}`);
+  const fleet = await startSimFleet({
+    home: stack.home,
+    natsUrl: stack.natsUrl,
+    hosts: hostIds,
+    stateDir: tempDir(`${prefix}-sim`),
+    ...pace,
+    presenceIntervalMs: 500,
+    log: quietLog,
+  });
+  onTestFinished(() => fleet.stop());
+  await waitForOnline(config, hostIds);
+  return { hostIds, fleet };
+}
 
 describe('the failure budget', () => {
   it('pauses the rollout when spent, without aborting hosts in flight; resume continues; cancel ends it cleanly', async () => {
@@ -237,18 +257,7 @@ describe('continue-as-new', () => {
     // Hosts of their own whose verify takes 2 s: the pause must land while a host is in flight. At the
     // suite's speed a host took ~0.4 s, and one that finished between the poll and the pause would
     // have let the rollout continue as new with nothing in flight before the pause came.
-    const targets = simHostIds(4, `can${randomBytes(2).toString('hex')}`);
-    const fleet = await startSimFleet({
-      home: stack.home,
-      natsUrl: stack.natsUrl,
-      hosts: targets,
-      stateDir: tempDir('can-sim'),
-      stepMs: { verify: 2_000 },
-      presenceIntervalMs: 500,
-      log: quietLog,
-    });
-    onTestFinished(() => fleet.stop());
-    await waitForOnline(config, targets);
+    const { hostIds: targets } = await ownFleet('can', 4, { stepMs: { verify: 2_000 } });
     // A tiny history limit: the rollout continues as new after each host it finishes.
     const id = await start(targets, 'waves: { canary: 0, batchSize: 4, maxInFlight: 1 }', { historyLimit: 16 });
     await until(id, 'a second run with a host in flight', (s) => s.runs >= 1 && s.counts.running === 1);
@@ -277,44 +286,30 @@ describe('continue-as-new', () => {
 
 describe('cancel with onCancel: rollback', () => {
   it('stops the hosts in flight after their running step and undoes what they did', async () => {
-    const slow = simHostIds(2, `slow${randomBytes(2).toString('hex')}`);
-    const slowFleet = await startSimFleet({
-      home: stack.home,
-      natsUrl: stack.natsUrl,
-      hosts: slow,
-      stateDir: tempDir('slow-sim'),
-      speed: 0.2,
-      presenceIntervalMs: 500,
-      log: quietLog,
-    });
-    try {
-      await waitForOnline(config, slow);
-      const id = await start(slow, 'waves: { canary: 0, batchSize: 2, maxInFlight: 2 }\nonCancel: rollback');
-      // Wait until both hosts have drained (their VMs are away), then cancel mid-campaign.
-      for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++)
-        await new Promise((r) => setTimeout(r, 100));
-      expect(slow.map((x) => slowFleet.hosts.get(x)?.snapshot().cordoned)).toEqual([true, true]);
-      await client.workflow
-        .getHandle(id)
-        .executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
-      const end = await result(id);
-      expect(end.state).toBe('cancelled');
-      for (const hostId of slow) {
-        // The whole plan is one run (no reboot in it) of ~8 s here, and the cancel came ~2 s in, after the
-        // drain: the host stopped there. The run's last step, undrain (due ~6 s in), never ran.
-        expect(slowFleet.hosts.get(hostId)?.snapshot().effects, hostId).not.toHaveProperty('undrain');
-        expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({
-          state: 'rolled-back',
-          error: 'rollout cancelled by erin',
-        });
-        expect(slowFleet.hosts.get(hostId)?.snapshot()).toMatchObject({
-          cordoned: false,
-          away: {},
-          bridge: { type: 'linux' },
-        });
-      }
-    } finally {
-      await slowFleet.stop();
+    const { hostIds: slow, fleet: slowFleet } = await ownFleet('slow', 2, { speed: 0.2 });
+    const id = await start(slow, 'waves: { canary: 0, batchSize: 2, maxInFlight: 2 }\nonCancel: rollback');
+    // Wait until both hosts have drained (their VMs are away), then cancel mid-campaign.
+    for (let i = 0; i < 300 && !slow.every((x) => slowFleet.hosts.get(x)?.snapshot().cordoned); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(slow.map((x) => slowFleet.hosts.get(x)?.snapshot().cordoned)).toEqual([true, true]);
+    await client.workflow
+      .getHandle(id)
+      .executeUpdate(operatorUpdates.cancel, { args: [{ by: 'erin', reason: 'wrong plan' }] });
+    const end = await result(id);
+    expect(end.state).toBe('cancelled');
+    for (const hostId of slow) {
+      // The whole plan is one run (no reboot in it) of ~8 s here, and the cancel came ~2 s in, after the
+      // drain: the host stopped there. The run's last step, undrain (due ~6 s in), never ran.
+      expect(slowFleet.hosts.get(hostId)?.snapshot().effects, hostId).not.toHaveProperty('undrain');
+      expect(end.hosts.find((x) => x.hostId === hostId)).toMatchObject({
+        state: 'rolled-back',
+        error: 'rollout cancelled by erin',
+      });
+      expect(slowFleet.hosts.get(hostId)?.snapshot()).toMatchObject({
+        cordoned: false,
+        away: {},
+        bridge: { type: 'linux' },
+      });
     }
   });
 });

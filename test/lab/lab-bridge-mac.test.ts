@@ -3,6 +3,7 @@ import { prepareStep } from '../../activities/host/driver.js';
 import { attachVmPort, hostLinks, reachableFromSwitch } from '../../activities/host/lab/attach.js';
 import { rebootHost } from '../../activities/host/lab/boot.js';
 import { hostRunner } from '../../activities/host/lab/exec.js';
+import { ipAddrsArgv, parseIpAddrs } from '../../activities/host/linux/ip.js';
 import { directSteps, labSkipReason, testLabDir, useLabDrivers } from './lab-env.js';
 
 const skip = labSkipReason();
@@ -65,13 +66,11 @@ describe.skipIf(skip !== '')(
       expect((await step('apply')).after).toMatchObject({ bridge: { type: 'ovs' } });
       const address = host('h2').address.split('/')[0] as string;
       // The interface that holds the host's address: the OVS internal port on the host VLAN.
-      const addrs = JSON.parse((await hostRunner(lab(), host('h2'))(['ip', '-j', '-4', 'addr', 'show'])).stdout) as {
-        ifname: string;
-        addr_info: { local: string }[];
-      }[];
-      const holder = addrs.find((l) => l.addr_info.some((a) => a.local === address));
-      expect(holder?.ifname).toBe('vlan1');
-      const holderMac = (await hostLinks(lab(), host('h2'))).find((l) => l.name === holder?.ifname)?.mac;
+      const holder = parseIpAddrs((await hostRunner(lab(), host('h2'))(ipAddrsArgv())).stdout).find(
+        (a) => a.cidr.split('/')[0] === address,
+      )?.name;
+      expect(holder).toBe('vlan1');
+      const holderMac = (await hostLinks(lab(), host('h2'))).find((l) => l.name === holder)?.mac;
       expect(holderMac).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
       const h1 = hostRunner(lab(), host('h1'));
       for (let round = 1; round <= 5; round++) {
